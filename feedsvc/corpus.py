@@ -1,0 +1,275 @@
+"""Walk the data directory and assemble a consistent Corpus, incrementally.
+
+A `Library` remembers every file's stat signature and parsed record, so a rescan
+re-reads only files whose signature changed.  It also remembers the last good
+record of every article: an article file that turns invalid keeps publishing
+its last good version (and its error is reported) until it is fixed or deleted.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+
+from slugify import slugify
+
+from . import loader
+from .model import Article, Category, DataError, Person, Site
+
+SITE_FILE = "site.yml"
+CATEGORIES_FILE = "categories.yml"
+
+
+def name_key(name: str) -> str:
+    """Names equal up to case, spacing and punctuation are the same category or author."""
+    return "".join(ch for ch in name.casefold() if ch.isalnum())
+
+
+@dataclass
+class Corpus:
+    site: Site
+    articles: list[Article]                 # every non-draft article, newest first
+    authors: dict[str, Person]              # slug -> person
+    categories: dict[str, Category]         # slug -> category
+    author_slugs: dict[str, str]            # name key -> slug
+    category_slugs: dict[str, str]          # name key -> slug
+    errors: list[DataError] = field(default_factory=list)
+
+    def visible(self, now: dt.datetime) -> list[Article]:
+        return [a for a in self.articles if a.published <= now]
+
+    def next_go_live(self, now: dt.datetime) -> dt.datetime | None:
+        future = [a.published for a in self.articles if a.published > now]
+        return min(future) if future else None
+
+    def authors_of(self, article: Article) -> list[Person]:
+        return [self.authors[self.author_slugs[name_key(n)]] for n in article.authors
+                if name_key(n) in self.author_slugs]
+
+    def categories_of(self, article: Article) -> list[Category]:
+        return [self.categories[self.category_slugs[name_key(n)]] for n in article.categories
+                if name_key(n) in self.category_slugs]
+
+
+class Library:
+    """Incremental loader for one data directory."""
+
+    def __init__(self, root: str, *, base_url: str = "", max_file_bytes: int = 1 << 20):
+        self.root = os.path.abspath(root)
+        self.base_url = base_url
+        self.max_file_bytes = max_file_bytes
+        self._sigs: dict[str, tuple] = {}
+        self._records: dict[str, object] = {}           # rel -> record or DataError
+        self._last_good: dict[str, Article] = {}
+        self.site: Site | None = None
+        self.reads = 0                                  # files (re)parsed, for tests and bench
+
+    # -- scanning ---------------------------------------------------------------
+    def scan(self) -> dict[str, tuple]:
+        """Stat signatures of every data file (dot files and folders are ignored)."""
+        sigs: dict[str, tuple] = {}
+        if not os.path.isdir(self.root):
+            raise DataError(".", f"data directory {self.root} is missing or not a directory")
+
+        def walk(abs_dir: str, rel_dir: str) -> None:
+            try:
+                entries = sorted(os.scandir(abs_dir), key=lambda e: e.name)
+            except OSError as e:
+                sigs[rel_dir or "."] = ("error", e.strerror)
+                return
+            for e in entries:
+                if e.name.startswith(".") or e.name.endswith("~"):
+                    continue
+                rel = f"{rel_dir}/{e.name}" if rel_dir else e.name
+                try:
+                    if e.is_dir(follow_symlinks=False):
+                        if rel in ("articles", "authors") or rel.startswith("articles/"):
+                            walk(e.path, rel)
+                        continue
+                    st = e.stat(follow_symlinks=True) if e.is_symlink() else e.stat()
+                    sigs[rel] = (st.st_mtime_ns, st.st_size, st.st_ino, e.is_symlink())
+                except OSError as err:  # dangling symlink, vanished file
+                    sigs[rel] = ("error", err.strerror)
+
+        walk(self.root, "")
+        return {rel: sig for rel, sig in sigs.items() if _wanted(rel)}
+
+    def load(self, sigs: dict[str, tuple] | None = None) -> Corpus:
+        """Re-read changed files and return the corpus they make now."""
+        sigs = self.scan() if sigs is None else sigs
+        changed = [rel for rel, sig in sigs.items() if self._sigs.get(rel) != sig]
+        site_changed = SITE_FILE in changed or self.site is None
+        for rel in set(self._sigs) - set(sigs):
+            self._records.pop(rel, None)
+            self._last_good.pop(rel, None)
+        self._sigs = dict(sigs)
+
+        site_error = None
+        if site_changed:
+            try:
+                text, _ = loader.read_text(self.root, SITE_FILE, self.max_file_bytes)
+                self.site = loader.parse_site(SITE_FILE, text, self.base_url)
+                changed = sorted(sigs)      # dates and ids depend on the site settings
+            except DataError as e:
+                site_error = e
+                if self.site is None:
+                    raise
+        assert self.site is not None
+        for rel in changed:
+            self._records[rel] = self._parse(rel, sigs[rel])
+        corpus = self._assemble(self.site)
+        if site_error:
+            corpus.errors.insert(0, site_error)
+        return corpus
+
+    def _parse(self, rel: str, sig: tuple) -> object:
+        self.reads += 1
+        if rel == SITE_FILE:
+            return None
+        try:
+            if sig[0] == "error":
+                raise DataError(rel, f"cannot be read ({sig[1]})")
+            text, digest = loader.read_text(self.root, rel, self.max_file_bytes)
+            if rel == CATEGORIES_FILE:
+                return loader.parse_categories(rel, text)
+            if rel.startswith("authors/"):
+                return loader.parse_person(rel, text)
+            return loader.parse_article(rel, text, digest, self.site, self.root)  # type: ignore[arg-type]
+        except DataError as e:
+            return e
+
+    # -- assembling -------------------------------------------------------------
+    def _assemble(self, site: Site) -> Corpus:
+        errors: list[DataError] = []
+        described: dict[str, str] = {}
+        people: list[Person] = []
+        candidates: list[Article] = []
+        for rel in sorted(self._records):
+            rec = self._records[rel]
+            if isinstance(rec, DataError):
+                errors.append(rec)
+                if rel in self._last_good:
+                    candidates.append(self._last_good[rel])
+            elif isinstance(rec, dict):
+                described = rec
+            elif isinstance(rec, Person):
+                people.append(rec)
+            elif isinstance(rec, Article):
+                candidates.append(rec)
+
+        articles = self._unique(candidates, errors)
+        published = [a for a in articles if not a.draft]
+        published.sort(key=lambda a: a.sort_key)
+
+        authors, author_slugs = _people(people, published, errors)
+        categories, category_slugs = _categories(described, published, errors)
+        return Corpus(site=site, articles=published, authors=authors, categories=categories,
+                      author_slugs=author_slugs, category_slugs=category_slugs,
+                      errors=sorted(errors, key=lambda e: (e.path, e.message)))
+
+    def _unique(self, candidates: list[Article], errors: list[DataError]) -> list[Article]:
+        """Drop articles whose id or slug another file already holds.
+
+        The holder that was already published wins, so a new file can never push a
+        published article out; otherwise the first path in sorted order wins.
+        """
+        def rank(a: Article) -> tuple:
+            return (a.path not in self._last_good, a.path)
+
+        kept: list[Article] = []
+        ids: dict[str, str] = {}
+        slugs: dict[str, str] = {}
+        for a in sorted(candidates, key=rank):
+            clash = ("id", a.id, ids.get(a.id)) if a.id in ids else \
+                    ("slug", a.slug, slugs.get(a.slug)) if a.slug in slugs else None
+            if clash:
+                errors.append(DataError(a.path, f"duplicate {clash[0]} {clash[1]!r}: "
+                                                f"{clash[2]} already uses it; this file is skipped"))
+                continue
+            ids[a.id] = slugs[a.slug] = a.path
+            kept.append(a)
+            if self._records.get(a.path) == a:
+                self._last_good[a.path] = a
+        return kept
+
+
+def _wanted(rel: str) -> bool:
+    if rel in (SITE_FILE, CATEGORIES_FILE):
+        return True
+    if rel.startswith("authors/"):
+        return rel.count("/") == 1 and rel.endswith((".yml", ".yaml"))
+    return rel.startswith("articles/") and rel.endswith(".md")
+
+
+def _assign_slugs(keys: list[tuple[str, str]], errors: list[DataError], what: str,
+                  path: str) -> dict[str, str]:
+    """(name key, display name) pairs -> slug per key; collisions get -2, -3 ... ."""
+    slugs: dict[str, str] = {}
+    taken: dict[str, str] = {}
+    for key, name in sorted(keys):
+        base = slugify(name) or "x"
+        slug, n = base, 2
+        while slug in taken:
+            slug, n = f"{base}-{n}", n + 1
+        if slug != base:
+            errors.append(DataError(path, f"{what} {name!r} and {taken[base]!r} share the slug "
+                                          f"{base!r}; {name!r} is published as {slug!r}",
+                                    warning=True))
+        taken[slug] = name
+        slugs[key] = slug
+    return slugs
+
+
+def _people(people: list[Person], articles: list[Article],
+            errors: list[DataError]) -> tuple[dict[str, Person], dict[str, str]]:
+    by_key: dict[str, Person] = {}
+    for p in people:                               # author files: the file name is the slug
+        key = name_key(p.name)
+        if key in by_key:
+            errors.append(DataError(f"authors/{p.slug}.yml", f"author {p.name!r} is also defined "
+                                    f"in authors/{by_key[key].slug}.yml; this file is ignored"))
+            continue
+        by_key[key] = p
+    spelled: dict[str, Counter] = {}
+    for a in articles:
+        for name in a.authors:
+            key = name_key(name)
+            if key not in by_key:
+                spelled.setdefault(key, Counter())[name] += 1
+    names = {key: _display(c) for key, c in spelled.items()}
+    taken = {p.slug for p in by_key.values()}
+    slugs = _assign_slugs(sorted(names.items()), errors, "author", "articles")
+    out = {p.slug: p for p in by_key.values()}
+    keys = {key: p.slug for key, p in by_key.items()}
+    for key, slug in slugs.items():
+        while slug in taken:                       # an implicit author clashing with a file
+            slug += "-2"
+        out[slug] = Person(name=names[key], slug=slug)
+        keys[key] = slug
+        taken.add(slug)
+    return dict(sorted(out.items())), keys
+
+
+def _categories(described: dict[str, str], articles: list[Article],
+                errors: list[DataError]) -> tuple[dict[str, Category], dict[str, str]]:
+    spelled: dict[str, Counter] = {}
+    for a in articles:
+        for name in a.categories:
+            spelled.setdefault(name_key(name), Counter())[name] += 1
+    names = {key: _display(c) for key, c in spelled.items()}
+    descriptions: dict[str, str] = {}
+    for name, text in described.items():           # categories.yml spells the name
+        key = name_key(name)
+        names[key] = name
+        descriptions[key] = text
+    names.pop("", None)
+    slugs = _assign_slugs(sorted(names.items()), errors, "category", CATEGORIES_FILE)
+    out = {slug: Category(name=names[key], slug=slug, description=descriptions.get(key, ""))
+           for key, slug in slugs.items()}
+    return dict(sorted(out.items())), slugs
+
+
+def _display(spellings: Counter) -> str:
+    """The most used spelling of a name; ties go to the first in sorted order."""
+    return sorted(spellings.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]

@@ -1,0 +1,117 @@
+"""Ready-made HTTP responses and the thin WSGI layer that serves them.
+
+Everything a response needs is computed when a document changes: identity and
+gzip bytes, their strong ETags, Last-Modified, the header lists.  A request is
+a dict lookup, a choice of encoding, the conditional check, and a write.  The
+conditional rules are werkzeug's (`is_resource_modified`, RFC 9110 section
+13: If-None-Match with weak comparison, lists and `*` wins over
+If-Modified-Since; a bad date is ignored); the only shortcut taken before
+calling it is the exact-match case, which werkzeug would answer the same way.
+"""
+from __future__ import annotations
+
+import gzip
+import datetime as dt
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Callable, Iterable
+
+from werkzeug.http import http_date, is_resource_modified, parse_accept_header
+
+StartResponse = Callable[..., object]
+
+
+@dataclass(frozen=True)
+class Variant:
+    body: bytes
+    etag: str                           # quoted, strong
+    headers: list[tuple[str, str]]      # for a 200, without Cache-Control
+    headers_304: list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class Resource:
+    identity: Variant
+    gzip: Variant
+    last_modified: int                  # Unix seconds
+    modified: dt.datetime
+
+    @classmethod
+    def make(cls, body: bytes, content_type: str, last_modified: int, etag: str,
+             gzipped: bytes | None = None) -> "Resource":
+        """`etag` is the quoted strong ETag of `body`; the gzip one derives from it."""
+        gz = gzipped if gzipped is not None else compress(body)
+        lm = http_date(last_modified)
+
+        def variant(data: bytes, etag: str, extra: list[tuple[str, str]]) -> Variant:
+            common = [("ETag", etag), ("Last-Modified", lm), ("Vary", "Accept-Encoding")]
+            return Variant(data, etag, [("Content-Type", content_type),
+                                        ("Content-Length", str(len(data)))] + extra + common,
+                           common)
+        return cls(variant(body, etag, []),
+                   variant(gz, etag[:-1] + '-gz"', [("Content-Encoding", "gzip")]),
+                   last_modified, dt.datetime.fromtimestamp(last_modified, dt.timezone.utc))
+
+
+
+def compress(body: bytes) -> bytes:
+    """Deterministic gzip (no timestamp, no file name): same input, same bytes."""
+    return gzip.compress(body, compresslevel=9, mtime=0)
+
+
+@lru_cache(maxsize=512)
+def accepts_gzip(header: str) -> bool:
+    """RFC 9110 12.5.3: an explicit `gzip` (or `x-gzip`) entry wins over `*`; q=0 refuses."""
+    accept = parse_accept_header(header)
+    explicit = [q for value, q in accept if value.lower() in ("gzip", "x-gzip")]
+    if explicit:
+        return max(explicit) > 0
+    return any(value == "*" and q > 0 for value, q in accept)
+
+
+class CacheControl:
+    """`public, max-age=N`, cut short so caches expire when the next article goes live."""
+
+    def __init__(self, max_age: int):
+        self.max_age = max_age
+        self.next_change: float | None = None       # Unix time of the next scheduled article
+        self._memo = (-1, "")
+
+    def value(self) -> str:
+        now = int(time.time())
+        if self._memo[0] != now:
+            age = self.max_age
+            if self.next_change is not None:
+                age = max(0, min(age, int(self.next_change - now)))
+            self._memo = (now, f"public, max-age={age}")
+        return self._memo[1]
+
+
+class FeedApp:
+    """WSGI: answer ready documents directly, hand every other path to `fallback`."""
+
+    def __init__(self, source, fallback: Callable):
+        self.source = source                # anything with .resources and .cache_control
+        self.fallback = fallback
+
+    def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        res = self.source.resources.get(environ.get("PATH_INFO", "/")[1:])
+        if res is None:
+            return self.fallback(environ, start_response)
+        method = environ["REQUEST_METHOD"]
+        if method != "GET" and method != "HEAD":
+            start_response("405 Method Not Allowed", [
+                ("Allow", "GET, HEAD"), ("Content-Type", "text/plain; charset=utf-8"),
+                ("Content-Length", "24")])
+            return [b"405 method not allowed.\n"]
+        v = res.gzip if accepts_gzip(environ.get("HTTP_ACCEPT_ENCODING", "")) else res.identity
+        cc = ("Cache-Control", self.source.cache_control.value())
+        inm = environ.get("HTTP_IF_NONE_MATCH")
+        if (inm == v.etag) or ((inm or "HTTP_IF_MODIFIED_SINCE" in environ) and
+                               not is_resource_modified(environ, etag=v.etag[1:-1],
+                                                        last_modified=res.modified)):
+            start_response("304 Not Modified", v.headers_304 + [cc])
+            return []
+        start_response("200 OK", v.headers + [cc])
+        return [] if method == "HEAD" else [v.body]

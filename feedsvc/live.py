@@ -1,0 +1,152 @@
+"""The live service: keeps ready responses in step with the data directory.
+
+One `Service` per process.  `refresh()` rescans the data directory, re-reads
+changed files, rebuilds the documents whose recipe changed, stamps validators
+and swaps in a new response table in one assignment, so a request sees the old
+table or the new one, never a mix.  A background thread calls it when watchdog
+reports a file event, when a scheduled article's time comes, and every
+`poll_seconds` as a safety net.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import threading
+import time
+
+import pytz
+
+from .content import HtmlCache
+from .corpus import Corpus, Library
+from .http import CacheControl, Resource
+from .model import DataError
+from .publish import Document, Publisher
+from .state import Validators
+
+log = logging.getLogger("feedsvc")
+
+
+class Service:
+    def __init__(self, config: dict, clock=time.time):
+        self.config = config
+        self.clock = clock
+        os.makedirs(config["state_dir"], exist_ok=True)
+        self.library = Library(config["data_dir"], base_url=config["base_url"],
+                               max_file_bytes=config["max_file_bytes"])
+        self.publisher = Publisher(HtmlCache(os.path.join(config["state_dir"], "html.sqlite")))
+        self.validators = Validators(config["state_dir"])
+        self.cache_control = CacheControl(config["max_age"])
+        self.resources: dict[str, Resource] = {}
+        self.documents: dict[str, Document] = {}
+        self.corpus: Corpus | None = None
+        self.errors: list[DataError] = []
+        self.refreshed_at = 0.0
+        self.rebuilt: list[str] = []            # paths rebuilt by the last refresh
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._next_go_live: float | None = None
+        self._sigs: dict | None = None
+        self.refresh(force=True)
+
+    # -- loading ----------------------------------------------------------------
+    def refresh(self, force: bool = False) -> bool:
+        """Bring the responses up to date; True when any document changed."""
+        with self._lock:
+            now = self.clock()
+            try:
+                sigs = self.library.scan()
+            except DataError as e:
+                if self.corpus is None:
+                    raise
+                self._report([e])           # data dir gone: keep serving what we have
+                return False
+            due = self._next_go_live is not None and now >= self._next_go_live
+            if not force and not due and sigs == self._sigs:
+                self._restamp(now)
+                return False
+            corpus = self.library.load(sigs)
+            self._sigs = sigs
+            when = dt.datetime.fromtimestamp(now, pytz.utc)
+            documents = self.publisher.build(corpus, when, self.documents)
+            nxt = corpus.next_go_live(when)
+            self._next_go_live = nxt.timestamp() if nxt else None
+            self.cache_control.next_change = self._next_go_live
+            self.rebuilt = [p for p, d in documents.items() if self.documents.get(p) is not d]
+            self.corpus, self.documents = corpus, documents
+            self._report(corpus.errors)
+            self._restamp(now)
+            return bool(self.rebuilt)
+
+    def _restamp(self, now: float) -> None:
+        """Attach Last-Modified from the shared state; rebuild responses whose stamp moved."""
+        etags = {p: d.etag for p, d in self.documents.items()}
+        stamps = self.validators.stamp(etags, now)
+        old = self.resources
+        fresh = {}
+        for path, doc in self.documents.items():
+            res = old.get(path)
+            if res is None or res.identity.etag != etags[path]:
+                res = Resource.make(doc.body, doc.content_type, stamps[path], doc.etag)
+            elif res.last_modified != stamps[path]:      # same bytes, stamp moved: reuse gzip
+                res = Resource.make(doc.body, doc.content_type, stamps[path], doc.etag,
+                                    res.gzip.body)
+            fresh[path] = res
+        self.resources = fresh
+        self.refreshed_at = now
+
+    def _report(self, errors: list[DataError]) -> None:
+        new = [e for e in errors if e not in self.errors]
+        for e in new:
+            (log.warning if e.warning else log.error)("%s: %s", e.path, e.message)
+        self.errors = errors
+
+    # -- watching ---------------------------------------------------------------
+    def start(self) -> None:
+        """Start the watcher thread (idempotent; call once per worker process)."""
+        if self._thread and self._thread.is_alive():
+            return
+        self._thread = threading.Thread(target=self._run, name="feedsvc-watch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        observer = _observe(self.config["data_dir"], self._wake)
+        poll = self.config["poll_seconds"] or 2.0
+        while True:
+            timeout = poll
+            if self._next_go_live is not None:
+                timeout = max(0.01, min(timeout, self._next_go_live - self.clock() + 0.01))
+            self._wake.wait(timeout)
+            if self._wake.is_set():
+                time.sleep(0.05)            # let a burst of saves settle into one refresh
+                self._wake.clear()
+            try:
+                self.refresh()
+            except Exception:               # never let the watcher die
+                log.exception("refresh failed; serving the previous version")
+            if observer is None or not observer.is_alive():
+                observer = _observe(self.config["data_dir"], self._wake)
+
+
+def _observe(path: str, wake: threading.Event):
+    """inotify (via watchdog) wakes the loop at once; None if it cannot watch now."""
+    try:
+        from watchdog.events import FileSystemEventHandler
+        from watchdog.observers import Observer
+    except ImportError:  # pragma: no cover
+        return None
+
+    class Handler(FileSystemEventHandler):
+        def on_any_event(self, event):
+            if event.event_type not in ("opened", "closed_no_write"):
+                wake.set()
+
+    try:
+        observer = Observer()
+        observer.daemon = True
+        observer.schedule(Handler(), path, recursive=True)
+        observer.start()
+        return observer
+    except OSError:
+        return None

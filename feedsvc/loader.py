@@ -1,0 +1,236 @@
+"""Read one data file into a record, or raise DataError naming the file and the problem.
+
+Pure parsing: this module never walks the directory (see corpus.py) and never
+imports Flask or feedgen.  Every text is cleaned of the characters XML forbids
+as soon as it is decoded, so nothing downstream has to care.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import posixpath
+import re
+from urllib.parse import urljoin, urlsplit
+
+import pytz
+import yaml
+
+from .model import Article, Category, DataError, Person, Site
+
+try:
+    _BaseLoader: type = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover - PyYAML built without libyaml
+    _BaseLoader = yaml.SafeLoader
+
+
+class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
+    """Safe YAML that leaves timestamps as strings: we localize dates ourselves."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    ch: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for ch, resolvers in _BaseLoader.yaml_implicit_resolvers.items()
+}
+
+# XML 1.0 forbids C0 controls except tab/newline/return, surrogates and U+FFFE/U+FFFF.
+_XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?\r?\n)?---[ \t]*(?:\r?\n|\Z)", re.S)
+_IMAGE_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png",
+                ".gif": "image/gif", ".webp": "image/webp", ".avif": "image/avif",
+                ".svg": "image/svg+xml"}
+ID_DATE = "2000"   # the date part of our tag: URIs; any fixed date is valid (RFC 4151)
+
+
+def clean(text: str) -> str:
+    return _XML_FORBIDDEN.sub("", text)
+
+
+def read_text(root: str, rel: str, max_bytes: int) -> tuple[str, str]:
+    """Return (text, sha256) of data file `rel`, refusing what we cannot publish."""
+    path = os.path.join(root, rel)
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(path)
+    if os.path.commonpath([real_root, real]) != real_root:
+        raise DataError(rel, "is a symlink pointing outside the data directory")
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(max_bytes + 1)
+    except OSError as e:
+        raise DataError(rel, f"cannot be read ({e.strerror})") from None
+    if len(raw) > max_bytes:
+        raise DataError(rel, f"is larger than the {max_bytes}-byte limit (FEEDSVC_MAX_FILE_BYTES)")
+    if not raw.strip():
+        raise DataError(rel, "is empty")
+    if b"\x00" in raw:
+        raise DataError(rel, "is a binary file, not UTF-8 text")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(rel, f"is not valid UTF-8 (byte {e.start})") from None
+    return clean(text), hashlib.sha256(raw).hexdigest()
+
+
+def load_yaml(rel: str, text: str) -> object:
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a safe loader subclass
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise DataError(rel, f"invalid YAML{where}: {problem}") from None
+
+
+def _mapping(rel: str, value: object, what: str) -> dict:
+    if not isinstance(value, dict):
+        raise DataError(rel, f"{what} must be a YAML mapping (key: value lines)")
+    return value
+
+
+def _text(rel: str, data: dict, key: str, required: bool = False) -> str:
+    value = data.get(key)
+    if value is None:
+        if required:
+            raise DataError(rel, f"'{key}' is required")
+        return ""
+    if isinstance(value, (dict, list, bool)):
+        raise DataError(rel, f"'{key}' must be text (got {type(value).__name__})")
+    text = str(value).strip()
+    if required and not text:
+        raise DataError(rel, f"'{key}' is required and must not be empty")
+    return text
+
+
+def _names(rel: str, data: dict, plural: str, singular: str) -> tuple[str, ...]:
+    value = data.get(plural, data.get(singular))
+    if value is None:
+        return ()
+    if isinstance(value, (str, int, float)):
+        value = [value]
+    if not isinstance(value, list) or any(isinstance(v, (dict, list)) or v is None for v in value):
+        raise DataError(rel, f"'{plural}' must be a list of names")
+    names: list[str] = []
+    for v in value:
+        name = " ".join(str(v).split())
+        if name and name not in names:
+            names.append(name)
+    return tuple(names)
+
+
+def parse_datetime(rel: str, key: str, value: object, tz: pytz.BaseTzInfo) -> dt.datetime:
+    """ISO 8601 with an offset, or a naive local time in the site's zone (pytz rules of that date)."""
+    raw = str(value).strip()
+    try:
+        parsed = dt.datetime.fromisoformat(raw.replace("z", "Z"))
+    except ValueError:
+        raise DataError(rel, f"'{key}' is not an ISO 8601 datetime (got {raw!r})") from None
+    if parsed.tzinfo is None:
+        try:
+            parsed = tz.localize(parsed, is_dst=None)
+        except pytz.NonExistentTimeError:
+            raise DataError(rel, f"'{key}' {raw!r} does not exist in {tz.zone} (clocks "
+                            "jumped forward); write it with an explicit offset") from None
+        except pytz.AmbiguousTimeError:
+            raise DataError(rel, f"'{key}' {raw!r} happens twice in {tz.zone} (clocks went "
+                            "back); write it with an explicit offset") from None
+    return parsed.replace(microsecond=0)
+
+
+def parse_site(rel: str, text: str, base_url_override: str = "") -> Site:
+    data = _mapping(rel, load_yaml(rel, text), "site settings")
+    base_url = base_url_override or _text(rel, data, "base_url", required=True)
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise DataError(rel, f"'base_url' must be an absolute http(s) URL (got {base_url!r})")
+    tzname = _text(rel, data, "timezone") or "UTC"
+    try:
+        pytz.timezone(tzname)
+    except pytz.UnknownTimeZoneError:
+        raise DataError(rel, f"'timezone' {tzname!r} is not an IANA time zone name") from None
+    items = data.get("items_per_feed", 50)
+    if not isinstance(items, int) or isinstance(items, bool) or not 1 <= items <= 1000:
+        raise DataError(rel, f"'items_per_feed' must be a whole number from 1 to 1000 (got {items!r})")
+    return Site(title=_text(rel, data, "title", required=True),
+                description=_text(rel, data, "description"),
+                base_url=base_url.rstrip("/") + "/",
+                language=_text(rel, data, "language") or "en",
+                timezone=tzname, items_per_feed=items)
+
+
+def parse_person(rel: str, text: str) -> Person:
+    data = _mapping(rel, load_yaml(rel, text), "an author file")
+    slug = posixpath.splitext(posixpath.basename(rel))[0]
+    return Person(name=_text(rel, data, "name", required=True), slug=slug,
+                  bio=_text(rel, data, "bio"), email=_text(rel, data, "email"),
+                  url=_text(rel, data, "url"))
+
+
+def parse_categories(rel: str, text: str) -> dict[str, str]:
+    data = _mapping(rel, load_yaml(rel, text) or {}, "categories.yml")
+    out = {}
+    for name, value in data.items():
+        if isinstance(value, dict):
+            value = value.get("description", "")
+        out[" ".join(str(name).split())] = "" if value is None else str(value).strip()
+    return out
+
+
+def split_front_matter(rel: str, text: str) -> tuple[dict, str]:
+    m = _FRONT_MATTER.match(text)
+    if not m:
+        raise DataError(rel, "has no front matter: start the file with a '---' line, "
+                             "the YAML fields, then another '---' line")
+    data = load_yaml(rel, m.group(1) or "")
+    return _mapping(rel, data or {}, "front matter"), text[m.end():]
+
+
+def parse_article(rel: str, text: str, digest: str, site: Site, root: str = "") -> Article:
+    """`rel` is relative to the data directory (articles/...)."""
+    data, body = split_front_matter(rel, text)
+    tz = pytz.timezone(site.timezone)
+    title = _text(rel, data, "title", required=True)
+    if "date" not in data or data["date"] in (None, ""):
+        raise DataError(rel, "'date' is required (ISO 8601, e.g. 2024-10-28T13:00:00+03:30)")
+    published = parse_datetime(rel, "date", data["date"], tz)
+    updated = published
+    if data.get("updated") not in (None, ""):
+        updated = parse_datetime(rel, "updated", data["updated"], tz)
+        if updated < published:
+            raise DataError(rel, "'updated' is earlier than 'date'")
+    stem = posixpath.splitext(rel.split("/", 1)[1] if "/" in rel else rel)[0]
+    from slugify import slugify  # local: keeps import of this module cheap for workers
+    slug = slugify(_text(rel, data, "slug") or posixpath.basename(stem))
+    if not slug:
+        raise DataError(rel, "has no usable slug: set 'slug' to ASCII letters and digits")
+    draft = data.get("draft", False)
+    if not isinstance(draft, bool):
+        raise DataError(rel, f"'draft' must be true or false (got {draft!r})")
+    link = _text(rel, data, "link")
+    if link and urlsplit(link).scheme not in ("http", "https"):
+        raise DataError(rel, f"'link' must be an absolute http(s) URL (got {link!r})")
+    image, image_type, image_length = _image(rel, _text(rel, data, "image"), site, root)
+    host = urlsplit(site.base_url).hostname or "localhost"
+    return Article(
+        path=rel, id=_text(rel, data, "id") or f"tag:{host},{ID_DATE}:{stem}",
+        slug=slug, title=title, published=published, updated=updated,
+        authors=_names(rel, data, "authors", "author"),
+        categories=_names(rel, data, "categories", "category"),
+        summary=" ".join(_text(rel, data, "summary").split()), body=body, link=link,
+        image=image, image_type=image_type, image_length=image_length, draft=draft,
+        digest=digest)
+
+
+def _image(rel: str, image: str, site: Site, root: str) -> tuple[str, str, int]:
+    if not image:
+        return "", "", 0
+    url = urljoin(site.base_url, image.lstrip("/")) if not urlsplit(image).scheme else image
+    ext = posixpath.splitext(urlsplit(url).path)[1].lower()
+    if ext not in _IMAGE_TYPES:
+        raise DataError(rel, f"'image' must end in one of {', '.join(sorted(_IMAGE_TYPES))} "
+                             f"(got {image!r})")
+    length = 0
+    if root and url.startswith(site.base_url):
+        local = os.path.join(root, *url[len(site.base_url):].split("/"))
+        if os.path.isfile(local):
+            length = os.path.getsize(local)
+    return url, _IMAGE_TYPES[ext], length

@@ -1,0 +1,74 @@
+"""The data feedsvc publishes: plain frozen records, no I/O, no Flask, no feedgen.
+
+Datetimes are always aware and keep the offset the article was written in
+(or the site's zone at that date): readers see the true local time.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+
+class DataError(Exception):
+    """A problem with one input file, reported as ``path: message``."""
+
+    def __init__(self, path: str, message: str, *, warning: bool = False):
+        super().__init__(f"{path}: {message}")
+        self.path = path
+        self.message = message
+        self.warning = warning
+
+    def as_dict(self) -> dict:
+        return {"path": self.path, "message": self.message,
+                "level": "warning" if self.warning else "error"}
+
+
+@dataclass(frozen=True)
+class Site:
+    title: str
+    description: str
+    base_url: str          # always ends with "/"
+    language: str
+    timezone: str
+    items_per_feed: int = 50
+
+
+@dataclass(frozen=True)
+class Person:
+    name: str
+    slug: str
+    bio: str = ""
+    email: str = ""
+    url: str = ""
+
+
+@dataclass(frozen=True)
+class Category:
+    name: str
+    slug: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Article:
+    path: str                       # relative to the data directory, "/"-separated
+    id: str
+    slug: str
+    title: str
+    published: dt.datetime
+    updated: dt.datetime
+    authors: tuple[str, ...]        # names as written; resolved to Person by the corpus
+    categories: tuple[str, ...]
+    summary: str                    # plain text; "" means "first paragraph of the body"
+    body: str                       # CommonMark source
+    link: str = ""                  # canonical URL; "" means our own article page
+    image: str = ""
+    image_type: str = ""
+    image_length: int = 0
+    draft: bool = False
+    digest: str = field(default="", compare=False)   # hash of the file's bytes
+
+    @property
+    def sort_key(self) -> tuple:
+        """Newest first, ties broken by path so every process agrees."""
+        return (-self.published.timestamp(), self.path)

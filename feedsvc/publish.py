@@ -1,0 +1,218 @@
+"""Turn a Corpus into every published document: feeds, pages and the OPML.
+
+A document is rebuilt only when its recipe (a hash of exactly what it is made
+from) changed, so an edit to one article re-renders only the documents that
+hold it, and every other document keeps its bytes.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from email.utils import format_datetime
+from dataclasses import dataclass
+from typing import Callable
+
+import jinja2
+import pytz
+
+from . import content, feeds
+from .corpus import Corpus
+from .model import Article, Site
+
+EPOCH = dt.datetime(2000, 1, 1, tzinfo=pytz.utc)
+PAGE_TYPE = "text/html; charset=utf-8"
+OPML_TYPE = "text/x-opml; charset=utf-8"
+
+_templates = jinja2.Environment(
+    loader=jinja2.PackageLoader("feedsvc", "templates"),
+    autoescape=jinja2.select_autoescape(("html", "xml", "opml")),
+    trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+
+
+def feed_title(site: Site, scope: Scope) -> str:
+    if scope.kind == "site":
+        return site.title
+    if scope.kind == "author":
+        return f"{site.title}: articles by {scope.name}"
+    return f"{site.title}: {scope.name}"
+
+
+@dataclass(frozen=True)
+class Scope:
+    kind: str               # "site", "category" or "author"
+    slug: str
+    name: str
+    description: str
+
+    @property
+    def feed_base(self) -> str:
+        return "feeds/all" if self.kind == "site" else f"feeds/{self.kind}/{self.slug}"
+
+    @property
+    def page(self) -> str:
+        return "" if self.kind == "site" else f"{self.kind}/{self.slug}/"
+
+
+@dataclass(frozen=True)
+class Document:
+    path: str               # URL path without the leading "/"
+    recipe: str
+    body: bytes
+    content_type: str
+    etag: str               # quoted strong ETag: a hash of the bytes
+
+
+def document(path: str, recipe: str, body: bytes, content_type: str) -> Document:
+    return Document(path, recipe, body, content_type,
+                    '"%s"' % hashlib.sha256(body).hexdigest()[:32])
+
+
+def scopes_of(corpus: Corpus) -> list[Scope]:
+    site = corpus.site
+    out = [Scope("site", "", site.title, site.description)]
+    out += [Scope("category", c.slug, c.name, c.description) for c in corpus.categories.values()]
+    out += [Scope("author", p.slug, p.name, p.bio) for p in corpus.authors.values()]
+    return out
+
+
+def members(corpus: Corpus, visible: list[Article]) -> dict[tuple[str, str], list[Article]]:
+    """Every scope's visible articles, newest first."""
+    out: dict[tuple[str, str], list[Article]] = {("site", ""): visible}
+    for s in corpus.categories:
+        out[("category", s)] = []
+    for s in corpus.authors:
+        out[("author", s)] = []
+    for a in visible:
+        for c in corpus.categories_of(a):
+            out[("category", c.slug)].append(a)
+        for p in corpus.authors_of(a):
+            out[("author", p.slug)].append(a)
+    return out
+
+
+def _hash(*parts: object) -> str:
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
+
+
+_templates.globals["feed_title"] = feed_title
+
+
+class Publisher:
+    def __init__(self, cache: content.HtmlCache | None = None):
+        self.cache = cache or content.HtmlCache(None)
+        self._rendered: dict[str, tuple[str, str]] = {}   # cache key -> (html, summary)
+
+    # -- article bodies -----------------------------------------------------
+    def page_url(self, site: Site, article: Article) -> str:
+        return f"{site.base_url}articles/{article.slug}/"
+
+    def bodies(self, site: Site, articles: list[Article]) -> dict[str, tuple[str, str]]:
+        """(html, summary) per article path; renders only what no cache holds."""
+        keys = {a.path: content.HtmlCache.key(a.body, self.page_url(site, a)) for a in articles}
+        missing = [k for k in dict.fromkeys(keys.values()) if k not in self._rendered]
+        if missing:
+            stored = self.cache.get_many(missing)
+            fresh: dict[str, str] = {}
+            for a in articles:
+                k = keys[a.path]
+                if k in self._rendered:
+                    continue
+                html = stored.get(k)
+                if html is None:
+                    html = fresh[k] = content.render_html(a.body, self.page_url(site, a))
+                    self.cache.renders += 1
+                self._rendered[k] = (html, a.summary or content.first_paragraph(a.body))
+            self.cache.put_many(fresh)
+        live = set(keys.values())
+        if len(self._rendered) > 2 * len(live) + 1000:      # forget deleted or edited bodies
+            self._rendered = {k: v for k, v in self._rendered.items() if k in live}
+        return {a.path: self._rendered[keys[a.path]] for a in articles}
+
+    # -- documents ----------------------------------------------------------
+    def build(self, corpus: Corpus, now: dt.datetime,
+              previous: dict[str, Document] | None = None) -> dict[str, Document]:
+        previous = previous or {}
+        site = corpus.site
+        visible = corpus.visible(now)
+        scopes = scopes_of(corpus)
+        held = members(corpus, visible)
+        limit = site.items_per_feed
+        recipes: dict[str, tuple[str, str, Callable[[], bytes]]] = {}
+
+        def entry_recipe(a: Article) -> tuple:
+            return (a.path, a.digest, [(p.name, p.url, p.slug) for p in corpus.authors_of(a)],
+                    [c.name for c in corpus.categories_of(a)])
+
+        updated_all = max((a.updated for a in visible), key=lambda d: d.timestamp(), default=EPOCH)
+        for scope in scopes:
+            items = held[(scope.kind, scope.slug)]
+            top = items[:limit]
+            recipe = _hash(site, scope, [entry_recipe(a) for a in top], updated_all if not top else "")
+            for fmt in feeds.FORMATS:
+                recipes[f"{scope.feed_base}.{fmt}"] = (
+                    recipe, feeds.FORMATS[fmt],
+                    lambda scope=scope, top=top, fmt=fmt: self._feed(corpus, scope, top, fmt,
+                                                                      updated_all))
+            if scope.kind != "site":
+                listing = [(a.path, a.digest) for a in items]
+                recipes[scope.page] = (_hash(site, scope, listing), PAGE_TYPE,
+                                       lambda scope=scope, items=items: self._scope_page(
+                                           corpus, scope, items, scopes))
+        outline = _hash(site, [(s.kind, s.slug, s.name, s.description) for s in scopes])
+        recent = [(a.path, a.digest) for a in visible[:limit]]
+        recipes[""] = (_hash(outline, recent), PAGE_TYPE,
+                       lambda: self._index(corpus, scopes, visible[:limit]))
+        recipes["feeds.opml"] = (outline, OPML_TYPE, lambda: _render(
+            "feeds.opml", site=site, scopes=scopes, updated=format_datetime(updated_all)))
+
+        out: dict[str, Document] = {}
+        for path in sorted(recipes):
+            recipe, ctype, make = recipes[path]
+            old = previous.get(path)
+            out[path] = old if old and old.recipe == recipe else document(path, recipe, make(), ctype)
+        return out
+
+    def _feed(self, corpus: Corpus, scope: Scope, top: list[Article], fmt: str,
+              updated_all: dt.datetime) -> bytes:
+        site = corpus.site
+        bodies = self.bodies(site, top)
+        entries = []
+        for a in top:
+            html, summary = bodies[a.path]
+            entries.append(feeds.Entry(
+                id=a.id, title=a.title, link=a.link or self.page_url(site, a),
+                published=a.published, updated=a.updated,
+                authors=tuple(feeds.Author(p.name, p.url or f"{site.base_url}author/{p.slug}/")
+                              for p in corpus.authors_of(a)),
+                categories=tuple(c.name for c in corpus.categories_of(a)),
+                summary=summary, content=html,
+                enclosure=(a.image, a.image_type, a.image_length) if a.image else None))
+        updated = max((a.updated for a in top), key=lambda d: d.timestamp(), default=updated_all)
+        title = feed_title(site, scope)
+        host = site.base_url.split("/")[2].split(":")[0]
+        return feeds.render(feeds.Feed(
+            id=f"tag:{host},2000:{scope.feed_base}", title=title,
+            subtitle=scope.description or title,
+            self_url=f"{site.base_url}{scope.feed_base}.{fmt}",
+            page_url=f"{site.base_url}{scope.page}", language=site.language,
+            updated=updated, publisher=site.title, entries=tuple(entries)), fmt)
+
+    def _index(self, corpus: Corpus, scopes: list[Scope], recent: list[Article]) -> bytes:
+        return _render("index.html", site=corpus.site, scopes=scopes, articles=recent,
+                       scope=scopes[0], corpus=corpus)
+
+    def _scope_page(self, corpus: Corpus, scope: Scope, items: list[Article],
+                    scopes: list[Scope]) -> bytes:
+        return _render("scope.html", site=corpus.site, scope=scope, articles=items,
+                       corpus=corpus)
+
+    def article_page(self, corpus: Corpus, article: Article) -> bytes:
+        html, summary = self.bodies(corpus.site, [article])[article.path]
+        return _render("article.html", site=corpus.site, article=article, html=html,
+                       summary=summary, corpus=corpus)
+
+
+def _render(name: str, **context: object) -> bytes:
+    context.setdefault("scope", None)
+    return _templates.get_template(name).render(**context).encode()
+

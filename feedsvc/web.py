@@ -1,0 +1,77 @@
+"""The Flask application: composition root, the pages that are not ready-made, errors.
+
+Feeds, the index, scope pages and the OPML never reach Flask: `http.FeedApp`
+sits in front of Flask's WSGI app and answers them from ready bytes.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from functools import lru_cache
+
+from flask import Flask, Response, abort, jsonify, request, send_from_directory
+
+from . import settings
+from .http import FeedApp
+from .live import Service
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    config = settings.resolve(test_config)
+    app = Flask(__name__)
+    app.config.update(FEEDSVC=config)
+    service = Service(config)
+    app.extensions["feedsvc"] = service
+    if config["watch"]:
+        service.start()
+
+    @lru_cache(maxsize=256)
+    def article_response(slug: str, digest: str, site: object) -> tuple[bytes, str]:
+        corpus = service.corpus
+        article = next(a for a in corpus.articles if a.slug == slug)
+        body = service.publisher.article_page(corpus, article)
+        return body, hashlib.sha256(body).hexdigest()[:32]
+
+    @app.get("/articles/<slug>/")
+    def article(slug: str) -> Response:
+        corpus = service.corpus
+        now = service.clock()
+        found = [a for a in corpus.articles if a.slug == slug and a.published.timestamp() <= now]
+        if not found:
+            abort(404)
+        body, etag = article_response(slug, found[0].digest, corpus.site)
+        resp = Response(body, content_type="text/html; charset=utf-8")
+        resp.set_etag(etag)
+        resp.headers["Cache-Control"] = service.cache_control.value()
+        return resp.make_conditional(request)
+
+    @app.get("/media/<path:name>")
+    def media(name: str) -> Response:
+        resp = send_from_directory(os.path.join(config["data_dir"], "media"), name)
+        resp.headers["Cache-Control"] = f"public, max-age={config['max_age']}"
+        return resp
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        docs = service.documents
+        digest = hashlib.sha256("".join(f"{p}={d.etag};" for p, d in sorted(docs.items()))
+                                .encode()).hexdigest()[:16]
+        resp = jsonify(status="ok", pid=os.getpid(), data_dir=config["data_dir"],
+                       articles=len(service.corpus.articles), documents=len(docs),
+                       snapshot=digest, refreshed_at=service.refreshed_at,
+                       errors=[e.as_dict() for e in service.errors])
+        resp.headers["Cache-Control"] = "no-store"
+        return resp
+
+    @app.errorhandler(404)
+    def not_found(_e) -> Response:
+        return Response(f"404 not found: {request.path}\n", 404, content_type="text/plain; charset=utf-8")
+
+    @app.errorhandler(405)
+    def not_allowed(e) -> Response:
+        resp = Response("405 method not allowed\n", 405, content_type="text/plain; charset=utf-8")
+        resp.headers["Allow"] = ", ".join(e.valid_methods or ["GET", "HEAD"])
+        return resp
+
+    app.wsgi_app = FeedApp(service, app.wsgi_app)  # type: ignore[method-assign]
+    return app
