@@ -1,0 +1,84 @@
+"""`feedsvc` console script: serve, check, build."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import click
+
+from . import settings
+
+
+def _options(names: list[str]):
+    """Click options generated from the settings table, so help and README agree."""
+    def wrap(fn):
+        for s in reversed([s for s in settings.SETTINGS if s.name in names]):
+            kind = type(s.default)
+            fn = click.option(f"--{s.name.replace('_', '-')}", s.name, default=None,
+                              type=kind if kind in (int, float) else str,
+                              help=f"{s.help} [env {s.env}; default {s.default!r}]")(fn)
+        return fn
+    return wrap
+
+
+def _config(**overrides) -> dict:
+    try:
+        return settings.resolve(overrides)
+    except settings.SettingError as e:
+        raise click.UsageError(str(e)) from None
+
+
+@click.group()
+def main() -> None:
+    """Publish a folder of articles as RSS 2.0 and Atom 1.0 feeds."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+
+
+@main.command()
+@_options(["host", "port", "workers", "data_dir", "state_dir", "base_url", "max_age"])
+def serve(**options) -> None:
+    """Run the production server (granian, WSGI) on the data directory."""
+    from granian.constants import Interfaces
+    from granian.server import Server
+
+    config = _config(**options)
+    for s in settings.SETTINGS:                  # workers read their settings from here
+        os.environ[s.env] = str(config[s.name])
+    _report_problems(config)
+    click.echo(f"feedsvc: serving {config['data_dir']} on "
+               f"http://{config['host']}:{config['port']}/ with {config['workers']} workers")
+    Server("feedsvc.web:create_app", factory=True, address=config["host"], port=config["port"],
+           interface=Interfaces.WSGI, workers=max(1, config["workers"]),
+           blocking_threads=1, websockets=False, log_access=False,
+           respawn_failed_workers=True).serve()
+
+
+@main.command()
+@click.argument("data_dir", required=False)
+def check(data_dir: str | None) -> None:
+    """Print every problem in DATA_DIR as `path: message`; exit 1 on any error."""
+    config = _config(data_dir=data_dir)
+    errors = _report_problems(config, echo=True)
+    sys.exit(1 if any(not e.warning for e in errors) else 0)
+
+
+def _report_problems(config: dict, echo: bool = False) -> list:
+    from .corpus import Library
+    from .model import DataError
+
+    try:
+        corpus = Library(config["data_dir"], base_url=config["base_url"],
+                         max_file_bytes=config["max_file_bytes"]).load()
+    except DataError as e:
+        click.echo(str(e), err=True)
+        sys.exit(1)
+    for e in corpus.errors:
+        line = f"{e.path}: {'warning: ' if e.warning else ''}{e.message}"
+        if echo:
+            click.echo(line)
+        else:
+            logging.getLogger("feedsvc").warning(line)
+    if echo and not corpus.errors:
+        click.echo(f"{config['data_dir']}: {len(corpus.articles)} articles, no problems")
+    return corpus.errors

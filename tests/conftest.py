@@ -1,0 +1,142 @@
+"""Shared fixtures: a temp data directory, factories that write valid files, the app."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+BUNDLED = ROOT / "data"
+
+
+class DataDir:
+    """A data directory in tmp_path with helpers to write articles, authors, settings."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        (root / "articles").mkdir(parents=True, exist_ok=True)
+        (root / "authors").mkdir(exist_ok=True)
+
+    def site(self, **overrides) -> Path:
+        data = {"title": "Test Times", "description": "News for tests.",
+                "base_url": "https://news.example.com/", "language": "en",
+                "timezone": "Asia/Tehran", "items_per_feed": 50}
+        data.update(overrides)
+        return self.write("site.yml", yaml.safe_dump(data, allow_unicode=True))
+
+    def author(self, slug: str, **fields) -> Path:
+        return self.write(f"authors/{slug}.yml", yaml.safe_dump(fields, allow_unicode=True))
+
+    def article(self, name: str, body: str = "First paragraph.\n\nSecond one.\n", **fm) -> Path:
+        """Write articles/<name>.md; `fm` overrides a valid default front matter."""
+        front = {"title": name.replace("-", " ").title(), "date": "2024-10-28T13:00:00+03:30",
+                 "authors": ["Jane Doe"], "categories": ["World"]}
+        front.update(fm)
+        front = {k: v for k, v in front.items() if v is not None}
+        text = "---\n" + yaml.safe_dump(front, allow_unicode=True, sort_keys=False) + "---\n" + body
+        return self.write(f"articles/{name}.md", text)
+
+    def write(self, rel: str, text: str | bytes) -> Path:
+        path = self.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name("." + path.name + ".tmp")       # atomic, like editors save
+        tmp.write_bytes(text.encode() if isinstance(text, str) else text)
+        os.replace(tmp, path)
+        return path
+
+    def remove(self, rel: str) -> None:
+        (self.root / rel).unlink()
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> DataDir:
+    d = DataDir(tmp_path / "data")
+    d.site()
+    d.author("jane-doe", name="Jane Doe", bio="Jane covers the world.",
+             url="https://jane.example.org/")
+    return d
+
+
+@pytest.fixture
+def bundled(tmp_path: Path) -> DataDir:
+    """A copy of the bundled data directory."""
+    shutil.copytree(BUNDLED, tmp_path / "data")
+    return DataDir(tmp_path / "data")
+
+
+@pytest.fixture
+def make_app(tmp_path: Path):
+    from feedsvc.web import create_app
+
+    def make(data_dir, **config):
+        config.setdefault("state_dir", str(tmp_path / "state"))
+        config.setdefault("watch", False)
+        return create_app({"data_dir": str(data_dir), **config})
+    return make
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """`feedsvc serve` in a subprocess on 127.0.0.1; stopped by the fixture."""
+
+    def __init__(self, data_dir: Path, state_dir: Path, workers: int = 2, env: dict | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = open(state_dir.parent / f"serve-{self.port}.log", "w")  # noqa: SIM115
+        environ = {**os.environ, "FEEDSVC_POLL_SECONDS": "0.5", **(env or {})}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "feedsvc", "serve", "--port", str(self.port),
+             "--workers", str(workers), "--data-dir", str(data_dir),
+             "--state-dir", str(state_dir)],
+            stdout=self.log, stderr=subprocess.STDOUT, env=environ, start_new_session=True)
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"feedsvc serve exited: {Path(self.log.name).read_text()}")
+            try:
+                if requests.get(self.url + "/healthz", timeout=2).ok:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("feedsvc serve did not start in time")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, 15)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, 9)
+                self.proc.wait(5)
+        self.log.close()
+
+
+@pytest.fixture
+def serve(tmp_path: Path):
+    servers: list[Server] = []
+
+    def start(data_dir, workers: int = 2, state_dir: Path | None = None, **env) -> Server:
+        srv = Server(Path(data_dir), state_dir or tmp_path / "state", workers,
+                     {k.upper(): str(v) for k, v in env.items()})
+        servers.append(srv)
+        return srv
+    yield start
+    for srv in servers:
+        srv.stop()
