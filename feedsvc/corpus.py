@@ -61,7 +61,8 @@ class Library:
         self.max_file_bytes = max_file_bytes
         self._sigs: dict[str, tuple] = {}
         self._records: dict[str, object] = {}           # rel -> record or DataError
-        self._last_good: dict[str, Article] = {}
+        self._last_good: dict[str, object] = {}        # rel -> last valid record
+        self.scan_errors: list[DataError] = []
         self.site: Site | None = None
         self.reads = 0                                  # files (re)parsed, for tests and bench
 
@@ -69,6 +70,7 @@ class Library:
     def scan(self) -> dict[str, tuple]:
         """Stat signatures of every data file (dot files and folders are ignored)."""
         sigs: dict[str, tuple] = {}
+        self.scan_errors: list[DataError] = []
         if not os.path.isdir(self.root):
             raise DataError(".", f"data directory {self.root} is missing or not a directory")
 
@@ -76,7 +78,7 @@ class Library:
             try:
                 entries = sorted(os.scandir(abs_dir), key=lambda e: e.name)
             except OSError as e:
-                sigs[rel_dir or "."] = ("error", e.strerror)
+                unreadable[rel_dir] = e.strerror or str(e)
                 return
             for e in entries:
                 if e.name.startswith(".") or e.name.endswith("~"):
@@ -92,8 +94,17 @@ class Library:
                 except OSError as err:  # dangling symlink, vanished file
                     sigs[rel] = ("error", err.strerror)
 
+        unreadable: dict[str, str] = {}
         walk(self.root, "")
-        return {rel: sig for rel, sig in sigs.items() if _wanted(rel)}
+        sigs = {rel: sig for rel, sig in sigs.items() if _wanted(rel)}
+        for folder, reason in unreadable.items():
+            # What we cannot list is not deleted: keep every file we knew below it.
+            prefix = folder + "/" if folder else ""
+            sigs.update((rel, sig) for rel, sig in self._sigs.items()
+                        if rel.startswith(prefix) and rel not in sigs)
+            self.scan_errors.append(DataError(folder or ".", f"cannot be listed ({reason}); "
+                                                             "its files keep their last version"))
+        return sigs
 
     def load(self, sigs: dict[str, tuple] | None = None) -> Corpus:
         """Re-read changed files and return the corpus they make now."""
@@ -117,8 +128,11 @@ class Library:
                     raise
         assert self.site is not None
         for rel in changed:
-            self._records[rel] = self._parse(rel, sigs[rel])
+            rec = self._records[rel] = self._parse(rel, sigs[rel])
+            if rec is not None and not isinstance(rec, (DataError, Article)):
+                self._last_good[rel] = rec          # articles become "good" in _unique
         corpus = self._assemble(self.site)
+        corpus.errors[:0] = self.scan_errors
         if site_error:
             corpus.errors.insert(0, site_error)
         return corpus
@@ -149,9 +163,8 @@ class Library:
             rec = self._records[rel]
             if isinstance(rec, DataError):
                 errors.append(rec)
-                if rel in self._last_good:
-                    candidates.append(self._last_good[rel])
-            elif isinstance(rec, dict):
+                rec = self._last_good.get(rel)     # a typo never unpublishes anything
+            if isinstance(rec, dict):
                 described = rec
             elif isinstance(rec, Person):
                 people.append(rec)

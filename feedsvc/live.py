@@ -61,6 +61,7 @@ class Service:
                 if self.corpus is None:
                     raise
                 self._report([e])           # data dir gone: keep serving what we have
+                self._sigs = None           # and look at everything again once it is back
                 return False
             due = self._next_go_live is not None and now >= self._next_go_live
             if not force and not due and sigs == self._sigs:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from email.utils import format_datetime
 from dataclasses import dataclass
 from typing import Callable
 
@@ -163,7 +162,7 @@ class Publisher:
         recipes[""] = (_hash(outline, recent), PAGE_TYPE,
                        lambda: self._index(corpus, scopes, visible[:limit]))
         recipes["feeds.opml"] = (outline, OPML_TYPE, lambda: _render(
-            "feeds.opml", site=site, scopes=scopes, updated=format_datetime(updated_all)))
+            "feeds.opml", site=site, scopes=scopes))
 
         out: dict[str, Document] = {}
         for path in sorted(recipes):

@@ -1,0 +1,199 @@
+"""Live data against a running `feedsvc serve`: edits, deletions, schedules, bad files, restarts."""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import shutil
+import time
+
+import feedparser
+import pytest
+import requests
+
+pytestmark = pytest.mark.e2e
+
+FEEDS = ["/feeds/all.atom", "/feeds/all.rss", "/feeds/category/world.atom",
+         "/feeds/category/sport.atom", "/feeds/author/jane-doe.rss"]
+
+
+def get(srv, path, **headers):
+    return requests.get(srv.url + path, headers={"Accept-Encoding": "identity", **headers},
+                        timeout=10)
+
+
+def wait_for(predicate, timeout: float = 2.0, step: float = 0.05):
+    """Poll until predicate() is truthy; return (value, seconds waited)."""
+    start = time.monotonic()
+    while True:
+        value = predicate()
+        if value or time.monotonic() - start > timeout:
+            return value, time.monotonic() - start
+        time.sleep(step)
+
+
+def titles(srv, path="/feeds/all.atom") -> list[str]:
+    return [e.title for e in feedparser.parse(get(srv, path).content).entries]
+
+
+def validators(srv) -> dict[str, tuple[str, str]]:
+    out = {}
+    for path in FEEDS:
+        r = get(srv, path)
+        out[path] = (r.headers.get("ETag"), r.headers.get("Last-Modified"))
+    return out
+
+
+@pytest.fixture
+def site(data):
+    data.article("first", title="First", categories=["World"], date="2024-10-01T10:00:00+03:30")
+    data.article("second", title="Second", categories=["Sport"], date="2024-10-02T10:00:00+03:30")
+    return data
+
+
+def test_add_edit_delete_reach_every_feed_within_two_seconds(serve, site):
+    srv = serve(site.root)
+    before = validators(srv)
+
+    site.article("third", title="Third", categories=["World"], date="2024-10-03T10:00:00+03:30")
+    _, waited = wait_for(lambda: "Third" in titles(srv))
+    assert "Third" in titles(srv), "added article did not appear"
+    assert waited < 2.0
+    wait_for(lambda: "Third" in titles(srv, "/feeds/category/world.atom"))
+    after = validators(srv)
+    assert after["/feeds/category/world.atom"] != before["/feeds/category/world.atom"]
+    # A feed that does not hold the new article keeps its bytes and validators.
+    assert after["/feeds/category/sport.atom"] == before["/feeds/category/sport.atom"]
+
+    site.article("third", title="Third, corrected", categories=["World"],
+                 date="2024-10-03T10:00:00+03:30")
+    value, waited = wait_for(lambda: "Third, corrected" in titles(srv))
+    assert value and waited < 2.0
+
+    site.remove("articles/third.md")
+    value, waited = wait_for(lambda: "Third, corrected" not in titles(srv))
+    assert value and waited < 2.0
+
+    # A new category appears in the OPML, a new author gets a feed.
+    site.article("fourth", title="Fourth", categories=["Science"], authors=["Ann Other"])
+    wait_for(lambda: get(srv, "/feeds/category/science.rss").status_code == 200)
+    assert "/feeds/category/science.rss" in get(srv, "/feeds.opml").text
+    assert get(srv, "/feeds/author/ann-other.atom").status_code == 200
+
+
+def test_last_modified_advances_on_deletion_and_backdating(serve, site):
+    srv = serve(site.root)
+    first = get(srv, "/feeds/all.atom")
+    lm = first.headers["Last-Modified"]
+    time.sleep(1.1)                         # Last-Modified has one-second resolution
+
+    # Backdated: older than everything in the feed, so the newest date does not move.
+    site.article("old", title="Backdated", date="2001-01-01T00:00:00+00:00")
+    wait_for(lambda: "Backdated" in titles(srv))
+    r = get(srv, "/feeds/all.atom", **{"If-Modified-Since": lm})
+    assert r.status_code == 200, "false 304 after a backdated article"
+    assert r.headers["Last-Modified"] != lm
+    lm2 = r.headers["Last-Modified"]
+    time.sleep(1.1)
+
+    site.remove("articles/second.md")
+    wait_for(lambda: "Second" not in titles(srv))
+    r = get(srv, "/feeds/all.atom", **{"If-Modified-Since": lm2})
+    assert r.status_code == 200, "false 304 after a deletion"
+    assert dt.datetime.strptime(r.headers["Last-Modified"], "%a, %d %b %Y %H:%M:%S GMT") > \
+        dt.datetime.strptime(lm2, "%a, %d %b %Y %H:%M:%S GMT")
+
+
+def test_scheduled_article_goes_live_without_file_change(serve, site):
+    when = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=3)).replace(microsecond=0)
+    site.article("scheduled", title="Scheduled", date=when.isoformat())
+    srv = serve(site.root)
+    r = get(srv, "/feeds/all.atom")
+    assert "Scheduled" not in titles(srv)
+    max_age = int(r.headers["Cache-Control"].split("max-age=")[1])
+    assert 0 <= max_age <= 3, "caches must expire when the scheduled article goes live"
+    value, waited = wait_for(lambda: "Scheduled" in titles(srv), timeout=6)
+    assert value, "scheduled article never went live"
+    assert get(srv, "/feeds/category/world.atom").status_code == 200
+
+
+def test_broken_edit_keeps_last_good_version_and_is_reported(serve, site):
+    srv = serve(site.root)
+    site.write("articles/first.md", "---\ntitle: [oops\ndate: 2024-10-01T10:00:00+03:30\n---\nx\n")
+    site.write("articles/new-broken.md", b"\xff\xfe not utf-8")
+
+    def reported():
+        errors = get(srv, "/healthz").json()["errors"]
+        return {e["path"] for e in errors} >= {"articles/first.md", "articles/new-broken.md"}
+    value, _ = wait_for(reported)
+    assert value
+    health = get(srv, "/healthz")
+    assert health.status_code == 200
+    messages = {e["path"]: e["message"] for e in health.json()["errors"]}
+    assert "invalid YAML" in messages["articles/first.md"]
+    assert "not valid UTF-8" in messages["articles/new-broken.md"]
+    assert "First" in titles(srv), "a typo made a published article vanish"
+
+    site.article("first", title="First, fixed", date="2024-10-01T10:00:00+03:30")
+    value, _ = wait_for(lambda: "First, fixed" in titles(srv))
+    assert value
+    assert "articles/first.md" not in {e["path"] for e in get(srv, "/healthz").json()["errors"]}
+
+
+def test_data_dir_disappearing_keeps_serving(serve, site, tmp_path):
+    srv = serve(site.root)
+    etag = get(srv, "/feeds/all.atom").headers["ETag"]
+    moved = tmp_path / "moved"
+    shutil.move(str(site.root), moved)
+    value, _ = wait_for(lambda: get(srv, "/healthz").json()["errors"])
+    assert value and "missing" in value[0]["message"]
+    r = get(srv, "/feeds/all.atom")
+    assert r.status_code == 200 and r.headers["ETag"] == etag
+    shutil.move(str(moved), site.root)
+    value, _ = wait_for(lambda: not get(srv, "/healthz").json()["errors"], timeout=4)
+    assert value
+    assert get(srv, "/feeds/all.atom").headers["ETag"] == etag
+
+
+def test_validators_survive_restart_and_workers_agree(serve, site, tmp_path):
+    state = tmp_path / "shared-state"
+    srv = serve(site.root, state_dir=state)
+    site.article("third", title="Third", date="2024-10-03T10:00:00+03:30")
+    wait_for(lambda: "Third" in titles(srv))
+    time.sleep(1.0)                                 # both workers pick the change up
+    first = validators(srv)
+    for _ in range(10):                             # fresh connections reach both workers
+        assert validators(srv) == first
+    srv.stop()
+    again = serve(site.root, state_dir=state)
+    assert validators(again) == first, "ETag or Last-Modified changed across a restart"
+    # A lost state directory costs a download, never a false 304.
+    fresh = serve(site.root, state_dir=tmp_path / "new-state")
+    r = get(fresh, "/feeds/all.atom", **{"If-Modified-Since": first["/feeds/all.atom"][1]})
+    assert r.headers["ETag"] == first["/feeds/all.atom"][0]
+    assert r.status_code in (200, 304)
+    if r.status_code == 304:                        # only when the bytes are really the same
+        assert r.headers["ETag"] == first["/feeds/all.atom"][0]
+
+
+def test_burst_of_saves_settles_to_one_consistent_state(serve, site, tmp_path):
+    srv = serve(site.root)
+    for i in range(200):
+        site.article(f"burst-{i:03d}", title=f"Burst {i:03d}", categories=["World"],
+                     date=f"2024-11-01T{i // 60:02d}:{i % 60:02d}:00+03:30")
+    expected = [f"Burst {i:03d}" for i in range(199, 149, -1)]     # newest 50
+    value, waited = wait_for(lambda: titles(srv) == expected, timeout=5)
+    assert value, "the burst did not settle"
+    fresh = serve(site.root, state_dir=tmp_path / "fresh-state", workers=1)
+    for path in FEEDS + ["/", "/feeds.opml", "/category/world/"]:
+        assert get(srv, path).headers.get("ETag") == get(fresh, path).headers.get("ETag"), path
+
+
+def body_etag(r) -> str:
+    return '"%s"' % hashlib.sha256(r.content).hexdigest()[:32]
+
+
+def test_healthz_is_json_with_errors_list(serve, site):
+    srv = serve(site.root, workers=1)
+    doc = json.loads(get(srv, "/healthz").text)
+    assert doc["status"] == "ok" and doc["errors"] == [] and doc["articles"] == 2
