@@ -44,12 +44,12 @@ class Corpus:
         return min(future) if future else None
 
     def authors_of(self, article: Article) -> list[Person]:
-        return [self.authors[self.author_slugs[name_key(n)]] for n in article.authors
-                if name_key(n) in self.author_slugs]
+        slugs = [self.author_slugs.get(name_key(n)) for n in article.authors]
+        return [self.authors[s] for s in dict.fromkeys(slugs) if s is not None]
 
     def categories_of(self, article: Article) -> list[Category]:
-        return [self.categories[self.category_slugs[name_key(n)]] for n in article.categories
-                if name_key(n) in self.category_slugs]
+        slugs = [self.category_slugs.get(name_key(n)) for n in article.categories]
+        return [self.categories[s] for s in dict.fromkeys(slugs) if s is not None]
 
 
 class Library:
@@ -64,6 +64,7 @@ class Library:
         self._last_good: dict[str, object] = {}        # rel -> last valid record
         self.scan_errors: list[DataError] = []
         self.site: Site | None = None
+        self._site_error: DataError | None = None       # site.yml is bad: we keep self.site
         self.reads = 0                                  # files (re)parsed, for tests and bench
 
     # -- scanning ---------------------------------------------------------------
@@ -110,20 +111,20 @@ class Library:
         """Re-read changed files and return the corpus they make now."""
         sigs = self.scan() if sigs is None else sigs
         changed = [rel for rel, sig in sigs.items() if self._sigs.get(rel) != sig]
-        site_changed = SITE_FILE in changed or self.site is None
+        site_changed = SITE_FILE in changed or SITE_FILE not in sigs or self.site is None
         for rel in set(self._sigs) - set(sigs):
             self._records.pop(rel, None)
             self._last_good.pop(rel, None)
         self._sigs = dict(sigs)
 
-        site_error = None
         if site_changed:
             try:
                 text, _ = loader.read_text(self.root, SITE_FILE, self.max_file_bytes)
                 self.site = loader.parse_site(SITE_FILE, text, self.base_url)
+                self._site_error = None
                 changed = sorted(sigs)      # dates and ids depend on the site settings
             except DataError as e:
-                site_error = e
+                self._site_error = e        # reported on every load until site.yml is fixed
                 if self.site is None:
                     raise
         assert self.site is not None
@@ -133,8 +134,8 @@ class Library:
                 self._last_good[rel] = rec          # articles become "good" in _unique
         corpus = self._assemble(self.site)
         corpus.errors[:0] = self.scan_errors
-        if site_error:
-            corpus.errors.insert(0, site_error)
+        if self._site_error:
+            corpus.errors.insert(0, self._site_error)
         return corpus
 
     def _parse(self, rel: str, sig: tuple) -> object:
@@ -157,7 +158,7 @@ class Library:
     def _assemble(self, site: Site) -> Corpus:
         errors: list[DataError] = []
         described: dict[str, str] = {}
-        people: list[Person] = []
+        people: list[tuple[str, Person]] = []
         candidates: list[Article] = []
         for rel in sorted(self._records):
             rec = self._records[rel]
@@ -167,7 +168,7 @@ class Library:
             if isinstance(rec, dict):
                 described = rec
             elif isinstance(rec, Person):
-                people.append(rec)
+                people.append((rel, rec))
             elif isinstance(rec, Article):
                 candidates.append(rec)
 
@@ -188,18 +189,27 @@ class Library:
         published article out; otherwise the first path in sorted order wins.
         """
         def rank(a: Article) -> tuple:
-            return (a.path not in self._last_good, a.path)
+            good = self._last_good.get(a.path)      # published with this very id and slug?
+            held = isinstance(good, Article) and (good.id, good.slug) == (a.id, a.slug)
+            return (not held, a.path)
 
         kept: list[Article] = []
         ids: dict[str, str] = {}
         slugs: dict[str, str] = {}
+
+        def clash_of(a: Article) -> tuple | None:
+            return ("id", a.id, ids.get(a.id)) if a.id in ids else \
+                ("slug", a.slug, slugs.get(a.slug)) if a.slug in slugs else None
+
         for a in sorted(candidates, key=rank):
-            clash = ("id", a.id, ids.get(a.id)) if a.id in ids else \
-                    ("slug", a.slug, slugs.get(a.slug)) if a.slug in slugs else None
+            clash = clash_of(a)
             if clash:
-                errors.append(DataError(a.path, f"duplicate {clash[0]} {clash[1]!r}: "
-                                                f"{clash[2]} already uses it; this file is skipped"))
-                continue
+                errors.append(DataError(a.path, f"duplicate {clash[0]} {clash[1]!r}: {clash[2]} "
+                                                "already uses it; this file is skipped"))
+                good = self._last_good.get(a.path)
+                if not isinstance(good, Article) or good == a or clash_of(good):
+                    continue
+                a = good                    # the edit is skipped; its last good version stays
             ids[a.id] = slugs[a.slug] = a.path
             kept.append(a)
             if self._records.get(a.path) == a:
@@ -234,16 +244,18 @@ def _assign_slugs(keys: list[tuple[str, str]], errors: list[DataError], what: st
     return slugs
 
 
-def _people(people: list[Person], articles: list[Article],
+def _people(people: list[tuple[str, Person]], articles: list[Article],
             errors: list[DataError]) -> tuple[dict[str, Person], dict[str, str]]:
     by_key: dict[str, Person] = {}
-    for p in people:                               # author files: the file name is the slug
+    files: dict[str, str] = {}
+    for rel, p in people:                          # author files: the file name is the slug
         key = name_key(p.name)
         if key in by_key:
-            errors.append(DataError(f"authors/{p.slug}.yml", f"author {p.name!r} is also defined "
-                                    f"in authors/{by_key[key].slug}.yml; this file is ignored"))
+            errors.append(DataError(rel, f"author {p.name!r} is also defined "
+                                    f"in {files[key]}; this file is ignored"))
             continue
         by_key[key] = p
+        files[key] = rel
     spelled: dict[str, Counter] = {}
     for a in articles:
         for name in a.authors:

@@ -11,12 +11,13 @@ import hashlib
 import os
 import posixpath
 import re
+import stat
 from urllib.parse import urljoin, urlsplit
 
 import pytz
 import yaml
 
-from .model import Article, Category, DataError, Person, Site
+from .model import Article, DataError, Person, Site
 
 try:
     _BaseLoader: type = yaml.CSafeLoader
@@ -54,7 +55,11 @@ def read_text(root: str, rel: str, max_bytes: int) -> tuple[str, str]:
     if os.path.commonpath([real_root, real]) != real_root:
         raise DataError(rel, "is a symlink pointing outside the data directory")
     try:
-        with open(path, "rb") as f:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; only regular files are read
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with open(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise DataError(rel, "cannot be read (not a regular file)")
             raw = f.read(max_bytes + 1)
     except OSError as e:
         raise DataError(rel, f"cannot be read ({e.strerror})") from None
@@ -71,14 +76,27 @@ def read_text(root: str, rel: str, max_bytes: int) -> tuple[str, str]:
     return clean(text), hashlib.sha256(raw).hexdigest()
 
 
-def load_yaml(rel: str, text: str) -> object:
+def load_yaml(rel: str, text: str, first_line: int = 1) -> object:
+    """`first_line`: the line of the file where `text` starts, for error messages."""
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a safe loader subclass
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a safe loader subclass
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        where = f" at line {mark.line + first_line}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise DataError(rel, f"invalid YAML{where}: {problem}") from None
+    return _clean_tree(data)
+
+
+def _clean_tree(value: object) -> object:
+    """YAML escapes ("\\v", "\\uFFFE") can make the characters XML forbids: clean them too."""
+    if isinstance(value, str):
+        return clean(value)
+    if isinstance(value, list):
+        return [_clean_tree(v) for v in value]
+    if isinstance(value, dict):
+        return {_clean_tree(k): _clean_tree(v) for k, v in value.items()}
+    return value
 
 
 def _mapping(rel: str, value: object, what: str) -> dict:
@@ -118,7 +136,9 @@ def _names(rel: str, data: dict, plural: str, singular: str) -> tuple[str, ...]:
 
 
 def parse_datetime(rel: str, key: str, value: object, tz: pytz.BaseTzInfo) -> dt.datetime:
-    """ISO 8601 with an offset, or a naive local time in the site's zone (pytz rules of that date)."""
+    """ISO 8601 with an offset, or a naive local time in the site's zone.
+
+    A naive time is localized with the pytz rules of that date."""
     raw = str(value).strip()
     try:
         parsed = dt.datetime.fromisoformat(raw.replace("z", "Z"))
@@ -149,7 +169,8 @@ def parse_site(rel: str, text: str, base_url_override: str = "") -> Site:
         raise DataError(rel, f"'timezone' {tzname!r} is not an IANA time zone name") from None
     items = data.get("items_per_feed", 50)
     if not isinstance(items, int) or isinstance(items, bool) or not 1 <= items <= 1000:
-        raise DataError(rel, f"'items_per_feed' must be a whole number from 1 to 1000 (got {items!r})")
+        raise DataError(rel, "'items_per_feed' must be a whole number from 1 to 1000 "
+                             f"(got {items!r})")
     return Site(title=_text(rel, data, "title", required=True),
                 description=_text(rel, data, "description"),
                 base_url=base_url.rstrip("/") + "/",
@@ -180,7 +201,7 @@ def split_front_matter(rel: str, text: str) -> tuple[dict, str]:
     if not m:
         raise DataError(rel, "has no front matter: start the file with a '---' line, "
                              "the YAML fields, then another '---' line")
-    data = load_yaml(rel, m.group(1) or "")
+    data = load_yaml(rel, m.group(1) or "", first_line=text.count("\n", 0, max(m.start(1), 0)) + 1)
     return _mapping(rel, data or {}, "front matter"), text[m.end():]
 
 

@@ -1,0 +1,461 @@
+"""The corpus a Library assembles from real files: slugs, authors, last good versions,
+duplicates, drafts, scheduling and stable ids."""
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pytest
+
+from feedsvc.corpus import Library, name_key
+from feedsvc.model import DataError
+
+UTC = dt.UTC
+
+
+def load(data, **kw):
+    return Library(str(data.root), **kw).load()
+
+
+def paths(corpus) -> set[str]:
+    return {a.path for a in corpus.articles}
+
+
+def article(corpus, rel: str):
+    found = [a for a in corpus.articles if a.path == rel]
+    assert len(found) == 1, sorted(paths(corpus))
+    return found[0]
+
+
+def messages(corpus, rel: str) -> list[str]:
+    return [e.message for e in corpus.errors if e.path == rel]
+
+
+def real_errors(corpus) -> list[DataError]:
+    return [e for e in corpus.errors if not e.warning]
+
+
+# -- categories ---------------------------------------------------------------------------------
+
+def test_names_differing_in_case_spacing_punctuation_are_one_category(data):
+    data.article("a", categories=["Hard News"])
+    data.article("b", categories=["hard-news"])
+    data.article("c", categories=["HARD  NEWS!"])
+    data.article("d", categories=["Hard News", "Middle East"])
+    corpus = load(data)
+    assert corpus.errors == []
+    assert sorted(corpus.categories) == ["hard-news", "middle-east"]
+    cat = corpus.categories["hard-news"]
+    assert cat.name == "Hard News"                      # the most used spelling
+    for a in corpus.articles:
+        assert cat in corpus.categories_of(a)
+    assert {name_key(n) for n in ("Hard News", "hard-news", "HARD  NEWS!")} == {"hardnews"}
+
+
+def test_one_article_listing_two_spellings_has_the_category_once(data):
+    data.article("a", categories=["Hard News", "hard-news", "World"], authors=["Jane Doe",
+                                                                             "JANE  DOE"])
+    corpus = load(data)
+    art = corpus.articles[0]
+    assert [c.slug for c in corpus.categories_of(art)] == ["hard-news", "world"]
+    assert [p.slug for p in corpus.authors_of(art)] == ["jane-doe"]
+
+
+def test_display_name_tie_is_deterministic_and_categories_file_spells_it(data):
+    data.article("a", categories=["hard-news"])
+    data.article("b", categories=["Hard News"])
+    assert load(data).categories["hard-news"].name == "Hard News"   # tie: sorted order
+    data.write("categories.yml", "HARD news:\n  description: Breaking stories.\n"
+                                 "Empty Category: nobody uses it yet\n")
+    corpus = load(data)
+    assert corpus.categories["hard-news"].name == "HARD news"
+    assert corpus.categories["hard-news"].description == "Breaking stories."
+    assert corpus.categories["empty-category"].description == "nobody uses it yet"
+
+
+def test_persian_category_gets_an_ascii_slug(data):
+    data.article("a", categories=["اخبار سیاسی", "World"])
+    data.article("b", categories=["اخبار  سیاسی"])
+    corpus = load(data)
+    assert corpus.errors == []
+    persian = [c for c in corpus.categories.values() if c.name == "اخبار سیاسی"]
+    assert len(persian) == 1
+    slug = persian[0].slug
+    assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", slug), slug
+    assert corpus.categories[slug] is persian[0]
+    for a in corpus.articles:
+        assert persian[0] in corpus.categories_of(a)
+
+
+@pytest.mark.parametrize("first, second", [("Café", "Cafe"), ("Cafe", "Café")])
+def test_two_names_one_slug_are_disambiguated_with_a_warning(data, first, second):
+    data.article("a", categories=[first])
+    data.article("b", categories=[second])
+    corpus = load(data)
+    assert real_errors(corpus) == []
+    assert {s: c.name for s, c in corpus.categories.items()} == {"cafe": "Cafe",
+                                                                 "cafe-2": "Café"}
+    warnings = [e for e in corpus.errors if e.warning]
+    assert len(warnings) == 1
+    w = warnings[0]
+    assert w.as_dict()["level"] == "warning"
+    assert "'Café'" in w.message and "'Cafe'" in w.message and "'cafe-2'" in w.message
+    by_path = {a.path: [c.slug for c in corpus.categories_of(a)] for a in corpus.articles}
+    assert by_path["articles/a.md"] == (["cafe-2"] if first == "Café" else ["cafe"])
+
+
+def test_disambiguation_does_not_depend_on_load_history(data):
+    data.article("a", categories=["Café"])
+    lib = Library(str(data.root))
+    assert list(lib.load().categories) == ["cafe"]       # alone it has the plain slug
+    data.article("b", categories=["Cafe"])
+    assert {s: c.name for s, c in lib.load().categories.items()} == \
+        {s: c.name for s, c in load(data).categories.items()} == {"cafe": "Cafe",
+                                                                  "cafe-2": "Café"}
+
+
+def test_three_way_slug_collision(data):
+    data.article("a", categories=["Café", "Cafe", "CAFÉ!", "Cafè"])
+    corpus = load(data)
+    assert sorted(corpus.categories) == ["cafe", "cafe-2", "cafe-3"]
+    assert len([e for e in corpus.errors if e.warning]) == 2
+
+
+# -- authors ------------------------------------------------------------------------------------
+
+def test_author_names_resolve_to_author_files(data):
+    data.author("jd", name="Jamshid Dehghan", bio="Tehran desk.", email="jd@example.com")
+    data.article("a", authors=["Jane Doe", "Jamshid Dehghan"])
+    data.article("b", author="jane doe")
+    data.article("c", authors=["JAMSHID  DEHGHAN."])
+    corpus = load(data)
+    assert corpus.errors == []
+    assert sorted(corpus.authors) == ["jane-doe", "jd"]
+    jane, jd = corpus.authors["jane-doe"], corpus.authors["jd"]
+    assert (jane.name, jane.bio, jane.url) == ("Jane Doe", "Jane covers the world.",
+                                               "https://jane.example.org/")
+    assert (jd.name, jd.slug, jd.email) == ("Jamshid Dehghan", "jd", "jd@example.com")
+    assert corpus.authors_of(article(corpus, "articles/a.md")) == [jane, jd]
+    assert corpus.authors_of(article(corpus, "articles/b.md")) == [jane]
+    assert corpus.authors_of(article(corpus, "articles/c.md")) == [jd]
+
+
+def test_unknown_author_names_become_implicit_authors(data):
+    data.article("a", authors=["John Smith", "Jane Doe"])
+    data.article("b", authors=["john smith"])
+    data.article("c", authors=["John Smith"])
+    data.article("d", authors=["مریم احمدی"])
+    corpus = load(data)
+    assert corpus.errors == []
+    john = corpus.authors["john-smith"]
+    assert (john.name, john.slug, john.bio) == ("John Smith", "john-smith", "")
+    persian = [p for p in corpus.authors.values() if p.name == "مریم احمدی"]
+    assert len(persian) == 1 and persian[0].slug.isascii() and persian[0].slug
+    assert corpus.authors_of(article(corpus, "articles/b.md")) == [john]
+    assert [p.slug for p in corpus.authors_of(article(corpus, "articles/a.md"))] == \
+        ["john-smith", "jane-doe"]
+
+
+def test_implicit_author_never_takes_an_author_files_slug(data):
+    data.author("john-smith", name="Johnny S.")
+    data.article("a", authors=["John Smith", "Johnny S."])
+    corpus = load(data)
+    assert corpus.authors["john-smith"].name == "Johnny S."
+    implicit = [p for p in corpus.authors.values() if p.name == "John Smith"]
+    assert len(implicit) == 1 and implicit[0].slug != "john-smith"
+    assert [p.name for p in corpus.authors_of(corpus.articles[0])] == ["John Smith",
+                                                                      "Johnny S."]
+
+
+def test_implicit_authors_with_one_slug_are_disambiguated(data):
+    data.article("a", authors=["Zoë Roe", "Zoe Roe"])
+    corpus = load(data)
+    assert {s: p.name for s, p in corpus.authors.items() if s != "jane-doe"} == \
+        {"zoe-roe": "Zoe Roe", "zoe-roe-2": "Zoë Roe"}
+    assert any(e.warning for e in corpus.errors)
+
+
+def test_authors_only_from_published_articles(data):
+    data.article("a", authors=["Draft Writer"], draft=True)
+    corpus = load(data)
+    assert sorted(corpus.authors) == ["jane-doe"]           # files always count
+
+
+def test_two_author_files_with_one_name(data):
+    data.write("authors/jane.yaml", "name: jane doe\n")
+    data.article("a")
+    corpus = load(data)
+    assert corpus.authors["jane-doe"].bio == "Jane covers the world."
+    assert "jane" not in corpus.authors
+    msgs = messages(corpus, "authors/jane.yaml")           # the real file name, .yaml
+    assert len(msgs) == 1 and "authors/jane-doe.yml" in msgs[0], \
+        [str(e) for e in corpus.errors]
+
+
+# -- last good version ----------------------------------------------------------------------------
+
+def test_article_turning_invalid_keeps_its_last_good_version(data):
+    data.article("story", title="Old Title")
+    lib = Library(str(data.root))
+    assert article(lib.load(), "articles/story.md").title == "Old Title"
+
+    data.article("story", title="New Title")
+    assert article(lib.load(), "articles/story.md").title == "New Title"
+
+    data.write("articles/story.md", "---\ntitle: [Broken\n---\nBody\n")
+    for _ in range(2):                                       # stays so on an idle rescan
+        corpus = lib.load()
+        assert article(corpus, "articles/story.md").title == "New Title"
+        msgs = messages(corpus, "articles/story.md")
+        assert len(msgs) == 1 and msgs[0].startswith("invalid YAML")
+
+    data.article("story", title="Fixed Title")
+    corpus = lib.load()
+    assert article(corpus, "articles/story.md").title == "Fixed Title"
+    assert corpus.errors == []
+
+    data.remove("articles/story.md")
+    corpus = lib.load()
+    assert corpus.articles == [] and corpus.errors == []
+
+
+@pytest.mark.parametrize("breakage", [
+    lambda d: d.write("articles/story.md", b"\x00\x00"),
+    lambda d: d.write("articles/story.md", b""),
+    lambda d: d.article("story", date="yesterday"),
+    lambda d: d.article("story", title=None),
+    lambda d: d.write("articles/story.md", b"---\ntitle: caf\xe9\n---\n"),
+])
+def test_every_kind_of_breakage_keeps_the_last_good_version(data, breakage):
+    data.article("story", title="Good")
+    lib = Library(str(data.root))
+    lib.load()
+    breakage(data)
+    corpus = lib.load()
+    assert article(corpus, "articles/story.md").title == "Good"
+    assert len(messages(corpus, "articles/story.md")) == 1
+
+
+def test_deleting_a_broken_article_removes_it_and_its_error(data):
+    data.article("story")
+    lib = Library(str(data.root))
+    lib.load()
+    data.write("articles/story.md", b"\x00")
+    assert paths(lib.load()) == {"articles/story.md"}
+    data.remove("articles/story.md")
+    corpus = lib.load()
+    assert corpus.articles == [] and corpus.errors == []
+    data.write("articles/story.md", b"\x00")                 # back, broken: nothing to keep
+    corpus = lib.load()
+    assert corpus.articles == [] and len(messages(corpus, "articles/story.md")) == 1
+
+
+def test_new_invalid_file_is_skipped_then_published_when_fixed(data):
+    data.article("good")
+    lib = Library(str(data.root))
+    lib.load()
+    data.article("fresh", date="yesterday")
+    corpus = lib.load()
+    assert paths(corpus) == {"articles/good.md"}
+    assert len(messages(corpus, "articles/fresh.md")) == 1
+    data.article("fresh", title="Fresh")
+    corpus = lib.load()
+    assert paths(corpus) == {"articles/good.md", "articles/fresh.md"}
+    assert corpus.errors == []
+
+
+def test_a_fresh_library_has_no_last_good_version(data):
+    data.article("story")
+    Library(str(data.root)).load()
+    data.write("articles/story.md", b"\x00")
+    corpus = load(data)                                      # e.g. after a restart
+    assert corpus.articles == []
+    assert len(messages(corpus, "articles/story.md")) == 1
+
+
+def test_unchanged_files_are_not_read_again(data):
+    for n in range(3):
+        data.article(f"a{n}")
+    lib = Library(str(data.root))
+    lib.load()
+    reads = lib.reads
+    lib.load()
+    assert lib.reads == reads
+    data.article("a1", title="Edited")
+    corpus = lib.load()
+    assert lib.reads == reads + 1
+    assert article(corpus, "articles/a1.md").title == "Edited"
+
+
+def test_site_change_reparses_every_article(data):
+    data.article("a", date="2024-10-28T13:00:00")
+    lib = Library(str(data.root))
+    assert lib.load().articles[0].published.isoformat() == "2024-10-28T13:00:00+03:30"
+    data.site(timezone="Europe/London", base_url="https://other.example.org/")
+    art = lib.load().articles[0]
+    assert art.published.isoformat() == "2024-10-28T13:00:00+00:00"
+    assert art.id == "tag:other.example.org,2000:a"
+
+
+# -- duplicates -----------------------------------------------------------------------------------
+
+def test_duplicate_id_the_published_article_wins(data):
+    data.article("zz-first", id="urn:uuid:1234")
+    lib = Library(str(data.root))
+    assert paths(lib.load()) == {"articles/zz-first.md"}
+    data.article("aa-later", id="urn:uuid:1234")            # sorts first, but came later
+    for _ in range(2):
+        corpus = lib.load()
+        assert paths(corpus) == {"articles/zz-first.md"}
+        msgs = messages(corpus, "articles/aa-later.md")
+        assert msgs == ["duplicate id 'urn:uuid:1234': articles/zz-first.md already uses it; "
+                        "this file is skipped"]
+    assert messages(corpus, "articles/zz-first.md") == []
+
+
+def test_duplicate_slug_the_published_article_wins(data):
+    data.article("2024/zz", slug="the-story")
+    lib = Library(str(data.root))
+    lib.load()
+    data.article("2023/aa", slug="The Story")
+    corpus = lib.load()
+    assert paths(corpus) == {"articles/2024/zz.md"}
+    assert messages(corpus, "articles/2023/aa.md") == [
+        "duplicate slug 'the-story': articles/2024/zz.md already uses it; this file is skipped"]
+
+
+def test_same_file_name_in_two_folders_is_a_duplicate_slug(data):
+    data.article("2023/report")
+    data.article("2024/report")
+    corpus = load(data)
+    assert paths(corpus) == {"articles/2023/report.md"}     # both new: sorted order decides
+    assert len(messages(corpus, "articles/2024/report.md")) == 1
+
+
+def test_skipped_duplicate_is_published_once_the_holder_is_gone(data):
+    data.article("b", id="urn:x")
+    lib = Library(str(data.root))
+    lib.load()
+    data.article("a", id="urn:x")
+    assert paths(lib.load()) == {"articles/b.md"}
+    data.remove("articles/b.md")
+    corpus = lib.load()
+    assert paths(corpus) == {"articles/a.md"} and corpus.errors == []
+
+
+def test_editing_a_published_article_onto_anothers_slug_does_not_push_it_out(data):
+    data.article("a", slug="alpha")
+    data.article("b", slug="beta")
+    lib = Library(str(data.root))
+    assert paths(lib.load()) == {"articles/a.md", "articles/b.md"}
+    data.article("a", slug="beta", title="Now Beta")          # a typo: a claims b's slug
+    corpus = lib.load()
+    assert article(corpus, "articles/b.md").slug == "beta"   # b, which held it, stays
+    assert len(messages(corpus, "articles/a.md")) == 1
+    kept = article(corpus, "articles/a.md")                  # a keeps its last good version
+    assert (kept.slug, kept.title) == ("alpha", "A")
+    data.article("a", slug="alpha", title="Fixed")
+    corpus = lib.load()
+    assert corpus.errors == []
+    assert {(a.slug, a.title) for a in corpus.articles} == {("alpha", "Fixed"), ("beta", "B")}
+
+
+def test_broken_holder_keeps_its_slug(data):
+    data.article("b", slug="story")
+    lib = Library(str(data.root))
+    lib.load()
+    data.write("articles/b.md", b"\x00")                      # broken: last good version holds
+    data.article("a", slug="story")
+    corpus = lib.load()
+    assert paths(corpus) == {"articles/b.md"}
+    assert len(messages(corpus, "articles/a.md")) == 1
+    assert len(messages(corpus, "articles/b.md")) == 1
+
+
+def test_draft_holds_its_slug_and_id(data):
+    data.article("b", slug="story", draft=True)
+    data.article("c", id="urn:c", draft=True)
+    data.article("a", slug="story")
+    data.article("d", id="urn:c")
+    corpus = load(data)
+    # both new: sorted order decides, whether or not the other is a draft
+    assert paths(corpus) == {"articles/a.md"}
+    assert len(messages(corpus, "articles/d.md")) == 1
+
+
+# -- drafts and scheduling ----------------------------------------------------------------------
+
+def test_drafts_are_excluded(data):
+    data.article("draft", draft=True, categories=["Secret"])
+    data.article("public", draft=False)
+    data.article("plain")
+    lib = Library(str(data.root))
+    corpus = lib.load()
+    assert corpus.errors == []
+    assert paths(corpus) == {"articles/public.md", "articles/plain.md"}
+    assert "secret" not in corpus.categories
+    data.article("draft", draft=False, categories=["Secret"])
+    corpus = lib.load()
+    assert "articles/draft.md" in paths(corpus) and "secret" in corpus.categories
+
+
+def test_future_articles_are_loaded_but_not_visible(data):
+    data.article("past", date="2024-10-28T13:00:00+03:30")
+    data.article("soon", date="2030-01-01T00:00:00Z")
+    data.article("later", date="2031-06-01T12:00:00+04:30")
+    data.article("draft-soon", date="2029-01-01T00:00:00Z", draft=True)
+    corpus = load(data)
+    now = dt.datetime(2025, 1, 1, tzinfo=UTC)
+    assert paths(corpus) == {"articles/past.md", "articles/soon.md", "articles/later.md"}
+    assert [a.path for a in corpus.articles] == ["articles/later.md", "articles/soon.md",
+                                                 "articles/past.md"]   # newest first
+    assert [a.path for a in corpus.visible(now)] == ["articles/past.md"]
+    assert corpus.next_go_live(now) == dt.datetime(2030, 1, 1, tzinfo=UTC)
+    soon = dt.datetime(2030, 1, 1, tzinfo=UTC)
+    assert [a.path for a in corpus.visible(soon)] == ["articles/soon.md", "articles/past.md"]
+    assert corpus.next_go_live(soon) == dt.datetime(2031, 6, 1, 7, 30, tzinfo=UTC)
+    assert corpus.next_go_live(dt.datetime(2032, 1, 1, tzinfo=UTC)) is None
+    assert len(corpus.visible(dt.datetime(2032, 1, 1, tzinfo=UTC))) == 3
+
+
+def test_order_ties_are_broken_by_path(data):
+    for name in ("c", "a", "b"):
+        data.article(name, date="2024-10-28T13:00:00+03:30")
+    data.article("d", date="2024-10-28T09:30:00Z")          # the same instant
+    assert [a.path for a in load(data).articles] == \
+        ["articles/a.md", "articles/b.md", "articles/c.md", "articles/d.md"]
+
+
+# -- ids ------------------------------------------------------------------------------------------
+
+def test_default_id_survives_edits(data):
+    data.article("2024/story", title="First", categories=["World"], body="One.\n")
+    lib = Library(str(data.root))
+    original = lib.load().articles[0].id
+    assert original == "tag:news.example.com,2000:2024/story"
+    edits = [{"title": "Second"}, {"body": "Two.\n"}, {"categories": ["Sports", "Iran"]},
+             {"slug": "a-new-slug"}, {"updated": "2024-11-01T10:00:00+03:30"},
+             {"authors": ["Someone Else"]}, {"summary": "New summary"},
+             {"date": "2024-10-29T10:00:00+03:30"}]
+    fields: dict = {"title": "First", "categories": ["World"]}
+    for edit in edits:
+        fields.update(edit)
+        body = fields.get("body", "One.\n")
+        data.article("2024/story", body, **{k: v for k, v in fields.items() if k != "body"})
+        corpus = lib.load()
+        assert corpus.errors == []
+        assert corpus.articles[0].id == original, edit
+    assert corpus.articles[0].slug == "a-new-slug"
+
+
+def test_explicit_id_is_used_as_written(data):
+    data.article("story", id="  urn:uuid:6e8bc430-9c3a-11d9-9669-0800200c9a66 ")
+    assert load(data).articles[0].id == "urn:uuid:6e8bc430-9c3a-11d9-9669-0800200c9a66"
+
+
+def test_ids_are_the_same_in_a_fresh_library(data):
+    data.article("a")
+    data.article("2024/b")
+    first = {a.path: a.id for a in load(data).articles}
+    assert first == {a.path: a.id for a in load(data).articles}
+    assert len(set(first.values())) == 2
