@@ -51,9 +51,10 @@ def first_paragraph(body: str, limit: int = 400) -> str:
     tokens = _md.parse(body)
     for i, tok in enumerate(tokens):
         if tok.type == "paragraph_open" and i + 1 < len(tokens):
-            text = "".join(child.content for child in tokens[i + 1].children or []
-                           if child.type in ("text", "code_inline", "softbreak")
-                           or child.type == "text_special")
+            text = "".join(" " if child.type in ("softbreak", "hardbreak") else child.content
+                           for child in tokens[i + 1].children or []
+                           if child.type in ("text", "code_inline", "softbreak", "hardbreak",
+                                             "text_special"))
             text = " ".join(text.split())
             if text:
                 return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + "…"

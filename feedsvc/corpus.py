@@ -71,15 +71,15 @@ class Library:
     def scan(self) -> dict[str, tuple]:
         """Stat signatures of every data file (dot files and folders are ignored)."""
         sigs: dict[str, tuple] = {}
-        self.scan_errors: list[DataError] = []
+        self.scan_errors = []
         if not os.path.isdir(self.root):
             raise DataError(".", f"data directory {self.root} is missing or not a directory")
 
         def walk(abs_dir: str, rel_dir: str) -> None:
             try:
-                entries = sorted(os.scandir(abs_dir), key=lambda e: e.name)
-            except OSError as e:
-                unreadable[rel_dir] = e.strerror or str(e)
+                entries = sorted(os.scandir(abs_dir), key=lambda entry: entry.name)
+            except OSError as err:
+                unreadable[rel_dir] = err.strerror or str(err)
                 return
             for e in entries:
                 if e.name.startswith(".") or e.name.endswith("~"):

@@ -7,6 +7,8 @@ conditional rules are werkzeug's (`is_resource_modified`, RFC 9110 section
 13: If-None-Match with weak comparison, lists and `*` wins over
 If-Modified-Since; a bad date is ignored); the only shortcut taken before
 calling it is the exact-match case, which werkzeug would answer the same way.
+If-Match and If-Unmodified-Since are checked first (RFC 9110 13.2.2) with
+werkzeug's parsers and answer 412 when false.
 """
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable, Iterable
 
-from werkzeug.http import http_date, is_resource_modified, parse_accept_header
+from werkzeug.http import http_date, parse_accept_header, parse_date, parse_etags
+from werkzeug.sansio.http import is_resource_modified
 
 StartResponse = Callable[..., object]
 
@@ -70,22 +73,35 @@ def accepts_gzip(header: str) -> bool:
     return any(value == "*" and q > 0 for value, q in accept)
 
 
+def precondition_failed(environ: dict, etag: str, modified: dt.datetime) -> bool:
+    """RFC 9110 13.2.2 steps 1-2: If-Match (strong comparison, `*`), else If-Unmodified-Since.
+
+    werkzeug's `is_resource_modified` folds If-Match into its answer (a failed
+    If-Match reads as "not modified"), so it is only ever given INM and IMS.
+    """
+    if_match = environ.get("HTTP_IF_MATCH", "").strip()
+    if if_match:
+        return not parse_etags(if_match).contains(etag[1:-1])
+    since = parse_date(environ.get("HTTP_IF_UNMODIFIED_SINCE"))    # None if unparseable
+    return since is not None and modified > since
+
+
 class CacheControl:
     """`public, max-age=N`, cut short so caches expire when the next article goes live."""
 
     def __init__(self, max_age: int):
         self.max_age = max_age
         self.next_change: float | None = None       # Unix time of the next scheduled article
-        self._memo = (-1, "")
+        self._memo: tuple[int, float | None, str] = (-1, None, "")
 
     def value(self) -> str:
-        now = int(time.time())
-        if self._memo[0] != now:
+        now, nxt = int(time.time()), self.next_change
+        if self._memo[:2] != (now, nxt):        # a new schedule applies at once
             age = self.max_age
-            if self.next_change is not None:
-                age = max(0, min(age, int(self.next_change - now)))
-            self._memo = (now, f"public, max-age={age}")
-        return self._memo[1]
+            if nxt is not None:
+                age = max(0, min(age, int(nxt - now)))
+            self._memo = (now, nxt, f"public, max-age={age}")
+        return self._memo[2]
 
 
 class FeedApp:
@@ -107,10 +123,16 @@ class FeedApp:
             return [b"405 method not allowed.\n"]
         v = res.gzip if accepts_gzip(environ.get("HTTP_ACCEPT_ENCODING", "")) else res.identity
         cc = ("Cache-Control", self.source.cache_control.value())
+        if ("HTTP_IF_MATCH" in environ or "HTTP_IF_UNMODIFIED_SINCE" in environ) and \
+                precondition_failed(environ, v.etag, res.modified):
+            start_response("412 Precondition Failed", [
+                ("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", "24")])
+            return [b"412 precondition failed\n"]
         inm = environ.get("HTTP_IF_NONE_MATCH")
-        if (inm == v.etag) or ((inm or "HTTP_IF_MODIFIED_SINCE" in environ) and
-                               not is_resource_modified(environ, etag=v.etag[1:-1],
-                                                        last_modified=res.modified)):
+        ims = environ.get("HTTP_IF_MODIFIED_SINCE")
+        if (inm == v.etag) or ((inm or ims) and not is_resource_modified(
+                http_if_none_match=inm, http_if_modified_since=ims,
+                etag=v.etag[1:-1], last_modified=res.modified)):
             start_response("304 Not Modified", v.headers_304 + [cc])
             return []
         start_response("200 OK", v.headers + [cc])

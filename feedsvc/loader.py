@@ -31,7 +31,7 @@ class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
 
 _Loader.yaml_implicit_resolvers = {
     ch: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for ch, resolvers in _BaseLoader.yaml_implicit_resolvers.items()
+    for ch, resolvers in _BaseLoader.yaml_implicit_resolvers.items()  # type: ignore[attr-defined]
 }
 
 # XML 1.0 forbids C0 controls except tab/newline/return, surrogates and U+FFFE/U+FFFF.

@@ -133,8 +133,12 @@ class Publisher:
         previous = previous or {}
         site = corpus.site
         visible = corpus.visible(now)
-        scopes = scopes_of(corpus)
         held = members(corpus, visible)
+        # a scope whose only articles are still scheduled stays unpublished: its
+        # name, page and feeds would reveal an embargoed article before its time
+        pending = members(corpus, [a for a in corpus.articles if a.published > now])
+        scopes = [s for s in scopes_of(corpus) if s.kind == "site"
+                  or held[(s.kind, s.slug)] or not pending[(s.kind, s.slug)]]
         limit = site.items_per_feed
         recipes: dict[str, tuple[str, str, Callable[[], bytes]]] = {}
 
