@@ -1,0 +1,486 @@
+"""HTTP: headers, gzip, the conditional matrix of RFC 9110 section 13, errors and pages."""
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import hashlib
+import json
+import re
+import time
+
+import lxml.etree as ET
+import lxml.html
+import pytest
+from werkzeug.http import http_date, parse_date
+
+BASE = "http://localhost:8000/"
+FEEDS = ["feeds/all.rss", "feeds/all.atom", "feeds/category/middle-east.rss",
+         "feeds/category/syst-khrjy.atom", "feeds/author/emad-askarieh.atom",
+         "feeds/author/ifp-editorial-staff.rss"]
+ARTICLE = "articles/rouhani-urges-iran-turkey-cooperation-on-anti-terrorism-fight/"
+
+
+@pytest.fixture
+def app(make_app, bundled):
+    return make_app(bundled.root)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def service_of(app):
+    return app.extensions["feedsvc"]
+
+
+def max_age(resp) -> int:
+    cc = resp.headers["Cache-Control"]
+    m = re.fullmatch(r"public, max-age=(\d+)", cc)
+    assert m, cc
+    return int(m.group(1))
+
+
+def iso_in(seconds: float) -> str:
+    when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)
+    return when.replace(microsecond=0).isoformat()
+
+
+# -- plain GET -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", FEEDS)
+def test_feed_headers(app, client, path):
+    resp = client.get("/" + path)
+    assert resp.status_code == 200
+    want = "application/rss+xml" if path.endswith(".rss") else "application/atom+xml"
+    assert resp.headers["Content-Type"] == f"{want}; charset=utf-8"
+    etag = resp.headers["ETag"]
+    assert re.fullmatch(r'"[^"]+"', etag), etag                     # strong, quoted
+    assert etag == service_of(app).documents[path].etag
+    assert etag.strip('"') == hashlib.sha256(resp.data).hexdigest()[:32]   # from the bytes
+    assert parse_date(resp.headers["Last-Modified"]) is not None
+    assert resp.headers["Cache-Control"] == "public, max-age=300"
+    assert resp.headers["Vary"] == "Accept-Encoding"
+    assert "Content-Encoding" not in resp.headers
+    assert int(resp.headers["Content-Length"]) == len(resp.data)
+    assert resp.data.startswith(b"<?xml")
+
+
+def test_last_modified_is_stable_between_requests(client):
+    one = client.get("/feeds/all.rss").headers["Last-Modified"]
+    time.sleep(1.1)
+    two = client.get("/feeds/all.rss").headers["Last-Modified"]
+    assert one == two
+
+
+def test_configured_max_age(make_app, bundled):
+    client = make_app(bundled.root, max_age=60).test_client()
+    for path in FEEDS + ["", "feeds.opml", "category/politics/"]:
+        assert client.get("/" + path).headers["Cache-Control"] == "public, max-age=60", path
+
+
+@pytest.mark.parametrize(("accept", "gzipped"), [
+    ("gzip", True),
+    ("gzip, deflate, br", True),
+    ("x-gzip", True),
+    ("GZIP", True),
+    ("br;q=1.0, gzip;q=0.5", True),
+    ("*", True),
+    ("gzip;q=0", False),
+    ("gzip;q=0, *", False),          # an explicit refusal wins over the wildcard
+    ("*;q=0", False),
+    ("identity", False),
+    ("deflate, br", False),
+    ("", False),
+    (None, False),
+])
+def test_gzip_negotiation(client, accept, gzipped):
+    headers = {} if accept is None else {"Accept-Encoding": accept}
+    plain = client.get("/feeds/all.atom")
+    resp = client.get("/feeds/all.atom", headers=headers)
+    assert resp.status_code == 200
+    assert resp.headers["Vary"] == "Accept-Encoding"
+    if gzipped:
+        assert resp.headers["Content-Encoding"] == "gzip"
+        assert gzip.decompress(resp.data) == plain.data
+        assert resp.headers["ETag"] != plain.headers["ETag"]
+        assert re.fullmatch(r'"[^"]+"', resp.headers["ETag"])
+        assert int(resp.headers["Content-Length"]) == len(resp.data)
+        assert resp.headers["Content-Type"] == plain.headers["Content-Type"]
+        assert resp.headers["Last-Modified"] == plain.headers["Last-Modified"]
+    else:
+        assert "Content-Encoding" not in resp.headers
+        assert resp.data == plain.data
+        assert resp.headers["ETag"] == plain.headers["ETag"]
+
+
+def test_gzip_is_compressed_once(app, client):
+    one = client.get("/feeds/all.rss", headers={"Accept-Encoding": "gzip"})
+    two = client.get("/feeds/all.rss", headers={"Accept-Encoding": "gzip"})
+    assert one.data == two.data and one.headers["ETag"] == two.headers["ETag"]
+    assert one.data == service_of(app).resources["feeds/all.rss"].gzip.body
+
+
+# -- Cache-Control and scheduled articles ------------------------------------------------
+
+def test_max_age_shortened_before_a_scheduled_article(make_app, bundled):
+    bundled.article("2024/soon", title="Coming soon", date=iso_in(100),
+                    authors=["Emad Askarieh"], categories=["Politics"])
+    client = make_app(bundled.root).test_client()
+    for path in FEEDS:
+        age = max_age(client.get("/" + path))
+        assert 0 < age <= 100, (path, age)
+    resp = client.get("/feeds/all.atom", headers={"If-None-Match": "*"})
+    assert resp.status_code == 304 and 0 < max_age(resp) <= 100
+    assert b"Coming soon" not in client.get("/feeds/all.atom").data
+
+
+def test_far_future_article_leaves_max_age_alone(make_app, bundled):
+    bundled.article("2024/later", title="Later", date=iso_in(86400),
+                    authors=["Emad Askarieh"], categories=["Politics"])
+    client = make_app(bundled.root).test_client()
+    assert max_age(client.get("/feeds/all.rss")) == 300
+
+
+def test_max_age_shortened_when_an_article_is_scheduled_while_running(make_app, bundled):
+    app = make_app(bundled.root)
+    client = app.test_client()
+    assert max_age(client.get("/feeds/all.rss")) == 300
+    bundled.article("2024/soon", title="Coming soon", date=iso_in(100),
+                    authors=["Emad Askarieh"], categories=["Politics"])
+    service_of(app).refresh()
+    age = max_age(client.get("/feeds/all.rss"))
+    assert 0 < age <= 100
+
+
+# -- conditional requests ----------------------------------------------------------------
+
+def _validators(client, path="/feeds/all.rss", **headers):
+    resp = client.get(path, headers=headers)
+    assert resp.status_code == 200
+    return resp.headers["ETag"], resp.headers["Last-Modified"]
+
+
+def _shift(http_date_value: str, seconds: int) -> str:
+    return http_date(parse_date(http_date_value) + dt.timedelta(seconds=seconds))
+
+
+CASES = [
+    # (name, headers from (etag, last_modified), expected status)
+    ("inm exact", lambda e, lm: {"If-None-Match": e}, 304),
+    ("inm weak", lambda e, lm: {"If-None-Match": "W/" + e}, 304),
+    ("inm list", lambda e, lm: {"If-None-Match": f'"other", W/"x", {e}'}, 304),
+    ("inm list no spaces", lambda e, lm: {"If-None-Match": f'"other",{e}'}, 304),
+    ("inm star", lambda e, lm: {"If-None-Match": "*"}, 304),
+    ("inm other", lambda e, lm: {"If-None-Match": '"0123456789abcdef"'}, 200),
+    ("inm weak other", lambda e, lm: {"If-None-Match": 'W/"0123456789abcdef"'}, 200),
+    ("inm unquoted", lambda e, lm: {"If-None-Match": e.strip('"') + "x"}, 200),
+    ("inm other, ims future", lambda e, lm: {"If-None-Match": '"nope"',
+                                             "If-Modified-Since": _shift(lm, 86400)}, 200),
+    ("inm other, ims equal", lambda e, lm: {"If-None-Match": '"nope"',
+                                            "If-Modified-Since": lm}, 200),
+    ("inm match, ims earlier", lambda e, lm: {"If-None-Match": e,
+                                              "If-Modified-Since": _shift(lm, -86400)}, 304),
+    ("ims equal", lambda e, lm: {"If-Modified-Since": lm}, 304),
+    ("ims later", lambda e, lm: {"If-Modified-Since": _shift(lm, 10)}, 304),
+    ("ims earlier", lambda e, lm: {"If-Modified-Since": _shift(lm, -1)}, 200),
+    ("ims unparseable", lambda e, lm: {"If-Modified-Since": "yesterday-ish"}, 200),
+    ("ims empty", lambda e, lm: {"If-Modified-Since": ""}, 200),
+]
+
+
+# RFC 9110 13.2.2: If-Match (strong comparison), else If-Unmodified-Since, come first;
+# a false one means the method is not performed (412); a true one goes on to INM / IMS.
+PRECONDITIONS = [
+    ("im exact", lambda e, lm: {"If-Match": e}, 200),
+    ("im star", lambda e, lm: {"If-Match": "*"}, 200),
+    ("im list", lambda e, lm: {"If-Match": f'"other", {e}'}, 200),
+    ("im other", lambda e, lm: {"If-Match": '"other"'}, 412),
+    ("im weak is never a strong match", lambda e, lm: {"If-Match": "W/" + e}, 412),
+    ("im other, ims equal", lambda e, lm: {"If-Match": '"other"', "If-Modified-Since": lm}, 412),
+    ("im other, inm match", lambda e, lm: {"If-Match": '"other"', "If-None-Match": e}, 412),
+    ("im match, inm weak match", lambda e, lm: {"If-Match": e, "If-None-Match": "W/" + e}, 304),
+    ("im match, inm match", lambda e, lm: {"If-Match": e, "If-None-Match": e}, 304),
+    ("im match, ims equal", lambda e, lm: {"If-Match": e, "If-Modified-Since": lm}, 304),
+    ("im match, ius earlier ignored", lambda e, lm: {"If-Match": e,
+                                                     "If-Unmodified-Since": _shift(lm, -60)}, 200),
+    ("ius equal", lambda e, lm: {"If-Unmodified-Since": lm}, 200),
+    ("ius later", lambda e, lm: {"If-Unmodified-Since": _shift(lm, 60)}, 200),
+    ("ius earlier", lambda e, lm: {"If-Unmodified-Since": _shift(lm, -60)}, 412),
+    ("ius earlier, inm match", lambda e, lm: {"If-Unmodified-Since": _shift(lm, -60),
+                                              "If-None-Match": e}, 412),
+    ("ius unparseable", lambda e, lm: {"If-Unmodified-Since": "soon"}, 200),
+    ("ius equal, inm match", lambda e, lm: {"If-Unmodified-Since": lm, "If-None-Match": e}, 304),
+]
+
+
+@pytest.mark.parametrize(("name", "make", "status"), PRECONDITIONS,
+                         ids=[c[0] for c in PRECONDITIONS])
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_preconditions(client, name, make, status, method):
+    etag, lm = _validators(client)
+    resp = client.open("/feeds/all.rss", method=method, headers=make(etag, lm))
+    assert resp.status_code == status, name
+    if status == 200 and method == "GET":
+        assert resp.data.startswith(b"<?xml")
+    else:
+        assert not resp.data.startswith(b"<?xml")
+    if status == 304:
+        assert resp.headers["ETag"] == etag and resp.data == b""
+
+
+@pytest.mark.parametrize(("name", "make", "status"), CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_conditional_matrix(client, name, make, status, method):
+    etag, lm = _validators(client)
+    resp = client.open("/feeds/all.rss", method=method, headers=make(etag, lm))
+    assert resp.status_code == status, name
+    assert resp.headers["ETag"] == etag
+    assert resp.headers["Cache-Control"] == "public, max-age=300"
+    assert resp.headers["Vary"] == "Accept-Encoding"
+    if status == 304 or method == "HEAD":
+        assert resp.data == b""
+    else:
+        assert resp.data.startswith(b"<?xml")
+
+
+def test_304_headers_and_empty_body(client):
+    etag, lm = _validators(client, "/feeds/all.atom")
+    resp = client.get("/feeds/all.atom", headers={"If-None-Match": etag})
+    assert resp.status_code == 304
+    assert resp.data == b""
+    assert resp.headers["ETag"] == etag
+    assert resp.headers["Cache-Control"] == "public, max-age=300"
+    assert resp.headers["Vary"] == "Accept-Encoding"
+    assert resp.headers.get("Content-Length") in (None, "0")
+    assert "Content-Encoding" not in resp.headers
+
+
+def test_head_gives_headers_without_body(client):
+    get = client.get("/feeds/all.atom")
+    head = client.head("/feeds/all.atom")
+    assert head.status_code == 200 and head.data == b""
+    for name in ("Content-Type", "ETag", "Last-Modified", "Cache-Control", "Vary",
+                 "Content-Length"):
+        assert head.headers[name] == get.headers[name], name
+    gz = client.head("/feeds/all.atom", headers={"Accept-Encoding": "gzip"})
+    assert gz.status_code == 200 and gz.data == b""
+    assert gz.headers["Content-Encoding"] == "gzip"
+    assert gz.headers["ETag"] != get.headers["ETag"]
+    cond = client.head("/feeds/all.atom", headers={"If-None-Match": get.headers["ETag"]})
+    assert cond.status_code == 304 and cond.data == b""
+
+
+def test_gzip_etag_revalidates(client):
+    gz_etag, lm = _validators(client, "/feeds/all.rss", **{"Accept-Encoding": "gzip"})
+    id_etag, _ = _validators(client, "/feeds/all.rss")
+    assert gz_etag != id_etag
+    resp = client.get("/feeds/all.rss", headers={"Accept-Encoding": "gzip",
+                                                 "If-None-Match": gz_etag})
+    assert resp.status_code == 304 and resp.headers["ETag"] == gz_etag
+    assert resp.data == b""
+    weak = client.get("/feeds/all.rss", headers={"Accept-Encoding": "gzip",
+                                                 "If-None-Match": "W/" + gz_etag})
+    assert weak.status_code == 304
+    # the gzip ETag does not validate the identity representation, nor the reverse
+    resp = client.get("/feeds/all.rss", headers={"If-None-Match": gz_etag})
+    assert resp.status_code == 200 and resp.headers["ETag"] == id_etag
+    resp = client.get("/feeds/all.rss", headers={"Accept-Encoding": "gzip",
+                                                 "If-None-Match": id_etag})
+    assert resp.status_code == 200 and resp.headers["ETag"] == gz_etag
+    assert gzip.decompress(resp.data).startswith(b"<?xml")
+
+
+def test_etag_changes_with_the_data(app, bundled, client):
+    etag, _ = _validators(client, "/feeds/all.atom")
+    bundled.article("2024/fresh", title="Fresh story", date="2024-10-29T10:00:00+03:30",
+                    authors=["Emad Askarieh"], categories=["Politics"])
+    service_of(app).refresh()
+    resp = client.get("/feeds/all.atom", headers={"If-None-Match": etag})
+    assert resp.status_code == 200 and resp.headers["ETag"] != etag
+    assert b"Fresh story" in resp.data
+
+
+# -- errors, methods, cookies, Host ------------------------------------------------------
+
+@pytest.mark.parametrize("path", ["/feeds/nope.rss", "/feeds/category/nope.atom",
+                                  "/feeds/author/nope.rss", "/feeds/all.json",
+                                  "/category/nope/", "/articles/nope/"])
+def test_unknown_is_404_with_short_text(client, path):
+    resp = client.get(path)
+    assert resp.status_code == 404
+    assert resp.headers["Content-Type"].startswith("text/plain")
+    assert 0 < len(resp.data) < 200
+    assert b"<" not in resp.data
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH"])
+@pytest.mark.parametrize("path", ["/feeds/all.rss", "/feeds/category/politics.atom", "/",
+                                  "/feeds.opml"])
+def test_other_methods_are_405(client, method, path):
+    resp = client.open(path, method=method, data=b"x")
+    assert resp.status_code == 405
+    allow = {m.strip() for m in resp.headers["Allow"].split(",")}
+    assert {"GET", "HEAD"} <= allow and method not in allow
+    assert resp.headers["Content-Type"].startswith("text/plain")
+    assert int(resp.headers["Content-Length"]) == len(resp.data)
+
+
+def test_no_cookies(client):
+    paths = FEEDS + ["/", "/feeds.opml", "/category/politics/", "/author/emad-askarieh/",
+                     "/" + ARTICLE, "/healthz", "/feeds/nope.rss"]
+    for path in paths:
+        path = path if path.startswith("/") else "/" + path
+        for headers in ({}, {"Accept-Encoding": "gzip"}, {"If-None-Match": "*"}):
+            resp = client.get(path, headers=headers)
+            assert "Set-Cookie" not in resp.headers, path
+        assert "Set-Cookie" not in client.post(path).headers, path
+
+
+def test_links_never_come_from_the_host_header(app, client):
+    paths = [p for p in service_of(app).documents] + [ARTICLE]
+    for path in paths:
+        for host in ("evil.example", "evil.example:8443"):
+            resp = client.get("/" + path, headers={"Host": host,
+                                                   "X-Forwarded-Host": "evil.example"})
+            assert resp.status_code == 200, path
+            assert b"evil.example" not in resp.data, path
+            assert "evil.example" not in str(resp.headers), path
+    body = client.get("/feeds/all.atom", headers={"Host": "evil.example"}).data
+    assert b'<link href="http://localhost:8000/feeds/all.atom" rel="self"' in body
+
+
+# -- pages for people --------------------------------------------------------------------
+
+def test_opml_lists_every_feed(app, client):
+    resp = client.get("/feeds.opml")
+    assert resp.status_code == 200
+    assert resp.headers["Content-Type"].split(";")[0] in ("text/x-opml", "application/xml",
+                                                          "text/xml")
+    assert resp.headers["ETag"] and resp.headers["Cache-Control"]
+    root = ET.fromstring(resp.data)
+    assert root.tag == "opml" and root.get("version") == "2.0"
+    assert root.find("head").findtext("title")
+    outlines = list(root.find("body").iter("outline"))
+    urls = {o.get("xmlUrl") for o in outlines}
+    feeds = {p.rsplit(".", 1)[0] for p in service_of(app).documents
+             if p.startswith("feeds/") and p.endswith(".rss")}
+    assert len(feeds) == 8
+    for base in feeds:
+        assert BASE + base + ".rss" in urls or BASE + base + ".atom" in urls, base
+    for o in outlines:
+        assert o.get("title") and o.get("text") and o.get("type") == "rss"
+        assert o.get("xmlUrl").startswith(BASE + "feeds/")
+        assert client.get(o.get("xmlUrl")[len(BASE) - 1:]).status_code == 200
+    titles = {o.get("title") for o in outlines}
+    assert {"Hard News", "سیاست خارجی", "Emad Askarieh"} <= titles
+
+
+def _page(client, path: str):
+    resp = client.get(path)
+    assert resp.status_code == 200, path
+    assert resp.headers["Content-Type"] == "text/html; charset=utf-8"
+    return resp, lxml.html.fromstring(resp.data)
+
+
+def _alternates(doc) -> dict[str, str]:
+    return {ln.get("href"): ln.get("type") for ln in doc.xpath("//head/link[@rel='alternate']")}
+
+
+def test_index_lists_feeds_and_advertises_site_feeds(app, client):
+    resp, doc = _page(client, "/")
+    assert _alternates(doc) == {BASE + "feeds/all.rss": "application/rss+xml",
+                                BASE + "feeds/all.atom": "application/atom+xml"}
+    for ln in doc.xpath("//head/link[@rel='alternate']"):
+        assert ln.get("title")
+    hrefs = set(doc.xpath("//body//a/@href"))
+    for path in service_of(app).documents:
+        if path.startswith("feeds/") and path.endswith((".rss", ".atom")):
+            assert BASE + path in hrefs, path
+    assert BASE + "feeds.opml" in hrefs
+    assert doc.xpath("//meta[@name='viewport']")
+    assert b"DRAFT-SHOULD-NOT-APPEAR" not in resp.data
+
+
+@pytest.mark.parametrize(("path", "feed", "must_list", "must_not_list"), [
+    ("/category/middle-east/", "feeds/category/middle-east",
+     ["Rouhani urges Iran-Turkey cooperation on anti-terrorism fight"],
+     ["Iran Judiciary chief orders review of pardon request for 2 detained journalists"]),
+    ("/category/syst-khrjy/", "feeds/category/syst-khrjy",
+     ["Tehran calls for dialogue among Persian Gulf neighbours"],
+     ["Rouhani urges Iran-Turkey cooperation on anti-terrorism fight"]),
+    ("/author/emad-askarieh/", "feeds/author/emad-askarieh",
+     ["Rouhani urges Iran-Turkey cooperation on anti-terrorism fight"],
+     ["Israeli PM considers offering millions to Hamas for release of hostages"]),
+    ("/author/ifp-editorial-staff/", "feeds/author/ifp-editorial-staff",
+     ["Israeli PM considers offering millions to Hamas for release of hostages"],
+     ["Rouhani urges Iran-Turkey cooperation on anti-terrorism fight"]),
+])
+def test_scope_pages(client, path, feed, must_list, must_not_list):
+    resp, doc = _page(client, path)
+    assert _alternates(doc) == {BASE + feed + ".rss": "application/rss+xml",
+                                BASE + feed + ".atom": "application/atom+xml"}
+    listed = [a.text_content() for a in doc.xpath("//body//li/a")]
+    for title in must_list:
+        assert title in listed
+    for title in must_not_list:
+        assert title not in listed
+    hrefs = set(doc.xpath("//body//a/@href"))
+    assert {BASE + feed + ".rss", BASE + feed + ".atom"} <= hrefs
+    for href in hrefs:
+        if "/articles/" in href:
+            assert client.get(href[len(BASE) - 1:]).status_code == 200, href
+    assert b"DRAFT-SHOULD-NOT-APPEAR" not in resp.data
+    etag = resp.headers["ETag"]
+    assert client.get(path, headers={"If-None-Match": etag}).status_code == 304
+
+
+def test_article_page_and_conditional_get(client):
+    resp, doc = _page(client, "/" + ARTICLE)
+    assert doc.xpath("//h1")[0].text_content() == \
+        "Rouhani urges Iran-Turkey cooperation on anti-terrorism fight"
+    text = doc.text_content()
+    assert "Iranian President Hassan Rouhani says more cooperation" in text
+    assert "+0430" in text or "+04:30" in text
+    assert BASE + "category/middle-east/" in doc.xpath("//article//a/@href")
+    assert BASE + "author/emad-askarieh/" in doc.xpath("//article//a/@href")
+    assert BASE + "media/2015/rouhani-erdogan-phone-call.png" in doc.xpath("//img/@src")
+    etag = resp.headers["ETag"]
+    assert re.fullmatch(r'"[^"]+"', etag)
+    assert resp.headers["Cache-Control"].startswith("public, max-age=")
+    again = client.get("/" + ARTICLE, headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.data == b""
+    assert again.headers["ETag"] == etag
+    weak = client.get("/" + ARTICLE, headers={"If-None-Match": "W/" + etag})
+    assert weak.status_code == 304
+    other = client.get("/" + ARTICLE, headers={"If-None-Match": '"other"'})
+    assert other.status_code == 200 and other.data == resp.data
+    head = client.head("/" + ARTICLE)
+    assert head.status_code == 200 and head.data == b""
+
+
+def test_every_feed_entry_link_opens_its_page(client):
+    root = ET.fromstring(client.get("/feeds/all.rss").data)
+    links = [i.findtext("link") for i in root.iter("item")]
+    assert len(links) == 11
+    for link in links:
+        assert client.get(link[len(BASE) - 1:]).status_code == 200, link
+
+
+def test_healthz(client):
+    resp = client.get("/healthz")
+    assert resp.status_code == 200
+    assert resp.headers["Content-Type"].startswith("application/json")
+    body = json.loads(resp.data)
+    assert body["status"] == "ok"
+    assert isinstance(body["errors"], list) and body["errors"] == []
+
+
+def test_healthz_reports_bad_files(make_app, bundled):
+    bundled.write("articles/2024/broken.md", "no front matter here\n")
+    client = make_app(bundled.root).test_client()
+    body = json.loads(client.get("/healthz").data)
+    assert body["status"] == "ok"
+    assert [e["path"] for e in body["errors"]] == ["articles/2024/broken.md"]
+    assert body["errors"][0]["message"]
+    assert client.get("/feeds/all.rss").status_code == 200      # the rest is served
