@@ -23,13 +23,13 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-BASE = "http://localhost:8000/"                     # base_url of the bundled data/site.yml
+BASE = "http://127.0.0.1:8000/"                     # base_url of the bundled data/site.yml
 ATOM = "{http://www.w3.org/2005/Atom}"
 DC = "{http://purl.org/dc/elements/1.1/}"
 CONTENT = "{http://purl.org/rss/1.0/modules/content/}"
 DRAFT_MARKER = b"DRAFT-SHOULD-NOT-APPEAR"
 
-ROUHANI_ID = "tag:localhost,2000:2015/rouhani-urges-iran-turkey-cooperation-on-anti-terrorism-fight"
+ROUHANI_ID = "tag:127.0.0.1,2000:2015/rouhani-urges-iran-turkey-cooperation-on-anti-terrorism-fight"
 ROUHANI_LINK = BASE + "articles/rouhani-urges-iran-turkey-cooperation-on-anti-terrorism-fight/"
 IMAGE_URL = BASE + "media/2015/rouhani-erdogan-phone-call.png"
 
@@ -462,11 +462,11 @@ def test_content_is_html_with_absolute_urls(feeds):
         (e,) = [e for e in entries(feeds[f"feeds/all.{fmt}"], fmt) if e["id"] == ROUHANI_ID]
         assert e["content_type"] == "html"
         assert e["content"].startswith("<p>Iranian President Hassan Rouhani says")
-        assert '<a href="http://localhost:8000/category/middle-east/">ISIL Takfiri group</a>' \
+        assert '<a href="http://127.0.0.1:8000/category/middle-east/">ISIL Takfiri group</a>' \
             in e["content"]
         assert 'href="/' not in e["content"]
     atom = feeds["feeds/all.atom"].decode()
-    assert "&lt;a href=&quot;" not in atom and '&lt;a href="http://localhost:8000/category/' in atom
+    assert "&lt;a href=&quot;" not in atom and '&lt;a href="http://127.0.0.1:8000/category/' in atom
     parsed = parse_ok(feeds["feeds/all.atom"])
     rouhani = next(e for e in parsed.entries if e.id == ROUHANI_ID)
     assert rouhani.content[0].type == "text/html"
@@ -678,7 +678,7 @@ def test_base_url_override(make_app, bundled, monkeypatch, how):
         assert ch["alternate"].startswith(base)
         for e in entries(body, fmt):
             assert e["link"].startswith(base + "articles/")
-        assert b"localhost:8000" not in body, path
+        assert b"127.0.0.1:8000" not in body, path
     (e,) = [e for e in entries(feeds["feeds/all.rss"], "rss") if e["enclosure"]]
     assert e["enclosure"] == (base + "media/2015/rouhani-erdogan-phone-call.png",
                               "image/png", "115")

@@ -13,7 +13,7 @@ import lxml.html
 import pytest
 from werkzeug.http import http_date, parse_date
 
-BASE = "http://localhost:8000/"
+BASE = "http://127.0.0.1:8000/"
 FEEDS = ["feeds/all.rss", "feeds/all.atom", "feeds/category/middle-east.rss",
          "feeds/category/syst-khrjy.atom", "feeds/author/emad-askarieh.atom",
          "feeds/author/ifp-editorial-staff.rss"]
@@ -347,7 +347,7 @@ def test_links_never_come_from_the_host_header(app, client):
             assert b"evil.example" not in resp.data, path
             assert "evil.example" not in str(resp.headers), path
     body = client.get("/feeds/all.atom", headers={"Host": "evil.example"}).data
-    assert b'<link href="http://localhost:8000/feeds/all.atom" rel="self"' in body
+    assert b'<link href="http://127.0.0.1:8000/feeds/all.atom" rel="self"' in body
 
 
 # -- pages for people --------------------------------------------------------------------
