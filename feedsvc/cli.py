@@ -82,3 +82,46 @@ def _report_problems(config: dict, echo: bool = False) -> list:
     if echo and not corpus.errors:
         click.echo(f"{config['data_dir']}: {len(corpus.articles)} articles, no problems")
     return corpus.errors
+
+
+@main.command()
+@click.argument("outdir", type=click.Path(file_okay=False))
+@_options(["data_dir", "state_dir", "base_url", "max_age"])
+@click.option("--listen", default="80", show_default=True,
+              help="`listen` parameter of the generated nginx server block.")
+def build(outdir: str, listen: str, **options) -> None:
+    """Write every feed, page and the OPML into OUTDIR for nginx or a CDN.
+
+    Each file gets a precompressed .gz sibling; OUTDIR/nginx/feedsvc.conf is a
+    server block that serves them with the live service's headers.  Only files
+    whose bytes changed are written; files an earlier build wrote that are no
+    longer published are removed.
+    """
+    from .export import export
+    from .model import DataError
+
+    config = _config(**options)
+    bar = None
+    if sys.stdout.isatty():
+        bar = click.progressbar(length=1, label="feedsvc build", show_pos=True)
+
+    def progress(done: int, total: int) -> None:
+        assert bar is not None
+        bar.length = total
+        bar.update(done - bar.pos)
+
+    try:
+        if bar is not None:
+            with bar:
+                result = export(config, outdir, progress, listen=listen)
+        else:
+            result = export(config, outdir, listen=listen)
+    except (DataError, ValueError) as e:
+        click.echo(f"feedsvc build: {e}", err=True)
+        sys.exit(1)
+    for e in result["errors"]:
+        click.echo(f"{e.path}: {'warning: ' if e.warning else ''}{e.message}", err=True)
+    touched = f", {result['touched']} re-dated" if result["touched"] else ""
+    click.echo(f"feedsvc build: {result['written']} written, {result['unchanged']} unchanged, "
+               f"{result['removed']} removed{touched} in {os.path.abspath(outdir)} "
+               f"(nginx: {result['nginx_conf']})")
