@@ -73,8 +73,8 @@ def _report_problems(config: dict, echo: bool = False) -> list:
     except DataError as e:
         click.echo(str(e), err=True)
         sys.exit(1)
-    for e in corpus.errors:
-        line = f"{e.path}: {'warning: ' if e.warning else ''}{e.message}"
+    for problem in corpus.errors:
+        line = f"{problem.path}: {'warning: ' if problem.warning else ''}{problem.message}"
         if echo:
             click.echo(line)
         else:
@@ -119,8 +119,9 @@ def build(outdir: str, listen: str, **options) -> None:
     except (DataError, ValueError) as e:
         click.echo(f"feedsvc build: {e}", err=True)
         sys.exit(1)
-    for e in result["errors"]:
-        click.echo(f"{e.path}: {'warning: ' if e.warning else ''}{e.message}", err=True)
+    for problem in result["errors"]:
+        click.echo(f"{problem.path}: {'warning: ' if problem.warning else ''}{problem.message}",
+                   err=True)
     touched = f", {result['touched']} re-dated" if result["touched"] else ""
     click.echo(f"feedsvc build: {result['written']} written, {result['unchanged']} unchanged, "
                f"{result['removed']} removed{touched} in {os.path.abspath(outdir)} "

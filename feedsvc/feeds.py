@@ -61,8 +61,8 @@ class _Entry(FeedEntry):
     def atom_entry(self, extensions=True):
         element = super().atom_entry(extensions)
         wanted = self.link() or []
-        for el, link in zip(element.findall("{http://www.w3.org/2005/Atom}link") or
-                            element.findall("link"), wanted):
+        links = element.findall("link")     # feedgen writes them in self.link() order
+        for el, link in zip(links, wanted, strict=True):
             for attr in ("rel", "type", "length"):
                 if link.get(attr):
                     el.set(attr, str(link[attr]))

@@ -12,12 +12,12 @@ werkzeug's parsers and answer 412 when false.
 """
 from __future__ import annotations
 
-import gzip
 import datetime as dt
+import gzip
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable, Iterable
 
 from werkzeug.http import http_date, parse_accept_header, parse_date, parse_etags
 from werkzeug.sansio.http import is_resource_modified
@@ -54,7 +54,7 @@ class Resource:
                            common)
         return cls(variant(body, etag, []),
                    variant(gz, etag[:-1] + '-gz"', [("Content-Encoding", "gzip")]),
-                   last_modified, dt.datetime.fromtimestamp(last_modified, dt.timezone.utc))
+                   last_modified, dt.datetime.fromtimestamp(last_modified, dt.UTC))
 
 
 

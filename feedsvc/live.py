@@ -39,7 +39,7 @@ class Service:
         self.cache_control = CacheControl(config["max_age"])
         self.resources: dict[str, Resource] = {}
         self.documents: dict[str, Document] = {}
-        self.corpus: Corpus | None = None
+        self.corpus: Corpus = None  # type: ignore[assignment]  # set by refresh() below
         self.errors: list[DataError] = []
         self.refreshed_at = 0.0
         self.rebuilt: list[str] = []            # paths rebuilt by the last refresh
@@ -58,7 +58,7 @@ class Service:
             try:
                 sigs = self.library.scan()
             except DataError as e:
-                if self.corpus is None:
+                if not self.documents:
                     raise
                 self._report([e])           # data dir gone: keep serving what we have
                 self._sigs = None           # and look at everything again once it is back

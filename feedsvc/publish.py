@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from functools import partial
 
 import jinja2
 import pytz
@@ -150,17 +151,16 @@ class Publisher:
         for scope in scopes:
             items = held[(scope.kind, scope.slug)]
             top = items[:limit]
-            recipe = _hash(site, scope, [entry_recipe(a) for a in top], updated_all if not top else "")
+            recipe = _hash(site, scope, [entry_recipe(a) for a in top],
+                           "" if top else updated_all)
             for fmt in feeds.FORMATS:
                 recipes[f"{scope.feed_base}.{fmt}"] = (
                     recipe, feeds.FORMATS[fmt],
-                    lambda scope=scope, top=top, fmt=fmt: self._feed(corpus, scope, top, fmt,
-                                                                      updated_all))
+                    partial(self._feed, corpus, scope, top, fmt, updated_all))
             if scope.kind != "site":
                 listing = [(a.path, a.digest) for a in items]
                 recipes[scope.page] = (_hash(site, scope, listing), PAGE_TYPE,
-                                       lambda scope=scope, items=items: self._scope_page(
-                                           corpus, scope, items, scopes))
+                                       partial(self._scope_page, corpus, scope, items))
         outline = _hash(site, [(s.kind, s.slug, s.name, s.description) for s in scopes])
         recent = [(a.path, a.digest) for a in visible[:limit]]
         recipes[""] = (_hash(outline, recent), PAGE_TYPE,
@@ -172,7 +172,9 @@ class Publisher:
         for path in sorted(recipes):
             recipe, ctype, make = recipes[path]
             old = previous.get(path)
-            out[path] = old if old and old.recipe == recipe else document(path, recipe, make(), ctype)
+            if old is None or old.recipe != recipe:
+                old = document(path, recipe, make(), ctype)
+            out[path] = old
         return out
 
     def _feed(self, corpus: Corpus, scope: Scope, top: list[Article], fmt: str,
@@ -204,8 +206,7 @@ class Publisher:
         return _render("index.html", site=corpus.site, scopes=scopes, articles=recent,
                        scope=scopes[0], corpus=corpus)
 
-    def _scope_page(self, corpus: Corpus, scope: Scope, items: list[Article],
-                    scopes: list[Scope]) -> bytes:
+    def _scope_page(self, corpus: Corpus, scope: Scope, items: list[Article]) -> bytes:
         return _render("scope.html", site=corpus.site, scope=scope, articles=items,
                        corpus=corpus)
 

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 BUNDLED_DATA = str(Path(__file__).resolve().parent.parent / "data")
 
@@ -47,13 +49,13 @@ class SettingError(ValueError):
     pass
 
 
-def resolve(overrides: dict | None = None, environ: dict | None = None) -> dict:
+def resolve(overrides: dict | None = None, environ: Mapping[str, str] | None = None) -> dict:
     """Defaults, then FEEDSVC_* environment, then explicit overrides; checked and typed."""
-    environ = os.environ if environ is None else environ
-    out = dict(DEFAULTS)
+    env: Mapping[str, str] = os.environ if environ is None else environ
+    out: dict[str, Any] = dict(DEFAULTS)
     for s in SETTINGS:
-        if s.env in environ:
-            out[s.name] = environ[s.env]
+        if s.env in env:
+            out[s.name] = env[s.env]
     for k, v in (overrides or {}).items():
         if k not in DEFAULTS:
             raise SettingError(f"unknown setting {k!r}")

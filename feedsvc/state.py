@@ -40,7 +40,7 @@ class Validators:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                known = {}
+                known: dict[str, tuple[str, int]] = {}
                 paths = list(etags)
                 for i in range(0, len(paths), 500):
                     chunk = paths[i:i + 500]

@@ -10,6 +10,7 @@ import os
 from functools import lru_cache
 
 from flask import Flask, Response, abort, jsonify, request, send_from_directory
+from flask.typing import ResponseReturnValue
 
 from . import settings
 from .http import FeedApp
@@ -33,7 +34,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         return body, hashlib.sha256(body).hexdigest()[:32]
 
     @app.get("/articles/<slug>/")
-    def article(slug: str) -> Response:
+    def article(slug: str) -> ResponseReturnValue:
         corpus = service.corpus
         now = service.clock()
         found = [a for a in corpus.articles if a.slug == slug and a.published.timestamp() <= now]
@@ -65,7 +66,8 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     @app.errorhandler(404)
     def not_found(_e) -> Response:
-        return Response(f"404 not found: {request.path}\n", 404, content_type="text/plain; charset=utf-8")
+        return Response(f"404 not found: {request.path}\n", 404,
+                        content_type="text/plain; charset=utf-8")
 
     @app.errorhandler(405)
     def not_allowed(e) -> Response:

@@ -47,7 +47,8 @@ def test_two_workers_serve_identical_bytes_and_validators(serve, bundled):
     for _ in range(40):
         status, headers, body = raw_get(srv, "/feeds/all.atom")
         assert status == 200
-        validators.add((headers["etag"], headers["last-modified"], hashlib.sha256(body).hexdigest()))
+        digest = hashlib.sha256(body).hexdigest()
+        validators.add((headers["etag"], headers["last-modified"], digest))
     assert len(validators) == 1
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import shutil
 import time
@@ -105,7 +104,7 @@ def test_last_modified_advances_on_deletion_and_backdating(serve, site):
 
 
 def test_scheduled_article_goes_live_without_file_change(serve, site):
-    when = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=3)).replace(microsecond=0)
+    when = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=3)).replace(microsecond=0)
     site.article("scheduled", title="Scheduled", date=when.isoformat())
     srv = serve(site.root)
     r = get(srv, "/feeds/all.atom")
@@ -187,10 +186,6 @@ def test_burst_of_saves_settles_to_one_consistent_state(serve, site, tmp_path):
     fresh = serve(site.root, state_dir=tmp_path / "fresh-state", workers=1)
     for path in FEEDS + ["/", "/feeds.opml", "/category/world/"]:
         assert get(srv, path).headers.get("ETag") == get(fresh, path).headers.get("ETag"), path
-
-
-def body_etag(r) -> str:
-    return '"%s"' % hashlib.sha256(r.content).hexdigest()[:32]
 
 
 def test_healthz_is_json_with_errors_list(serve, site):

@@ -96,7 +96,7 @@ class Client(threading.Thread):
 def test_soak(serve, data, tmp_path):
     rng = random.Random(7)
     data.author("ann-other", name="Ann Other", bio="Ann covers sport.")
-    base = dt.datetime(2024, 10, 1, 12, 0, tzinfo=dt.timezone.utc)
+    base = dt.datetime(2024, 10, 1, 12, 0, tzinfo=dt.UTC)
     # Anchors keep every polled feed alive; they are edited but never deleted.
     data.article("anchor-world", title="Anchor world", categories=["World"], date=base.isoformat())
     data.article("anchor-sport", title="Anchor sport", categories=["Sport"], authors=["Ann Other"],
@@ -126,7 +126,7 @@ def test_soak(serve, data, tmp_path):
             op = rng.choice(["add", "edit", "backdate", "schedule", "delete", "break", "fix"])
             ops += 1
             counter += 1
-            now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+            now = dt.datetime.now(dt.UTC).replace(microsecond=0)
             if op == "add" or (op == "delete" and len(names) < 5):
                 names.append(f"n{counter}")
                 data.article(names[-1], title=f"New {counter}", categories=["World"],
