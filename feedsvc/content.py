@@ -1,20 +1,23 @@
 """Article bodies: CommonMark to HTML with absolute URLs, plain-text summaries, a cache.
 
-Rendering is the slow part of a build, so results are kept in a persistent
-cache keyed by what they depend on (body, page URL, renderer version): an
-unchanged article is never rendered twice, not even across restarts.
+Rendering is the slow part of a cold start: large batches run on every core,
+and results go to the persistent cache (state.Cache) keyed by what they depend
+on (body, page URL, renderer version), so an unchanged article is never
+rendered twice, not even across restarts.
 """
 from __future__ import annotations
 
 import hashlib
-import sqlite3
-import threading
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 from urllib.parse import urljoin
 
 import lxml.html
 from markdown_it import MarkdownIt
 
 RENDERER_VERSION = "1"
+PARALLEL_THRESHOLD = 300      # renders below this run in-process (pool start-up ~0.3 s)
 _md = MarkdownIt("commonmark", {"html": True})
 _URL_ATTRS = ("href", "src", "poster", "cite", "action", "data")
 
@@ -61,39 +64,22 @@ def first_paragraph(body: str, limit: int = 400) -> str:
     return ""
 
 
-class HtmlCache:
-    """A content-keyed store of rendered bodies in SQLite, shared by every worker."""
+def body_key(body: str, page_url: str) -> str:
+    """Cache key of a rendered body: everything the rendering depends on."""
+    return hashlib.sha256(f"{RENDERER_VERSION}\0{page_url}\0{body}".encode()).hexdigest()
 
-    def __init__(self, path: str | None):
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(path or ":memory:", check_same_thread=False,
-                                   timeout=30, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL" if path else "PRAGMA journal_mode=MEMORY")
-        self._db.execute("CREATE TABLE IF NOT EXISTS html (key TEXT PRIMARY KEY, html TEXT)")
-        self.renders = 0                                # bodies rendered, for tests and bench
 
-    @staticmethod
-    def key(body: str, page_url: str) -> str:
-        h = hashlib.sha256(f"{RENDERER_VERSION}\0{page_url}\0{body}".encode())
-        return h.hexdigest()
+def render(job: tuple[str, str, str]) -> tuple[str, str]:
+    """(body, page URL, summary) -> (HTML, summary or the first paragraph)."""
+    body, page_url, summary = job
+    return render_html(body, page_url), summary or first_paragraph(body)
 
-    def get_many(self, keys: list[str]) -> dict[str, str]:
-        out: dict[str, str] = {}
-        with self._lock:
-            for i in range(0, len(keys), 500):
-                chunk = keys[i:i + 500]
-                marks = ",".join("?" * len(chunk))
-                out.update(self._db.execute(
-                    f"SELECT key, html FROM html WHERE key IN ({marks})", chunk))  # noqa: S608
-        return out
 
-    def put_many(self, items: dict[str, str]) -> None:
-        if not items:
-            return
-        with self._lock:
-            self._db.execute("BEGIN")
-            self._db.executemany("INSERT OR REPLACE INTO html VALUES (?, ?)", items.items())
-            self._db.execute("COMMIT")
-
-    def close(self) -> None:
-        self._db.close()
+def render_many(jobs: list[tuple[str, str, str]]) -> list[tuple[str, str]]:
+    """Render on every core when there is enough work to pay for starting processes."""
+    cores = os.cpu_count() or 1
+    if len(jobs) < PARALLEL_THRESHOLD or cores < 2:
+        return [render(job) for job in jobs]
+    # "spawn": forking a server worker that runs threads is not safe.
+    with ProcessPoolExecutor(cores, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(render, jobs, chunksize=max(1, len(jobs) // (cores * 8))))

@@ -8,19 +8,24 @@ its last good version (and its error is reported) until it is fixed or deleted.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from pathlib import Path
 
 from slugify import slugify
 
 from . import loader
 from .model import Article, Category, DataError, Person, Site
+from .state import Cache
 
 SITE_FILE = "site.yml"
 CATEGORIES_FILE = "categories.yml"
 
 
+@lru_cache(maxsize=65536)
 def name_key(name: str) -> str:
     """Names equal up to case, spacing and punctuation are the same category or author."""
     return "".join(ch for ch in name.casefold() if ch.isalnum())
@@ -55,7 +60,9 @@ class Corpus:
 class Library:
     """Incremental loader for one data directory."""
 
-    def __init__(self, root: str, *, base_url: str = "", max_file_bytes: int = 1 << 20):
+    def __init__(self, root: str, *, base_url: str = "", max_file_bytes: int = 1 << 20,
+                 cache: Cache | None = None):
+        self.cache = cache
         self.root = os.path.abspath(root)
         self.base_url = base_url
         self.max_file_bytes = max_file_bytes
@@ -128,15 +135,53 @@ class Library:
                 if self.site is None:
                     raise
         assert self.site is not None
+        articles = [rel for rel in changed if rel.startswith("articles/")]
         for rel in changed:
-            rec = self._records[rel] = self._parse(rel, sigs[rel])
-            if rec is not None and not isinstance(rec, (DataError, Article)):
-                self._last_good[rel] = rec          # articles become "good" in _unique
+            if not rel.startswith("articles/"):
+                rec = self._records[rel] = self._parse(rel, sigs[rel])
+                if rec is not None and not isinstance(rec, DataError):
+                    self._last_good[rel] = rec
+        self._records.update(self._parse_articles(articles, sigs))
         corpus = self._assemble(self.site)
         corpus.errors[:0] = self.scan_errors
         if self._site_error:
             corpus.errors.insert(0, self._site_error)
         return corpus
+
+    def _parse_articles(self, rels: list[str], sigs: dict[str, tuple]) -> dict[str, object]:
+        """Read every file; parse only those whose bytes the record cache has not seen."""
+        site = self.site
+        assert site is not None
+        out: dict[str, object] = {}
+        raws: dict[str, bytes] = {}
+        for rel in rels:
+            try:
+                if sigs[rel][0] == "error":
+                    raise DataError(rel, f"cannot be read ({sigs[rel][1]})")
+                raws[rel] = loader.read_bytes(self.root, rel, self.max_file_bytes)
+            except DataError as e:
+                out[rel] = e
+        digests = {rel: hashlib.sha256(raw).hexdigest() for rel, raw in raws.items()}
+        keys = {rel: _record_key(rel, digest, site) for rel, digest in digests.items()}
+        known = self.cache.get_records(list(keys.values())) if self.cache and keys else {}
+        fresh: dict[str, object] = {}
+        for rel, raw in raws.items():
+            rec = known.get(keys[rel])
+            if isinstance(rec, Article):            # these very bytes parsed fine before
+                if rec.image:                       # the image file may have changed alone
+                    rec = replace(rec, image_length=loader.local_length(rec.image, site, self.root))
+            else:
+                self.reads += 1
+                try:
+                    rec = loader.parse_article(rel, loader.decode(rel, raw), digests[rel], site,
+                                               self.root)
+                    fresh[keys[rel]] = rec
+                except DataError as e:
+                    rec = e
+            out[rel] = rec
+        if self.cache:
+            self.cache.put_records(fresh)
+        return out
 
     def _parse(self, rel: str, sig: tuple) -> object:
         self.reads += 1
@@ -145,12 +190,10 @@ class Library:
         try:
             if sig[0] == "error":
                 raise DataError(rel, f"cannot be read ({sig[1]})")
-            text, digest = loader.read_text(self.root, rel, self.max_file_bytes)
+            text, _ = loader.read_text(self.root, rel, self.max_file_bytes)
             if rel == CATEGORIES_FILE:
                 return loader.parse_categories(rel, text)
-            if rel.startswith("authors/"):
-                return loader.parse_person(rel, text)
-            return loader.parse_article(rel, text, digest, self.site, self.root)  # type: ignore[arg-type]
+            return loader.parse_person(rel, text)
         except DataError as e:
             return e
 
@@ -215,6 +258,20 @@ class Library:
             if self._records.get(a.path) == a:
                 self._last_good[a.path] = a
         return kept
+
+
+def _code_version() -> str:
+    here = Path(__file__).parent
+    return hashlib.sha256(b"".join((here / name).read_bytes()
+                                   for name in ("loader.py", "model.py"))).hexdigest()[:16]
+
+
+LOADER_VERSION = _code_version()
+
+
+def _record_key(rel: str, digest: str, site: Site) -> str:
+    """A parsed article depends on its path, its bytes, the site settings and the loader."""
+    return hashlib.sha256(repr((LOADER_VERSION, rel, digest, site)).encode()).hexdigest()
 
 
 def _wanted(rel: str) -> bool:

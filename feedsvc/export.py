@@ -8,7 +8,7 @@ What is written (paths relative to OUTDIR):
 - ``articles/<slug>/index.html`` for every visible article;
 - ``media/...`` copied from ``data/media`` (dot files, and symlinks that leave
   the data directory, are skipped);
-- a ``.gz`` sibling of each of these, made by `http.compress` (deterministic:
+- a ``.gz`` sibling of each of these, made by `publish.compress` (deterministic:
   no timestamp, no name), so nginx's ``gzip_static`` serves precompressed bytes.
   Media get one only when it saves at least 10% (a PNG does not shrink);
 - ``nginx/feedsvc.conf``: a ``server {}`` block for the ``http {}`` context;
@@ -16,7 +16,7 @@ What is written (paths relative to OUTDIR):
   what is no longer published and never touches anything else in OUTDIR.
 
 The bytes are the live service's: the same `Library`, `Publisher` and rendered
-HTML cache (``html.sqlite`` in the state directory).
+caches (``cache.sqlite`` in the state directory).
 
 Validators.  nginx derives its ETag from a file's mtime and size
 (``"<mtime hex>-<size hex>"``), not from the bytes, and its Last-Modified from
@@ -56,11 +56,9 @@ from urllib.parse import urlsplit
 import pytz
 
 from . import settings
-from .content import HtmlCache
 from .corpus import Library
-from .http import compress
-from .publish import Publisher
-from .state import Validators
+from .publish import Publisher, compress
+from .state import Cache, Validators
 
 MANIFEST = ".feedsvc-manifest"
 NGINX_CONF = "nginx/feedsvc.conf"
@@ -103,10 +101,10 @@ def export(config: dict, outdir: str, progress: Progress | None = None, *,
     when = dt.datetime.fromtimestamp(now, pytz.utc)
     os.makedirs(config["state_dir"], exist_ok=True)
 
+    cache = Cache(config["state_dir"])
     library = Library(config["data_dir"], base_url=config["base_url"],
-                      max_file_bytes=config["max_file_bytes"])
+                      max_file_bytes=config["max_file_bytes"], cache=cache)
     corpus = library.load()
-    cache = HtmlCache(os.path.join(config["state_dir"], "html.sqlite"))
     validators = Validators(config["state_dir"])
     try:
         publisher = Publisher(cache)

@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 
 from feedgen.entry import FeedEntry
 from feedgen.feed import FeedGenerator
+from feedgen.version import version_str
+
+FEEDGEN_VERSION: str = version_str
 
 FORMATS = {"rss": "application/rss+xml; charset=utf-8",
            "atom": "application/atom+xml; charset=utf-8"}

@@ -13,7 +13,6 @@ werkzeug's parsers and answer 412 when false.
 from __future__ import annotations
 
 import datetime as dt
-import gzip
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -42,9 +41,8 @@ class Resource:
 
     @classmethod
     def make(cls, body: bytes, content_type: str, last_modified: int, etag: str,
-             gzipped: bytes | None = None) -> "Resource":
+             gz: bytes) -> "Resource":
         """`etag` is the quoted strong ETag of `body`; the gzip one derives from it."""
-        gz = gzipped if gzipped is not None else compress(body)
         lm = http_date(last_modified)
 
         def variant(data: bytes, etag: str, extra: list[tuple[str, str]]) -> Variant:
@@ -56,11 +54,6 @@ class Resource:
                    variant(gz, etag[:-1] + '-gz"', [("Content-Encoding", "gzip")]),
                    last_modified, dt.datetime.fromtimestamp(last_modified, dt.UTC))
 
-
-
-def compress(body: bytes) -> bytes:
-    """Deterministic gzip (no timestamp, no file name): same input, same bytes."""
-    return gzip.compress(body, compresslevel=9, mtime=0)
 
 
 @lru_cache(maxsize=512)

@@ -17,12 +17,11 @@ import time
 
 import pytz
 
-from .content import HtmlCache
 from .corpus import Corpus, Library
 from .http import CacheControl, Resource
 from .model import DataError
 from .publish import Document, Publisher
-from .state import Validators
+from .state import Cache, Validators
 
 log = logging.getLogger("feedsvc")
 
@@ -32,9 +31,10 @@ class Service:
         self.config = config
         self.clock = clock
         os.makedirs(config["state_dir"], exist_ok=True)
+        self.cache = Cache(config["state_dir"])
         self.library = Library(config["data_dir"], base_url=config["base_url"],
-                               max_file_bytes=config["max_file_bytes"])
-        self.publisher = Publisher(HtmlCache(os.path.join(config["state_dir"], "html.sqlite")))
+                               max_file_bytes=config["max_file_bytes"], cache=self.cache)
+        self.publisher = Publisher(self.cache)
         self.validators = Validators(config["state_dir"])
         self.cache_control = CacheControl(config["max_age"])
         self.resources: dict[str, Resource] = {}
@@ -88,11 +88,9 @@ class Service:
         fresh = {}
         for path, doc in self.documents.items():
             res = old.get(path)
-            if res is None or res.identity.etag != etags[path]:
-                res = Resource.make(doc.body, doc.content_type, stamps[path], doc.etag)
-            elif res.last_modified != stamps[path]:      # same bytes, stamp moved: reuse gzip
-                res = Resource.make(doc.body, doc.content_type, stamps[path], doc.etag,
-                                    res.gzip.body)
+            if res is None or res.identity.etag != etags[path] or \
+                    res.last_modified != stamps[path]:
+                res = Resource.make(doc.body, doc.content_type, stamps[path], doc.etag, doc.gzip)
             fresh[path] = res
         self.resources = fresh
         self.refreshed_at = now

@@ -47,13 +47,13 @@ def clean(text: str) -> str:
     return _XML_FORBIDDEN.sub("", text)
 
 
-def read_text(root: str, rel: str, max_bytes: int) -> tuple[str, str]:
-    """Return (text, sha256) of data file `rel`, refusing what we cannot publish."""
+def read_bytes(root: str, rel: str, max_bytes: int) -> bytes:
+    """The bytes of data file `rel`, refusing links out of the data directory and non-files."""
     path = os.path.join(root, rel)
-    real_root = os.path.realpath(root)
-    real = os.path.realpath(path)
-    if os.path.commonpath([real_root, real]) != real_root:
-        raise DataError(rel, "is a symlink pointing outside the data directory")
+    if os.path.islink(path):        # the walk never enters linked folders: only files can be
+        real_root = os.path.realpath(root)
+        if os.path.commonpath([real_root, os.path.realpath(path)]) != real_root:
+            raise DataError(rel, "is a symlink pointing outside the data directory")
     try:
         # O_NONBLOCK: opening a FIFO must not wait for a writer; only regular files are read
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
@@ -65,6 +65,11 @@ def read_text(root: str, rel: str, max_bytes: int) -> tuple[str, str]:
         raise DataError(rel, f"cannot be read ({e.strerror})") from None
     if len(raw) > max_bytes:
         raise DataError(rel, f"is larger than the {max_bytes}-byte limit (FEEDSVC_MAX_FILE_BYTES)")
+    return raw
+
+
+def decode(rel: str, raw: bytes) -> str:
+    """UTF-8 text cleaned of what XML forbids, or a DataError saying why not."""
     if not raw.strip():
         raise DataError(rel, "is empty")
     if b"\x00" in raw:
@@ -73,7 +78,13 @@ def read_text(root: str, rel: str, max_bytes: int) -> tuple[str, str]:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise DataError(rel, f"is not valid UTF-8 (byte {e.start})") from None
-    return clean(text), hashlib.sha256(raw).hexdigest()
+    return clean(text)
+
+
+def read_text(root: str, rel: str, max_bytes: int) -> tuple[str, str]:
+    """Return (text, sha256) of data file `rel`, refusing what we cannot publish."""
+    raw = read_bytes(root, rel, max_bytes)
+    return decode(rel, raw), hashlib.sha256(raw).hexdigest()
 
 
 def load_yaml(rel: str, text: str, first_line: int = 1) -> object:
@@ -249,9 +260,13 @@ def _image(rel: str, image: str, site: Site, root: str) -> tuple[str, str, int]:
     if ext not in _IMAGE_TYPES:
         raise DataError(rel, f"'image' must end in one of {', '.join(sorted(_IMAGE_TYPES))} "
                              f"(got {image!r})")
-    length = 0
+    return url, _IMAGE_TYPES[ext], local_length(url, site, root)
+
+
+def local_length(url: str, site: Site, root: str) -> int:
+    """Size of an image that lies under the data directory, else 0 (unknown)."""
     if root and url.startswith(site.base_url):
         local = os.path.join(root, *url[len(site.base_url):].split("/"))
         if os.path.isfile(local):
-            length = os.path.getsize(local)
-    return url, _IMAGE_TYPES[ext], length
+            return os.path.getsize(local)
+    return 0

@@ -7,10 +7,14 @@ hold it, and every other document keeps its bytes.
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import hashlib
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import jinja2
 import pytz
@@ -18,10 +22,24 @@ import pytz
 from . import content, feeds
 from .corpus import Corpus
 from .model import Article, Site
+from .state import Cache
 
 EPOCH = dt.datetime(2000, 1, 1, tzinfo=pytz.utc)
 PAGE_TYPE = "text/html; charset=utf-8"
 OPML_TYPE = "text/x-opml; charset=utf-8"
+
+
+def _code_version() -> str:
+    """A hash of the code that shapes documents: part of every recipe, so the persistent
+    document cache never serves bytes made by an older version of feedsvc or feedgen."""
+    here = Path(__file__).parent
+    parts = [feeds.FEEDGEN_VERSION] + [
+        p.read_bytes() for p in sorted([here / "publish.py", here / "feeds.py",
+                                        here / "content.py", *(here / "templates").iterdir()])]
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
+
+
+CODE_VERSION = _code_version()
 
 _templates = jinja2.Environment(
     loader=jinja2.PackageLoader("feedsvc", "templates"),
@@ -60,11 +78,19 @@ class Document:
     body: bytes
     content_type: str
     etag: str               # quoted strong ETag: a hash of the bytes
+    gzip: bytes             # compressed once, when the bytes change
 
 
-def document(path: str, recipe: str, body: bytes, content_type: str) -> Document:
+def document(path: str, recipe: str, body: bytes, content_type: str,
+             gz: bytes | None = None) -> Document:
     return Document(path, recipe, body, content_type,
-                    '"%s"' % hashlib.sha256(body).hexdigest()[:32])
+                    '"%s"' % hashlib.sha256(body).hexdigest()[:32],
+                    compress(body) if gz is None else gz)
+
+
+def compress(body: bytes) -> bytes:
+    """Deterministic gzip (no timestamp, no file name): same input, same bytes."""
+    return gzip.compress(body, compresslevel=6, mtime=0)
 
 
 def scopes_of(corpus: Corpus) -> list[Scope]:
@@ -98,9 +124,9 @@ _templates.globals["feed_title"] = feed_title
 
 
 class Publisher:
-    def __init__(self, cache: content.HtmlCache | None = None):
-        self.cache = cache or content.HtmlCache(None)
-        self._rendered: dict[str, tuple[str, str]] = {}   # cache key -> (html, summary)
+    def __init__(self, cache: Cache | None = None):
+        self.cache = cache or Cache(None)
+        self._rendered: dict[str, tuple[str, str]] = {}   # body key -> (html, summary)
 
     # -- article bodies -----------------------------------------------------
     def page_url(self, site: Site, article: Article) -> str:
@@ -108,29 +134,23 @@ class Publisher:
 
     def bodies(self, site: Site, articles: list[Article]) -> dict[str, tuple[str, str]]:
         """(html, summary) per article path; renders only what no cache holds."""
-        keys = {a.path: content.HtmlCache.key(a.body, self.page_url(site, a)) for a in articles}
+        keys = {a.path: content.body_key(a.body, self.page_url(site, a)) for a in articles}
         missing = [k for k in dict.fromkeys(keys.values()) if k not in self._rendered]
         if missing:
-            stored = self.cache.get_many(missing)
-            fresh: dict[str, str] = {}
-            for a in articles:
-                k = keys[a.path]
-                if k in self._rendered:
-                    continue
-                html = stored.get(k)
-                if html is None:
-                    html = fresh[k] = content.render_html(a.body, self.page_url(site, a))
-                    self.cache.renders += 1
-                self._rendered[k] = (html, a.summary or content.first_paragraph(a.body))
-            self.cache.put_many(fresh)
-        live = set(keys.values())
-        if len(self._rendered) > 2 * len(live) + 1000:      # forget deleted or edited bodies
-            self._rendered = {k: v for k, v in self._rendered.items() if k in live}
+            self._rendered.update(self.cache.get("html", missing))
+            jobs = {keys[a.path]: (a.body, self.page_url(site, a), a.summary)
+                    for a in articles if keys[a.path] not in self._rendered}
+            if jobs:
+                fresh = dict(zip(jobs, content.render_many(list(jobs.values())), strict=True))
+                self.cache.renders += len(fresh)
+                self.cache.put("html", fresh)
+                self._rendered.update(fresh)
         return {a.path: self._rendered[keys[a.path]] for a in articles}
 
     # -- documents ----------------------------------------------------------
     def build(self, corpus: Corpus, now: dt.datetime,
               previous: dict[str, Document] | None = None) -> dict[str, Document]:
+        """Every document as of `now`; those whose recipe is unchanged are reused."""
         previous = previous or {}
         site = corpus.site
         visible = corpus.visible(now)
@@ -142,6 +162,7 @@ class Publisher:
                   or held[(s.kind, s.slug)] or not pending[(s.kind, s.slug)]]
         limit = site.items_per_feed
         recipes: dict[str, tuple[str, str, Callable[[], bytes]]] = {}
+        in_feeds: dict[str, list[Article]] = {}
 
         def entry_recipe(a: Article) -> tuple:
             return (a.path, a.digest, [(p.name, p.url, p.slug) for p in corpus.authors_of(a)],
@@ -151,31 +172,53 @@ class Publisher:
         for scope in scopes:
             items = held[(scope.kind, scope.slug)]
             top = items[:limit]
-            recipe = _hash(site, scope, [entry_recipe(a) for a in top],
+            recipe = _hash(CODE_VERSION, site, scope, [entry_recipe(a) for a in top],
                            "" if top else updated_all)
             for fmt in feeds.FORMATS:
-                recipes[f"{scope.feed_base}.{fmt}"] = (
-                    recipe, feeds.FORMATS[fmt],
-                    partial(self._feed, corpus, scope, top, fmt, updated_all))
+                path = f"{scope.feed_base}.{fmt}"
+                in_feeds[path] = top
+                recipes[path] = (recipe + fmt, feeds.FORMATS[fmt],
+                                 partial(self._feed, corpus, scope, top, fmt, updated_all))
             if scope.kind != "site":
                 listing = [(a.path, a.digest) for a in items]
-                recipes[scope.page] = (_hash(site, scope, listing), PAGE_TYPE,
+                recipes[scope.page] = (_hash(CODE_VERSION, site, scope, listing), PAGE_TYPE,
                                        partial(self._scope_page, corpus, scope, items))
-        outline = _hash(site, [(s.kind, s.slug, s.name, s.description) for s in scopes])
+        outline = _hash(CODE_VERSION, site, [(s.kind, s.slug, s.name, s.description)
+                                             for s in scopes])
         recent = [(a.path, a.digest) for a in visible[:limit]]
         recipes[""] = (_hash(outline, recent), PAGE_TYPE,
-                       lambda: self._index(corpus, scopes, visible[:limit]))
-        recipes["feeds.opml"] = (outline, OPML_TYPE, lambda: _render(
-            "feeds.opml", site=site, scopes=scopes))
+                       partial(self._index, corpus, scopes, visible[:limit]))
+        recipes["feeds.opml"] = (outline, OPML_TYPE, partial(
+            _render, "feeds.opml", site=site, scopes=scopes))
 
-        out: dict[str, Document] = {}
-        for path in sorted(recipes):
-            recipe, ctype, make = recipes[path]
-            old = previous.get(path)
-            if old is None or old.recipe != recipe:
-                old = document(path, recipe, make(), ctype)
-            out[path] = old
-        return out
+        out = {p: previous[p] for p, (r, _, _) in recipes.items()
+               if p in previous and previous[p].recipe == r}
+        todo = [p for p in sorted(recipes) if p not in out]
+        stored = self.cache.get("docs", [recipes[p][0] for p in todo])
+        # Render every body the remaining feeds need in one batch (on every core).
+        self.bodies(site, list({a.path: a for p in todo if recipes[p][0] not in stored
+                                for a in in_feeds.get(p, [])}.values()))
+        made = {recipes[p][0]: recipes[p][2]() for p in todo if recipes[p][0] not in stored}
+        # zlib releases the GIL: compress on every core.
+        with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+            fresh = dict(zip(made, zip(made.values(), pool.map(compress, made.values()),
+                                       strict=True), strict=True))
+        self.cache.put("docs", fresh)
+        stored.update(fresh)
+        for path in todo:
+            recipe, ctype, _ = recipes[path]
+            body, gz = stored[recipe]
+            out[path] = document(path, recipe, body, ctype, gz)
+        if not previous:                  # a full build knows everything still in use
+            self._forget(site, recipes, in_feeds)
+        return dict(sorted(out.items()))
+
+    def _forget(self, site: Site, recipes: dict, in_feeds: dict[str, list[Article]]) -> None:
+        used = {content.body_key(a.body, self.page_url(site, a))
+                for top in in_feeds.values() for a in top}
+        self._rendered = {k: v for k, v in self._rendered.items() if k in used}
+        self.cache.prune("docs", {r for r, _, _ in recipes.values()})
+        self.cache.prune("html", used)
 
     def _feed(self, corpus: Corpus, scope: Scope, top: list[Article], fmt: str,
               updated_all: dt.datetime) -> bytes:

@@ -1,4 +1,6 @@
-"""Persisted validators: when did each document's bytes last change?
+"""What survives a restart: validators and caches, in SQLite in the state directory.
+
+Validators: when did each document's bytes last change?
 
 Last-Modified must move forward whenever the bytes change (a deletion or a
 backdated article included) and stay put while they do not, across restarts
@@ -11,6 +13,7 @@ time is "now", later than anything handed out before.
 from __future__ import annotations
 
 import os
+import pickle
 import sqlite3
 import threading
 import time
@@ -63,6 +66,75 @@ class Validators:
                 self._db.execute("ROLLBACK")
                 raise
         return out
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class Cache:
+    """Content-keyed results shared by every worker and restart, so nothing unchanged is
+    parsed, rendered or compressed twice: parsed article records (by file digest), rendered
+    bodies (by body and page URL), finished documents and their gzip bytes (by recipe).
+
+    Keys are hashes of everything a value depends on, so an entry is never stale; `prune`
+    drops what the current data no longer uses.
+    """
+
+    TABLES = {"records": "key TEXT PRIMARY KEY, value BLOB",
+              "html": "key TEXT PRIMARY KEY, html TEXT, summary TEXT",
+              "docs": "key TEXT PRIMARY KEY, body BLOB, gz BLOB"}
+
+    def __init__(self, state_dir: str | None):
+        self._lock = threading.Lock()
+        path = ":memory:"
+        if state_dir:
+            os.makedirs(state_dir, exist_ok=True)
+            path = os.path.join(state_dir, "cache.sqlite")
+        self._db = sqlite3.connect(path, check_same_thread=False, timeout=30,
+                                   isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL" if state_dir else "PRAGMA journal_mode=MEMORY")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        for table, columns in self.TABLES.items():
+            self._db.execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns})")
+        self.renders = 0                    # bodies rendered, for tests and bench
+
+    def get(self, table: str, keys: list[str]) -> dict[str, tuple]:
+        out: dict[str, tuple] = {}
+        with self._lock:
+            for i in range(0, len(keys), 500):
+                chunk = keys[i:i + 500]
+                marks = ",".join("?" * len(chunk))
+                for row in self._db.execute(
+                        f"SELECT * FROM {table} WHERE key IN ({marks})", chunk):  # noqa: S608
+                    out[row[0]] = tuple(row[1:])
+        return out
+
+    def put(self, table: str, rows: dict[str, tuple]) -> None:
+        if not rows:
+            return
+        width = len(self.TABLES[table].split(","))
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                f"INSERT OR REPLACE INTO {table} VALUES ({','.join('?' * width)})",  # noqa: S608
+                [(k, *v) for k, v in rows.items()])
+            self._db.execute("COMMIT")
+
+    def get_records(self, keys: list[str]) -> dict[str, object]:
+        return {k: pickle.loads(v[0]) for k, v in self.get("records", keys).items()}  # noqa: S301
+
+    def put_records(self, records: dict[str, object]) -> None:
+        self.put("records", {k: (pickle.dumps(v, protocol=5),) for k, v in records.items()})
+
+    def prune(self, table: str, keep: set[str]) -> None:
+        """Delete the entries of `table` not in `keep` (called after a full build)."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.execute("CREATE TEMP TABLE IF NOT EXISTS keep (key TEXT PRIMARY KEY)")
+            self._db.execute("DELETE FROM keep")
+            self._db.executemany("INSERT OR IGNORE INTO keep VALUES (?)", [(k,) for k in keep])
+            self._db.execute(f"DELETE FROM {table} WHERE key NOT IN (SELECT key FROM keep)")  # noqa: S608
+            self._db.execute("COMMIT")
 
     def close(self) -> None:
         self._db.close()
