@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import sys
 
@@ -45,13 +46,35 @@ def serve(**options) -> None:
     config = _config(**options)
     for s in settings.SETTINGS:                  # workers read their settings from here
         os.environ[s.env] = str(config[s.name])
-    _report_problems(config)
+    # Build once, on every core, before the workers start: each worker then loads from
+    # the caches in the state directory instead of parsing and rendering it all again.
+    # A separate process, so its peak memory is returned before serving begins.
+    warm = multiprocessing.get_context("spawn").Process(target=_warm, args=(config,))
+    warm.start()
+    warm.join()
+    if warm.exitcode:
+        sys.exit(warm.exitcode)
     click.echo(f"feedsvc: serving {config['data_dir']} on "
                f"http://{config['host']}:{config['port']}/ with {config['workers']} workers")
     Server("feedsvc.web:create_app", factory=True, address=config["host"], port=config["port"],
            interface=Interfaces.WSGI, workers=max(1, config["workers"]),
            blocking_threads=1, websockets=False, log_access=False,
            respawn_failed_workers=True).serve()
+
+
+def _warm(config: dict) -> None:
+    from .live import Service
+    from .model import DataError
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        service = Service({**config, "watch": False})      # logs every data problem
+    except DataError as e:
+        logging.getLogger("feedsvc").error("%s", e)
+        sys.exit(1)
+    logging.getLogger("feedsvc").info(
+        "feedsvc: %d articles, %d documents ready", len(service.corpus.articles),
+        len(service.documents))
 
 
 @main.command()
