@@ -97,7 +97,7 @@ def _generator(feed: Feed, fmt: str) -> FeedGenerator:
     fg.link(href=feed.page_url, rel="alternate", type="text/html")   # last: RSS <link>
     fg.language(feed.language)
     fg.updated(_seconds(feed.updated))
-    fg.generator("feedsvc", uri="https://github.com/feedsvc/feedsvc")
+    fg.generator("feedsvc")
     if fmt == "atom":
         fg.author({"name": feed.publisher})
     for item in feed.entries:
