@@ -69,6 +69,7 @@ class Library:
         self._sigs: dict[str, tuple] = {}
         self._records: dict[str, object] = {}           # rel -> record or DataError
         self._last_good: dict[str, object] = {}        # rel -> last valid record
+        self._good_changed: dict[str, Article] = {}     # to persist after this load
         self.scan_errors: list[DataError] = []
         self.site: Site | None = None
         self._site_error: DataError | None = None       # site.yml is bad: we keep self.site
@@ -119,9 +120,12 @@ class Library:
         sigs = self.scan() if sigs is None else sigs
         changed = [rel for rel, sig in sigs.items() if self._sigs.get(rel) != sig]
         site_changed = SITE_FILE in changed or SITE_FILE not in sigs or self.site is None
-        for rel in set(self._sigs) - set(sigs):
+        gone = sorted(set(self._sigs) - set(sigs))
+        for rel in gone:
             self._records.pop(rel, None)
             self._last_good.pop(rel, None)
+        if self.cache and self.site and gone:       # deleted: nothing to fall back on
+            self.cache.delete("records", [self._good_key(rel) for rel in gone])
         self._sigs = dict(sigs)
 
         if site_changed:
@@ -142,7 +146,12 @@ class Library:
                 if rec is not None and not isinstance(rec, DataError):
                     self._last_good[rel] = rec
         self._records.update(self._parse_articles(articles, sigs))
+        self._recall_last_good(changed)
         corpus = self._assemble(self.site)
+        if self.cache and self._good_changed:       # a restart must remember them too
+            self.cache.put_records({self._good_key(rel): a
+                                    for rel, a in self._good_changed.items()})
+        self._good_changed = {}
         corpus.errors[:0] = self.scan_errors
         if self._site_error:
             corpus.errors.insert(0, self._site_error)
@@ -182,6 +191,21 @@ class Library:
         if self.cache:
             self.cache.put_records(fresh)
         return out
+
+    def _good_key(self, rel: str) -> str:
+        return _record_key(rel, "last good", self.site)  # type: ignore[arg-type]
+
+    def _recall_last_good(self, changed: list[str]) -> None:
+        """A file that is bad when we start may have been published before: find the
+        version an earlier process published, so a restart does not unpublish it."""
+        lost = [rel for rel in changed if rel.startswith("articles/")
+                and isinstance(self._records.get(rel), DataError) and rel not in self._last_good]
+        if self.cache and lost:
+            found = self.cache.get_records([self._good_key(rel) for rel in lost])
+            for rel in lost:
+                good = found.get(self._good_key(rel))
+                if isinstance(good, Article):
+                    self._last_good[rel] = good
 
     def _parse(self, rel: str, sig: tuple) -> object:
         self.reads += 1
@@ -255,8 +279,9 @@ class Library:
                 a = good                    # the edit is skipped; its last good version stays
             ids[a.id] = slugs[a.slug] = a.path
             kept.append(a)
-            if self._records.get(a.path) == a:
+            if self._records.get(a.path) == a and self._last_good.get(a.path) != a:
                 self._last_good[a.path] = a
+                self._good_changed[a.path] = a
         return kept
 
 

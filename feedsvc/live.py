@@ -48,6 +48,9 @@ class Service:
         self._thread: threading.Thread | None = None
         self._next_go_live: float | None = None
         self._sigs: dict | None = None
+        self._observer = None
+        if config["watch"]:             # watch first, so no save between scan and watch is lost
+            self._observer = _observe(config["data_dir"], self._wake)
         self.refresh(force=True)
 
     # -- loading ----------------------------------------------------------------
@@ -110,7 +113,7 @@ class Service:
         self._thread.start()
 
     def _run(self) -> None:
-        observer = _observe(self.config["data_dir"], self._wake)
+        observer = self._observer or _observe(self.config["data_dir"], self._wake)
         poll = self.config["poll_seconds"] or 2.0
         while True:
             timeout = poll

@@ -120,6 +120,15 @@ class Cache:
                 [(k, *v) for k, v in rows.items()])
             self._db.execute("COMMIT")
 
+    def delete(self, table: str, keys: list[str]) -> None:
+        if not keys:
+            return
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany(f"DELETE FROM {table} WHERE key = ?",  # noqa: S608
+                                 [(k,) for k in keys])
+            self._db.execute("COMMIT")
+
     def get_records(self, keys: list[str]) -> dict[str, object]:
         return {k: pickle.loads(v[0]) for k, v in self.get("records", keys).items()}  # noqa: S301
 
