@@ -76,9 +76,9 @@ def first_paragraph(body: str, page_url: str = "") -> str:
     return _first_paragraph(_tree(body, page_url))
 
 
-def body_key(body: str, page_url: str) -> str:
-    """Cache key of a rendered body: everything the rendering depends on."""
-    return hashlib.sha256(f"{RENDERER_VERSION}\0{page_url}\0{body}".encode()).hexdigest()
+def body_key(digest: str, page_url: str) -> str:
+    """Cache key of a rendered body: the file's digest and everything else it depends on."""
+    return hashlib.sha256(f"{RENDERER_VERSION}\0{page_url}\0{digest}".encode()).hexdigest()
 
 
 def render(job: tuple[str, str, str]) -> tuple[str, str]:

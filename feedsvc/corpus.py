@@ -33,6 +33,7 @@ def name_key(name: str) -> str:
 
 @dataclass
 class Corpus:
+    root: str                               # the data directory (bodies are read from it)
     site: Site
     articles: list[Article]                 # every non-draft article, newest first
     authors: dict[str, Person]              # slug -> person
@@ -245,8 +246,9 @@ class Library:
 
         authors, author_slugs = _people(people, published, errors)
         categories, category_slugs = _categories(described, published, errors)
-        return Corpus(site=site, articles=published, authors=authors, categories=categories,
-                      author_slugs=author_slugs, category_slugs=category_slugs,
+        return Corpus(root=self.root, site=site, articles=published, authors=authors,
+                      categories=categories, author_slugs=author_slugs,
+                      category_slugs=category_slugs,
                       errors=sorted(errors, key=lambda e: (e.path, e.message)))
 
     def _unique(self, candidates: list[Article], errors: list[DataError]) -> list[Article]:

@@ -207,6 +207,19 @@ def parse_categories(rel: str, text: str) -> dict[str, str]:
     return out
 
 
+def body_of(root: str, article: Article) -> str | None:
+    """The CommonMark body of `article`, or None if its file no longer holds those bytes."""
+    try:
+        raw = read_bytes(root, article.path, 1 << 30)
+    except DataError:
+        return None
+    if hashlib.sha256(raw).hexdigest() != article.digest:
+        return None
+    text = decode(article.path, raw)
+    m = _FRONT_MATTER.match(text)
+    return text[m.end():] if m else None
+
+
 def split_front_matter(rel: str, text: str) -> tuple[dict, str]:
     m = _FRONT_MATTER.match(text)
     if not m:
@@ -218,7 +231,7 @@ def split_front_matter(rel: str, text: str) -> tuple[dict, str]:
 
 def parse_article(rel: str, text: str, digest: str, site: Site, root: str = "") -> Article:
     """`rel` is relative to the data directory (articles/...)."""
-    data, body = split_front_matter(rel, text)
+    data, _ = split_front_matter(rel, text)
     tz = pytz.timezone(site.timezone)
     title = _text(rel, data, "title", required=True)
     if "date" not in data or data["date"] in (None, ""):
@@ -247,7 +260,7 @@ def parse_article(rel: str, text: str, digest: str, site: Site, root: str = "") 
         slug=slug, title=title, published=published, updated=updated,
         authors=_names(rel, data, "authors", "author"),
         categories=_names(rel, data, "categories", "category"),
-        summary=" ".join(_text(rel, data, "summary").split()), body=body, link=link,
+        summary=" ".join(_text(rel, data, "summary").split()), link=link,
         image=image, image_type=image_type, image_length=image_length, draft=draft,
         digest=digest)
 

@@ -6,7 +6,7 @@ Datetimes are always aware and keep the offset the article was written in
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 class DataError(Exception):
@@ -60,13 +60,13 @@ class Article:
     authors: tuple[str, ...]        # names as written; resolved to Person by the corpus
     categories: tuple[str, ...]
     summary: str                    # plain text; "" means "first paragraph of the body"
-    body: str                       # CommonMark source
     link: str = ""                  # canonical URL; "" means our own article page
     image: str = ""
     image_type: str = ""
     image_length: int = 0
     draft: bool = False
-    digest: str = field(default="", compare=False)   # hash of the file's bytes
+    digest: str = ""                # sha256 of the file's bytes; the body is read again from
+                                    # the file only to render it (loader.body_of)
 
     @property
     def sort_key(self) -> tuple:

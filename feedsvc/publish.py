@@ -19,7 +19,7 @@ from pathlib import Path
 import jinja2
 import pytz
 
-from . import content, feeds
+from . import content, feeds, loader
 from .corpus import Corpus
 from .model import Article, Site
 from .state import Cache
@@ -132,20 +132,31 @@ class Publisher:
     def page_url(self, site: Site, article: Article) -> str:
         return f"{site.base_url}articles/{article.slug}/"
 
-    def bodies(self, site: Site, articles: list[Article]) -> dict[str, tuple[str, str]]:
+    def bodies(self, corpus: Corpus, articles: list[Article]) -> dict[str, tuple[str, str]]:
         """(html, summary) per article path; renders only what no cache holds."""
-        keys = {a.path: content.body_key(a.body, self.page_url(site, a)) for a in articles}
+        site = corpus.site
+        keys = {a.path: content.body_key(a.digest, self.page_url(site, a)) for a in articles}
         missing = [k for k in dict.fromkeys(keys.values()) if k not in self._rendered]
+        out: dict[str, tuple[str, str]] = {}
         if missing:
             self._rendered.update(self.cache.get("html", missing))
-            jobs = {keys[a.path]: (a.body, self.page_url(site, a), a.summary)
-                    for a in articles if keys[a.path] not in self._rendered}
+            jobs = {}
+            for a in articles:
+                if keys[a.path] in self._rendered or keys[a.path] in jobs:
+                    continue
+                body = loader.body_of(corpus.root, a)
+                if body is None:        # the file changed under us; its reload is on the way
+                    out[a.path] = ("", a.summary)
+                    continue
+                jobs[keys[a.path]] = (body, self.page_url(site, a), a.summary)
             if jobs:
                 fresh = dict(zip(jobs, content.render_many(list(jobs.values())), strict=True))
                 self.cache.renders += len(fresh)
                 self.cache.put("html", fresh)
                 self._rendered.update(fresh)
-        return {a.path: self._rendered[keys[a.path]] for a in articles}
+        for a in articles:
+            out.setdefault(a.path, self._rendered.get(keys[a.path], ("", a.summary)))
+        return out
 
     # -- documents ----------------------------------------------------------
     def build(self, corpus: Corpus, now: dt.datetime,
@@ -196,7 +207,7 @@ class Publisher:
         todo = [p for p in sorted(recipes) if p not in out]
         stored = self.cache.get("docs", [recipes[p][0] for p in todo])
         # Render every body the remaining feeds need in one batch (on every core).
-        self.bodies(site, list({a.path: a for p in todo if recipes[p][0] not in stored
+        self.bodies(corpus, list({a.path: a for p in todo if recipes[p][0] not in stored
                                 for a in in_feeds.get(p, [])}.values()))
         made = {recipes[p][0]: recipes[p][2]() for p in todo if recipes[p][0] not in stored}
         # zlib releases the GIL: compress on every core.
@@ -214,7 +225,7 @@ class Publisher:
         return dict(sorted(out.items()))
 
     def _forget(self, site: Site, recipes: dict, in_feeds: dict[str, list[Article]]) -> None:
-        used = {content.body_key(a.body, self.page_url(site, a))
+        used = {content.body_key(a.digest, self.page_url(site, a))
                 for top in in_feeds.values() for a in top}
         self._rendered = {k: v for k, v in self._rendered.items() if k in used}
         self.cache.prune("docs", {r for r, _, _ in recipes.values()})
@@ -223,7 +234,7 @@ class Publisher:
     def _feed(self, corpus: Corpus, scope: Scope, top: list[Article], fmt: str,
               updated_all: dt.datetime) -> bytes:
         site = corpus.site
-        bodies = self.bodies(site, top)
+        bodies = self.bodies(corpus, top)
         entries = []
         for a in top:
             html, summary = bodies[a.path]
@@ -254,7 +265,7 @@ class Publisher:
                        corpus=corpus)
 
     def article_page(self, corpus: Corpus, article: Article) -> bytes:
-        html, summary = self.bodies(corpus.site, [article])[article.path]
+        html, summary = self.bodies(corpus, [article])[article.path]
         return _render("article.html", site=corpus.site, article=article, html=html,
                        summary=summary, corpus=corpus)
 

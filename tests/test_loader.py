@@ -8,6 +8,7 @@ import threading
 
 import pytest
 
+from feedsvc import loader
 from feedsvc.corpus import Library
 from feedsvc.model import DataError
 
@@ -552,7 +553,7 @@ def test_article_fields(data):
     assert art.authors == ("Jane Doe",)
     assert art.categories == ("World",)
     assert art.summary == "A short summary"
-    assert art.body == "Hello *world*.\n"
+    assert loader.body_of(str(data.root), art) == "Hello *world*.\n"
     assert art.link == "https://elsewhere.example.org/story"
     assert (art.image, art.image_type, art.image_length) == \
         ("https://news.example.com/media/p.jpg", "image/jpeg", 100)
@@ -591,7 +592,8 @@ def test_forbidden_characters_in_raw_bytes_are_removed(data):
     assert art.categories == ("World",)
     assert art.authors == ("Jane Doe",)
     assert art.summary == "summary"
-    assert art.body == "Body with bad chars.\n\tTab, newline and CR\r\n stay.\n"
+    assert loader.body_of(str(data.root), art) == \
+        "Body with bad chars.\n\tTab, newline and CR\r\n stay.\n"
 
 
 def test_forbidden_characters_written_as_yaml_escapes_are_removed(data):
