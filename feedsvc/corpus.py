@@ -160,6 +160,12 @@ class Library:
 
     def _parse_articles(self, rels: list[str], sigs: dict[str, tuple]) -> dict[str, object]:
         """Read every file; parse only those whose bytes the record cache has not seen."""
+        out: dict[str, object] = {}
+        for i in range(0, len(rels), 2000):         # in batches: bounded memory
+            out.update(self._parse_batch(rels[i:i + 2000], sigs))
+        return out
+
+    def _parse_batch(self, rels: list[str], sigs: dict[str, tuple]) -> dict[str, object]:
         site = self.site
         assert site is not None
         out: dict[str, object] = {}
