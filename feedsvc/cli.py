@@ -64,14 +64,15 @@ def serve(**options) -> None:
 
 def _warm(config: dict) -> None:
     from .live import Service
-    from .model import DataError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    try:
-        service = Service({**config, "watch": False})      # logs every data problem
-    except DataError as e:
-        logging.getLogger("feedsvc").error("%s", e)
-        sys.exit(1)
+    service = Service({**config, "watch": False})          # logs every data problem
+    if service.corpus is None:
+        if not service.documents:
+            sys.exit(1)                 # nothing to serve, ever: say so before listening
+        logging.getLogger("feedsvc").warning("feedsvc: %s cannot be read; serving the last "
+                                             "published version", config["data_dir"])
+        return
     logging.getLogger("feedsvc").info(
         "feedsvc: %d articles, %d documents ready", len(service.corpus.articles),
         len(service.documents))

@@ -20,7 +20,7 @@ import pytz
 from .corpus import Corpus, Library
 from .http import CacheControl, Resource
 from .model import DataError
-from .publish import Document, Publisher
+from .publish import Document, Publisher, document
 from .state import Cache, Validators
 
 log = logging.getLogger("feedsvc")
@@ -39,7 +39,7 @@ class Service:
         self.cache_control = CacheControl(config["max_age"])
         self.resources: dict[str, Resource] = {}
         self.documents: dict[str, Document] = {}
-        self.corpus: Corpus = None  # type: ignore[assignment]  # set by refresh() below
+        self.corpus: Corpus | None = None       # None until the data could be read once
         self.errors: list[DataError] = []
         self.refreshed_at = 0.0
         self.rebuilt: list[str] = []            # paths rebuilt by the last refresh
@@ -60,17 +60,18 @@ class Service:
             now = self.clock()
             try:
                 sigs = self.library.scan()
-            except DataError as e:
-                if not self.documents:
-                    raise
-                self._report([e])           # data dir gone: keep serving what we have
+                due = self._next_go_live is not None and now >= self._next_go_live
+                if not force and not due and sigs == self._sigs:
+                    self._restamp(now)
+                    return False
+                corpus = self.library.load(sigs)
+            except DataError as e:          # the data directory is gone or site.yml is bad
+                if not self.documents and self._restore(now):
+                    log.warning("serving the last published version from %s",
+                                self.config["state_dir"])
+                self._report([e])           # keep serving what we have
                 self._sigs = None           # and look at everything again once it is back
                 return False
-            due = self._next_go_live is not None and now >= self._next_go_live
-            if not force and not due and sigs == self._sigs:
-                self._restamp(now)
-                return False
-            corpus = self.library.load(sigs)
             self._sigs = sigs
             when = dt.datetime.fromtimestamp(now, pytz.utc)
             documents = self.publisher.build(corpus, when, self.documents)
@@ -79,9 +80,30 @@ class Service:
             self.cache_control.next_change = self._next_go_live
             self.rebuilt = [p for p, d in documents.items() if self.documents.get(p) is not d]
             self.corpus, self.documents = corpus, documents
+            if self.rebuilt:
+                self.cache.put_records({self._snapshot_key: {
+                    p: (d.recipe, d.content_type) for p, d in documents.items()}})
             self._report(corpus.errors)
             self._restamp(now)
             return bool(self.rebuilt)
+
+    @property
+    def _snapshot_key(self) -> str:
+        return "snapshot\0" + self.config["data_dir"]
+
+    def _restore(self, now: float) -> bool:
+        """A worker (re)starting while the data cannot be read serves the documents the
+        last successful build published, from the caches in the state directory."""
+        snapshot = self.cache.get_records([self._snapshot_key]).get(self._snapshot_key)
+        if not isinstance(snapshot, dict):
+            return False
+        stored = self.cache.get("docs", [recipe for recipe, _ in snapshot.values()])
+        if any(recipe not in stored for recipe, _ in snapshot.values()):
+            return False
+        self.documents = {p: document(p, recipe, stored[recipe][0], ctype, stored[recipe][1])
+                          for p, (recipe, ctype) in snapshot.items()}
+        self._restamp(now)
+        return True
 
     def _restamp(self, now: float) -> None:
         """Attach Last-Modified from the shared state; rebuild responses whose stamp moved."""

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-from functools import lru_cache
 
 from flask import Flask, Response, abort, jsonify, request, send_from_directory
 from flask.typing import ResponseReturnValue
 
 from . import settings
+from .corpus import Corpus
 from .http import FeedApp
 from .live import Service
 
@@ -26,25 +26,37 @@ def create_app(test_config: dict | None = None) -> Flask:
     if config["watch"]:
         service.start()
 
-    @lru_cache(maxsize=256)
-    def article_response(slug: str, digest: str, site: object) -> tuple[bytes, str]:
-        corpus = service.corpus
-        article = next(a for a in corpus.articles if a.slug == slug)
-        body = service.publisher.article_page(corpus, article)
-        return body, hashlib.sha256(body).hexdigest()[:32]
+    pages: dict = {"corpus": None}          # rendered article pages of the current corpus
+
+    def article_response(slug: str, corpus: Corpus) -> tuple[bytes, str]:
+        if pages["corpus"] is not corpus or len(pages) > 1024:
+            pages.clear()
+            pages["corpus"] = corpus
+        if slug not in pages:
+            article = next(a for a in corpus.articles if a.slug == slug)
+            body = service.publisher.article_page(corpus, article)
+            pages[slug] = (body, hashlib.sha256(body).hexdigest()[:32])
+        return pages[slug]
 
     @app.get("/articles/<slug>/")
     def article(slug: str) -> ResponseReturnValue:
         corpus = service.corpus
+        if corpus is None:
+            return unavailable()
         now = service.clock()
-        found = [a for a in corpus.articles if a.slug == slug and a.published.timestamp() <= now]
-        if not found:
+        if not any(a.slug == slug and a.published.timestamp() <= now for a in corpus.articles):
             abort(404)
-        body, etag = article_response(slug, found[0].digest, corpus.site)
+        body, etag = article_response(slug, corpus)     # a new corpus after every reload
         resp = Response(body, content_type="text/html; charset=utf-8")
         resp.set_etag(etag)
         resp.headers["Cache-Control"] = service.cache_control.value()
         return resp.make_conditional(request)
+
+    def unavailable() -> Response:
+        resp = Response("503 the data directory cannot be read; see /healthz\n", 503,
+                        content_type="text/plain; charset=utf-8")
+        resp.headers["Retry-After"] = "10"
+        return resp
 
     @app.get("/media/<path:name>")
     def media(name: str) -> Response:
@@ -57,10 +69,13 @@ def create_app(test_config: dict | None = None) -> Flask:
         docs = service.documents
         digest = hashlib.sha256("".join(f"{p}={d.etag};" for p, d in sorted(docs.items()))
                                 .encode()).hexdigest()[:16]
-        resp = jsonify(status="ok", pid=os.getpid(), data_dir=config["data_dir"],
-                       articles=len(service.corpus.articles), documents=len(docs),
-                       snapshot=digest, refreshed_at=service.refreshed_at,
+        serving = bool(docs)
+        resp = jsonify(status="ok" if serving else "unavailable", pid=os.getpid(),
+                       data_dir=config["data_dir"],
+                       articles=len(service.corpus.articles) if service.corpus else None,
+                       documents=len(docs), snapshot=digest, refreshed_at=service.refreshed_at,
                        errors=[e.as_dict() for e in service.errors])
+        resp.status_code = 200 if serving else 503
         resp.headers["Cache-Control"] = "no-store"
         return resp
 

@@ -94,6 +94,7 @@ class Server:
 
     def __init__(self, data_dir: Path, state_dir: Path, workers: int = 2, env: dict | None = None):
         self.port = free_port()
+        self.workers = workers
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(state_dir.parent / f"serve-{self.port}.log", "w")  # noqa: SIM115
         environ = {**os.environ, "FEEDSVC_POLL_SECONDS": "0.5", **(env or {})}
@@ -105,17 +106,22 @@ class Server:
         self.wait_ready()
 
     def wait_ready(self, timeout: float = 60) -> None:
+        """Until every worker has answered /healthz (fresh connections reach them all)."""
         deadline = time.monotonic() + timeout
+        pids: set[int] = set()
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"feedsvc serve exited: {Path(self.log.name).read_text()}")
             try:
-                if requests.get(self.url + "/healthz", timeout=2).ok:
-                    return
+                r = requests.get(self.url + "/healthz", timeout=2)
+                if r.ok:
+                    pids.add(r.json()["pid"])
+                    if len(pids) >= self.workers:
+                        return
             except requests.ConnectionError:
                 pass
-            time.sleep(0.1)
-        raise RuntimeError("feedsvc serve did not start in time")
+            time.sleep(0.02)
+        raise RuntimeError(f"feedsvc serve: {len(pids)} of {self.workers} workers answered")
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -167,6 +167,21 @@ def test_data_dir_disappearing_keeps_serving(serve, site, tmp_path):
     assert get(srv, "/feeds/all.atom").headers["ETag"] == etag
 
 
+def test_restart_while_data_dir_is_missing_serves_last_published_version(serve, site,
+                                                                         tmp_path):
+    srv = serve(site.root, workers=1)
+    before = get(srv, "/feeds/all.atom")
+    srv.stop()
+    shutil.move(str(site.root), tmp_path / "moved")
+    again = serve(site.root, workers=1)
+    r = get(again, "/feeds/all.atom")
+    assert (r.status_code, r.content, r.headers["ETag"]) == \
+        (200, before.content, before.headers["ETag"])
+    health = get(again, "/healthz")
+    assert health.status_code == 200 and "missing" in health.json()["errors"][0]["message"]
+    assert get(again, "/articles/first/").status_code == 503      # needs the data itself
+
+
 def test_validators_survive_restart_and_workers_agree(serve, site, tmp_path):
     state = tmp_path / "shared-state"
     srv = serve(site.root, state_dir=state)
