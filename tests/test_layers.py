@@ -42,3 +42,13 @@ def test_readme_settings_table_lists_every_setting():
     text = README.read_text()
     for s in settings.SETTINGS:
         assert f"| {s.name} | `{s.env}` |" in text, s.name
+
+
+def test_ruff_and_mypy_are_clean():
+    root = PACKAGE.parent
+    ruff = subprocess.run([sys.executable, "-m", "ruff", "check", "feedsvc", "tests", "bench",
+                           "wsgi.py"], cwd=root, capture_output=True, text=True)
+    assert ruff.returncode == 0, ruff.stdout
+    mypy = subprocess.run([sys.executable, "-m", "mypy"], cwd=root, capture_output=True,
+                          text=True)
+    assert mypy.returncode == 0, mypy.stdout
