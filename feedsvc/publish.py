@@ -175,9 +175,15 @@ class Publisher:
         recipes: dict[str, tuple[str, str, Callable[[], bytes]]] = {}
         in_feeds: dict[str, list[Article]] = {}
 
+        entry_recipes: dict[str, tuple] = {}      # an article is in up to 7 feeds: once each
+
         def entry_recipe(a: Article) -> tuple:
-            return (a.path, a.digest, [(p.name, p.url, p.slug) for p in corpus.authors_of(a)],
+            r = entry_recipes.get(a.path)
+            if r is None:
+                r = entry_recipes[a.path] = (
+                    a.path, a.digest, [(p.name, p.url, p.slug) for p in corpus.authors_of(a)],
                     [c.name for c in corpus.categories_of(a)])
+            return r
 
         updated_all = max((a.updated for a in visible), key=lambda d: d.timestamp(), default=EPOCH)
         for scope in scopes:
