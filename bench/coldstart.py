@@ -1,0 +1,193 @@
+"""Child process for bench/run.py: build a feedsvc Service once and report, as JSON.
+
+    python bench/coldstart.py --data DIR --state DIR [--profile FILE]
+    python bench/coldstart.py --data DIR --state DIR --incremental N
+
+Default mode: construct `feedsvc.live.Service` (watch off) on DIR and print one line
+`READY` on stdout the moment every feed is servable (the parent times process start to
+that line), then a JSON line with the details: import and build seconds, process CPU,
+peak RSS at that moment, documents, renders, files read, and a breakdown of where the
+build spent its time (wall seconds in nested phases, measured by wrapping feedsvc's
+functions; see PHASES).
+
+--incremental N: after the build, N times: edit the title of the newest article
+(atomic write), time `service.refresh()` (CPU of this process and
+its children, like the full build's, and wall), record what was rebuilt,
+restore the file and refresh again (untimed).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+
+T0 = time.perf_counter()
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import importlib  # noqa: E402
+
+from feedsvc import live, settings  # noqa: E402
+
+T_IMPORT = time.perf_counter() - T0
+
+# (label, candidates "module:attr" or "module:Class.attr"): wall time spent inside the
+# first candidate that exists, nested as in the code (two spaces per level).  Names that
+# the code no longer has are skipped, so this follows feedsvc as it changes.
+PHASES = [
+    ("scan (stat every file)", ["feedsvc.corpus:Library.scan"]),
+    ("load (read + parse changed files)", ["feedsvc.corpus:Library.load"]),
+    ("  parse_article (YAML + checks)", ["feedsvc.loader:parse_article"]),
+    ("publish.build (recipes + documents)", ["feedsvc.publish:Publisher.build"]),
+    ("  bodies (cache lookups + renders)", ["feedsvc.publish:Publisher.bodies"]),
+    ("    render_many (Markdown, on every core)", ["feedsvc.content:render_many"]),
+    ("      render_html in this process", ["feedsvc.content:render_html"]),
+    ("  cache get (SQLite)", ["feedsvc.state:Cache.get", "feedsvc.content:HtmlCache.get_many"]),
+    ("  cache put (SQLite)", ["feedsvc.state:Cache.put", "feedsvc.content:HtmlCache.put_many"]),
+    ("  feeds.render (feedgen to bytes)", ["feedsvc.feeds:render"]),
+    ("  pages (Jinja: index, scope pages, OPML)", ["feedsvc.publish:_render"]),
+    ("  gzip compress (in build)", ["feedsvc.publish:compress"]),
+    ("restamp (validators + responses)", ["feedsvc.live:Service._restamp"]),
+    ("  Validators.stamp (SQLite)", ["feedsvc.state:Validators.stamp"]),
+    ("  gzip compress (in restamp)", ["feedsvc.http:compress"]),
+]
+TIMES: dict[str, list] = {}
+
+
+def _resolve(spec: str) -> tuple[object, str] | None:
+    mod_name, _, attr = spec.partition(":")
+    try:
+        owner: object = importlib.import_module(mod_name)
+    except ImportError:
+        return None
+    *path, name = attr.split(".")
+    for part in path:
+        owner = getattr(owner, part, None)
+        if owner is None:
+            return None
+    if isinstance(owner, type) and name not in owner.__dict__:
+        return None
+    return (owner, name) if callable(getattr(owner, name, None)) else None
+
+
+def _instrument() -> None:
+    for label, candidates in PHASES:
+        found = next((r for r in map(_resolve, candidates) if r), None)
+        if not found:
+            continue
+        owner, attr = found
+        fn = getattr(owner, attr)
+        if isinstance(owner, type) and isinstance(owner.__dict__[attr], staticmethod):
+            continue
+        slot = TIMES.setdefault(label, [0.0, 0])
+
+        def wrapper(*a, __fn=fn, __slot=slot, **kw):
+            t = time.perf_counter()
+            try:
+                return __fn(*a, **kw)
+            finally:
+                __slot[0] += time.perf_counter() - t
+                __slot[1] += 1
+        setattr(owner, attr, wrapper)
+
+
+def cpu() -> float:
+    """CPU seconds of this process and of its finished children (a render pool)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def _renders(service: live.Service) -> int:
+    return getattr(getattr(service.publisher, "cache", None), "renders", -1)
+
+
+def _rss_kb() -> int:
+    return max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+               resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+
+
+def _atomic_write(path: str, data: bytes) -> None:
+    tmp = os.path.join(os.path.dirname(path), "." + os.path.basename(path) + ".bench-tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def retitle(text: bytes, mark: str) -> bytes:
+    """Prefix the front matter title with a marker, keeping the YAML scalar valid."""
+    lines = text.split(b"\n")
+    for i, line in enumerate(lines):
+        if line.startswith(b"title:"):
+            value = line[6:].strip()
+            tag = f"Bench edit {mark} ".encode()
+            if value[:1] in (b"'", b'"'):
+                lines[i] = b"title: " + value[:1] + tag + value[1:]
+            else:
+                lines[i] = b"title: " + tag + value
+            return b"\n".join(lines)
+    raise ValueError("no title line")
+
+
+def incremental(service: live.Service, reps: int) -> dict:
+    newest = service.corpus.articles[0]
+    path = os.path.join(service.config["data_dir"], newest.path)
+    with open(path, "rb") as f:
+        original = f.read()
+    runs = []
+    try:
+        for i in range(reps):
+            _atomic_write(path, retitle(original, f"{os.getpid()}-{i}"))
+            reads, renders = service.library.reads, _renders(service)
+            c0, w0 = cpu(), time.perf_counter()
+            changed = service.refresh()
+            cpu_s, wall = cpu() - c0, time.perf_counter() - w0
+            runs.append({"cpu_s": cpu_s, "wall_s": wall, "changed": changed,
+                         "rebuilt": len(service.rebuilt), "rebuilt_paths": service.rebuilt,
+                         "files_read": service.library.reads - reads,
+                         "renders": _renders(service) - renders})
+            _atomic_write(path, original)
+            service.refresh()
+    finally:
+        _atomic_write(path, original)
+    return {"article": newest.path, "runs": runs}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--state", required=True)
+    ap.add_argument("--profile", help="write cProfile stats of the build to this file")
+    ap.add_argument("--incremental", type=int, default=0)
+    a = ap.parse_args()
+    cfg = settings.resolve({"data_dir": a.data, "state_dir": a.state, "watch": False})
+    if not a.profile:
+        _instrument()
+    c0, w0 = cpu(), time.perf_counter()
+    if a.profile:
+        import cProfile
+        prof = cProfile.Profile()
+        service = prof.runcall(live.Service, cfg)
+        prof.dump_stats(a.profile)
+    else:
+        service = live.Service(cfg)
+    build_wall, build_cpu = time.perf_counter() - w0, cpu() - c0
+    print("READY", flush=True)
+    out = {
+        "import_s": T_IMPORT, "build_s": build_wall, "build_cpu_s": build_cpu,
+        "since_interpreter_start_s": time.perf_counter() - T0,
+        "rss_kb_at_ready": _rss_kb(),
+        "articles": len(service.corpus.articles), "documents": len(service.documents),
+        "feeds": sum(1 for p in service.documents if p.startswith("feeds/")),
+        "renders": _renders(service), "files_read": service.library.reads,
+        "errors": len(service.errors),
+        "phases": {k: {"s": v[0], "calls": v[1]} for k, v in TIMES.items()},
+    }
+    if a.incremental:
+        out["incremental"] = incremental(service, a.incremental)
+    print(json.dumps(out), flush=True)
+
+
+if __name__ == "__main__":
+    main()
