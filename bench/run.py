@@ -666,9 +666,10 @@ def hugo_build(data: Path, n: int) -> dict | None:
     if not hugo:
         return None
     dest, cache = fresh(OUT / f"hugo-public-{n}"), fresh(OUT / "hugo-cache")
-    r = run_measured([hugo, "--quiet", "-s", str(BENCH / "hugo"), "--contentDir",
-                      str(data / "articles"), "--destination", str(dest), "--cacheDir",
-                      str(cache)], cwd=BENCH / "hugo")
+    r = run_measured([hugo, "--quiet", "--noBuildLock", "-s", str(BENCH / "hugo"),
+                      "--contentDir", str(data / "articles"), "--destination", str(dest),
+                      "--cacheDir", str(cache)], cwd=BENCH / "hugo",
+                     env={"HUGO_RESOURCEDIR": str(cache / "resources")})
     if r["rc"] != 0:
         log(f"  hugo failed: {r['stderr'][-1000:]}")
         return None

@@ -24,6 +24,7 @@ from .publish import Document, Publisher, document
 from .state import Cache, Validators
 
 log = logging.getLogger("feedsvc")
+NO_INOTIFY_POLL = 1.0       # seconds between scans when file events are unavailable
 
 
 class Service:
@@ -136,9 +137,9 @@ class Service:
 
     def _run(self) -> None:
         observer = self._observer or _observe(self.config["data_dir"], self._wake)
-        poll = self.config["poll_seconds"] or 2.0
         while True:
-            timeout = poll
+            # With inotify a rescan is only a safety net; without it, polling is all we have.
+            timeout = self.config["poll_seconds"] if observer else NO_INOTIFY_POLL
             if self._next_go_live is not None:
                 timeout = max(0.01, min(timeout, self._next_go_live - self.clock() + 0.01))
             self._wake.wait(timeout)

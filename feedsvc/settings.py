@@ -35,7 +35,7 @@ SETTINGS = [
     Setting("max_age", 300, "Cache-Control max-age in seconds (cut short before a "
             "scheduled article goes live)."),
     Setting("max_file_bytes", 1 << 20, "Data files larger than this are rejected."),
-    Setting("poll_seconds", 2.0, "Safety rescan interval; file events trigger a reload "
+    Setting("poll_seconds", 10.0, "Safety rescan interval; file events trigger a reload "
             "at once, this catches what events miss (network file systems)."),
     Setting("watch", True, "Follow changes to the data directory without a restart."),
     Setting("host", "127.0.0.1", "`feedsvc serve`: address to listen on."),

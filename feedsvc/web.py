@@ -66,8 +66,8 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     @app.get("/healthz")
     def healthz() -> Response:
-        docs = service.documents
-        digest = hashlib.sha256("".join(f"{p}={d.etag};" for p, d in sorted(docs.items()))
+        docs = service.resources                # exactly what this worker is serving
+        digest = hashlib.sha256("".join(f"{p}={r.identity.etag};" for p, r in sorted(docs.items()))
                                 .encode()).hexdigest()[:16]
         serving = bool(docs)
         resp = jsonify(status="ok" if serving else "unavailable", pid=os.getpid(),
