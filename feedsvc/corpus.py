@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
+import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -169,8 +170,19 @@ class Library:
         site = self.site
         assert site is not None
         out: dict[str, object] = {}
+        # 1. Files whose stat signature we recorded once they were settled are not even read
+        #    (as git's index does; a file modified in the last seconds is always read).
+        by_sig = {rel: _record_key(rel, repr(sigs[rel]), site) for rel in rels
+                  if sigs[rel][0] != "error"}
+        known = self.cache.get_records(list(by_sig.values())) if self.cache and by_sig else {}
+        for rel, key in by_sig.items():
+            if isinstance(known.get(key), Article):
+                out[rel] = self._with_image(known[key], site)   # type: ignore[arg-type]
+        # 2. The rest are read; bytes parsed before (same digest) are not parsed again.
         raws: dict[str, bytes] = {}
         for rel in rels:
+            if rel in out:
+                continue
             try:
                 if sigs[rel][0] == "error":
                     raise DataError(rel, f"cannot be read ({sigs[rel][1]})")
@@ -181,11 +193,11 @@ class Library:
         keys = {rel: _record_key(rel, digest, site) for rel, digest in digests.items()}
         known = self.cache.get_records(list(keys.values())) if self.cache and keys else {}
         fresh: dict[str, object] = {}
+        settled = time.time() - 2.0
         for rel, raw in raws.items():
             rec = known.get(keys[rel])
             if isinstance(rec, Article):            # these very bytes parsed fine before
-                if rec.image:                       # the image file may have changed alone
-                    rec = replace(rec, image_length=loader.local_length(rec.image, site, self.root))
+                rec = self._with_image(rec, site)
             else:
                 self.reads += 1
                 try:
@@ -194,10 +206,17 @@ class Library:
                     fresh[keys[rel]] = rec
                 except DataError as e:
                     rec = e
+            if isinstance(rec, Article) and sigs[rel][0] < settled * 1e9:
+                fresh[by_sig[rel]] = rec
             out[rel] = rec
         if self.cache:
             self.cache.put_records(fresh)
         return out
+
+    def _with_image(self, article: Article, site: Site) -> Article:
+        if not article.image:                       # the image file may have changed alone
+            return article
+        return replace(article, image_length=loader.local_length(article.image, site, self.root))
 
     def _good_key(self, rel: str) -> str:
         return _record_key(rel, "last good", self.site)  # type: ignore[arg-type]
