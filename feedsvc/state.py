@@ -19,17 +19,23 @@ import threading
 import time
 
 
+def _connect(state_dir: str | None, name: str) -> sqlite3.Connection:
+    """SQLite in the state directory (in memory without one), shared by every worker:
+    WAL lets readers proceed while one process writes; writers wait up to 30 s."""
+    path = ":memory:"
+    if state_dir:
+        os.makedirs(state_dir, exist_ok=True)
+        path = os.path.join(state_dir, name)
+    db = sqlite3.connect(path, check_same_thread=False, timeout=30, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL" if state_dir else "PRAGMA journal_mode=MEMORY")
+    db.execute("PRAGMA synchronous=NORMAL")
+    return db
+
+
 class Validators:
     def __init__(self, state_dir: str | None):
         self._lock = threading.Lock()
-        path = ":memory:"
-        if state_dir:
-            os.makedirs(state_dir, exist_ok=True)
-            path = os.path.join(state_dir, "validators.sqlite")
-        self._db = sqlite3.connect(path, check_same_thread=False, timeout=30,
-                                   isolation_level=None)
-        if state_dir:
-            self._db.execute("PRAGMA journal_mode=WAL")
+        self._db = _connect(state_dir, "validators.sqlite")
         self._db.execute("CREATE TABLE IF NOT EXISTS current "
                          "(path TEXT PRIMARY KEY, etag TEXT NOT NULL, modified INTEGER NOT NULL)")
 
@@ -86,14 +92,7 @@ class Cache:
 
     def __init__(self, state_dir: str | None):
         self._lock = threading.Lock()
-        path = ":memory:"
-        if state_dir:
-            os.makedirs(state_dir, exist_ok=True)
-            path = os.path.join(state_dir, "cache.sqlite")
-        self._db = sqlite3.connect(path, check_same_thread=False, timeout=30,
-                                   isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL" if state_dir else "PRAGMA journal_mode=MEMORY")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db = _connect(state_dir, "cache.sqlite")
         for table, columns in self.TABLES.items():
             self._db.execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns})")
         self.renders = 0                    # bodies rendered, for tests and bench
