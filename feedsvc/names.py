@@ -1,0 +1,97 @@
+"""Names to slugs: categories and authors, merged and disambiguated deterministically.
+
+Names equal up to case, spacing and punctuation are one category or author;
+different names that python-slugify turns into the same slug are both kept,
+in sorted order, as `slug`, `slug-2`, ... with a warning.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from functools import lru_cache
+
+from slugify import slugify
+
+from .model import Article, Category, DataError, Person
+
+CATEGORIES_FILE = "categories.yml"     # where category warnings point
+
+
+@lru_cache(maxsize=65536)
+def name_key(name: str) -> str:
+    """Names equal up to case, spacing and punctuation are the same category or author."""
+    return "".join(ch for ch in name.casefold() if ch.isalnum())
+
+
+def assign_slugs(keys: list[tuple[str, str]], errors: list[DataError], what: str,
+                  path: str) -> dict[str, str]:
+    """(name key, display name) pairs -> slug per key; collisions get -2, -3 ... ."""
+    slugs: dict[str, str] = {}
+    taken: dict[str, str] = {}
+    for key, name in sorted(keys):
+        base = slugify(name) or "x"
+        slug, n = base, 2
+        while slug in taken:
+            slug, n = f"{base}-{n}", n + 1
+        if slug != base:
+            errors.append(DataError(path, f"{what} {name!r} and {taken[base]!r} share the slug "
+                                          f"{base!r}; {name!r} is published as {slug!r}",
+                                    warning=True))
+        taken[slug] = name
+        slugs[key] = slug
+    return slugs
+
+
+def people(people: list[tuple[str, Person]], articles: list[Article],
+            errors: list[DataError]) -> tuple[dict[str, Person], dict[str, str]]:
+    by_key: dict[str, Person] = {}
+    files: dict[str, str] = {}
+    for rel, p in people:                          # author files: the file name is the slug
+        key = name_key(p.name)
+        if key in by_key:
+            errors.append(DataError(rel, f"author {p.name!r} is also defined "
+                                    f"in {files[key]}; this file is ignored"))
+            continue
+        by_key[key] = p
+        files[key] = rel
+    spelled: dict[str, Counter] = {}
+    for a in articles:
+        for name in a.authors:
+            key = name_key(name)
+            if key not in by_key:
+                spelled.setdefault(key, Counter())[name] += 1
+    names = {key: _display(c) for key, c in spelled.items()}
+    taken = {p.slug for p in by_key.values()}
+    slugs = assign_slugs(sorted(names.items()), errors, "author", "articles")
+    out = {p.slug: p for p in by_key.values()}
+    keys = {key: p.slug for key, p in by_key.items()}
+    for key, slug in slugs.items():
+        while slug in taken:                       # an implicit author clashing with a file
+            slug += "-2"
+        out[slug] = Person(name=names[key], slug=slug)
+        keys[key] = slug
+        taken.add(slug)
+    return dict(sorted(out.items())), keys
+
+
+def categories(described: dict[str, str], articles: list[Article],
+                errors: list[DataError]) -> tuple[dict[str, Category], dict[str, str]]:
+    spelled: dict[str, Counter] = {}
+    for a in articles:
+        for name in a.categories:
+            spelled.setdefault(name_key(name), Counter())[name] += 1
+    names = {key: _display(c) for key, c in spelled.items()}
+    descriptions: dict[str, str] = {}
+    for name, text in described.items():           # categories.yml spells the name
+        key = name_key(name)
+        names[key] = name
+        descriptions[key] = text
+    names.pop("", None)
+    slugs = assign_slugs(sorted(names.items()), errors, "category", CATEGORIES_FILE)
+    out = {slug: Category(name=names[key], slug=slug, description=descriptions.get(key, ""))
+           for key, slug in slugs.items()}
+    return dict(sorted(out.items())), slugs
+
+
+def _display(spellings: Counter) -> str:
+    """The most used spelling of a name; ties go to the first in sorted order."""
+    return sorted(spellings.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
