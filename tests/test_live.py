@@ -220,3 +220,18 @@ def test_healthz_is_json_with_errors_list(serve, site):
     srv = serve(site.root, workers=1)
     doc = json.loads(get(srv, "/healthz").text)
     assert doc["status"] == "ok" and doc["errors"] == [] and doc["articles"] == 2
+
+
+def test_two_instances_on_shared_data_and_state_agree(serve, site, tmp_path):
+    """Scale-out: instances behind a load balancer give the same bytes and validators."""
+    state = tmp_path / "shared-state"
+    one = serve(site.root, workers=1, state_dir=state)
+    two = serve(site.root, workers=1, state_dir=state)
+    site.article("third", title="Third", date="2024-10-03T10:00:00+03:30")
+    wait_for(lambda: "Third" in titles(one) and "Third" in titles(two))
+    for path in FEEDS + ["/", "/feeds.opml"]:
+        a, b = get(one, path), get(two, path)
+        assert a.status_code == b.status_code == 200, path
+        assert a.content == b.content, path
+        assert (a.headers["ETag"], a.headers["Last-Modified"]) == \
+            (b.headers["ETag"], b.headers["Last-Modified"]), path
