@@ -101,6 +101,7 @@ def export(config: dict, outdir: str, progress: Progress | None = None, *,
     when = dt.datetime.fromtimestamp(now, pytz.utc)
     os.makedirs(config["state_dir"], exist_ok=True)
 
+    seen = time.time()                  # the data as of now is what this build writes
     cache = Cache(config["state_dir"])
     library = Library(config["data_dir"], base_url=config["base_url"],
                       max_file_bytes=config["max_file_bytes"], cache=cache)
@@ -114,14 +115,14 @@ def export(config: dict, outdir: str, progress: Progress | None = None, *,
         total = len(documents) + len(visible) + len(media) + 1
         writer = _Writer(outdir, _read_manifest(outdir), progress, total)
 
-        stamps = validators.stamp({path: doc.etag for path, doc in documents.items()}, now)
+        stamps = validators.stamp({path: doc.etag for path, doc in documents.items()}, seen)
         for path, doc in documents.items():
             writer.document(_file_of(path), doc.body, stamps[path])
         pages = [(f"articles/{a.slug}/", a) for a in visible]
         for i in range(0, len(pages), 500):       # in batches: bounded memory, steady progress
             bodies = {path: publisher.article_page(corpus, a) for path, a in pages[i:i + 500]}
             stamps = validators.stamp({path: f'"{hashlib.sha256(body).hexdigest()[:32]}"'
-                                       for path, body in bodies.items()}, now)
+                                       for path, body in bodies.items()}, seen)
             for path, body in bodies.items():
                 writer.document(_file_of(path), body, stamps[path])
         for rel, src in media:

@@ -59,11 +59,12 @@ class Service:
         """Bring the responses up to date; True when any document changed."""
         with self._lock:
             now = self.clock()
+            seen = time.time()              # our bytes reflect the data as of this moment
             try:
                 sigs = self.library.scan()
                 due = self._next_go_live is not None and now >= self._next_go_live
                 if not force and not due and sigs == self._sigs:
-                    self._restamp(now)
+                    self._restamp(now, seen)
                     return False
                 corpus = self.library.load(sigs)
             except DataError as e:          # the data directory is gone or site.yml is bad
@@ -73,9 +74,9 @@ class Service:
                 self._report([e])           # keep serving what we have
                 self._sigs = None           # and look at everything again once it is back
                 return False
-            self._sigs = sigs
             when = dt.datetime.fromtimestamp(now, pytz.utc)
             documents = self.publisher.build(corpus, when, self.documents)
+            self._sigs = sigs               # only once built: a failed build is tried again
             nxt = corpus.next_go_live(when)
             self._next_go_live = nxt.timestamp() if nxt else None
             self.cache_control.next_change = self._next_go_live
@@ -85,7 +86,7 @@ class Service:
                 self.cache.put_records({self._snapshot_key: {
                     p: (d.recipe, d.content_type) for p, d in documents.items()}})
             self._report(corpus.errors)
-            self._restamp(now)
+            self._restamp(now, seen)
             return bool(self.rebuilt)
 
     @property
@@ -103,14 +104,15 @@ class Service:
             return False
         self.documents = {p: document(p, recipe, stored[recipe][0], ctype, stored[recipe][1])
                           for p, (recipe, ctype) in snapshot.items()}
-        self._restamp(now)
+        self._restamp(now, 0.0)             # older than any build: it records nothing
         return True
 
-    def _restamp(self, now: float) -> None:
+    def _restamp(self, now: float, seen: float) -> None:
         """Attach Last-Modified from the shared state; rebuild responses whose stamp moved."""
         etags = {p: d.etag for p, d in self.documents.items()}
-        stamps = self.validators.stamp(etags, now)
         old = self.resources
+        stamps = self.validators.stamp(etags, seen, {p: (r.identity.etag, r.last_modified)
+                                                     for p, r in old.items()})
         fresh = {}
         for path, doc in self.documents.items():
             res = old.get(path)

@@ -36,37 +36,47 @@ class Validators:
     def __init__(self, state_dir: str | None):
         self._lock = threading.Lock()
         self._db = _connect(state_dir, "validators.sqlite")
-        self._db.execute("CREATE TABLE IF NOT EXISTS current "
-                         "(path TEXT PRIMARY KEY, etag TEXT NOT NULL, modified INTEGER NOT NULL)")
+        self._db.execute("CREATE TABLE IF NOT EXISTS validators (path TEXT PRIMARY KEY, "
+                         "etag TEXT NOT NULL, modified INTEGER NOT NULL, seen REAL NOT NULL)")
 
-    def stamp(self, etags: dict[str, str], now: float | None = None) -> dict[str, int]:
-        """Last-Modified (Unix seconds) for each path's current ETag, recording new ones.
+    def stamp(self, etags: dict[str, str], seen: float,
+              held: dict[str, tuple[str, int]] | None = None) -> dict[str, int]:
+        """Last-Modified (Unix seconds) for each path's ETag, as built from data scanned at `seen`.
 
-        A changed ETag gets max(now, previous + 1): strictly later than any time a
-        client may hold for the old bytes, even if the clock stepped back.
+        A new ETag from data at least as fresh as the recorded one gets max(now, previous
+        + 1): strictly later than any time handed out for older bytes, even if the clock
+        stepped back. A worker whose data is older than what another recorded (it scanned
+        before a save that another worker already published) records nothing: it keeps
+        the time it `held` for its bytes, or one second before the newer bytes' time, so no
+        client can carry its time to the newer bytes and get a false 304.
         """
-        now_s = int(now if now is not None else time.time())
+        held = held or {}
+        now_s = int(time.time())
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                known: dict[str, tuple[str, int]] = {}
+                known: dict[str, tuple[str, int, float]] = {}
                 paths = list(etags)
                 for i in range(0, len(paths), 500):
                     chunk = paths[i:i + 500]
                     marks = ",".join("?" * len(chunk))
-                    known.update((p, (e, m)) for p, e, m in self._db.execute(
-                        f"SELECT path, etag, modified FROM current WHERE path IN ({marks})",  # noqa: S608
-                        chunk))
+                    known.update((p, (e, m, t)) for p, e, m, t in self._db.execute(
+                        "SELECT path, etag, modified, seen FROM validators "  # noqa: S608
+                        f"WHERE path IN ({marks})", chunk))
                 out: dict[str, int] = {}
                 changed = []
                 for path, etag in etags.items():
                     old = known.get(path)
                     if old and old[0] == etag:
                         out[path] = old[1]
-                        continue
-                    out[path] = max(now_s, old[1] + 1) if old else now_s
-                    changed.append((path, etag, out[path]))
-                self._db.executemany("INSERT OR REPLACE INTO current VALUES (?, ?, ?)", changed)
+                    elif old and seen < old[2]:                 # we are behind: write nothing
+                        mine = held.get(path)
+                        out[path] = mine[1] if mine and mine[0] == etag else old[1] - 1
+                    else:
+                        out[path] = max(now_s, old[1] + 1) if old else now_s
+                        changed.append((path, etag, out[path], seen))
+                self._db.executemany("INSERT OR REPLACE INTO validators VALUES (?, ?, ?, ?)",
+                                     changed)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")

@@ -1,0 +1,29 @@
+"""Validators: Last-Modified moves forward with the bytes, and a stale worker cannot lie."""
+from __future__ import annotations
+
+from feedsvc.state import Validators
+
+
+def test_new_bytes_get_a_later_time_and_same_bytes_keep_theirs(tmp_path):
+    v = Validators(str(tmp_path))
+    first = v.stamp({"feeds/all.rss": '"a"'}, seen=100.0)["feeds/all.rss"]
+    assert v.stamp({"feeds/all.rss": '"a"'}, seen=150.0)["feeds/all.rss"] == first
+    second = v.stamp({"feeds/all.rss": '"b"'}, seen=200.0)["feeds/all.rss"]
+    assert second > first
+    back = v.stamp({"feeds/all.rss": '"a"'}, seen=300.0)["feeds/all.rss"]   # A, B, then A
+    assert back > second, "old bytes coming back must not reuse their old time"
+    again = Validators(str(tmp_path))                                   # a restart
+    assert again.stamp({"feeds/all.rss": '"a"'}, seen=301.0)["feeds/all.rss"] == back
+
+
+def test_a_worker_behind_another_records_nothing(tmp_path):
+    fresh, stale = Validators(str(tmp_path)), Validators(str(tmp_path))
+    old_time = stale.stamp({"f": '"old"'}, seen=100.0)["f"]
+    new_time = fresh.stamp({"f": '"new"'}, seen=200.0)["f"]             # a save, seen by one
+    # The other worker scanned before that save; its late stamp keeps its own time ...
+    assert stale.stamp({"f": '"old"'}, seen=150.0, held={"f": ('"old"', old_time)})["f"] \
+        == old_time
+    # ... or, holding none, a time before the newer bytes' time: never after it.
+    assert stale.stamp({"f": '"old"'}, seen=150.0)["f"] < new_time
+    # and the shared record still belongs to the newer bytes.
+    assert fresh.stamp({"f": '"new"'}, seen=250.0)["f"] == new_time
