@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
+import re
 from concurrent.futures import ProcessPoolExecutor
 from urllib.parse import urljoin
 
@@ -17,12 +18,15 @@ import cmarkgfm
 import lxml.html
 from cmarkgfm.cmark import Options
 
+from .loader import clean
+
 RENDERER_VERSION = "2"
 PARALLEL_THRESHOLD = 2000     # renders below this run in-process (pool start-up ~0.3 s)
 # cmark-gfm is the CommonMark reference implementation, in C. UNSAFE keeps raw HTML
 # in bodies, as CommonMark specifies (editors are trusted; feed readers sanitize).
 _CMARK_OPTIONS = Options.CMARK_OPT_UNSAFE
 _URL_ATTRS = ("href", "src", "poster", "cite", "action", "data")
+_NUMERIC_REFERENCE = re.compile(r"&#([0-9]{1,8}|[xX][0-9a-fA-F]{1,8});")
 
 
 def _tree(body: str, page_url: str) -> lxml.html.HtmlElement | None:
@@ -84,8 +88,18 @@ def body_key(digest: str, page_url: str) -> str:
 def render(job: tuple[str, str, str]) -> tuple[str, str]:
     """(body, page URL, summary) -> (HTML, summary or the first paragraph)."""
     body, page_url, summary = job
-    root = _tree(body, page_url)
-    return _html(root), summary or _first_paragraph(root)
+    root = _tree(_NUMERIC_REFERENCE.sub(_xml_safe_reference, body), page_url)
+    # What cmark decodes can still be a character XML forbids (a raw HTML block, say).
+    return clean(_html(root)), clean(summary or _first_paragraph(root))
+
+
+def _xml_safe_reference(m: re.Match) -> str:
+    """Drop `&#1;`, `&#xFFFE;` ...: decoded, they would break every feed holding the body."""
+    text = m.group(1)
+    code = int(text[1:], 16) if text[0] in "xX" else int(text)
+    allowed = code in (0x9, 0xA, 0xD) or 0x20 <= code <= 0xD7FF or \
+        0xE000 <= code <= 0xFFFD or 0x10000 <= code <= 0x10FFFF
+    return m.group(0) if allowed else ""
 
 
 def render_many(jobs: list[tuple[str, str, str]]) -> list[tuple[str, str]]:

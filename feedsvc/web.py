@@ -26,17 +26,19 @@ def create_app(test_config: dict | None = None) -> Flask:
     if config["watch"]:
         service.start()
 
-    pages: dict = {"corpus": None}          # rendered article pages of the current corpus
+    pages: list = [None, {}]                # [corpus, {slug: page}] for the current corpus
 
     def article_response(slug: str, corpus: Corpus) -> tuple[bytes, str]:
-        if pages["corpus"] is not corpus or len(pages) > 1024:
-            pages.clear()
-            pages["corpus"] = corpus
-        if slug not in pages:
+        held, cached = pages                # one read: another thread may swap in a new pair
+        if held is not corpus or len(cached) > 1024:
+            cached = {}
+            pages[:] = [corpus, cached]
+        page = cached.get(slug)
+        if page is None:
             article = next(a for a in corpus.articles if a.slug == slug)
             body = service.publisher.article_page(corpus, article)
-            pages[slug] = (body, hashlib.sha256(body).hexdigest()[:32])
-        return pages[slug]
+            page = cached[slug] = (body, hashlib.sha256(body).hexdigest()[:32])
+        return page
 
     @app.get("/articles/<slug>/")
     def article(slug: str) -> ResponseReturnValue:

@@ -1,0 +1,22 @@
+"""Article bodies: references to characters XML forbids never break a feed."""
+from __future__ import annotations
+
+import feedparser
+
+from feedsvc import content
+
+
+def test_forbidden_numeric_references_are_dropped():
+    html, summary = content.render(("a &#1; b &#xFFFE; c &#65; &#x1F600;", "https://x.test/a/", ""))
+    assert html == "<p>a  b  c A \U0001F600</p>"
+    assert summary == "a b c A \U0001F600"
+
+
+def test_one_bad_body_does_not_stop_publishing(make_app, data):
+    data.article("bad", title="Bad", body="Escape &#1; and &#xFFFE; here.\n")
+    data.article("good", title="Good", date="2024-10-29T13:00:00+03:30")
+    client = make_app(data.root).test_client()
+    for path in ("/feeds/all.atom", "/feeds/all.rss"):
+        parsed = feedparser.parse(client.get(path).data)
+        assert parsed.bozo == 0
+        assert [e.title for e in parsed.entries] == ["Good", "Bad"]
