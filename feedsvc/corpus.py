@@ -87,7 +87,8 @@ class Library:
                 rel = f"{rel_dir}/{e.name}" if rel_dir else e.name
                 try:
                     if e.is_dir(follow_symlinks=False):
-                        if rel in ("articles", "authors") or rel.startswith("articles/"):
+                        if rel in ("articles", "authors", "media") or \
+                                rel.startswith(("articles/", "media/")):
                             walk(e.path, rel)
                         continue
                     st = e.stat(follow_symlinks=True) if e.is_symlink() else e.stat()
@@ -133,11 +134,16 @@ class Library:
         assert self.site is not None
         articles = [rel for rel in changed if rel.startswith("articles/")]
         for rel in changed:
-            if not rel.startswith("articles/"):
+            if not rel.startswith(("articles/", "media/")):
                 rec = self._records[rel] = self._parse(rel, sigs[rel])
                 if rec is not None and not isinstance(rec, DataError):
                     self._last_good[rel] = rec
         self._records.update(self._parse_articles(articles, sigs))
+        if any(rel.startswith("media/") for rel in changed + gone):
+            for store in (self._records, self._last_good):
+                for rel, rec in store.items():
+                    if isinstance(rec, Article) and rec.image:
+                        store[rel] = self._with_image(rec, self.site)
         self._recall_last_good(changed)
         corpus = self._assemble(self.site)
         if self.cache and self._good_changed:       # a restart must remember them too
@@ -321,4 +327,6 @@ def _wanted(rel: str) -> bool:
         return True
     if rel.startswith("authors/"):
         return rel.count("/") == 1 and rel.endswith((".yml", ".yaml"))
+    if rel.startswith("media/"):        # scanned so an image edit updates enclosure lengths
+        return True
     return rel.startswith("articles/") and rel.endswith(".md")

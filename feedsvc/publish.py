@@ -181,7 +181,8 @@ class Publisher:
             r = entry_recipes.get(a.path)
             if r is None:
                 r = entry_recipes[a.path] = (
-                    a.path, a.digest, [(p.name, p.url, p.slug) for p in corpus.authors_of(a)],
+                    a.path, a.digest, a.image_length,
+                    [(p.name, p.url, p.slug) for p in corpus.authors_of(a)],
                     [c.name for c in corpus.categories_of(a)])
             return r
 

@@ -20,3 +20,16 @@ def test_one_bad_body_does_not_stop_publishing(make_app, data):
         parsed = feedparser.parse(client.get(path).data)
         assert parsed.bozo == 0
         assert [e.title for e in parsed.entries] == ["Good", "Bad"]
+
+
+def test_editing_an_image_updates_the_enclosure_length(make_app, data):
+    (data.root / "media").mkdir()
+    (data.root / "media" / "p.png").write_bytes(b"\x89PNG" + b"0" * 96)
+    data.article("pic", title="Pic", image="/media/p.png")
+    app = make_app(data.root)
+    service = app.extensions["feedsvc"]
+    client = app.test_client()
+    assert b'length="100"' in client.get("/feeds/all.rss").data
+    (data.root / "media" / "p.png").write_bytes(b"\x89PNG" + b"0" * 996)
+    service.refresh()
+    assert b'length="1000"' in client.get("/feeds/all.rss").data
