@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import os
 import time
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -214,6 +215,20 @@ class Library:
             return article
         return replace(article, image_length=loader.local_length(article.image, site, self.root))
 
+    def _recall_clashing(self, candidates: list[Article]) -> None:
+        """After a restart, which of two files sharing an id or slug was published first is
+        known only to the persisted last good records: fetch those of the clashing files."""
+        ids = Counter(a.id for a in candidates)
+        slugs = Counter(a.slug for a in candidates)
+        unknown = [a.path for a in candidates if (ids[a.id] > 1 or slugs[a.slug] > 1)
+                   and a.path not in self._last_good]
+        if self.cache and unknown:
+            found = self.cache.get_records([self._good_key(rel) for rel in unknown])
+            for rel in unknown:
+                good = found.get(self._good_key(rel))
+                if isinstance(good, Article):
+                    self._last_good[rel] = good
+
     def _good_key(self, rel: str) -> str:
         return _record_key(rel, "last good", self.site)  # type: ignore[arg-type]
 
@@ -278,6 +293,8 @@ class Library:
         The holder that was already published wins, so a new file can never push a
         published article out; otherwise the first path in sorted order wins.
         """
+        self._recall_clashing(candidates)
+
         def rank(a: Article) -> tuple:
             good = self._last_good.get(a.path)      # published with this very id and slug?
             held = isinstance(good, Article) and (good.id, good.slug) == (a.id, a.slug)

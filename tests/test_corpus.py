@@ -459,3 +459,17 @@ def test_ids_are_the_same_in_a_fresh_library(data):
     first = {a.path: a.id for a in load(data).articles}
     assert first == {a.path: a.id for a in load(data).articles}
     assert len(set(first.values())) == 2
+
+
+def test_published_article_keeps_its_slug_across_a_restart(data, tmp_path):
+    """A new file copying a published slug loses, even when the process starts afresh."""
+    from feedsvc.state import Cache
+
+    state = str(tmp_path / "state")
+    data.article("zeta", title="Zeta", slug="zeta")
+    Library(str(data.root), cache=Cache(state)).load()            # zeta is published
+    data.article("alpha", title="Alpha copy", slug="zeta")        # sorts first
+    restarted = Library(str(data.root), cache=Cache(state)).load()
+    assert [a.title for a in restarted.articles] == ["Zeta"]
+    assert any(e.path == "articles/alpha.md" and "duplicate slug" in e.message
+               for e in restarted.errors)
