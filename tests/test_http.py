@@ -484,3 +484,24 @@ def test_healthz_reports_bad_files(make_app, bundled):
     assert [e["path"] for e in body["errors"]] == ["articles/2024/broken.md"]
     assert body["errors"][0]["message"]
     assert client.get("/feeds/all.rss").status_code == 200      # the rest is served
+
+
+def test_a_last_modified_still_in_the_future_is_not_sent(make_app, data):
+    """Several changes within one second push Last-Modified ahead; RFC 9110 8.8.2.1."""
+    import time as _time
+
+    from feedsvc.http import Resource
+
+    data.article("one", title="One")
+    app = make_app(data.root)
+    service = app.extensions["feedsvc"]
+    doc = service.documents["feeds/all.rss"]
+    ahead = int(_time.time()) + 30
+    service.resources = {**service.resources, "feeds/all.rss": Resource.make(
+        doc.body, doc.content_type, ahead, doc.etag, doc.gzip)}
+    client = app.test_client()
+    r = client.get("/feeds/all.rss")
+    assert r.status_code == 200 and "Last-Modified" not in r.headers and r.headers["ETag"]
+    r = client.get("/feeds/all.rss", headers={"If-None-Match": doc.etag})
+    assert r.status_code == 304 and "Last-Modified" not in r.headers
+    assert "Last-Modified" in client.get("/feeds/all.atom").headers
