@@ -220,8 +220,17 @@ class Library:
         known only to the persisted last good records: fetch those of the clashing files."""
         ids = Counter(a.id for a in candidates)
         slugs = Counter(a.slug for a in candidates)
-        unknown = [a.path for a in candidates if (ids[a.id] > 1 or slugs[a.slug] > 1)
-                   and a.path not in self._last_good]
+        self._recall([a.path for a in candidates if ids[a.id] > 1 or slugs[a.slug] > 1])
+
+    def _recall_last_good(self, changed: list[str]) -> None:
+        """A file that is bad when we start may have been published before: find the
+        version an earlier process published, so a restart does not unpublish it."""
+        self._recall([rel for rel in changed if rel.startswith("articles/")
+                      and isinstance(self._records.get(rel), DataError)])
+
+    def _recall(self, rels: list[str]) -> None:
+        """Fill in the persisted last good records of `rels` this process does not know."""
+        unknown = [rel for rel in rels if rel not in self._last_good]
         if self.cache and unknown:
             found = self.cache.get_records([self._good_key(rel) for rel in unknown])
             for rel in unknown:
@@ -231,18 +240,6 @@ class Library:
 
     def _good_key(self, rel: str) -> str:
         return _record_key(rel, "last good", self.site)  # type: ignore[arg-type]
-
-    def _recall_last_good(self, changed: list[str]) -> None:
-        """A file that is bad when we start may have been published before: find the
-        version an earlier process published, so a restart does not unpublish it."""
-        lost = [rel for rel in changed if rel.startswith("articles/")
-                and isinstance(self._records.get(rel), DataError) and rel not in self._last_good]
-        if self.cache and lost:
-            found = self.cache.get_records([self._good_key(rel) for rel in lost])
-            for rel in lost:
-                good = found.get(self._good_key(rel))
-                if isinstance(good, Article):
-                    self._last_good[rel] = good
 
     def _parse(self, rel: str, sig: tuple) -> object:
         self.reads += 1
