@@ -43,7 +43,6 @@ PHASES = [
     ("publish.build (recipes + documents)", ["feedsvc.publish:Publisher.build"]),
     ("  bodies (cache lookups + renders)", ["feedsvc.publish:Publisher.bodies"]),
     ("    render_many (Markdown, on every core)", ["feedsvc.content:render_many"]),
-    ("      render_html in this process", ["feedsvc.content:render_html"]),
     ("  cache get (SQLite)", ["feedsvc.state:Cache.get", "feedsvc.content:HtmlCache.get_many"]),
     ("  cache put (SQLite)", ["feedsvc.state:Cache.put", "feedsvc.content:HtmlCache.put_many"]),
     ("  feeds.render (feedgen to bytes)", ["feedsvc.feeds:render"]),

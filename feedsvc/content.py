@@ -70,16 +70,6 @@ def _absolute_candidate(base: str, candidate: str) -> str:
     return f"{urljoin(base, url)} {descriptor.strip()}".strip()
 
 
-def render_html(body: str, page_url: str) -> str:
-    """CommonMark body -> HTML fragment whose every href/src/srcset is absolute."""
-    return _html(_tree(body, page_url))
-
-
-def first_paragraph(body: str, page_url: str = "") -> str:
-    """Plain text of the body's first paragraph, for articles without a summary."""
-    return _first_paragraph(_tree(body, page_url))
-
-
 def body_key(digest: str, page_url: str) -> str:
     """Cache key of a rendered body: the file's digest and everything else it depends on."""
     return hashlib.sha256(f"{RENDERER_VERSION}\0{page_url}\0{digest}".encode()).hexdigest()

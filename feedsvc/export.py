@@ -117,7 +117,7 @@ def export(config: dict, outdir: str, progress: Progress | None = None, *,
 
         stamps = validators.stamp({path: doc.etag for path, doc in documents.items()}, seen)
         for path, doc in documents.items():
-            writer.document(_file_of(path), doc.body, stamps[path])
+            writer.document(_file_of(path), doc.body, stamps[path], doc.gzip)
         pages = [(f"articles/{a.slug}/", a) for a in visible]
         for i in range(0, len(pages), 500):       # in batches: bounded memory, steady progress
             bodies = {path: publisher.article_page(corpus, a) for path, a in pages[i:i + 500]}
@@ -185,10 +185,14 @@ class _Writer:
         if self.progress:
             self.progress(self.done, self.total)
 
-    def document(self, rel: str, body: bytes, mtime: int) -> None:
-        """The identity file and its .gz sibling, both with `mtime`."""
+    def document(self, rel: str, body: bytes, mtime: int, gz: bytes | None = None) -> None:
+        """The identity file and its .gz sibling, both with `mtime`; `gz` when the build
+        already compressed it (feeds, pages: the live service's very bytes)."""
         self.put(rel, body, mtime)
-        self.put(rel + ".gz", None, mtime, source=(rel, body))
+        if gz is not None:
+            self.put(rel + ".gz", gz, mtime)
+        else:
+            self.put(rel + ".gz", None, mtime, source=(rel, body))
         self.tick()
 
     def media(self, rel: str, src: str) -> None:
