@@ -20,7 +20,7 @@ import pytz
 from .corpus import Corpus, Library
 from .http import CacheControl, Resource
 from .model import DataError
-from .publish import Document, Publisher, document
+from .publish import Document, Publisher, decompress, document
 from .state import Cache, Validators
 
 log = logging.getLogger("feedsvc")
@@ -102,7 +102,8 @@ class Service:
         stored = self.cache.get("docs", [recipe for recipe, _ in snapshot.values()])
         if any(recipe not in stored for recipe, _ in snapshot.values()):
             return False
-        self.documents = {p: document(p, recipe, stored[recipe][0], ctype, stored[recipe][1])
+        self.documents = {p: document(p, recipe, decompress(stored[recipe][0]), ctype,
+                                      stored[recipe][0])
                           for p, (recipe, ctype) in snapshot.items()}
         self._restamp(now, 0.0)             # older than any build: it records nothing
         return True

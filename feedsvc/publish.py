@@ -7,7 +7,6 @@ hold it, and every other document keeps its bytes.
 from __future__ import annotations
 
 import datetime as dt
-import gzip
 import hashlib
 import os
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import jinja2
 import pytz
+from isal import igzip
 
 from . import content, feeds, loader
 from .corpus import Corpus
@@ -89,8 +89,15 @@ def document(path: str, recipe: str, body: bytes, content_type: str,
 
 
 def compress(body: bytes) -> bytes:
-    """Deterministic gzip (no timestamp, no file name): same input, same bytes."""
-    return gzip.compress(body, compresslevel=6, mtime=0)
+    """Deterministic gzip (no timestamp, no file name): same input, same bytes.
+
+    ISA-L's level 3 is about 10x faster than zlib's level 6 for output about 8% larger
+    (measured on feeds; see the README's design notes), and releases the GIL."""
+    return igzip.compress(body, compresslevel=3, mtime=0)
+
+
+def decompress(gz: bytes) -> bytes:
+    return igzip.decompress(gz)
 
 
 def scopes_of(corpus: Corpus) -> list[Scope]:
@@ -217,16 +224,18 @@ class Publisher:
         self.bodies(corpus, list({a.path: a for p in todo if recipes[p][0] not in stored
                                 for a in in_feeds.get(p, [])}.values()))
         made = {recipes[p][0]: recipes[p][2]() for p in todo if recipes[p][0] not in stored}
-        # zlib releases the GIL: compress on every core.
+        # ISA-L releases the GIL: compress (and unpack what the cache held) on every core.
         with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-            fresh = dict(zip(made, zip(made.values(), pool.map(compress, made.values()),
-                                       strict=True), strict=True))
-        self.cache.put("docs", fresh)
-        stored.update(fresh)
+            packed = dict(zip(made, pool.map(compress, made.values()), strict=True))
+            unpacked = dict(zip(stored, pool.map(decompress, [gz for gz, in stored.values()]),
+                                strict=True))
+        self.cache.put("docs", {recipe: (gz,) for recipe, gz in packed.items()})
         for path in todo:
             recipe, ctype, _ = recipes[path]
-            body, gz = stored[recipe]
-            out[path] = document(path, recipe, body, ctype, gz)
+            if recipe in made:
+                out[path] = document(path, recipe, made[recipe], ctype, packed[recipe])
+            else:
+                out[path] = document(path, recipe, unpacked[recipe], ctype, stored[recipe][0])
         if not previous:                  # a full build knows everything still in use
             self._forget(site, recipes, in_feeds)
         return dict(sorted(out.items()))

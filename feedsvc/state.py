@@ -98,13 +98,20 @@ class Cache:
 
     TABLES = {"records": "key TEXT PRIMARY KEY, value BLOB",
               "html": "key TEXT PRIMARY KEY, html TEXT, summary TEXT",
-              "docs": "key TEXT PRIMARY KEY, body BLOB, gz BLOB"}
+              "docs": "key TEXT PRIMARY KEY, gz BLOB"}   # identity = gunzip(gz)
+    SCHEMA = 2              # bump when TABLES change: an older cache is dropped, not misread
 
     def __init__(self, state_dir: str | None):
         self._lock = threading.Lock()
         self._db = _connect(state_dir, "cache.sqlite")
+        self._db.execute("BEGIN IMMEDIATE")
+        if self._db.execute("PRAGMA user_version").fetchone()[0] != self.SCHEMA:
+            for table in self.TABLES:
+                self._db.execute(f"DROP TABLE IF EXISTS {table}")
+            self._db.execute(f"PRAGMA user_version = {self.SCHEMA}")
         for table, columns in self.TABLES.items():
             self._db.execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns})")
+        self._db.execute("COMMIT")
         self.renders = 0                    # bodies rendered, for tests and bench
 
     def get(self, table: str, keys: list[str]) -> dict[str, tuple]:

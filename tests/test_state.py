@@ -1,7 +1,9 @@
 """Validators: Last-Modified moves forward with the bytes, and a stale worker cannot lie."""
 from __future__ import annotations
 
-from feedsvc.state import Validators
+import sqlite3
+
+from feedsvc.state import Cache, Validators
 
 
 def test_new_bytes_get_a_later_time_and_same_bytes_keep_theirs(tmp_path):
@@ -27,3 +29,17 @@ def test_a_worker_behind_another_records_nothing(tmp_path):
     assert stale.stamp({"f": '"old"'}, seen=150.0)["f"] < new_time
     # and the shared record still belongs to the newer bytes.
     assert fresh.stamp({"f": '"new"'}, seen=250.0)["f"] == new_time
+
+
+def test_a_cache_of_an_older_layout_is_dropped_not_misread(tmp_path):
+    old = sqlite3.connect(tmp_path / "cache.sqlite")
+    old.execute("CREATE TABLE docs (key TEXT PRIMARY KEY, body BLOB, gz BLOB)")
+    old.execute("INSERT INTO docs VALUES ('r', x'00', x'01')")
+    old.commit()
+    old.close()
+    cache = Cache(str(tmp_path))
+    assert cache.get("docs", ["r"]) == {}
+    cache.put("docs", {"r": (b"gz",)})
+    assert cache.get("docs", ["r"]) == {"r": (b"gz",)}
+    cache.close()
+    assert Cache(str(tmp_path)).get("docs", ["r"]) == {"r": (b"gz",)}   # same layout: kept
