@@ -8,16 +8,14 @@ rendered twice, not even across restarts.
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
-import os
 import re
-from concurrent.futures import ProcessPoolExecutor
 from urllib.parse import urljoin
 
 import cmarkgfm
 import lxml.html
 from cmarkgfm.cmark import Options
 
+from . import workers
 from .loader import clean
 
 RENDERER_VERSION = "2"
@@ -94,9 +92,4 @@ def _xml_safe_reference(m: re.Match) -> str:
 
 def render_many(jobs: list[tuple[str, str, str]]) -> list[tuple[str, str]]:
     """Render on every core when there is enough work to pay for starting processes."""
-    cores = os.cpu_count() or 1
-    if len(jobs) < PARALLEL_THRESHOLD or cores < 2:
-        return [render(job) for job in jobs]
-    # "spawn": forking a server worker that runs threads is not safe.
-    with ProcessPoolExecutor(cores, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return list(pool.map(render, jobs, chunksize=max(1, len(jobs) // (cores * 8))))
+    return workers.map(render, jobs, PARALLEL_THRESHOLD)

@@ -10,17 +10,19 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
+import pickle
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from . import loader, names
+from . import loader, names, workers
 from .model import Article, Category, DataError, Person, Site
 from .names import CATEGORIES_FILE, name_key
 from .state import Cache
 
 SITE_FILE = "site.yml"
+PARALLEL_PARSE = 1000        # files to parse before a load uses every core
 
 
 @dataclass
@@ -63,6 +65,7 @@ class Library:
         self._records: dict[str, object] = {}           # rel -> record or DataError
         self._last_good: dict[str, object] = {}        # rel -> last valid record
         self._good_changed: dict[str, Article] = {}     # to persist after this load
+        self._blobs: dict[str, tuple[Article, bytes]] = {}  # pickled in a worker this load
         self.scan_errors: list[DataError] = []
         self.site: Site | None = None
         self._site_error: DataError | None = None       # site.yml is bad: we keep self.site
@@ -148,19 +151,24 @@ class Library:
         self._recall_last_good(changed)
         corpus = self._assemble(self.site)
         if self.cache and self._good_changed:       # a restart must remember them too
-            self.cache.put_records({self._good_key(rel): a
+            self.cache.put_pickled({self._good_key(rel): self._pickled(rel, a)
                                     for rel, a in self._good_changed.items()})
-        self._good_changed = {}
+        self._good_changed, self._blobs = {}, {}
         corpus.errors[:0] = self.scan_errors
         if self._site_error:
             corpus.errors.insert(0, self._site_error)
         return corpus
 
+    def _pickled(self, rel: str, article: Article) -> bytes:
+        made = self._blobs.get(rel)
+        return made[1] if made and made[0] is article else pickle.dumps(article, protocol=5)
+
     def _parse_articles(self, rels: list[str], sigs: dict[str, tuple]) -> dict[str, object]:
         """Read every file; parse only those whose bytes the record cache has not seen."""
         out: dict[str, object] = {}
-        for i in range(0, len(rels), 2000):         # in batches: bounded memory
-            out.update(self._parse_batch(rels[i:i + 2000], sigs))
+        batch = 2000 if len(rels) < 2 * PARALLEL_PARSE else 20000   # bounded memory
+        for i in range(0, len(rels), batch):
+            out.update(self._parse_batch(rels[i:i + batch], sigs))
         return out
 
     def _parse_batch(self, rels: list[str], sigs: dict[str, tuple]) -> dict[str, object]:
@@ -175,11 +183,13 @@ class Library:
         for rel, key in by_sig.items():
             if isinstance(known.get(key), Article):
                 out[rel] = self._with_image(known[key], site)   # type: ignore[arg-type]
+        rest = [rel for rel in rels if rel not in out]
+        if len(rest) >= PARALLEL_PARSE and workers.cores() > 1:
+            out.update(self._parse_on_every_core(rest, sigs, by_sig))
+            return out
         # 2. The rest are read; bytes parsed before (same digest) are not parsed again.
         raws: dict[str, bytes] = {}
-        for rel in rels:
-            if rel in out:
-                continue
+        for rel in rest:
             try:
                 if sigs[rel][0] == "error":
                     raise DataError(rel, f"cannot be read ({sigs[rel][1]})")
@@ -208,6 +218,32 @@ class Library:
             out[rel] = rec
         if self.cache:
             self.cache.put_records(fresh)
+        return out
+
+    def _parse_on_every_core(self, rels: list[str], sigs: dict[str, tuple],
+                             by_sig: dict[str, str]) -> dict[str, object]:
+        """A cold start: many files nobody parsed under this signature.  Worker processes
+        read and parse them and send back pickled records, which the record cache stores
+        as they are (no second pickling)."""
+        site = self.site
+        assert site is not None
+        jobs = [(self.root, rel, sigs[rel], site, self.max_file_bytes) for rel in rels]
+        out: dict[str, object] = {}
+        fresh: dict[str, bytes] = {}
+        settled = (time.time() - 2.0) * 1e9
+        for rel, digest, made in workers.map(_read_and_parse, jobs, PARALLEL_PARSE):
+            self.reads += digest is not None
+            if isinstance(made, bytes) and digest is not None:
+                rec = pickle.loads(made)  # noqa: S301 - our own worker's pickle
+                self._blobs[rel] = (rec, made)
+                fresh[_record_key(rel, digest, site)] = made
+                if sigs[rel][0] < settled:
+                    fresh[by_sig[rel]] = made
+                out[rel] = rec
+            else:
+                out[rel] = made
+        if self.cache:
+            self.cache.put_pickled(fresh)
         return out
 
     def _with_image(self, article: Article, site: Site) -> Article:
@@ -320,6 +356,23 @@ class Library:
                 self._last_good[a.path] = a
                 self._good_changed[a.path] = a
         return kept
+
+
+def _read_and_parse(job: tuple[str, str, tuple, Site, int]) -> tuple[str, str | None, object]:
+    """In a worker process: (rel, digest or None, pickled Article or DataError)."""
+    root, rel, sig, site, max_bytes = job
+    try:
+        if sig[0] == "error":
+            raise DataError(rel, f"cannot be read ({sig[1]})")
+        raw = loader.read_bytes(root, rel, max_bytes)
+    except DataError as e:
+        return rel, None, e
+    digest = hashlib.sha256(raw).hexdigest()
+    try:
+        article = loader.parse_article(rel, loader.decode(rel, raw), digest, site, root)
+    except DataError as e:
+        return rel, digest, e
+    return rel, digest, pickle.dumps(article, protocol=5)
 
 
 def _code_version() -> str:

@@ -17,6 +17,7 @@ import time
 
 import pytz
 
+from . import workers
 from .corpus import Corpus, Library
 from .http import CacheControl, Resource
 from .model import DataError
@@ -57,7 +58,7 @@ class Service:
     # -- loading ----------------------------------------------------------------
     def refresh(self, force: bool = False) -> bool:
         """Bring the responses up to date; True when any document changed."""
-        with self._lock:
+        with self._lock, workers.session():    # a cold start's parse and render share a pool
             now = self.clock()
             seen = time.time()              # our bytes reflect the data as of this moment
             try:

@@ -18,6 +18,9 @@ class DataError(Exception):
         self.message = message
         self.warning = warning
 
+    def __reduce__(self):       # pickled to and from worker processes
+        return self.__class__, (self.path, self.message), self.__dict__
+
     def as_dict(self) -> dict:
         return {"path": self.path, "message": self.message,
                 "level": "warning" if self.warning else "error"}

@@ -149,7 +149,10 @@ class Cache:
         return {k: pickle.loads(v[0]) for k, v in self.get("records", keys).items()}  # noqa: S301
 
     def put_records(self, records: dict[str, object]) -> None:
-        self.put("records", {k: (pickle.dumps(v, protocol=5),) for k, v in records.items()})
+        self.put_pickled({k: pickle.dumps(v, protocol=5) for k, v in records.items()})
+
+    def put_pickled(self, blobs: dict[str, bytes]) -> None:
+        self.put("records", {k: (blob,) for k, blob in blobs.items()})
 
     def prune(self, table: str, keep: set[str]) -> None:
         """Delete the entries of `table` not in `keep` (called after a full build)."""

@@ -3,7 +3,9 @@ duplicates, drafts, scheduling and stable ids."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
+import time
 
 import pytest
 
@@ -473,3 +475,31 @@ def test_published_article_keeps_its_slug_across_a_restart(data, tmp_path):
     assert [a.title for a in restarted.articles] == ["Zeta"]
     assert any(e.path == "articles/alpha.md" and "duplicate slug" in e.message
                for e in restarted.errors)
+
+
+def test_parsing_on_every_core_gives_what_one_process_gives(data, tmp_path, monkeypatch):
+    """A cold start parses in worker processes; records, errors and the record cache
+    must be exactly those of the in-process path."""
+    from feedsvc import corpus as corpus_module
+    from feedsvc import workers
+    from feedsvc.state import Cache
+
+    for n in range(6):
+        data.article(f"a{n}", title=f"Story {n}", date=f"2024-10-2{n}T13:00:00")
+    data.write("articles/broken.md", "---\ntitle: [unclosed\n---\nbody\n")
+    data.write("articles/empty.md", "")
+    for f in data.root.rglob("*"):
+        os.utime(f, (time.time() - 60,) * 2)      # settled: the record cache may skip them
+    one = Library(str(data.root))
+    serial = one.load()
+    monkeypatch.setattr(corpus_module, "PARALLEL_PARSE", 3)
+    monkeypatch.setattr(workers, "cores", lambda: 2)
+    cache = Cache(str(tmp_path / "state"))
+    lib = Library(str(data.root), cache=cache)
+    parallel = lib.load()
+    assert lib.reads == one.reads == 10     # site, author, 8 articles
+    assert parallel.articles == serial.articles
+    assert [e.as_dict() for e in parallel.errors] == [e.as_dict() for e in serial.errors]
+    again = Library(str(data.root), cache=cache)
+    assert again.load().articles == serial.articles
+    assert again.reads == 4     # the workers' records were cached: site, author, the 2 bad
