@@ -73,6 +73,7 @@ def _warm(config: dict) -> None:
         logging.getLogger("feedsvc").warning("feedsvc: %s cannot be read; serving the last "
                                              "published version", config["data_dir"])
         return
+    service.checkpoint()                # the workers start from it
     logging.getLogger("feedsvc").info(
         "feedsvc: %d articles, %d documents ready", len(service.corpus.articles),
         len(service.documents))

@@ -71,6 +71,33 @@ class Library:
         self._site_error: DataError | None = None       # site.yml is bad: we keep self.site
         self.reads = 0                                  # files (re)parsed, for tests and bench
 
+    # -- resuming ---------------------------------------------------------------
+    def state(self) -> dict:
+        """What this library knows, for `adopt` in a later process (see live.Service)."""
+        return {"loader": LOADER_VERSION, "root": self.root, "base_url": self.base_url,
+                "max_file_bytes": self.max_file_bytes, "taken": time.time(),
+                "sigs": self._sigs, "records": self._records, "last_good": self._last_good,
+                "site": self.site, "site_error": self._site_error}
+
+    def adopt(self, state: dict) -> bool:
+        """Take over what an earlier process knew, so the next `load` re-reads only the files
+        that changed since.  A file modified in the two seconds before that state was taken
+        may have changed again within its timestamp's resolution: it is read again."""
+        if self.site is not None or any(state.get(k) != v for k, v in (
+                ("loader", LOADER_VERSION), ("root", self.root), ("base_url", self.base_url),
+                ("max_file_bytes", self.max_file_bytes))):
+            return False
+        settled = (state["taken"] - 2.0) * 1e9
+        self._sigs = {rel: sig for rel, sig in state["sigs"].items()
+                      if sig[0] != "error" and sig[0] < settled}
+        self._records, self._last_good = state["records"], state["last_good"]
+        self.site, self._site_error = state["site"], state["site_error"]
+        return True
+
+    def settled(self, sigs: dict[str, tuple]) -> bool:
+        """Whether `sigs` are exactly the signatures this library has loaded."""
+        return sigs == self._sigs
+
     # -- scanning ---------------------------------------------------------------
     def scan(self) -> dict[str, tuple]:
         """Stat signatures of every data file (dot files and folders are ignored)."""

@@ -9,9 +9,12 @@ reports a file event, when a scheduled article's time comes, and every
 """
 from __future__ import annotations
 
+import atexit
 import datetime as dt
+import hashlib
 import logging
 import os
+import pickle
 import threading
 import time
 
@@ -21,11 +24,12 @@ from . import workers
 from .corpus import Corpus, Library
 from .http import CacheControl, Resource
 from .model import DataError
-from .publish import Document, Publisher, decompress, document
+from .publish import CODE_VERSION, Document, Publisher, decompress, document
 from .state import Cache, Validators
 
 log = logging.getLogger("feedsvc")
 NO_INOTIFY_POLL = 1.0       # seconds between scans when file events are unavailable
+CHECKPOINT_QUIET = 10.0     # seconds without changes before the checkpoint is rewritten
 
 
 class Service:
@@ -51,9 +55,12 @@ class Service:
         self._next_go_live: float | None = None
         self._sigs: dict | None = None
         self._observer = None
+        self._dirty_since: float | None = None  # changed since the checkpoint was written
         if config["watch"]:             # watch first, so no save between scan and watch is lost
             self._observer = _observe(config["data_dir"], self._wake)
-        self.refresh(force=True)
+        if not self._resume():
+            self.refresh(force=True)
+        atexit.register(self.checkpoint)
 
     # -- loading ----------------------------------------------------------------
     def refresh(self, force: bool = False) -> bool:
@@ -83,12 +90,77 @@ class Service:
             self.cache_control.next_change = self._next_go_live
             self.rebuilt = [p for p, d in documents.items() if self.documents.get(p) is not d]
             self.corpus, self.documents = corpus, documents
+            self._dirty_since = self._dirty_since or time.monotonic()
             if self.rebuilt:
                 self.cache.put_records({self._snapshot_key: {
                     p: (d.recipe, d.content_type) for p, d in documents.items()}})
             self._report(corpus.errors)
             self._restamp(now, seen)
             return bool(self.rebuilt)
+
+    # -- checkpoint: a restart re-reads and rebuilds only what changed -------------------
+    @property
+    def _checkpoint_path(self) -> str:
+        name = hashlib.sha256(os.path.abspath(self.config["data_dir"]).encode()).hexdigest()
+        return os.path.join(self.config["state_dir"], f"checkpoint-{name[:16]}.pickle")
+
+    def checkpoint(self) -> None:
+        """Persist what the library knows and which documents it published (their bytes
+        are in the document cache), if anything changed since the last time.  Written
+        atomically; several workers writing the same file is harmless."""
+        if not self._lock.acquire(timeout=5):   # at exit, a refresh may be stuck mid-way
+            return
+        try:
+            if self._dirty_since is None or self.corpus is None:
+                return
+            state = {"code": CODE_VERSION, "library": self.library.state(),
+                     "corpus": self.corpus, "next_go_live": self._next_go_live,
+                     "documents": {p: (d.recipe, d.content_type, d.etag)
+                                   for p, d in self.documents.items()}}
+            self._dirty_since = None
+        finally:
+            self._lock.release()
+        tmp = f"{self._checkpoint_path}.{os.getpid()}.tmp"
+        try:
+            with open(tmp, "wb") as f:
+                pickle.dump(state, f, protocol=5)
+            os.replace(tmp, self._checkpoint_path)
+        except OSError as e:
+            log.warning("cannot write the checkpoint %s (%s)", self._checkpoint_path, e)
+
+    def _resume(self) -> bool:
+        """Start from the checkpoint.  True when the data is exactly as it was then and no
+        scheduled article has come due: the checkpoint's documents are served as they are.
+        Otherwise the library still adopts what it knew, and the first refresh re-reads
+        only changed files (and rebuilds only changed documents: the cache has the rest)."""
+        try:
+            with open(self._checkpoint_path, "rb") as f:
+                state = pickle.load(f)  # noqa: S301 - our own state directory
+        except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError):
+            return False
+        if not isinstance(state, dict) or not self.library.adopt(state["library"]):
+            return False
+        with self._lock:
+            now, seen = self.clock(), time.time()
+            try:
+                sigs = self.library.scan()
+            except DataError:
+                return False
+            due = state["next_go_live"] is not None and now >= state["next_go_live"]
+            if state["code"] != CODE_VERSION or due or not self.library.settled(sigs):
+                return False
+            index = state["documents"]
+            stored = self.cache.get("docs", [recipe for recipe, _, _ in index.values()])
+            if any(recipe not in stored for recipe, _, _ in index.values()):
+                return False
+            self.documents = {p: document(p, recipe, decompress(stored[recipe][0]), ctype,
+                                          stored[recipe][0], etag)
+                              for p, (recipe, ctype, etag) in index.items()}
+            self.corpus, self._sigs = state["corpus"], sigs
+            self._next_go_live = self.cache_control.next_change = state["next_go_live"]
+            self._report(self.corpus.errors)
+            self._restamp(now, seen)
+        return True
 
     @property
     def _snapshot_key(self) -> str:
@@ -146,12 +218,17 @@ class Service:
             timeout = self.config["poll_seconds"] if observer else NO_INOTIFY_POLL
             if self._next_go_live is not None:
                 timeout = max(0.01, min(timeout, self._next_go_live - self.clock() + 0.01))
+            if self._dirty_since is not None:
+                timeout = min(timeout, max(0.01, self._dirty_since + CHECKPOINT_QUIET
+                                           - time.monotonic()))
             self._wake.wait(timeout)
             if self._wake.is_set():
                 time.sleep(0.05)            # let a burst of saves settle into one refresh
                 self._wake.clear()
             try:
-                self.refresh()
+                if not self.refresh() and self._dirty_since is not None and \
+                        time.monotonic() >= self._dirty_since + CHECKPOINT_QUIET:
+                    self.checkpoint()
             except Exception:               # never let the watcher die
                 log.exception("refresh failed; serving the previous version")
             if observer is None or not observer.is_alive():

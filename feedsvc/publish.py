@@ -82,9 +82,9 @@ class Document:
 
 
 def document(path: str, recipe: str, body: bytes, content_type: str,
-             gz: bytes | None = None) -> Document:
+             gz: bytes | None = None, etag: str | None = None) -> Document:
     return Document(path, recipe, body, content_type,
-                    '"%s"' % hashlib.sha256(body).hexdigest()[:32],
+                    etag or '"%s"' % hashlib.sha256(body).hexdigest()[:32],
                     compress(body) if gz is None else gz)
 
 

@@ -1,0 +1,102 @@
+"""Restarts resume from the checkpoint: nothing unchanged is re-read or rebuilt, and what
+changed while the service was down is still found."""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+
+import pytest
+
+from feedsvc import settings
+from feedsvc.live import Service
+
+
+def settle(data) -> None:
+    """Files saved a minute ago: their stat signatures can be trusted."""
+    for f in data.root.rglob("*"):
+        os.utime(f, (time.time() - 60,) * 2)
+
+
+@pytest.fixture
+def start(tmp_path):
+    services = []
+
+    def start(data, **config):
+        service = Service(settings.resolve({"data_dir": str(data.root), "watch": False,
+                                            "state_dir": str(tmp_path / "state"), **config}))
+        services.append(service)
+        return service
+    yield start
+    for s in services:
+        s.cache.close()
+
+
+def published(service) -> dict:
+    return {p: (r.identity.etag, r.last_modified, r.identity.body, r.gzip.body)
+            for p, r in service.resources.items()}
+
+
+@pytest.fixture
+def site(data):
+    for n in range(4):
+        data.article(f"a{n}", title=f"Story {n}", date=f"2024-10-2{n}T13:00:00")
+    data.write("articles/bad.md", "---\ntitle: [unclosed\n---\n")
+    settle(data)
+    return data
+
+
+def test_unchanged_data_is_served_from_the_checkpoint(site, start):
+    first = start(site)
+    first.checkpoint()
+    again = start(site)
+    assert again.library.reads == 0 and again.cache.renders == 0
+    assert published(again) == published(first)
+    assert [e.as_dict() for e in again.errors] == [e.as_dict() for e in first.errors]
+    assert again.corpus.articles == first.corpus.articles
+    assert not again.refresh()              # and it is up to date: nothing to do
+
+
+def test_a_file_changed_while_down_is_the_only_one_read_again(site, start):
+    first = start(site)
+    first.checkpoint()
+    site.article("a1", title="Edited while down", date="2024-10-21T13:00:00")
+    again = start(site)
+    assert again.library.reads == 1
+    assert "Edited while down" in again.documents["feeds/all.atom"].body.decode()
+    fresh = start(site, state_dir=str(site.root.parent / "other-state"))  # no checkpoint
+    assert {p: d.body for p, d in again.documents.items()} == \
+        {p: d.body for p, d in fresh.documents.items()}
+
+
+def test_a_scheduled_article_that_came_due_while_down_is_published(site, start):
+    soon = time.time() + 1.5
+    clock = [time.time()]
+    when = dt.datetime.fromtimestamp(soon, dt.UTC).isoformat()
+    site.article("later", title="Embargoed", date=when)
+    settle(site)
+    first = Service(settings.resolve({"data_dir": str(site.root), "watch": False,
+                                      "state_dir": str(site.root.parent / "state")}),
+                    clock=lambda: clock[0])
+    first.checkpoint()
+    assert "Embargoed" not in first.documents["feeds/all.atom"].body.decode()
+    clock[0] = soon + 1
+    again = Service(settings.resolve({"data_dir": str(site.root), "watch": False,
+                                      "state_dir": str(site.root.parent / "state")}),
+                    clock=lambda: clock[0])
+    assert "Embargoed" in again.documents["feeds/all.atom"].body.decode()
+    assert again.library.reads == 0         # nothing was re-read: only rebuilt
+
+
+def test_a_checkpoint_for_other_settings_or_a_damaged_one_is_ignored(site, start, tmp_path):
+    first = start(site)
+    first.checkpoint()
+    other = start(site, base_url="https://elsewhere.example.net/")
+    assert other.library.reads > 0
+    assert "elsewhere.example.net" in other.documents["feeds/all.atom"].body.decode()
+    with open(first._checkpoint_path, "wb") as f:
+        f.write(b"\x80\x05 not a pickle")
+    again = start(site)
+    assert again.library.reads > 0          # the other settings changed the validators:
+    assert {p: v[0::2] for p, v in published(again).items()} == \
+        {p: v[0::2] for p, v in published(first).items()}      # compare ETags and bytes
