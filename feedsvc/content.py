@@ -16,10 +16,10 @@ import lxml.html
 from cmarkgfm.cmark import Options
 
 from . import workers
-from .loader import clean
+from .loader import body_at, clean
 
 RENDERER_VERSION = "2"
-PARALLEL_THRESHOLD = 2000     # renders below this run in-process (pool start-up ~0.3 s)
+PARALLEL_THRESHOLD = 1000     # renders below this run in-process (pool start-up ~0.3 s)
 # cmark-gfm is the CommonMark reference implementation, in C. UNSAFE keeps raw HTML
 # in bodies, as CommonMark specifies (editors are trusted; feed readers sanitize).
 _CMARK_OPTIONS = Options.CMARK_OPT_UNSAFE
@@ -50,9 +50,8 @@ def _tree(body: str, page_url: str) -> lxml.html.HtmlElement | None:
 def _html(root: lxml.html.HtmlElement | None) -> str:
     if root is None:
         return ""
-    inner = (root.text or "") + "".join(
-        lxml.html.tostring(child, encoding="unicode") for child in root)
-    return inner.strip()
+    inner = lxml.html.tostring(root, encoding="unicode")        # "<div>...</div>"
+    return inner[len("<div>"):-len("</div>")].strip()
 
 
 def _first_paragraph(root: lxml.html.HtmlElement | None, limit: int = 400) -> str:
@@ -81,6 +80,15 @@ def render(job: tuple[str, str, str]) -> tuple[str, str]:
     return clean(_html(root)), clean(summary or _first_paragraph(root))
 
 
+def render_file(job: tuple[str, str, str, str, str]) -> tuple[str, str] | None:
+    """(data dir, file, digest, page URL, summary) -> `render` of the file's body, or None
+    if the file no longer holds those bytes.  Workers read the bodies themselves: the
+    process that asks keeps no copy of thousands of Markdown sources."""
+    root, rel, digest, page_url, summary = job
+    body = body_at(root, rel, digest)
+    return None if body is None else render((body, page_url, summary))
+
+
 def _xml_safe_reference(m: re.Match) -> str:
     """Drop `&#1;`, `&#xFFFE;` ...: decoded, they would break every feed holding the body."""
     text = m.group(1)
@@ -90,6 +98,6 @@ def _xml_safe_reference(m: re.Match) -> str:
     return m.group(0) if allowed else ""
 
 
-def render_many(jobs: list[tuple[str, str, str]]) -> list[tuple[str, str]]:
-    """Render on every core when there is enough work to pay for starting processes."""
-    return workers.map(render, jobs, PARALLEL_THRESHOLD)
+def render_many(jobs: list[tuple[str, str, str, str, str]]) -> list[tuple[str, str] | None]:
+    """`render_file` on every core when there is enough work to pay for starting processes."""
+    return workers.map(render_file, jobs, PARALLEL_THRESHOLD)

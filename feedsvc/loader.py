@@ -209,13 +209,18 @@ def parse_categories(rel: str, text: str) -> dict[str, str]:
 
 def body_of(root: str, article: Article) -> str | None:
     """The CommonMark body of `article`, or None if its file no longer holds those bytes."""
+    return body_at(root, article.path, article.digest)
+
+
+def body_at(root: str, rel: str, digest: str) -> str | None:
+    """The body of data file `rel` if its bytes still have `digest`, else None."""
     try:
-        raw = read_bytes(root, article.path, 1 << 30)
+        raw = read_bytes(root, rel, 1 << 30)
     except DataError:
         return None
-    if hashlib.sha256(raw).hexdigest() != article.digest:
+    if hashlib.sha256(raw).hexdigest() != digest:
         return None
-    text = decode(article.path, raw)
+    text = decode(rel, raw)
     m = _FRONT_MATTER.match(text)
     return text[m.end():] if m else None
 

@@ -19,7 +19,7 @@ import jinja2
 import pytz
 from isal import igzip
 
-from . import content, feeds, loader
+from . import content, feeds
 from .corpus import Corpus
 from .model import Article, Site
 from .state import Cache
@@ -147,17 +147,13 @@ class Publisher:
         out: dict[str, tuple[str, str]] = {}
         if missing:
             self._rendered.update(self.cache.get("html", missing))
-            jobs = {}
-            for a in articles:
-                if keys[a.path] in self._rendered or keys[a.path] in jobs:
-                    continue
-                body = loader.body_of(corpus.root, a)
-                if body is None:        # the file changed under us; its reload is on the way
-                    out[a.path] = ("", a.summary)
-                    continue
-                jobs[keys[a.path]] = (body, self.page_url(site, a), a.summary)
+            jobs = {keys[a.path]: (corpus.root, a.path, a.digest, self.page_url(site, a),
+                                   a.summary)
+                    for a in articles if keys[a.path] not in self._rendered}
             if jobs:
-                fresh = dict(zip(jobs, content.render_many(list(jobs.values())), strict=True))
+                made = dict(zip(jobs, content.render_many(list(jobs.values())), strict=True))
+                # None: the file changed under us; its reload is on the way
+                fresh = {k: v for k, v in made.items() if v is not None}
                 self.cache.renders += len(fresh)
                 self.cache.put("html", fresh)
                 self._rendered.update(fresh)
