@@ -14,6 +14,7 @@ import pickle
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
 
 from . import loader, names, workers
@@ -65,7 +66,6 @@ class Library:
         self._records: dict[str, object] = {}           # rel -> record or DataError
         self._last_good: dict[str, object] = {}        # rel -> last valid record
         self._good_changed: dict[str, Article] = {}     # to persist after this load
-        self._blobs: dict[str, tuple[Article, bytes]] = {}  # pickled in a worker this load
         self.scan_errors: list[DataError] = []
         self.site: Site | None = None
         self._site_error: DataError | None = None       # site.yml is bad: we keep self.site
@@ -177,46 +177,25 @@ class Library:
                         store[rel] = self._with_image(rec, self.site)
         self._recall_last_good(changed)
         corpus = self._assemble(self.site)
-        if self.cache and self._good_changed:       # a restart must remember them too
-            self.cache.put_pickled({self._good_key(rel): self._pickled(rel, a)
-                                    for rel, a in self._good_changed.items()})
-        self._good_changed, self._blobs = {}, {}
+        if self.cache and self._good_changed:       # a restart must remember them too:
+            self.cache.put_records({self._good_key(rel): _record_key(rel, a.digest, self.site)
+                                    for rel, a in self._good_changed.items()})  # by reference
+        self._good_changed = {}
         corpus.errors[:0] = self.scan_errors
         if self._site_error:
             corpus.errors.insert(0, self._site_error)
         return corpus
 
-    def _pickled(self, rel: str, article: Article) -> bytes:
-        made = self._blobs.get(rel)
-        return made[1] if made and made[0] is article else pickle.dumps(article, protocol=5)
-
     def _parse_articles(self, rels: list[str], sigs: dict[str, tuple]) -> dict[str, object]:
-        """Read every file; parse only those whose bytes the record cache has not seen."""
-        out: dict[str, object] = {}
-        batch = 2000 if len(rels) < 2 * PARALLEL_PARSE else 20000   # bounded memory
-        for i in range(0, len(rels), batch):
-            out.update(self._parse_batch(rels[i:i + batch], sigs))
-        return out
-
-    def _parse_batch(self, rels: list[str], sigs: dict[str, tuple]) -> dict[str, object]:
+        """Read every file; parse only those whose bytes the record cache has not seen
+        (a cold start, with many files, parses all of them on every core)."""
+        if len(rels) >= PARALLEL_PARSE and workers.cores() > 1:
+            return self._parse_on_every_core(rels, sigs)
         site = self.site
         assert site is not None
         out: dict[str, object] = {}
-        # 1. Files whose stat signature we recorded once they were settled are not even read
-        #    (as git's index does; a file modified in the last seconds is always read).
-        by_sig = {rel: _record_key(rel, repr(sigs[rel]), site) for rel in rels
-                  if sigs[rel][0] != "error"}
-        known = self.cache.get_records(list(by_sig.values())) if self.cache and by_sig else {}
-        for rel, key in by_sig.items():
-            if isinstance(known.get(key), Article):
-                out[rel] = self._with_image(known[key], site)   # type: ignore[arg-type]
-        rest = [rel for rel in rels if rel not in out]
-        if len(rest) >= PARALLEL_PARSE and workers.cores() > 1:
-            out.update(self._parse_on_every_core(rest, sigs, by_sig))
-            return out
-        # 2. The rest are read; bytes parsed before (same digest) are not parsed again.
         raws: dict[str, bytes] = {}
-        for rel in rest:
+        for rel in rels:
             try:
                 if sigs[rel][0] == "error":
                     raise DataError(rel, f"cannot be read ({sigs[rel][1]})")
@@ -227,7 +206,6 @@ class Library:
         keys = {rel: _record_key(rel, digest, site) for rel, digest in digests.items()}
         known = self.cache.get_records(list(keys.values())) if self.cache and keys else {}
         fresh: dict[str, object] = {}
-        settled = time.time() - 2.0
         for rel, raw in raws.items():
             rec = known.get(keys[rel])
             if isinstance(rec, Article):            # these very bytes parsed fine before
@@ -240,33 +218,24 @@ class Library:
                     fresh[keys[rel]] = rec
                 except DataError as e:
                     rec = e
-            if isinstance(rec, Article) and sigs[rel][0] < settled * 1e9:
-                fresh[by_sig[rel]] = rec
             out[rel] = rec
         if self.cache:
             self.cache.put_records(fresh)
         return out
 
-    def _parse_on_every_core(self, rels: list[str], sigs: dict[str, tuple],
-                             by_sig: dict[str, str]) -> dict[str, object]:
-        """A cold start: many files nobody parsed under this signature.  Worker processes
-        read and parse them and send back pickled records, which the record cache stores
-        as they are (no second pickling)."""
+    def _parse_on_every_core(self, rels: list[str], sigs: dict[str, tuple]) -> dict[str, object]:
+        """Worker processes read and parse the files and send back pickled records; this
+        process unpacks them as they arrive, and the record cache stores them as sent."""
         site = self.site
         assert site is not None
         jobs = [(self.root, rel, sigs[rel], site, self.max_file_bytes) for rel in rels]
         out: dict[str, object] = {}
         fresh: dict[str, bytes] = {}
-        settled = (time.time() - 2.0) * 1e9
-        for rel, digest, made in workers.map(_read_and_parse, jobs, PARALLEL_PARSE):
+        for rel, digest, made in workers.imap(_read_and_parse, jobs):
             self.reads += digest is not None
             if isinstance(made, bytes) and digest is not None:
-                rec = pickle.loads(made)  # noqa: S301 - our own worker's pickle
-                self._blobs[rel] = (rec, made)
+                out[rel] = pickle.loads(made)  # noqa: S301 - our own worker's pickle
                 fresh[_record_key(rel, digest, site)] = made
-                if sigs[rel][0] < settled:
-                    fresh[by_sig[rel]] = made
-                out[rel] = rec
             else:
                 out[rel] = made
         if self.cache:
@@ -295,11 +264,12 @@ class Library:
         """Fill in the persisted last good records of `rels` this process does not know."""
         unknown = [rel for rel in rels if rel not in self._last_good]
         if self.cache and unknown:
-            found = self.cache.get_records([self._good_key(rel) for rel in unknown])
+            refs = self.cache.get_records([self._good_key(rel) for rel in unknown])
+            found = self.cache.get_records([k for k in refs.values() if isinstance(k, str)])
             for rel in unknown:
-                good = found.get(self._good_key(rel))
-                if isinstance(good, Article):
-                    self._last_good[rel] = good
+                good = found.get(str(refs.get(self._good_key(rel))))
+                if isinstance(good, Article) and self.site:
+                    self._last_good[rel] = self._with_image(good, self.site)
 
     def _good_key(self, rel: str) -> str:
         return _record_key(rel, "last good", self.site)  # type: ignore[arg-type]
@@ -413,7 +383,12 @@ LOADER_VERSION = _code_version()
 
 def _record_key(rel: str, digest: str, site: Site) -> str:
     """A parsed article depends on its path, its bytes, the site settings and the loader."""
-    return hashlib.sha256(repr((LOADER_VERSION, rel, digest, site)).encode()).hexdigest()
+    return hashlib.sha256(f"{_site_key(site)}\0{rel}\0{digest}".encode()).hexdigest()
+
+
+@lru_cache(maxsize=8)
+def _site_key(site: Site) -> str:
+    return hashlib.sha256(repr((LOADER_VERSION, site)).encode()).hexdigest()
 
 
 def _wanted(rel: str) -> bool:

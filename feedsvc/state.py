@@ -99,7 +99,7 @@ class Cache:
     TABLES = {"records": "key TEXT PRIMARY KEY, value BLOB",
               "html": "key TEXT PRIMARY KEY, html TEXT, summary TEXT",
               "docs": "key TEXT PRIMARY KEY, gz BLOB"}   # identity = gunzip(gz)
-    SCHEMA = 2              # bump when TABLES change: an older cache is dropped, not misread
+    SCHEMA = 3              # bump when TABLES change: an older cache is dropped, not misread
 
     def __init__(self, state_dir: str | None):
         self._lock = threading.Lock()

@@ -46,21 +46,30 @@ def session() -> Iterator[None]:
             pool.shutdown()
 
 
-def map(fn: Callable[[T], R], items: Sequence[T], threshold: int) -> list[R]:  # noqa: A001
-    """`fn` over `items`, on every core when there are at least `threshold` of them."""
-    n = cores()
-    if len(items) < threshold or n < 2:
-        return [fn(item) for item in items]
+def imap(fn: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
+    """`fn` over `items` on every core, results in order as they arrive (so the caller
+    works on them while the workers go on)."""
     global _pool
     with _lock:
         pool = _pool
         if pool is None:
-            # "spawn": forking a process that runs threads (the watcher, a server) is unsafe
-            pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"))
+            pool = _start()
             if _holders:
                 _pool = pool
     try:
-        return list(pool.map(fn, items, chunksize=max(1, len(items) // (n * 8))))
+        yield from pool.map(fn, items, chunksize=max(1, len(items) // (cores() * 16)))
     finally:
         if pool is not _pool:
             pool.shutdown()
+
+
+def _start() -> ProcessPoolExecutor:
+    # "spawn": forking a process that runs threads (the watcher, a server) is unsafe
+    return ProcessPoolExecutor(cores(), mp_context=multiprocessing.get_context("spawn"))
+
+
+def map(fn: Callable[[T], R], items: Sequence[T], threshold: int) -> list[R]:  # noqa: A001
+    """`fn` over `items`, on every core when there are at least `threshold` of them."""
+    if len(items) < threshold or cores() < 2:
+        return [fn(item) for item in items]
+    return list(imap(fn, items))

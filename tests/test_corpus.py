@@ -500,6 +500,7 @@ def test_parsing_on_every_core_gives_what_one_process_gives(data, tmp_path, monk
     assert lib.reads == one.reads == 10     # site, author, 8 articles
     assert parallel.articles == serial.articles
     assert [e.as_dict() for e in parallel.errors] == [e.as_dict() for e in serial.errors]
+    monkeypatch.setattr(corpus_module, "PARALLEL_PARSE", 1000)
     again = Library(str(data.root), cache=cache)
     assert again.load().articles == serial.articles
     assert again.reads == 4     # the workers' records were cached: site, author, the 2 bad
