@@ -38,19 +38,16 @@ T_IMPORT = time.perf_counter() - T0
 # the code no longer has are skipped, so this follows feedsvc as it changes.
 PHASES = [
     ("scan (stat every file)", ["feedsvc.corpus:Library.scan"]),
-    ("load (read + parse changed files)", ["feedsvc.corpus:Library.load"]),
-    ("  parse_article (YAML + checks)", ["feedsvc.loader:parse_article"]),
+    ("load (read + parse changed files, on every core)", ["feedsvc.corpus:Library.load"]),
+    ("  parse_article in this process (YAML + checks)", ["feedsvc.loader:parse_article"]),
     ("publish.build (recipes + documents)", ["feedsvc.publish:Publisher.build"]),
-    ("  bodies (cache lookups + renders)", ["feedsvc.publish:Publisher.bodies"]),
-    ("    render_many (Markdown, on every core)", ["feedsvc.content:render_many"]),
-    ("  cache get (SQLite)", ["feedsvc.state:Cache.get", "feedsvc.content:HtmlCache.get_many"]),
-    ("  cache put (SQLite)", ["feedsvc.state:Cache.put", "feedsvc.content:HtmlCache.put_many"]),
-    ("  feeds.render (feedgen to bytes)", ["feedsvc.feeds:render"]),
-    ("  pages (Jinja: index, scope pages, OPML)", ["feedsvc.publish:_render"]),
-    ("  gzip compress (in build)", ["feedsvc.publish:compress"]),
+    ("  pages (Jinja: index, scope pages, OPML), while bodies render",
+     ["feedsvc.publish:_render"]),
+    ("  feed data (waits for the bodies)", ["feedsvc.publish:Publisher._feed"]),
+    ("  feedgen + gzip of the feeds (on every core)", ["feedsvc.workers:map"]),
+    ("  cache get (SQLite)", ["feedsvc.state:Cache.get"]),
     ("restamp (validators + responses)", ["feedsvc.live:Service._restamp"]),
     ("  Validators.stamp (SQLite)", ["feedsvc.state:Validators.stamp"]),
-    ("  gzip compress (in restamp)", ["feedsvc.http:compress"]),
 ]
 TIMES: dict[str, list] = {}
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from urllib.parse import urljoin
 
 import cmarkgfm
@@ -98,6 +99,8 @@ def _xml_safe_reference(m: re.Match) -> str:
     return m.group(0) if allowed else ""
 
 
-def render_many(jobs: list[tuple[str, str, str, str, str]]) -> list[tuple[str, str] | None]:
-    """`render_file` on every core when there is enough work to pay for starting processes."""
-    return workers.map(render_file, jobs, PARALLEL_THRESHOLD)
+def start_rendering(jobs: list[tuple[str, str, str, str, str]]
+                    ) -> Callable[[], list[tuple[str, str] | None]]:
+    """Begin `render_file` over `jobs`, on every core when there is enough work to pay for
+    starting processes; call the result to wait for the results."""
+    return workers.start(render_file, jobs, PARALLEL_THRESHOLD)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ import jinja2
 import pytz
 from isal import igzip
 
-from . import content, feeds
+from . import content, feeds, workers
 from .corpus import Corpus
 from .model import Article, Site
 from .state import Cache
@@ -40,6 +39,7 @@ def _code_version() -> str:
 
 
 CODE_VERSION = _code_version()
+PARALLEL_FEEDS = 40     # scopes whose feeds must be made before a build uses every core
 
 _templates = jinja2.Environment(
     loader=jinja2.PackageLoader("feedsvc", "templates"),
@@ -141,25 +141,32 @@ class Publisher:
 
     def bodies(self, corpus: Corpus, articles: list[Article]) -> dict[str, tuple[str, str]]:
         """(html, summary) per article path; renders only what no cache holds."""
+        self.start_bodies(corpus, articles)()
+        site = corpus.site
+        return {a.path: self._rendered.get(content.body_key(a.digest, self.page_url(site, a)),
+                                           ("", a.summary)) for a in articles}
+
+    def start_bodies(self, corpus: Corpus, articles: list[Article]) -> Callable[[], None]:
+        """Begin rendering the bodies of `articles` that no cache holds (on every core for a
+        large batch); the function returned waits until they are all in."""
         site = corpus.site
         keys = {a.path: content.body_key(a.digest, self.page_url(site, a)) for a in articles}
         missing = [k for k in dict.fromkeys(keys.values()) if k not in self._rendered]
-        out: dict[str, tuple[str, str]] = {}
-        if missing:
-            self._rendered.update(self.cache.get("html", missing))
-            jobs = {keys[a.path]: (corpus.root, a.path, a.digest, self.page_url(site, a),
-                                   a.summary)
-                    for a in articles if keys[a.path] not in self._rendered}
-            if jobs:
-                made = dict(zip(jobs, content.render_many(list(jobs.values())), strict=True))
-                # None: the file changed under us; its reload is on the way
-                fresh = {k: v for k, v in made.items() if v is not None}
-                self.cache.renders += len(fresh)
-                self.cache.put("html", fresh)
-                self._rendered.update(fresh)
-        for a in articles:
-            out.setdefault(a.path, self._rendered.get(keys[a.path], ("", a.summary)))
-        return out
+        if not missing:
+            return lambda: None
+        self._rendered.update(self.cache.get("html", missing))
+        jobs = {keys[a.path]: (corpus.root, a.path, a.digest, self.page_url(site, a), a.summary)
+                for a in articles if keys[a.path] not in self._rendered}
+        rendering = content.start_rendering(list(jobs.values()))
+
+        def finish() -> None:
+            made = dict(zip(jobs, rendering(), strict=True))
+            # None: the file changed under us; its reload is on the way
+            fresh = {k: v for k, v in made.items() if v is not None}
+            self.cache.renders += len(fresh)
+            self.cache.later(partial(self.cache.put, "html", fresh))
+            self._rendered.update(fresh)
+        return finish
 
     # -- documents ----------------------------------------------------------
     def build(self, corpus: Corpus, now: dt.datetime,
@@ -175,8 +182,9 @@ class Publisher:
         scopes = [s for s in scopes_of(corpus) if s.kind == "site"
                   or held[(s.kind, s.slug)] or not pending[(s.kind, s.slug)]]
         limit = site.items_per_feed
-        recipes: dict[str, tuple[str, str, Callable[[], bytes]]] = {}
-        in_feeds: dict[str, list[Article]] = {}
+        recipes: dict[str, tuple[str, str]] = {}          # path -> (recipe, content type)
+        pages: dict[str, Callable[[], bytes]] = {}
+        feed_of: dict[str, tuple[Scope, list[Article], str]] = {}
 
         entry_recipes: dict[str, tuple] = {}      # an article is in up to 7 feeds: once each
 
@@ -197,54 +205,71 @@ class Publisher:
                            "" if top else updated_all)
             for fmt in feeds.FORMATS:
                 path = f"{scope.feed_base}.{fmt}"
-                in_feeds[path] = top
-                recipes[path] = (recipe + fmt, feeds.FORMATS[fmt],
-                                 partial(self._feed, corpus, scope, top, fmt, updated_all))
+                recipes[path] = (recipe + fmt, feeds.FORMATS[fmt])
+                feed_of[path] = (scope, top, fmt)
             if scope.kind != "site":
                 listing = [(a.path, a.digest) for a in items]
-                recipes[scope.page] = (_hash(CODE_VERSION, site, scope, listing), PAGE_TYPE,
-                                       partial(self._scope_page, corpus, scope, items))
+                recipes[scope.page] = (_hash(CODE_VERSION, site, scope, listing), PAGE_TYPE)
+                pages[scope.page] = partial(self._scope_page, corpus, scope, items)
         outline = _hash(CODE_VERSION, site, [(s.kind, s.slug, s.name, s.description)
                                              for s in scopes])
         recent = [(a.path, a.digest) for a in visible[:limit]]
-        recipes[""] = (_hash(outline, recent), PAGE_TYPE,
-                       partial(self._index, corpus, scopes, visible[:limit]))
-        recipes["feeds.opml"] = (outline, OPML_TYPE, partial(
-            _render, "feeds.opml", site=site, scopes=scopes))
+        recipes[""] = (_hash(outline, recent), PAGE_TYPE)
+        pages[""] = partial(self._index, corpus, scopes, visible[:limit])
+        recipes["feeds.opml"] = (outline, OPML_TYPE)
+        pages["feeds.opml"] = partial(_render, "feeds.opml", site=site, scopes=scopes)
 
-        out = {p: previous[p] for p, (r, _, _) in recipes.items()
+        out = {p: previous[p] for p, (r, _) in recipes.items()
                if p in previous and previous[p].recipe == r}
         todo = [p for p in sorted(recipes) if p not in out]
         stored = self.cache.get("docs", [recipes[p][0] for p in todo])
-        # Render every body the remaining feeds need in one batch (on every core).
-        self.bodies(corpus, list({a.path: a for p in todo if recipes[p][0] not in stored
-                                for a in in_feeds.get(p, [])}.values()))
-        made = {recipes[p][0]: recipes[p][2]() for p in todo if recipes[p][0] not in stored}
-        # ISA-L releases the GIL: compress (and unpack what the cache held) on every core.
-        with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-            packed = dict(zip(made, pool.map(compress, made.values()), strict=True))
+        missing = [p for p in todo if recipes[p][0] not in stored]
+        new_feeds = [p for p in missing if p in feed_of]
+        # The bodies render on every core while this process renders the pages ...
+        rendering = self.start_bodies(corpus, list({a.path: a for p in new_feeds
+                                                    for a in feed_of[p][1]}.values()))
+        made = {recipes[p][0]: pages[p]() for p in missing if p not in feed_of}
+        rendering()
+        # ... then feedgen and gzip run there too, one job per scope (both formats).
+        jobs: dict[str, list[tuple[str, feeds.Feed, str]]] = {}
+        for p in new_feeds:
+            scope, top, fmt = feed_of[p]
+            jobs.setdefault(scope.feed_base, []).append(
+                (recipes[p][0], self._feed(corpus, scope, top, fmt, updated_all), fmt))
+        packed: dict[str, bytes] = {}
+        for group, results in zip(jobs.values(), workers.map(
+                _feeds_job, [[(feed, fmt) for _, feed, fmt in group] for group in jobs.values()],
+                PARALLEL_FEEDS), strict=True):
+            for (recipe, _, _), (body, gz) in zip(group, results, strict=True):
+                made[recipe], packed[recipe] = body, gz
+        # ISA-L releases the GIL: compress the pages (and unpack what the cache held) in threads.
+        with ThreadPoolExecutor(workers.cores()) as pool:
+            pages_made = [r for r in made if r not in packed]
+            packed.update(zip(pages_made, pool.map(compress, [made[r] for r in pages_made]),
+                              strict=True))
             unpacked = dict(zip(stored, pool.map(decompress, [gz for gz, in stored.values()]),
                                 strict=True))
-        self.cache.put("docs", {recipe: (gz,) for recipe, gz in packed.items()})
+        self.cache.later(partial(self.cache.put, "docs",
+                                 {recipe: (gz,) for recipe, gz in packed.items()}))
         for path in todo:
-            recipe, ctype, _ = recipes[path]
+            recipe, ctype = recipes[path]
             if recipe in made:
                 out[path] = document(path, recipe, made[recipe], ctype, packed[recipe])
             else:
                 out[path] = document(path, recipe, unpacked[recipe], ctype, stored[recipe][0])
         if not previous:                  # a full build knows everything still in use
-            self._forget(site, recipes, in_feeds)
+            self._forget(site, recipes, feed_of)
         return dict(sorted(out.items()))
 
-    def _forget(self, site: Site, recipes: dict, in_feeds: dict[str, list[Article]]) -> None:
+    def _forget(self, site: Site, recipes: dict, feed_of: dict) -> None:
         used = {content.body_key(a.digest, self.page_url(site, a))
-                for top in in_feeds.values() for a in top}
+                for _, top, _ in feed_of.values() for a in top}
         self._rendered = {k: v for k, v in self._rendered.items() if k in used}
-        self.cache.prune("docs", {r for r, _, _ in recipes.values()})
-        self.cache.prune("html", used)
+        self.cache.later(partial(self.cache.prune, "docs", {r for r, _ in recipes.values()}))
+        self.cache.later(partial(self.cache.prune, "html", used))
 
     def _feed(self, corpus: Corpus, scope: Scope, top: list[Article], fmt: str,
-              updated_all: dt.datetime) -> bytes:
+              updated_all: dt.datetime) -> feeds.Feed:
         site = corpus.site
         bodies = self.bodies(corpus, top)
         entries = []
@@ -261,12 +286,12 @@ class Publisher:
         updated = max((a.updated for a in top), key=lambda d: d.timestamp(), default=updated_all)
         title = feed_title(site, scope)
         host = site.base_url.split("/")[2].split(":")[0]
-        return feeds.render(feeds.Feed(
+        return feeds.Feed(
             id=f"tag:{host},2000:{scope.feed_base}", title=title,
             subtitle=scope.description or title,
             self_url=f"{site.base_url}{scope.feed_base}.{fmt}",
             page_url=f"{site.base_url}{scope.page}", language=site.language,
-            updated=updated, publisher=site.title, entries=tuple(entries)), fmt)
+            updated=updated, publisher=site.title, entries=tuple(entries))
 
     def _index(self, corpus: Corpus, scopes: list[Scope], recent: list[Article]) -> bytes:
         return _render("index.html", site=corpus.site, scopes=scopes, articles=recent,
@@ -280,6 +305,15 @@ class Publisher:
         html, summary = self.bodies(corpus, [article])[article.path]
         return _render("article.html", site=corpus.site, article=article, html=html,
                        summary=summary, corpus=corpus)
+
+
+def _feeds_job(job: list[tuple[feeds.Feed, str]]) -> list[tuple[bytes, bytes]]:
+    """In a worker (or here, for a few): the bytes and gzip bytes of one scope's feeds."""
+    out = []
+    for feed, fmt in job:
+        body = feeds.render(feed, fmt)
+        out.append((body, compress(body)))
+    return out
 
 
 def _render(name: str, **context: object) -> bytes:

@@ -12,11 +12,15 @@ time is "now", later than anything handed out before.
 """
 from __future__ import annotations
 
+import atexit
+import logging
 import os
 import pickle
+import queue
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 
 
 def _connect(state_dir: str | None, name: str) -> sqlite3.Connection:
@@ -113,8 +117,36 @@ class Cache:
             self._db.execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns})")
         self._db.execute("COMMIT")
         self.renders = 0                    # bodies rendered, for tests and bench
+        self._pending: queue.Queue[Callable[[], None]] = queue.Queue()
+        self._writer: threading.Thread | None = None
+
+    def later(self, write: Callable[[], None]) -> None:
+        """Run `write` (a put or prune) in this cache's writer thread, in order: SQLite lets
+        go of the GIL while it writes, so a build goes on meanwhile.  Every read waits for
+        the writes queued before it; exit waits for all of them."""
+        if self._writer is None:
+            self._writer = threading.Thread(target=self._write, name="feedsvc-cache",
+                                            daemon=True)
+            self._writer.start()
+            atexit.register(self.flush)
+        self._pending.put(write)
+
+    def flush(self) -> None:
+        if self._writer is not None:
+            self._pending.join()
+
+    def _write(self) -> None:
+        while True:
+            write = self._pending.get()
+            try:
+                write()
+            except sqlite3.Error as e:      # a cache that cannot be written costs speed only
+                logging.getLogger("feedsvc").warning("cache write failed: %s", e)
+            finally:
+                self._pending.task_done()
 
     def get(self, table: str, keys: list[str]) -> dict[str, tuple]:
+        self.flush()
         out: dict[str, tuple] = {}
         with self._lock:
             for i in range(0, len(keys), 500):
@@ -139,6 +171,7 @@ class Cache:
     def delete(self, table: str, keys: list[str]) -> None:
         if not keys:
             return
+        self.flush()
         with self._lock:
             self._db.execute("BEGIN")
             self._db.executemany(f"DELETE FROM {table} WHERE key = ?",  # noqa: S608
@@ -165,4 +198,5 @@ class Cache:
             self._db.execute("COMMIT")
 
     def close(self) -> None:
+        self.flush()
         self._db.close()

@@ -47,29 +47,36 @@ def session() -> Iterator[None]:
 
 
 def imap(fn: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
-    """`fn` over `items` on every core, results in order as they arrive (so the caller
-    works on them while the workers go on)."""
+    """`fn` over `items` on every core.  Every item is submitted at once; the results come
+    in order as they arrive, so the caller can work on them while the workers go on."""
     global _pool
     with _lock:
         pool = _pool
         if pool is None:
-            pool = _start()
+            # "spawn": forking a process that runs threads (the watcher, a server) is unsafe
+            pool = ProcessPoolExecutor(cores(), mp_context=multiprocessing.get_context("spawn"))
             if _holders:
                 _pool = pool
-    try:
-        yield from pool.map(fn, items, chunksize=max(1, len(items) // (cores() * 16)))
-    finally:
-        if pool is not _pool:
-            pool.shutdown()
+    results = pool.map(fn, items, chunksize=max(1, len(items) // (cores() * 16)))
+
+    def collect() -> Iterator[R]:
+        try:
+            yield from results
+        finally:
+            if pool is not _pool:
+                pool.shutdown()
+    return collect()
 
 
-def _start() -> ProcessPoolExecutor:
-    # "spawn": forking a process that runs threads (the watcher, a server) is unsafe
-    return ProcessPoolExecutor(cores(), mp_context=multiprocessing.get_context("spawn"))
+def start(fn: Callable[[T], R], items: Sequence[T], threshold: int) -> Callable[[], list[R]]:
+    """Begin `fn` over `items`, on every core when there are at least `threshold` of them;
+    call the result to wait for the results (small batches run then, in this process)."""
+    if len(items) < threshold or cores() < 2:
+        return lambda: [fn(item) for item in items]
+    results = imap(fn, items)
+    return lambda: list(results)
 
 
 def map(fn: Callable[[T], R], items: Sequence[T], threshold: int) -> list[R]:  # noqa: A001
     """`fn` over `items`, on every core when there are at least `threshold` of them."""
-    if len(items) < threshold or cores() < 2:
-        return [fn(item) for item in items]
-    return list(imap(fn, items))
+    return start(fn, items, threshold)()

@@ -684,3 +684,29 @@ def test_base_url_override(make_app, bundled, monkeypatch, how):
                               "image/png", "115")
     # a root-relative link in a body resolves against the new host (RFC 3986)
     assert b"https://feeds.example.org/category/middle-east/" in feeds["feeds/all.atom"]
+
+
+def test_building_on_every_core_gives_the_same_bytes(bundled, tmp_path, monkeypatch):
+    """A cold start renders bodies and makes feeds in worker processes: byte for byte
+    what one process makes."""
+    import datetime as dt
+
+    from feedsvc import content, publish, workers
+    from feedsvc.corpus import Library
+    from feedsvc.state import Cache
+
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    corpus = Library(str(bundled.root)).load()
+    alone = publish.Publisher(Cache(None)).build(corpus, now)
+    monkeypatch.setattr(workers, "cores", lambda: 2)
+    monkeypatch.setattr(content, "PARALLEL_THRESHOLD", 1)
+    monkeypatch.setattr(publish, "PARALLEL_FEEDS", 1)
+    cache = Cache(str(tmp_path / "state"))
+    with workers.session():
+        shared = publish.Publisher(cache).build(corpus, now)
+    assert cache.renders == len(corpus.visible(now)) == 11   # by the workers
+    assert {p: (d.body, d.gzip, d.etag) for p, d in shared.items()} == \
+        {p: (d.body, d.gzip, d.etag) for p, d in alone.items()}
+    again = publish.Publisher(cache).build(corpus, now)  # and the cache got all of it
+    assert {p: d.body for p, d in again.items()} == {p: d.body for p, d in alone.items()}
+    assert cache.renders == 11
