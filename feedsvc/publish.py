@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -133,39 +134,37 @@ _templates.globals["feed_title"] = feed_title
 class Publisher:
     def __init__(self, cache: Cache | None = None):
         self.cache = cache or Cache(None)
-        self._rendered: dict[str, tuple[str, str]] = {}   # body key -> (html, summary)
 
     # -- article bodies -----------------------------------------------------
     def page_url(self, site: Site, article: Article) -> str:
         return f"{site.base_url}articles/{article.slug}/"
 
     def bodies(self, corpus: Corpus, articles: list[Article]) -> dict[str, tuple[str, str]]:
-        """(html, summary) per article path; renders only what no cache holds."""
-        self.start_bodies(corpus, articles)()
+        """(html, summary) per article path; renders only what the cache does not hold."""
+        rendered = self.start_bodies(corpus, articles)()
         site = corpus.site
-        return {a.path: self._rendered.get(content.body_key(a.digest, self.page_url(site, a)),
-                                           ("", a.summary)) for a in articles}
+        return {a.path: rendered.get(content.body_key(a.digest, self.page_url(site, a)),
+                                     ("", a.summary)) for a in articles}
 
-    def start_bodies(self, corpus: Corpus, articles: list[Article]) -> Callable[[], None]:
-        """Begin rendering the bodies of `articles` that no cache holds (on every core for a
-        large batch); the function returned waits until they are all in."""
+    def start_bodies(self, corpus: Corpus, articles: list[Article]
+                     ) -> Callable[[], dict[str, tuple[str, str]]]:
+        """Begin rendering the bodies of `articles` that the cache does not hold (on every
+        core for a large batch); the function returned waits for them and gives every
+        body by its key.  A body the file no longer has is missing (its reload is on the
+        way)."""
         site = corpus.site
         keys = {a.path: content.body_key(a.digest, self.page_url(site, a)) for a in articles}
-        missing = [k for k in dict.fromkeys(keys.values()) if k not in self._rendered]
-        if not missing:
-            return lambda: None
-        self._rendered.update(self.cache.get("html", missing))
+        known = self.cache.get("html", list(dict.fromkeys(keys.values())))
         jobs = {keys[a.path]: (corpus.root, a.path, a.digest, self.page_url(site, a), a.summary)
-                for a in articles if keys[a.path] not in self._rendered}
+                for a in articles if keys[a.path] not in known}
         rendering = content.start_rendering(list(jobs.values()))
 
-        def finish() -> None:
-            made = dict(zip(jobs, rendering(), strict=True))
-            # None: the file changed under us; its reload is on the way
-            fresh = {k: v for k, v in made.items() if v is not None}
+        def finish() -> dict[str, tuple[str, str]]:
+            fresh = {k: v for k, v in zip(jobs, rendering(), strict=True) if v is not None}
             self.cache.renders += len(fresh)
             self.cache.later(partial(self.cache.put, "html", fresh))
-            self._rendered.update(fresh)
+            known.update(fresh)
+            return known
         return finish
 
     # -- documents ----------------------------------------------------------
@@ -226,22 +225,36 @@ class Publisher:
         missing = [p for p in todo if recipes[p][0] not in stored]
         new_feeds = [p for p in missing if p in feed_of]
         # The bodies render on every core while this process renders the pages ...
-        rendering = self.start_bodies(corpus, list({a.path: a for p in new_feeds
-                                                    for a in feed_of[p][1]}.values()))
+        needed = list({a.path: a for p in new_feeds for a in feed_of[p][1]}.values())
+        rendering = self.start_bodies(corpus, needed)
         made = {recipes[p][0]: pages[p]() for p in missing if p not in feed_of}
-        rendering()
-        # ... then feedgen and gzip run there too, one job per scope (both formats).
-        jobs: dict[str, list[tuple[str, feeds.Feed, str]]] = {}
+        rendered = rendering()
+        # ... then feedgen and gzip run there too, one job per scope (both formats).  Jobs
+        # are made as they go out, and a body is let go once its last feed has gone out.
+        groups: dict[str, list[str]] = {}
         for p in new_feeds:
-            scope, top, fmt = feed_of[p]
-            jobs.setdefault(scope.feed_base, []).append(
-                (recipes[p][0], self._feed(corpus, scope, top, fmt, updated_all), fmt))
+            groups.setdefault(feed_of[p][0].feed_base, []).append(p)
+        uses = Counter(self._body_key(site, a) for paths in groups.values()
+                       for a in feed_of[paths[0]][1])
+
+        def jobs() -> Iterator[list[tuple[feeds.Feed, str]]]:
+            for paths in groups.values():
+                scope, top, _ = feed_of[paths[0]]
+                bodies = {a.path: rendered.get(self._body_key(site, a), ("", a.summary))
+                          for a in top}
+                yield [(self._feed(corpus, scope, top, feed_of[p][2], updated_all, bodies),
+                        feed_of[p][2]) for p in paths]
+                for a in top:
+                    key = self._body_key(site, a)
+                    uses[key] -= 1
+                    if not uses[key]:
+                        rendered.pop(key, None)
         packed: dict[str, bytes] = {}
-        for group, results in zip(jobs.values(), workers.map(
-                _feeds_job, [[(feed, fmt) for _, feed, fmt in group] for group in jobs.values()],
-                PARALLEL_FEEDS), strict=True):
-            for (recipe, _, _), (body, gz) in zip(group, results, strict=True):
-                made[recipe], packed[recipe] = body, gz
+        results = workers.map(_feeds_job, jobs(), PARALLEL_FEEDS, window=4 * workers.cores(),
+                              count=len(groups))
+        for paths, pairs in zip(groups.values(), results, strict=True):
+            for p, (body, gz) in zip(paths, pairs, strict=True):
+                made[recipes[p][0]], packed[recipes[p][0]] = body, gz
         # ISA-L releases the GIL: compress the pages (and unpack what the cache held) in threads.
         with ThreadPoolExecutor(workers.cores()) as pool:
             pages_made = [r for r in made if r not in packed]
@@ -261,17 +274,17 @@ class Publisher:
             self._forget(site, recipes, feed_of)
         return dict(sorted(out.items()))
 
+    def _body_key(self, site: Site, article: Article) -> str:
+        return content.body_key(article.digest, self.page_url(site, article))
+
     def _forget(self, site: Site, recipes: dict, feed_of: dict) -> None:
-        used = {content.body_key(a.digest, self.page_url(site, a))
-                for _, top, _ in feed_of.values() for a in top}
-        self._rendered = {k: v for k, v in self._rendered.items() if k in used}
+        used = {self._body_key(site, a) for _, top, _ in feed_of.values() for a in top}
         self.cache.later(partial(self.cache.prune, "docs", {r for r, _ in recipes.values()}))
         self.cache.later(partial(self.cache.prune, "html", used))
 
     def _feed(self, corpus: Corpus, scope: Scope, top: list[Article], fmt: str,
-              updated_all: dt.datetime) -> feeds.Feed:
+              updated_all: dt.datetime, bodies: dict[str, tuple[str, str]]) -> feeds.Feed:
         site = corpus.site
-        bodies = self.bodies(corpus, top)
         entries = []
         for a in top:
             html, summary = bodies[a.path]

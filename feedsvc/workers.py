@@ -12,9 +12,11 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
+from itertools import islice
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -46,9 +48,10 @@ def session() -> Iterator[None]:
             pool.shutdown()
 
 
-def imap(fn: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
-    """`fn` over `items` on every core.  Every item is submitted at once; the results come
-    in order as they arrive, so the caller can work on them while the workers go on."""
+def imap(fn: Callable[[T], R], items: Iterable[T], window: int = 0) -> Iterator[R]:
+    """`fn` over `items` on every core, the results in order as they arrive (so the caller
+    works on them while the workers go on).  Items go out in chunks, all at once, or with
+    `window`, at most that many chunks in flight: large items then never queue up in memory."""
     global _pool
     with _lock:
         pool = _pool
@@ -57,15 +60,30 @@ def imap(fn: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
             pool = ProcessPoolExecutor(cores(), mp_context=multiprocessing.get_context("spawn"))
             if _holders:
                 _pool = pool
-    results = pool.map(fn, items, chunksize=max(1, len(items) // (cores() * 16)))
+    if window:                  # one item per chunk, taken from `items` as it goes out
+        chunks: Iterator[Sequence[T]] = ([item] for item in items)
+    else:
+        every = list(items)
+        size = max(1, len(every) // (cores() * 16))
+        chunks = iter([every[i:i + size] for i in range(0, len(every), size)])
+    sent = deque(pool.submit(_chunk, fn, c) for c in islice(chunks, window or None))
 
     def collect() -> Iterator[R]:
         try:
-            yield from results
+            while sent:
+                done = sent.popleft().result()
+                sent.extend(pool.submit(_chunk, fn, c) for c in islice(chunks, 1))
+                yield from done
         finally:
+            for future in sent:
+                future.cancel()
             if pool is not _pool:
                 pool.shutdown()
     return collect()
+
+
+def _chunk(fn: Callable[[T], R], chunk: Sequence[T]) -> list[R]:
+    return [fn(item) for item in chunk]
 
 
 def start(fn: Callable[[T], R], items: Sequence[T], threshold: int) -> Callable[[], list[R]]:
@@ -77,6 +95,13 @@ def start(fn: Callable[[T], R], items: Sequence[T], threshold: int) -> Callable[
     return lambda: list(results)
 
 
-def map(fn: Callable[[T], R], items: Sequence[T], threshold: int) -> list[R]:  # noqa: A001
-    """`fn` over `items`, on every core when there are at least `threshold` of them."""
-    return start(fn, items, threshold)()
+def map(fn: Callable[[T], R], items: Iterable[T], threshold: int,  # noqa: A001
+        window: int = 0, count: int | None = None) -> list[R]:
+    """`fn` over `items`, on every core when there are at least `threshold` of them
+    (`count`: how many, when `items` is an iterator; `window`: see `imap`)."""
+    if count is None:
+        items = list(items)
+        count = len(items)
+    if count < threshold or cores() < 2:
+        return [fn(item) for item in items]
+    return list(imap(fn, items, window))
