@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import os
 import pickle
+import stat
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -36,6 +37,8 @@ class Corpus:
     author_slugs: dict[str, str]            # name key -> slug
     category_slugs: dict[str, str]          # name key -> slug
     errors: list[DataError] = field(default_factory=list)
+    _authors_by_names: dict = field(default_factory=dict, repr=False, compare=False)
+    _categories_by_names: dict = field(default_factory=dict, repr=False, compare=False)
 
     def visible(self, now: dt.datetime) -> list[Article]:
         return [a for a in self.articles if a.published <= now]
@@ -45,12 +48,20 @@ class Corpus:
         return min(future) if future else None
 
     def authors_of(self, article: Article) -> list[Person]:
-        slugs = [self.author_slugs.get(name_key(n)) for n in article.authors]
-        return [self.authors[s] for s in dict.fromkeys(slugs) if s is not None]
+        found = self._authors_by_names.get(article.authors)
+        if found is None:                       # asked for every article in every build: kept
+            slugs = [self.author_slugs.get(name_key(n)) for n in article.authors]
+            found = self._authors_by_names[article.authors] = [
+                self.authors[s] for s in dict.fromkeys(slugs) if s is not None]
+        return found
 
     def categories_of(self, article: Article) -> list[Category]:
-        slugs = [self.category_slugs.get(name_key(n)) for n in article.categories]
-        return [self.categories[s] for s in dict.fromkeys(slugs) if s is not None]
+        found = self._categories_by_names.get(article.categories)
+        if found is None:
+            slugs = [self.category_slugs.get(name_key(n)) for n in article.categories]
+            found = self._categories_by_names[article.categories] = [
+                self.categories[s] for s in dict.fromkeys(slugs) if s is not None]
+        return found
 
 
 class Library:
@@ -70,6 +81,7 @@ class Library:
         self.site: Site | None = None
         self._site_error: DataError | None = None       # site.yml is bad: we keep self.site
         self.reads = 0                                  # files (re)parsed, for tests and bench
+        self.walks = 0                                  # full scans, for tests and bench
 
     # -- resuming ---------------------------------------------------------------
     def state(self) -> dict:
@@ -103,6 +115,7 @@ class Library:
         """Stat signatures of every data file (dot files and folders are ignored)."""
         sigs: dict[str, tuple] = {}
         self.scan_errors = []
+        self.walks += 1
         if not os.path.isdir(self.root):
             raise DataError(".", f"data directory {self.root} is missing or not a directory")
 
@@ -138,6 +151,46 @@ class Library:
             self.scan_errors.append(DataError(folder or ".", f"cannot be listed ({reason}); "
                                                              "its files keep their last version"))
         return sigs
+
+    def rescan(self, sigs: dict[str, tuple], paths: set[str]) -> dict[str, tuple] | None:
+        """`sigs` with the files at `paths` (absolute, from file events) stat'ed again: a
+        save costs a few stats instead of a walk of the whole tree.  None when a walk is
+        needed after all (a folder was among them, or a path the walk would see
+        differently)."""
+        out = dict(sigs)
+        root = os.path.abspath(self.root)
+        for path in paths:
+            rel = os.path.relpath(path, root).replace(os.sep, "/")
+            parts = rel.split("/")
+            if rel == ".":
+                return None
+            if rel.startswith("../") or rel == "..":
+                continue                            # outside the data directory
+            if any(p.startswith(".") or p.endswith("~") for p in parts):
+                continue                            # what the walk skips
+            if len(parts) > 1 and parts[0] not in ("articles", "authors", "media"):
+                continue                            # a folder the walk does not enter
+            try:
+                lst = os.lstat(path)
+            except FileNotFoundError:
+                if any(r.startswith(rel + "/") for r in out):
+                    return None                     # a folder went away
+                out.pop(rel, None)
+                continue
+            except OSError as err:
+                out[rel] = ("error", err.strerror)
+                continue
+            if stat.S_ISDIR(lst.st_mode):
+                return None                         # a new folder: walk it
+            if not _wanted(rel):
+                continue
+            link = stat.S_ISLNK(lst.st_mode)
+            try:
+                st = os.stat(path) if link else lst
+                out[rel] = (st.st_mtime_ns, st.st_size, st.st_ino, link)
+            except OSError as err:                  # a dangling symlink
+                out[rel] = ("error", err.strerror)
+        return out
 
     def load(self, sigs: dict[str, tuple] | None = None) -> Corpus:
         """Re-read changed files and return the corpus they make now."""

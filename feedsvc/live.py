@@ -55,21 +55,28 @@ class Service:
         self._next_go_live: float | None = None
         self._sigs: dict | None = None
         self._observer = None
+        self._events = _Events()
         self._dirty_since: float | None = None  # changed since the checkpoint was written
         if config["watch"]:             # watch first, so no save between scan and watch is lost
-            self._observer = _observe(config["data_dir"], self._wake)
+            self._observer = _observe(config["data_dir"], self._wake, self._events)
+        self._events.take()             # from here on, events name what the first scan missed
         if not self._resume():
             self.refresh(force=True)
         atexit.register(self.checkpoint)
 
     # -- loading ----------------------------------------------------------------
-    def refresh(self, force: bool = False) -> bool:
-        """Bring the responses up to date; True when any document changed."""
+    def refresh(self, force: bool = False, paths: set[str] | None = None) -> bool:
+        """Bring the responses up to date; True when any document changed.  `paths`: the
+        only files that changed since the last refresh (from file events), if known."""
         with self._lock, workers.session():    # a cold start's parse and render share a pool
             now = self.clock()
             seen = time.time()              # our bytes reflect the data as of this moment
             try:
-                sigs = self.library.scan()
+                sigs = None
+                if paths is not None and self._sigs is not None and not force:
+                    sigs = self.library.rescan(self._sigs, paths)
+                if sigs is None:
+                    sigs = self.library.scan()
                 due = self._next_go_live is not None and now >= self._next_go_live
                 if not force and not due and sigs == self._sigs:
                     self._restamp(now, seen)
@@ -212,7 +219,7 @@ class Service:
         self._thread.start()
 
     def _run(self) -> None:
-        observer = self._observer or _observe(self.config["data_dir"], self._wake)
+        observer = self._observer or _observe(self.config["data_dir"], self._wake, self._events)
         while True:
             # With inotify a rescan is only a safety net; without it, polling is all we have.
             timeout = self.config["poll_seconds"] if observer else NO_INOTIFY_POLL
@@ -221,21 +228,49 @@ class Service:
             if self._dirty_since is not None:
                 timeout = min(timeout, max(0.01, self._dirty_since + CHECKPOINT_QUIET
                                            - time.monotonic()))
-            self._wake.wait(timeout)
-            if self._wake.is_set():
+            woken = self._wake.wait(timeout)
+            if woken:
                 time.sleep(0.05)            # let a burst of saves settle into one refresh
                 self._wake.clear()
+            paths = self._events.take()     # woken by events: stat just those files; by the
+            if not woken or observer is None:   # timer: walk everything, the safety net
+                paths = None
             try:
-                if not self.refresh() and self._dirty_since is not None and \
+                if not self.refresh(paths=paths) and self._dirty_since is not None and \
                         time.monotonic() >= self._dirty_since + CHECKPOINT_QUIET:
                     self.checkpoint()
             except Exception:               # never let the watcher die
                 log.exception("refresh failed; serving the previous version")
+                self._events.add(walk=True)
             if observer is None or not observer.is_alive():
-                observer = _observe(self.config["data_dir"], self._wake)
+                observer = _observe(self.config["data_dir"], self._wake, self._events)
+                self._events.add(walk=True)     # events may have been lost meanwhile
 
 
-def _observe(path: str, wake: threading.Event):
+class _Events:
+    """The paths file events named since the last `take`; None when only a walk of the
+    whole data directory will do (a folder changed, too many events)."""
+
+    LIMIT = 5000
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._paths: set[str] | None = None     # the first refresh walks anyway
+
+    def add(self, *paths: str, walk: bool = False) -> None:
+        with self._lock:
+            if walk or self._paths is None or len(self._paths) > self.LIMIT:
+                self._paths = None
+            else:
+                self._paths.update(paths)
+
+    def take(self) -> set[str] | None:
+        with self._lock:
+            paths, self._paths = self._paths, set()
+        return paths
+
+
+def _observe(path: str, wake: threading.Event, events: _Events):
     """inotify (via watchdog) wakes the loop at once; None if it cannot watch now."""
     try:
         from watchdog.events import FileSystemEventHandler
@@ -245,8 +280,13 @@ def _observe(path: str, wake: threading.Event):
 
     class Handler(FileSystemEventHandler):
         def on_any_event(self, event):
-            if event.event_type not in ("opened", "closed_no_write"):
-                wake.set()
+            if event.event_type in ("opened", "closed_no_write"):
+                return
+            if event.is_directory and event.event_type == "modified":
+                return              # a folder's own times: its files' events say what changed
+            paths = [p for p in (event.src_path, getattr(event, "dest_path", "")) if p]
+            events.add(*map(os.fsdecode, paths), walk=event.is_directory)
+            wake.set()
 
     try:
         observer = Observer()

@@ -18,6 +18,7 @@ from pathlib import Path
 import jinja2
 import pytz
 from isal import igzip
+from markupsafe import Markup
 
 from . import content, feeds, workers
 from .corpus import Corpus
@@ -134,6 +135,7 @@ _templates.globals["feed_title"] = feed_title
 class Publisher:
     def __init__(self, cache: Cache | None = None):
         self.cache = cache or Cache(None)
+        self._items: dict[tuple, Markup] = {}     # listing lines by what they show
 
     # -- article bodies -----------------------------------------------------
     def page_url(self, site: Site, article: Article) -> str:
@@ -308,11 +310,27 @@ class Publisher:
 
     def _index(self, corpus: Corpus, scopes: list[Scope], recent: list[Article]) -> bytes:
         return _render("index.html", site=corpus.site, scopes=scopes, articles=recent,
-                       scope=scopes[0], corpus=corpus)
+                       listing=self._listing(corpus.site, recent), scope=scopes[0],
+                       corpus=corpus)
 
     def _scope_page(self, corpus: Corpus, scope: Scope, items: list[Article]) -> bytes:
         return _render("scope.html", site=corpus.site, scope=scope, articles=items,
-                       corpus=corpus)
+                       listing=self._listing(corpus.site, items), corpus=corpus)
+
+    def _listing(self, site: Site, articles: list[Article]) -> Markup:
+        """The <li> lines of a list of articles.  Each line is rendered once and kept: an
+        article is listed on the index, its categories' and its authors' pages."""
+        if len(self._items) > 4 * len(articles) + 20000:
+            self._items = {}
+        lines = []
+        for a in articles:
+            key = (site.base_url, a.slug, a.title, a.published)
+            line = self._items.get(key)
+            if line is None:
+                html = _templates.get_template("_item.html").render(site=site, a=a)
+                line = self._items[key] = Markup(html)  # noqa: S704 - autoescaped output
+            lines.append(line)
+        return Markup("\n").join(lines)
 
     def article_page(self, corpus: Corpus, article: Article) -> bytes:
         html, summary = self.bodies(corpus, [article])[article.path]

@@ -100,3 +100,21 @@ def test_a_checkpoint_for_other_settings_or_a_damaged_one_is_ignored(site, start
     assert again.library.reads > 0          # the other settings changed the validators:
     assert {p: v[0::2] for p, v in published(again).items()} == \
         {p: v[0::2] for p, v in published(first).items()}      # compare ETags and bytes
+
+
+def test_a_save_is_picked_up_from_its_file_event_without_walking_the_tree(site, start):
+    service = start(site, watch=True, poll_seconds=60)   # the safety walk stays out of the way
+    service.start()
+    walks = service.library.walks
+    site.article("a2", title="Seen through inotify", date="2024-10-22T13:00:00")
+    deadline = time.monotonic() + 5
+    while "Seen through inotify" not in service.documents["feeds/all.atom"].body.decode():
+        assert time.monotonic() < deadline, "the edit never arrived"
+        time.sleep(0.02)
+    assert service.library.walks == walks
+    (site.root / "articles" / "2025").mkdir()             # a new folder: that one is walked
+    site.article("2025/b", title="In a new folder", date="2024-10-23T13:00:00")
+    while "In a new folder" not in service.documents["feeds/all.atom"].body.decode():
+        assert time.monotonic() < deadline + 5, "the new folder's file never arrived"
+        time.sleep(0.02)
+    assert service.library.walks > walks

@@ -504,3 +504,28 @@ def test_parsing_on_every_core_gives_what_one_process_gives(data, tmp_path, monk
     again = Library(str(data.root), cache=cache)
     assert again.load().articles == serial.articles
     assert again.reads == 4     # the workers' records were cached: site, author, the 2 bad
+
+
+def test_rescan_of_event_paths_agrees_with_a_walk(data):
+    """A refresh woken by file events stats only the named paths; whatever it finds must
+    be what a full walk finds, or it must ask for the walk."""
+    for n in range(3):
+        data.article(f"a{n}")
+    lib = Library(str(data.root))
+    before = lib.scan()
+    root = data.root
+    edited = data.article("a1", title="Edited")
+    added = data.article("new")
+    data.remove("articles/a2.md")
+    (root / "articles" / "dangling.md").symlink_to(root / "nowhere.md")
+    data.write("articles/.hidden.md", "x")
+    data.write("articles/notes.txt", "x")
+    data.write("elsewhere/x.md", "x")
+    paths = {str(p) for p in (edited, added, root / "articles" / "a2.md",
+                              root / "articles" / "dangling.md", root / "articles" / ".hidden.md",
+                              root / "articles" / "notes.txt", root / "elsewhere" / "x.md",
+                              root.parent / "outside.md")}
+    assert lib.rescan(before, paths) == lib.scan()
+    (root / "articles" / "2025").mkdir()
+    assert lib.rescan(before, {str(root / "articles" / "2025")}) is None   # walk it
+    assert lib.rescan(before, {str(root)}) is None
