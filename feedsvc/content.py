@@ -8,17 +8,20 @@ rendered twice, not even across restarts.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from collections.abc import Callable
 from urllib.parse import urljoin
 
 import cmarkgfm
+import lxml.etree
 import lxml.html
 from cmarkgfm.cmark import Options
 
 from . import workers
 from .loader import body_at, clean
 
+log = logging.getLogger("feedsvc")
 RENDERER_VERSION = "2"
 PARALLEL_THRESHOLD = 1000     # renders below this run in-process (pool start-up ~0.3 s)
 # cmark-gfm is the CommonMark reference implementation, in C. UNSAFE keeps raw HTML
@@ -33,7 +36,12 @@ def _tree(body: str, page_url: str) -> lxml.html.HtmlElement | None:
     html = cmarkgfm.markdown_to_html(body, options=_CMARK_OPTIONS)
     if not html.strip():
         return None
-    root = lxml.html.fragment_fromstring(html, create_parent="div")
+    try:
+        root = lxml.html.fragment_fromstring(html, create_parent="div")
+    except (AssertionError, lxml.etree.ParserError):
+        # a body that is only document-level markup ("<html>", "<!DOCTYPE html>"): lxml
+        # wants a wrapper it can see; what is left of such a body is whitespace
+        root = lxml.html.fragment_fromstring(f"<div>{html}</div>")
     for el in root.iter():
         if not isinstance(el.tag, str):
             continue                                  # comments, processing instructions
@@ -87,7 +95,13 @@ def render_file(job: tuple[str, str, str, str, str]) -> tuple[str, str] | None:
     process that asks keeps no copy of thousands of Markdown sources."""
     root, rel, digest, page_url, summary = job
     body = body_at(root, rel, digest)
-    return None if body is None else render((body, page_url, summary))
+    if body is None:
+        return None
+    try:
+        return render((body, page_url, summary))
+    except Exception:       # one odd body must never stop every feed from being built
+        log.exception("%s: the body cannot be rendered; it is left out", rel)
+        return "", clean(summary)
 
 
 def _xml_safe_reference(m: re.Match) -> str:

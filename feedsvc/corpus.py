@@ -82,26 +82,31 @@ class Library:
         self._site_error: DataError | None = None       # site.yml is bad: we keep self.site
         self.reads = 0                                  # files (re)parsed, for tests and bench
         self.walks = 0                                  # full scans, for tests and bench
+        self.walked_at = 0.0    # when the walk that saw every loaded signature started
+        self.walked_mono = 0.0  # when the last walk started (monotonic clock)
 
     # -- resuming ---------------------------------------------------------------
     def state(self) -> dict:
         """What this library knows, for `adopt` in a later process (see live.Service)."""
         return {"loader": LOADER_VERSION, "root": self.root, "base_url": self.base_url,
-                "max_file_bytes": self.max_file_bytes, "taken": time.time(),
-                "sigs": self._sigs, "records": self._records, "last_good": self._last_good,
-                "site": self.site, "site_error": self._site_error}
+                "max_file_bytes": self.max_file_bytes, "walked_at": self.walked_at,
+                "sigs": dict(self._sigs), "records": dict(self._records),
+                "last_good": dict(self._last_good), "site": self.site,
+                "site_error": self._site_error}
 
     def adopt(self, state: dict) -> bool:
         """Take over what an earlier process knew, so the next `load` re-reads only the files
-        that changed since.  A file modified in the two seconds before that state was taken
-        may have changed again within its timestamp's resolution: it is read again."""
+        that changed since.  A file whose time is within two seconds of the walk that saw
+        it may have changed again within its timestamp's resolution: it is read again."""
         if self.site is not None or any(state.get(k) != v for k, v in (
                 ("loader", LOADER_VERSION), ("root", self.root), ("base_url", self.base_url),
                 ("max_file_bytes", self.max_file_bytes))):
             return False
-        settled = (state["taken"] - 2.0) * 1e9
-        self._sigs = {rel: sig for rel, sig in state["sigs"].items()
-                      if sig[0] != "error" and sig[0] < settled}
+        settled = (state["walked_at"] - 2.0) * 1e9
+        # an unsettled file keeps its place with a signature no scan gives: it is read
+        # again if it is still there, and dropped (with its record) if it is gone
+        self._sigs = {rel: sig if sig[0] != "error" and sig[0] < settled else ("unsettled",)
+                      for rel, sig in state["sigs"].items()}
         self._records, self._last_good = state["records"], state["last_good"]
         self.site, self._site_error = state["site"], state["site_error"]
         return True
@@ -116,6 +121,7 @@ class Library:
         sigs: dict[str, tuple] = {}
         self.scan_errors = []
         self.walks += 1
+        self.walked_mono = time.monotonic()
         if not os.path.isdir(self.root):
             raise DataError(".", f"data directory {self.root} is missing or not a directory")
 
@@ -157,6 +163,8 @@ class Library:
         save costs a few stats instead of a walk of the whole tree.  None when a walk is
         needed after all (a folder was among them, or a path the walk would see
         differently)."""
+        if any(sig[3] for sig in sigs.values() if len(sig) == 4):
+            return None             # a link's target may have changed under another name
         out = dict(sigs)
         root = os.path.abspath(self.root)
         for path in paths:
@@ -320,12 +328,16 @@ class Library:
             refs = self.cache.get_records([self._good_key(rel) for rel in unknown])
             found = self.cache.get_records([k for k in refs.values() if isinstance(k, str)])
             for rel in unknown:
-                good = found.get(str(refs.get(self._good_key(rel))))
+                ref = refs.get(self._good_key(rel))
+                good = ref if isinstance(ref, Article) else found.get(str(ref))
                 if isinstance(good, Article) and self.site:
                     self._last_good[rel] = self._with_image(good, self.site)
 
     def _good_key(self, rel: str) -> str:
-        return _record_key(rel, "last good", self.site)  # type: ignore[arg-type]
+        """Where the last good version of `rel` is noted: by path alone, so it survives a
+        change of site settings and an upgrade of feedsvc (a record keyed by another
+        version of either is still found through the reference it holds)."""
+        return hashlib.sha256(f"last good\0{self.root}\0{rel}".encode()).hexdigest()
 
     def _parse(self, rel: str, sig: tuple) -> object:
         self.reads += 1

@@ -17,6 +17,9 @@ import os
 import pickle
 import threading
 import time
+from functools import partial
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 import pytz
 
@@ -24,12 +27,33 @@ from . import workers
 from .corpus import Corpus, Library
 from .http import CacheControl, Resource
 from .model import DataError
-from .publish import CODE_VERSION, Document, Publisher, decompress, document
+from .publish import Document, Publisher, decompress, document
 from .state import Cache, Validators
 
 log = logging.getLogger("feedsvc")
 NO_INOTIFY_POLL = 1.0       # seconds between scans when file events are unavailable
 CHECKPOINT_QUIET = 10.0     # seconds without changes before the checkpoint is rewritten
+
+
+def _version(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return ""
+
+
+def _checkpoint_version() -> str:
+    """Every module, template and library version that shapes what a checkpoint holds:
+    a restart after an upgrade rebuilds rather than resume another version's state."""
+    here = Path(__file__).parent
+    files = sorted([*here.glob("*.py"), *(here / "templates").iterdir()])
+    libs = [(name, _version(name)) for name in (
+        "feedgen", "PyYAML", "cmarkgfm", "lxml", "Jinja2", "MarkupSafe", "isal",
+        "python-slugify", "pytz")]
+    return hashlib.sha256(repr(([p.read_bytes() for p in files], libs)).encode()).hexdigest()
+
+
+CHECKPOINT_VERSION = _checkpoint_version()
 
 
 class Service:
@@ -75,10 +99,13 @@ class Service:
                 sigs = None
                 if paths is not None and self._sigs is not None and not force:
                     sigs = self.library.rescan(self._sigs, paths)
-                if sigs is None:
+                walked = sigs is None
+                if walked:
                     sigs = self.library.scan()
                 due = self._next_go_live is not None and now >= self._next_go_live
                 if not force and not due and sigs == self._sigs:
+                    if walked:
+                        self.library.walked_at = seen
                     self._restamp(now, seen)
                     return False
                 corpus = self.library.load(sigs)
@@ -92,15 +119,17 @@ class Service:
             when = dt.datetime.fromtimestamp(now, pytz.utc)
             documents = self.publisher.build(corpus, when, self.documents)
             self._sigs = sigs               # only once built: a failed build is tried again
+            if walked:
+                self.library.walked_at = seen
             nxt = corpus.next_go_live(when)
             self._next_go_live = nxt.timestamp() if nxt else None
             self.cache_control.next_change = self._next_go_live
             self.rebuilt = [p for p, d in documents.items() if self.documents.get(p) is not d]
             self.corpus, self.documents = corpus, documents
             self._dirty_since = self._dirty_since or time.monotonic()
-            if self.rebuilt:
-                self.cache.put_records({self._snapshot_key: {
-                    p: (d.recipe, d.content_type) for p, d in documents.items()}})
+            if self.rebuilt:                # queued after the documents it names
+                self.cache.later(partial(self.cache.put_records, {self._snapshot_key: {
+                    p: (d.recipe, d.content_type) for p, d in documents.items()}}))
             self._report(corpus.errors)
             self._restamp(now, seen)
             return bool(self.rebuilt)
@@ -120,17 +149,21 @@ class Service:
         try:
             if self._dirty_since is None or self.corpus is None:
                 return
-            state = {"code": CODE_VERSION, "library": self.library.state(),
-                     "corpus": self.corpus, "next_go_live": self._next_go_live,
-                     "documents": {p: (d.recipe, d.content_type, d.etag)
-                                   for p, d in self.documents.items()}}
+            blob = pickle.dumps({
+                "code": CHECKPOINT_VERSION, "library": self.library.state(),
+                "corpus": self.corpus, "next_go_live": self._next_go_live,
+                "documents": {p: (d.recipe, d.content_type, d.etag)
+                              for p, d in self.documents.items()}}, protocol=5)
             self._dirty_since = None
+            # the cache holds what a restart needs, and no more than that
+            recipes = {d.recipe for d in self.documents.values()}
+            self.cache.later(partial(self.cache.prune, "documents", recipes))
         finally:
             self._lock.release()
         tmp = f"{self._checkpoint_path}.{os.getpid()}.tmp"
         try:
             with open(tmp, "wb") as f:
-                pickle.dump(state, f, protocol=5)
+                f.write(blob)
             os.replace(tmp, self._checkpoint_path)
         except OSError as e:
             log.warning("cannot write the checkpoint %s (%s)", self._checkpoint_path, e)
@@ -154,16 +187,17 @@ class Service:
             except DataError:
                 return False
             due = state["next_go_live"] is not None and now >= state["next_go_live"]
-            if state["code"] != CODE_VERSION or due or not self.library.settled(sigs):
+            if state["code"] != CHECKPOINT_VERSION or due or not self.library.settled(sigs):
                 return False
             index = state["documents"]
-            stored = self.cache.get("docs", [recipe for recipe, _, _ in index.values()])
+            stored = self.cache.get("documents", [recipe for recipe, _, _ in index.values()])
             if any(recipe not in stored for recipe, _, _ in index.values()):
                 return False
             self.documents = {p: document(p, recipe, decompress(stored[recipe][0]), ctype,
                                           stored[recipe][0], etag)
                               for p, (recipe, ctype, etag) in index.items()}
             self.corpus, self._sigs = state["corpus"], sigs
+            self.library.walked_at = seen
             self._next_go_live = self.cache_control.next_change = state["next_go_live"]
             self._report(self.corpus.errors)
             self._restamp(now, seen)
@@ -179,7 +213,7 @@ class Service:
         snapshot = self.cache.get_records([self._snapshot_key]).get(self._snapshot_key)
         if not isinstance(snapshot, dict):
             return False
-        stored = self.cache.get("docs", [recipe for recipe, _ in snapshot.values()])
+        stored = self.cache.get("documents", [recipe for recipe, _ in snapshot.values()])
         if any(recipe not in stored for recipe, _ in snapshot.values()):
             return False
         self.documents = {p: document(p, recipe, decompress(stored[recipe][0]), ctype,
@@ -219,22 +253,25 @@ class Service:
         self._thread.start()
 
     def _run(self) -> None:
-        observer = self._observer or _observe(self.config["data_dir"], self._wake, self._events)
+        data_dir = self.config["data_dir"]
+        observer = self._observer or _observe(data_dir, self._wake, self._events)
+        watched = _inode(data_dir)
         while True:
-            # With inotify a rescan is only a safety net; without it, polling is all we have.
-            timeout = self.config["poll_seconds"] if observer else NO_INOTIFY_POLL
+            # With inotify a walk is only a safety net; without it, polling is all we have.
+            # It comes every `poll` seconds even while events keep waking the loop.
+            poll = self.config["poll_seconds"] if observer else NO_INOTIFY_POLL
+            timeout = max(0.01, poll - (time.monotonic() - self.library.walked_mono))
             if self._next_go_live is not None:
                 timeout = max(0.01, min(timeout, self._next_go_live - self.clock() + 0.01))
             if self._dirty_since is not None:
                 timeout = min(timeout, max(0.01, self._dirty_since + CHECKPOINT_QUIET
                                            - time.monotonic()))
-            woken = self._wake.wait(timeout)
-            if woken:
+            if self._wake.wait(timeout):
                 time.sleep(0.05)            # let a burst of saves settle into one refresh
                 self._wake.clear()
-            paths = self._events.take()     # woken by events: stat just those files; by the
-            if not woken or observer is None:   # timer: walk everything, the safety net
-                paths = None
+            paths = self._events.take()     # stat just the files events named, unless
+            if observer is None or time.monotonic() - self.library.walked_mono >= poll:
+                paths = None                # the safety walk is due
             try:
                 if not self.refresh(paths=paths) and self._dirty_since is not None and \
                         time.monotonic() >= self._dirty_since + CHECKPOINT_QUIET:
@@ -242,9 +279,20 @@ class Service:
             except Exception:               # never let the watcher die
                 log.exception("refresh failed; serving the previous version")
                 self._events.add(walk=True)
-            if observer is None or not observer.is_alive():
-                observer = _observe(self.config["data_dir"], self._wake, self._events)
+            inode = _inode(data_dir)        # a data directory replaced by another one sends
+            if observer is None or not observer.is_alive() or inode != watched:  # no events
+                if observer is not None:
+                    observer.stop()
+                observer = _observe(data_dir, self._wake, self._events)
+                watched = inode
                 self._events.add(walk=True)     # events may have been lost meanwhile
+
+
+def _inode(path: str) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None
 
 
 class _Events:

@@ -46,7 +46,8 @@ PARALLEL_FEEDS = 40     # scopes whose feeds must be made before a build uses ev
 _templates = jinja2.Environment(
     loader=jinja2.PackageLoader("feedsvc", "templates"),
     autoescape=jinja2.select_autoescape(("html", "xml", "opml")),
-    trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+    auto_reload=False)      # package files: no stat of the template on every render
 
 
 def feed_title(site: Site, scope: Scope) -> str:
@@ -220,10 +221,12 @@ class Publisher:
         recipes["feeds.opml"] = (outline, OPML_TYPE)
         pages["feeds.opml"] = partial(_render, "feeds.opml", site=site, scopes=scopes)
 
+        if not previous or len(self._items) > 2 * len(corpus.articles) + 1000:
+            self._items = {}                    # listing lines of articles long gone
         out = {p: previous[p] for p, (r, _) in recipes.items()
                if p in previous and previous[p].recipe == r}
         todo = [p for p in sorted(recipes) if p not in out]
-        stored = self.cache.get("docs", [recipes[p][0] for p in todo])
+        stored = self.cache.get("documents", [recipes[p][0] for p in todo])
         missing = [p for p in todo if recipes[p][0] not in stored]
         new_feeds = [p for p in missing if p in feed_of]
         # The bodies render on every core while this process renders the pages ...
@@ -238,12 +241,16 @@ class Publisher:
             groups.setdefault(feed_of[p][0].feed_base, []).append(p)
         uses = Counter(self._body_key(site, a) for paths in groups.values()
                        for a in feed_of[paths[0]][1])
+        partial_feeds: set[str] = set()
 
         def jobs() -> Iterator[list[tuple[feeds.Feed, str]]]:
             for paths in groups.values():
                 scope, top, _ = feed_of[paths[0]]
-                bodies = {a.path: rendered.get(self._body_key(site, a), ("", a.summary))
-                          for a in top}
+                bodies = {a.path: rendered[self._body_key(site, a)] for a in top
+                          if self._body_key(site, a) in rendered}
+                if len(bodies) < len(top):      # a file changed under us: its reload comes
+                    partial_feeds.update(recipes[p][0] for p in paths)   # next; not cached
+                    bodies = {a.path: bodies.get(a.path, ("", a.summary)) for a in top}
                 yield [(self._feed(corpus, scope, top, feed_of[p][2], updated_all, bodies),
                         feed_of[p][2]) for p in paths]
                 for a in top:
@@ -264,8 +271,8 @@ class Publisher:
                               strict=True))
             unpacked = dict(zip(stored, pool.map(decompress, [gz for gz, in stored.values()]),
                                 strict=True))
-        self.cache.later(partial(self.cache.put, "docs",
-                                 {recipe: (gz,) for recipe, gz in packed.items()}))
+        self.cache.later(partial(self.cache.put, "documents", {
+            recipe: (gz,) for recipe, gz in packed.items() if recipe not in partial_feeds}))
         for path in todo:
             recipe, ctype = recipes[path]
             if recipe in made:
@@ -281,7 +288,7 @@ class Publisher:
 
     def _forget(self, site: Site, recipes: dict, feed_of: dict) -> None:
         used = {self._body_key(site, a) for _, top, _ in feed_of.values() for a in top}
-        self.cache.later(partial(self.cache.prune, "docs", {r for r, _ in recipes.values()}))
+        self.cache.later(partial(self.cache.prune, "documents", {r for r, _ in recipes.values()}))
         self.cache.later(partial(self.cache.prune, "html", used))
 
     def _feed(self, corpus: Corpus, scope: Scope, top: list[Article], fmt: str,
@@ -320,14 +327,13 @@ class Publisher:
     def _listing(self, site: Site, articles: list[Article]) -> Markup:
         """The <li> lines of a list of articles.  Each line is rendered once and kept: an
         article is listed on the index, its categories' and its authors' pages."""
-        if len(self._items) > 4 * len(articles) + 20000:
-            self._items = {}
+        item = _templates.get_template("_item.html")
         lines = []
         for a in articles:
-            key = (site.base_url, a.slug, a.title, a.published)
+            key = (site.base_url, a.slug, a.title, a.published.isoformat())
             line = self._items.get(key)
             if line is None:
-                html = _templates.get_template("_item.html").render(site=site, a=a)
+                html = item.render(site=site, a=a)
                 line = self._items[key] = Markup(html)  # noqa: S704 - autoescaped output
             lines.append(line)
         return Markup("\n").join(lines)

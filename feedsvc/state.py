@@ -20,7 +20,8 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 
 def _connect(state_dir: str | None, name: str) -> sqlite3.Connection:
@@ -102,28 +103,30 @@ class Cache:
 
     TABLES = {"records": "key TEXT PRIMARY KEY, value BLOB",
               "html": "key TEXT PRIMARY KEY, html TEXT, summary TEXT",
-              "docs": "key TEXT PRIMARY KEY, gz BLOB"}   # identity = gunzip(gz)
-    SCHEMA = 3              # bump when TABLES change: an older cache is dropped, not misread
+              "documents": "key TEXT PRIMARY KEY, gz BLOB"}   # identity = gunzip(gz)
+    # A table whose layout changes gets a new name; the old one is dropped, never misread.
+    RETIRED = ("docs",)     # (key, body, gz) until the identity bytes were left out
 
     def __init__(self, state_dir: str | None):
         self._lock = threading.Lock()
         self._db = _connect(state_dir, "cache.sqlite")
         self._db.execute("BEGIN IMMEDIATE")
-        if self._db.execute("PRAGMA user_version").fetchone()[0] != self.SCHEMA:
-            for table in self.TABLES:
-                self._db.execute(f"DROP TABLE IF EXISTS {table}")
-            self._db.execute(f"PRAGMA user_version = {self.SCHEMA}")
+        for table in self.RETIRED:
+            self._db.execute(f"DROP TABLE IF EXISTS {table}")
         for table, columns in self.TABLES.items():
             self._db.execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns})")
         self._db.execute("COMMIT")
         self.renders = 0                    # bodies rendered, for tests and bench
         self._pending: queue.Queue[Callable[[], None]] = queue.Queue()
         self._writer: threading.Thread | None = None
+        self._closed = False
 
     def later(self, write: Callable[[], None]) -> None:
         """Run `write` (a put or prune) in this cache's writer thread, in order: SQLite lets
         go of the GIL while it writes, so a build goes on meanwhile.  Every read waits for
         the writes queued before it; exit waits for all of them."""
+        if self._closed:
+            return
         if self._writer is None:
             self._writer = threading.Thread(target=self._write, name="feedsvc-cache",
                                             daemon=True)
@@ -140,7 +143,7 @@ class Cache:
             write = self._pending.get()
             try:
                 write()
-            except sqlite3.Error as e:      # a cache that cannot be written costs speed only
+            except Exception as e:          # a cache that cannot be written costs speed only
                 logging.getLogger("feedsvc").warning("cache write failed: %s", e)
             finally:
                 self._pending.task_done()
@@ -161,22 +164,31 @@ class Cache:
         if not rows:
             return
         width = len(self.TABLES[table].split(","))
-        with self._lock:
-            self._db.execute("BEGIN")
+        with self._lock, self._transaction():
             self._db.executemany(
                 f"INSERT OR REPLACE INTO {table} VALUES ({','.join('?' * width)})",  # noqa: S608
                 [(k, *v) for k, v in rows.items()])
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """BEGIN ... COMMIT, rolled back on any error: a failed write (a busy or full
+        disk) must not leave the connection inside a transaction for the next one."""
+        self._db.execute("BEGIN")
+        try:
+            yield
             self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
 
     def delete(self, table: str, keys: list[str]) -> None:
         if not keys:
             return
         self.flush()
-        with self._lock:
-            self._db.execute("BEGIN")
+        with self._lock, self._transaction():
             self._db.executemany(f"DELETE FROM {table} WHERE key = ?",  # noqa: S608
                                  [(k,) for k in keys])
-            self._db.execute("COMMIT")
 
     def get_records(self, keys: list[str]) -> dict[str, object]:
         return {k: pickle.loads(v[0]) for k, v in self.get("records", keys).items()}  # noqa: S301
@@ -189,14 +201,13 @@ class Cache:
 
     def prune(self, table: str, keep: set[str]) -> None:
         """Delete the entries of `table` not in `keep` (called after a full build)."""
-        with self._lock:
-            self._db.execute("BEGIN")
+        with self._lock, self._transaction():
             self._db.execute("CREATE TEMP TABLE IF NOT EXISTS keep (key TEXT PRIMARY KEY)")
             self._db.execute("DELETE FROM keep")
             self._db.executemany("INSERT OR IGNORE INTO keep VALUES (?)", [(k,) for k in keep])
             self._db.execute(f"DELETE FROM {table} WHERE key NOT IN (SELECT key FROM keep)")  # noqa: S608
-            self._db.execute("COMMIT")
 
     def close(self) -> None:
         self.flush()
+        self._closed = True
         self._db.close()

@@ -118,3 +118,25 @@ def test_a_save_is_picked_up_from_its_file_event_without_walking_the_tree(site, 
         assert time.monotonic() < deadline + 5, "the new folder's file never arrived"
         time.sleep(0.02)
     assert service.library.walks > walks
+
+
+def test_a_file_saved_just_before_the_checkpoint_and_deleted_while_down_is_gone(data, start):
+    data.article("old", title="Old", date="2024-10-20T13:00:00")
+    settle(data)
+    data.article("fresh", title="Saved a moment ago", date="2024-10-21T13:00:00")
+    first = start(data)
+    first.checkpoint()              # "fresh" is too new for its signature to be trusted
+    data.remove("articles/fresh.md")
+    again = start(data)
+    assert [a.title for a in again.corpus.articles] == ["Old"]
+    assert "Saved a moment ago" not in again.documents["feeds/all.atom"].body.decode()
+
+
+def test_a_listing_line_follows_a_new_time_zone_of_the_same_instant(data, start):
+    data.article("a", title="A", date="2024-10-21T12:00:00+01:00")
+    service = start(data)
+    assert "2024-10-21T12:00:00+01:00" in service.documents[""].body.decode()
+    data.article("a", title="A", date="2024-10-21T11:00:00+00:00")   # same instant
+    service.refresh()
+    page = service.documents[""].body.decode()
+    assert "2024-10-21T11:00:00+00:00" in page and "+01:00" not in page

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import feedparser
+import pytest
 
 from feedsvc import content
 
@@ -33,3 +34,12 @@ def test_editing_an_image_updates_the_enclosure_length(make_app, data):
     (data.root / "media" / "p.png").write_bytes(b"\x89PNG" + b"0" * 996)
     service.refresh()
     assert b'length="1000"' in client.get("/feeds/all.rss").data
+
+
+@pytest.mark.parametrize("body", ["<html>", "<!DOCTYPE html>", "<html>\n\nText after [a](x)."])
+def test_document_level_markup_in_a_body_renders(body):
+    """lxml refuses a fragment that is only `<html>`: such a body once stopped every build."""
+    html, _ = content.render((body, "https://x.test/articles/a/", ""))
+    assert "<html" not in html.lower() and "doctype" not in html.lower()
+    if "[a](x)" in body:
+        assert 'href="https://x.test/articles/a/x"' in html

@@ -38,8 +38,10 @@ def test_a_cache_of_an_older_layout_is_dropped_not_misread(tmp_path):
     old.commit()
     old.close()
     cache = Cache(str(tmp_path))
-    assert cache.get("docs", ["r"]) == {}
-    cache.put("docs", {"r": (b"gz",)})
-    assert cache.get("docs", ["r"]) == {"r": (b"gz",)}
+    assert "docs" not in {name for name, in sqlite3.connect(tmp_path / "cache.sqlite").execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert cache.get("documents", ["r"]) == {}
+    cache.put("documents", {"r": (b"gz",)})
+    assert cache.get("documents", ["r"]) == {"r": (b"gz",)}
     cache.close()
-    assert Cache(str(tmp_path)).get("docs", ["r"]) == {"r": (b"gz",)}   # same layout: kept
+    assert Cache(str(tmp_path)).get("documents", ["r"]) == {"r": (b"gz",)}   # same layout: kept
