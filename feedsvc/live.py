@@ -157,7 +157,9 @@ class Service:
             self._dirty_since = None
             # the cache holds what a restart needs, and no more than that
             recipes = {d.recipe for d in self.documents.values()}
+            bodies = {self.publisher.body_key(self.corpus.site, a) for a in self.corpus.articles}
             self.cache.later(partial(self.cache.prune, "documents", recipes))
+            self.cache.later(partial(self.cache.prune, "html", bodies))
         finally:
             self._lock.release()
         tmp = f"{self._checkpoint_path}.{os.getpid()}.tmp"

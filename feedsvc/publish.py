@@ -239,22 +239,22 @@ class Publisher:
         groups: dict[str, list[str]] = {}
         for p in new_feeds:
             groups.setdefault(feed_of[p][0].feed_base, []).append(p)
-        uses = Counter(self._body_key(site, a) for paths in groups.values()
+        uses = Counter(self.body_key(site, a) for paths in groups.values()
                        for a in feed_of[paths[0]][1])
         partial_feeds: set[str] = set()
 
         def jobs() -> Iterator[list[tuple[feeds.Feed, str]]]:
             for paths in groups.values():
                 scope, top, _ = feed_of[paths[0]]
-                bodies = {a.path: rendered[self._body_key(site, a)] for a in top
-                          if self._body_key(site, a) in rendered}
+                bodies = {a.path: rendered[self.body_key(site, a)] for a in top
+                          if self.body_key(site, a) in rendered}
                 if len(bodies) < len(top):      # a file changed under us: its reload comes
                     partial_feeds.update(recipes[p][0] for p in paths)   # next; not cached
                     bodies = {a.path: bodies.get(a.path, ("", a.summary)) for a in top}
                 yield [(self._feed(corpus, scope, top, feed_of[p][2], updated_all, bodies),
                         feed_of[p][2]) for p in paths]
                 for a in top:
-                    key = self._body_key(site, a)
+                    key = self.body_key(site, a)
                     uses[key] -= 1
                     if not uses[key]:
                         rendered.pop(key, None)
@@ -283,11 +283,11 @@ class Publisher:
             self._forget(site, recipes, feed_of)
         return dict(sorted(out.items()))
 
-    def _body_key(self, site: Site, article: Article) -> str:
+    def body_key(self, site: Site, article: Article) -> str:
         return content.body_key(article.digest, self.page_url(site, article))
 
     def _forget(self, site: Site, recipes: dict, feed_of: dict) -> None:
-        used = {self._body_key(site, a) for _, top, _ in feed_of.values() for a in top}
+        used = {self.body_key(site, a) for _, top, _ in feed_of.values() for a in top}
         self.cache.later(partial(self.cache.prune, "documents", {r for r, _ in recipes.values()}))
         self.cache.later(partial(self.cache.prune, "html", used))
 
