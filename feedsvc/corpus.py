@@ -15,7 +15,7 @@ import stat
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 
 from . import loader, names, workers
@@ -239,8 +239,9 @@ class Library:
         self._recall_last_good(changed)
         corpus = self._assemble(self.site)
         if self.cache and self._good_changed:       # a restart must remember them too:
-            self.cache.put_records({self._good_key(rel): _record_key(rel, a.digest, self.site)
-                                    for rel, a in self._good_changed.items()})  # by reference
+            self.cache.later(partial(self.cache.put_records, {  # by reference, queued
+                self._good_key(rel): _record_key(rel, a.digest, self.site)
+                for rel, a in self._good_changed.items()}))
         self._good_changed = {}
         corpus.errors[:0] = self.scan_errors
         if self._site_error:
@@ -299,8 +300,8 @@ class Library:
                 fresh[_record_key(rel, digest, site)] = made
             else:
                 out[rel] = made
-        if self.cache:
-            self.cache.put_pickled(fresh)
+        if self.cache:              # written while the build goes on
+            self.cache.later(partial(self.cache.put_pickled, fresh))
         return out
 
     def _with_image(self, article: Article, site: Site) -> Article:
