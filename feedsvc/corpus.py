@@ -15,7 +15,7 @@ import stat
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from functools import lru_cache, partial
+from functools import lru_cache
 from pathlib import Path
 
 from . import loader, names, workers
@@ -239,9 +239,9 @@ class Library:
         self._recall_last_good(changed)
         corpus = self._assemble(self.site)
         if self.cache and self._good_changed:       # a restart must remember them too:
-            self.cache.later(partial(self.cache.put_records, {  # by reference, queued
+            self.cache.put_records_later({  # by reference
                 self._good_key(rel): _record_key(rel, a.digest, self.site)
-                for rel, a in self._good_changed.items()}))
+                for rel, a in self._good_changed.items()})
         self._good_changed = {}
         corpus.errors[:0] = self.scan_errors
         if self._site_error:
@@ -301,7 +301,7 @@ class Library:
             else:
                 out[rel] = made
         if self.cache:              # written while the build goes on
-            self.cache.later(partial(self.cache.put_pickled, fresh))
+            self.cache.put_pickled_later(fresh)
         return out
 
     def _with_image(self, article: Article, site: Site) -> Article:

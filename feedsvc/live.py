@@ -17,7 +17,6 @@ import os
 import pickle
 import threading
 import time
-from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -128,8 +127,8 @@ class Service:
             self.corpus, self.documents = corpus, documents
             self._dirty_since = self._dirty_since or time.monotonic()
             if self.rebuilt:                # queued after the documents it names
-                self.cache.later(partial(self.cache.put_records, {self._snapshot_key: {
-                    p: (d.recipe, d.content_type) for p, d in documents.items()}}))
+                self.cache.put_records_later({self._snapshot_key: {
+                    p: (d.recipe, d.content_type) for p, d in documents.items()}})
             self._report(corpus.errors)
             self._restamp(now, seen)
             return bool(self.rebuilt)
@@ -158,8 +157,8 @@ class Service:
             # the cache holds what a restart needs, and no more than that
             recipes = {d.recipe for d in self.documents.values()}
             bodies = {self.publisher.body_key(self.corpus.site, a) for a in self.corpus.articles}
-            self.cache.later(partial(self.cache.prune, "documents", recipes))
-            self.cache.later(partial(self.cache.prune, "html", bodies))
+            self.cache.prune_later("documents", recipes)
+            self.cache.prune_later("html", bodies)
         finally:
             self._lock.release()
         tmp = f"{self._checkpoint_path}.{os.getpid()}.tmp"

@@ -165,7 +165,7 @@ class Publisher:
         def finish() -> dict[str, tuple[str, str]]:
             fresh = {k: v for k, v in zip(jobs, rendering(), strict=True) if v is not None}
             self.cache.renders += len(fresh)
-            self.cache.later(partial(self.cache.put, "html", fresh))
+            self.cache.put_later("html", fresh)
             known.update(fresh)
             return known
         return finish
@@ -271,8 +271,8 @@ class Publisher:
                               strict=True))
             unpacked = dict(zip(stored, pool.map(decompress, [gz for gz, in stored.values()]),
                                 strict=True))
-        self.cache.later(partial(self.cache.put, "documents", {
-            recipe: (gz,) for recipe, gz in packed.items() if recipe not in partial_feeds}))
+        self.cache.put_later("documents", {
+            recipe: (gz,) for recipe, gz in packed.items() if recipe not in partial_feeds})
         for path in todo:
             recipe, ctype = recipes[path]
             if recipe in made:
@@ -288,8 +288,8 @@ class Publisher:
 
     def _forget(self, site: Site, recipes: dict, feed_of: dict) -> None:
         used = {self.body_key(site, a) for _, top, _ in feed_of.values() for a in top}
-        self.cache.later(partial(self.cache.prune, "documents", {r for r, _ in recipes.values()}))
-        self.cache.later(partial(self.cache.prune, "html", used))
+        self.cache.prune_later("documents", {r for r, _ in recipes.values()})
+        self.cache.prune_later("html", used)
 
     def _feed(self, corpus: Corpus, scope: Scope, top: list[Article], fmt: str,
               updated_all: dt.datetime, bodies: dict[str, tuple[str, str]]) -> feeds.Feed:

@@ -20,8 +20,10 @@ import queue
 import sqlite3
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 
 
 def _connect(state_dir: str | None, name: str) -> sqlite3.Connection:
@@ -117,14 +119,28 @@ class Cache:
             self._db.execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns})")
         self._db.execute("COMMIT")
         self.renders = 0                    # bodies rendered, for tests and bench
-        self._pending: queue.Queue[Callable[[], None]] = queue.Queue()
+        self._pending: queue.Queue[tuple[str, Callable[[], None]]] = queue.Queue()
+        self._queued: Counter[str] = Counter()      # writes waiting, per table
+        self._done = threading.Condition()
         self._writer: threading.Thread | None = None
         self._closed = False
 
-    def later(self, write: Callable[[], None]) -> None:
-        """Run `write` (a put or prune) in this cache's writer thread, in order: SQLite lets
-        go of the GIL while it writes, so a build goes on meanwhile.  Every read waits for
-        the writes queued before it; exit waits for all of them."""
+    def put_later(self, table: str, rows: dict[str, tuple]) -> None:
+        """`put`, in this cache's writer thread: SQLite lets go of the GIL while it writes,
+        so a build goes on meanwhile.  Writes run in order; a read of a table waits for
+        the writes queued to it before; exit waits for all of them."""
+        self._queue(table, partial(self.put, table, rows))
+
+    def prune_later(self, table: str, keep: set[str]) -> None:
+        self._queue(table, partial(self.prune, table, keep))
+
+    def put_records_later(self, records: dict[str, object]) -> None:
+        self._queue("records", partial(self.put_records, records))
+
+    def put_pickled_later(self, blobs: dict[str, bytes]) -> None:
+        self._queue("records", partial(self.put_pickled, blobs))
+
+    def _queue(self, table: str, write: Callable[[], None]) -> None:
         if self._closed:
             return
         if self._writer is None:
@@ -132,24 +148,32 @@ class Cache:
                                             daemon=True)
             self._writer.start()
             atexit.register(self.flush)
-        self._pending.put(write)
+        with self._done:
+            self._queued[table] += 1
+        self._pending.put((table, write))
 
-    def flush(self) -> None:
-        if self._writer is not None:
-            self._pending.join()
+    def flush(self, table: str | None = None) -> None:
+        """Wait for the queued writes (to `table`, or all)."""
+        if self._writer is None:
+            return
+        with self._done:
+            self._done.wait_for(lambda: not (self._queued[table] if table
+                                             else sum(self._queued.values())))
 
     def _write(self) -> None:
         while True:
-            write = self._pending.get()
+            table, write = self._pending.get()
             try:
                 write()
             except Exception as e:          # a cache that cannot be written costs speed only
                 logging.getLogger("feedsvc").warning("cache write failed: %s", e)
             finally:
-                self._pending.task_done()
+                with self._done:
+                    self._queued[table] -= 1
+                    self._done.notify_all()
 
     def get(self, table: str, keys: list[str]) -> dict[str, tuple]:
-        self.flush()
+        self.flush(table)
         out: dict[str, tuple] = {}
         with self._lock:
             for i in range(0, len(keys), 500):
@@ -185,7 +209,7 @@ class Cache:
     def delete(self, table: str, keys: list[str]) -> None:
         if not keys:
             return
-        self.flush()
+        self.flush(table)
         with self._lock, self._transaction():
             self._db.executemany(f"DELETE FROM {table} WHERE key = ?",  # noqa: S608
                                  [(k,) for k in keys])
