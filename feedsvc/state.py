@@ -118,6 +118,9 @@ class Cache:
         for table, columns in self.TABLES.items():
             self._db.execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns})")
         self._db.execute("COMMIT")
+        # reads have their own connection: in WAL mode they go on while a write commits
+        self._reader = _connect(state_dir, "cache.sqlite") if state_dir else self._db
+        self._read_lock = threading.Lock() if state_dir else self._lock
         self.renders = 0                    # bodies rendered, for tests and bench
         self._pending: queue.Queue[tuple[str, Callable[[], None]]] = queue.Queue()
         self._queued: Counter[str] = Counter()      # writes waiting, per table
@@ -175,11 +178,11 @@ class Cache:
     def get(self, table: str, keys: list[str]) -> dict[str, tuple]:
         self.flush(table)
         out: dict[str, tuple] = {}
-        with self._lock:
+        with self._read_lock:
             for i in range(0, len(keys), 500):
                 chunk = keys[i:i + 500]
                 marks = ",".join("?" * len(chunk))
-                for row in self._db.execute(
+                for row in self._reader.execute(
                         f"SELECT * FROM {table} WHERE key IN ({marks})", chunk):  # noqa: S608
                     out[row[0]] = tuple(row[1:])
         return out
@@ -234,4 +237,6 @@ class Cache:
     def close(self) -> None:
         self.flush()
         self._closed = True
+        if self._reader is not self._db:
+            self._reader.close()
         self._db.close()
