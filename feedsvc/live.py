@@ -61,8 +61,7 @@ class Service:
         self.clock = clock
         os.makedirs(config["state_dir"], exist_ok=True)
         self.cache = Cache(config["state_dir"])
-        self.library = Library(config["data_dir"], base_url=config["base_url"],
-                               max_file_bytes=config["max_file_bytes"], cache=self.cache)
+        self.library = self._new_library()
         self.publisher = Publisher(self.cache)
         self.validators = Validators(config["state_dir"])
         self.cache_control = CacheControl(config["max_age"])
@@ -86,6 +85,11 @@ class Service:
         if not self._resume():
             self.refresh(force=True)
         atexit.register(self.checkpoint)
+
+    def _new_library(self) -> Library:
+        config = self.config
+        return Library(config["data_dir"], base_url=config["base_url"],
+                       max_file_bytes=config["max_file_bytes"], cache=self.cache)
 
     # -- loading ----------------------------------------------------------------
     def refresh(self, force: bool = False, paths: set[str] | None = None) -> bool:
@@ -177,9 +181,17 @@ class Service:
         try:
             with open(self._checkpoint_path, "rb") as f:
                 state = pickle.load(f)  # noqa: S301 - our own state directory
-        except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError):
+            if not isinstance(state, dict) or state.get("code") != CHECKPOINT_VERSION:
+                return False            # another version of feedsvc wrote it: start afresh
+            return self._resume_from(state)
+        except Exception:               # damaged: it costs a full start, nothing else
+            log.warning("ignoring the checkpoint %s", self._checkpoint_path, exc_info=True)
+            self.library = self._new_library()      # forget whatever it half adopted
+            self.documents, self.corpus, self._sigs = {}, None, None
             return False
-        if not isinstance(state, dict) or not self.library.adopt(state["library"]):
+
+    def _resume_from(self, state: dict) -> bool:
+        if not self.library.adopt(state["library"]):
             return False
         with self._lock:
             now, seen = self.clock(), time.time()
@@ -188,7 +200,7 @@ class Service:
             except DataError:
                 return False
             due = state["next_go_live"] is not None and now >= state["next_go_live"]
-            if state["code"] != CHECKPOINT_VERSION or due or not self.library.settled(sigs):
+            if due or not self.library.settled(sigs):
                 return False
             index = state["documents"]
             stored = self.cache.get("documents", [recipe for recipe, _, _ in index.values()])

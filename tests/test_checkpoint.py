@@ -140,3 +140,21 @@ def test_a_listing_line_follows_a_new_time_zone_of_the_same_instant(data, start)
     service.refresh()
     page = service.documents[""].body.decode()
     assert "2024-10-21T11:00:00+00:00" in page and "+01:00" not in page
+
+
+def test_a_checkpoint_that_cannot_be_used_costs_a_full_start_only(site, start):
+    import pickle
+
+    from feedsvc.live import CHECKPOINT_VERSION
+
+    first = start(site)
+    first.checkpoint()
+    with open(first._checkpoint_path, "rb") as f:
+        state = pickle.load(f)
+    del state["library"]["walked_at"]           # e.g. written by another layout
+    with open(first._checkpoint_path, "wb") as f:
+        pickle.dump({**state, "code": CHECKPOINT_VERSION}, f)
+    again = start(site)
+    assert again.library.reads > 0
+    assert {p: d.body for p, d in again.documents.items()} == \
+        {p: d.body for p, d in first.documents.items()}
