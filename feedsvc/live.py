@@ -181,10 +181,16 @@ class Service:
         try:
             with open(self._checkpoint_path, "rb") as f:
                 state = pickle.load(f)  # noqa: S301 - our own state directory
+        except FileNotFoundError:           # the first start with this state directory
+            return False
+        except Exception:                   # damaged: it costs a full start, nothing else
+            log.warning("ignoring the unreadable checkpoint %s", self._checkpoint_path)
+            return False
+        try:
             if not isinstance(state, dict) or state.get("code") != CHECKPOINT_VERSION:
                 return False            # another version of feedsvc wrote it: start afresh
             return self._resume_from(state)
-        except Exception:               # damaged: it costs a full start, nothing else
+        except Exception:               # inconsistent: as costly, and as harmless
             log.warning("ignoring the checkpoint %s", self._checkpoint_path, exc_info=True)
             self.library = self._new_library()      # forget whatever it half adopted
             self.documents, self.corpus, self._sigs = {}, None, None
