@@ -25,6 +25,7 @@ from .state import Cache
 
 SITE_FILE = "site.yml"
 PARALLEL_PARSE = 1000        # files to parse before a load uses every core
+RACY_SECONDS = 3.0           # a file this much younger than a load is read again next time
 
 
 @dataclass
@@ -83,6 +84,7 @@ class Library:
         self.reads = 0                                  # files (re)parsed, for tests and bench
         self.walks = 0                                  # full scans, for tests and bench
         self.walked_at = 0.0    # when the walk that saw every loaded signature started
+        self.racy: set[str] = set()     # files too recent for their signature to be trusted
         self.walked_mono = 0.0  # when the last walk started (monotonic clock)
 
     # -- resuming ---------------------------------------------------------------
@@ -203,7 +205,9 @@ class Library:
     def load(self, sigs: dict[str, tuple] | None = None) -> Corpus:
         """Re-read changed files and return the corpus they make now."""
         sigs = self.scan() if sigs is None else sigs
-        changed = [rel for rel, sig in sigs.items() if self._sigs.get(rel) != sig]
+        started = time.time()
+        changed = [rel for rel, sig in sigs.items()
+                   if self._sigs.get(rel) != sig or rel in self.racy]
         site_changed = SITE_FILE in changed or SITE_FILE not in sigs or self.site is None
         gone = sorted(set(self._sigs) - set(sigs))
         for rel in gone:
@@ -211,14 +215,14 @@ class Library:
             self._last_good.pop(rel, None)
         if self.cache and self.site and gone:       # deleted: nothing to fall back on
             self.cache.delete("records", [self._good_key(rel) for rel in gone])
-        self._sigs = dict(sigs)
 
         if site_changed:
             try:
                 text, _ = loader.read_text(self.root, SITE_FILE, self.max_file_bytes)
-                self.site = loader.parse_site(SITE_FILE, text, self.base_url)
+                site = loader.parse_site(SITE_FILE, text, self.base_url)
                 self._site_error = None
-                changed = sorted(sigs)      # dates and ids depend on the site settings
+                if site != self.site:       # dates and ids depend on the site settings
+                    self.site, changed = site, sorted(sigs)
             except DataError as e:
                 self._site_error = e        # reported on every load until site.yml is fixed
                 if self.site is None:
@@ -238,6 +242,14 @@ class Library:
                         store[rel] = self._with_image(rec, self.site)
         self._recall_last_good(changed)
         corpus = self._assemble(self.site)
+        # Only now: a load that fails half-way must see these files as changed next time.
+        self._sigs = dict(sigs)
+        # A file modified within a few seconds of being read may change again within its
+        # timestamp's resolution (coarse on network file systems) without its signature
+        # changing: it is read again on the next loads until it is older than that.
+        recent = (started - RACY_SECONDS) * 1e9
+        self.racy = {rel for rel, sig in sigs.items()
+                     if isinstance(sig[0], int) and sig[0] >= recent}
         if self.cache and self._good_changed:       # a restart must remember them too:
             self.cache.put_records_later({  # by reference
                 self._good_key(rel): _record_key(rel, a.digest, self.site)

@@ -79,6 +79,8 @@ class Service:
         self._observer = None
         self._events = _Events()
         self._dirty_since: float | None = None  # changed since the checkpoint was written
+        self._failures = 0                      # refreshes that raised, in a row
+        self._stopped = False
         if config["watch"]:             # watch first, so no save between scan and watch is lost
             self._observer = _observe(config["data_dir"], self._wake, self._events)
         self._events.take()             # from here on, events name what the first scan missed
@@ -106,7 +108,8 @@ class Service:
                 if walked:
                     sigs = self.library.scan()
                 due = self._next_go_live is not None and now >= self._next_go_live
-                if not force and not due and sigs == self._sigs:
+                if not force and not due and sigs == self._sigs and not self.library.racy \
+                        and not self.publisher.partial:
                     if walked:
                         self.library.walked_at = seen
                     self._restamp(now, seen)
@@ -271,11 +274,23 @@ class Service:
         self._thread = threading.Thread(target=self._run, name="feedsvc-watch", daemon=True)
         self._thread.start()
 
+    def close(self) -> None:
+        """Stop watching, write the checkpoint, and close the state (tests, embedding)."""
+        self._stopped = True
+        self._wake.set()
+        if self._thread:
+            self._thread.join(timeout=10)
+        if self._observer is not None:
+            self._observer.stop()
+        self.checkpoint()
+        self.cache.close()
+        self.validators.close()
+
     def _run(self) -> None:
         data_dir = self.config["data_dir"]
         observer = self._observer or _observe(data_dir, self._wake, self._events)
         watched = _inode(data_dir)
-        while True:
+        while not self._stopped:
             # With inotify a walk is only a safety net; without it, polling is all we have.
             # It comes every `poll` seconds even while events keep waking the loop.
             poll = self.config["poll_seconds"] if observer else NO_INOTIFY_POLL
@@ -285,9 +300,17 @@ class Service:
             if self._dirty_since is not None:
                 timeout = min(timeout, max(0.01, self._dirty_since + CHECKPOINT_QUIET
                                            - time.monotonic()))
+            if self.library.racy or self.publisher.partial:
+                timeout = min(timeout, 1.0)     # read those again until they are settled
+            if self._failures or self._sigs is None:
+                # a build that keeps failing, or data that cannot be read: no deadline
+                # (a scheduled article, the checkpoint) may make the loop spin on it
+                timeout = max(timeout, min(30.0, 0.5 * 2 ** self._failures), NO_INOTIFY_POLL)
             if self._wake.wait(timeout):
                 time.sleep(0.05)            # let a burst of saves settle into one refresh
                 self._wake.clear()
+            if self._stopped:
+                break
             paths = self._events.take()     # stat just the files events named, unless
             if observer is None or time.monotonic() - self.library.walked_mono >= poll:
                 paths = None                # the safety walk is due
@@ -295,14 +318,16 @@ class Service:
                 if not self.refresh(paths=paths) and self._dirty_since is not None and \
                         time.monotonic() >= self._dirty_since + CHECKPOINT_QUIET:
                     self.checkpoint()
+                self._failures = 0
             except Exception:               # never let the watcher die
                 log.exception("refresh failed; serving the previous version")
+                self._failures += 1
                 self._events.add(walk=True)
             inode = _inode(data_dir)        # a data directory replaced by another one sends
             if observer is None or not observer.is_alive() or inode != watched:  # no events
                 if observer is not None:
                     observer.stop()
-                observer = _observe(data_dir, self._wake, self._events)
+                observer = self._observer = _observe(data_dir, self._wake, self._events)
                 watched = inode
                 self._events.add(walk=True)     # events may have been lost meanwhile
 

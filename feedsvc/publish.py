@@ -137,6 +137,8 @@ class Publisher:
     def __init__(self, cache: Cache | None = None):
         self.cache = cache or Cache(None)
         self._items: dict[tuple, Markup] = {}     # listing lines by what they show
+        # feeds made while a file changed under us, a body missing: never reused as they are
+        self.partial: set[str] = set()
 
     # -- article bodies -----------------------------------------------------
     def page_url(self, site: Site, article: Article) -> str:
@@ -224,7 +226,7 @@ class Publisher:
         if not previous or len(self._items) > 2 * len(corpus.articles) + 1000:
             self._items = {}                    # listing lines of articles long gone
         out = {p: previous[p] for p, (r, _) in recipes.items()
-               if p in previous and previous[p].recipe == r}
+               if p in previous and previous[p].recipe == r and r not in self.partial}
         todo = [p for p in sorted(recipes) if p not in out]
         stored = self.cache.get("documents", [recipes[p][0] for p in todo])
         missing = [p for p in todo if recipes[p][0] not in stored]
@@ -273,6 +275,7 @@ class Publisher:
                                 strict=True))
         self.cache.put_later("documents", {
             recipe: (gz,) for recipe, gz in packed.items() if recipe not in partial_feeds})
+        self.partial = partial_feeds
         for path in todo:
             recipe, ctype = recipes[path]
             if recipe in made:
@@ -280,14 +283,14 @@ class Publisher:
             else:
                 out[path] = document(path, recipe, unpacked[recipe], ctype, stored[recipe][0])
         if not previous:                  # a full build knows everything still in use
-            self._forget(site, recipes, feed_of)
+            self._forget(corpus, recipes)
         return dict(sorted(out.items()))
 
     def body_key(self, site: Site, article: Article) -> str:
         return content.body_key(article.digest, self.page_url(site, article))
 
-    def _forget(self, site: Site, recipes: dict, feed_of: dict) -> None:
-        used = {self.body_key(site, a) for _, top, _ in feed_of.values() for a in top}
+    def _forget(self, corpus: Corpus, recipes: dict) -> None:
+        used = {self.body_key(corpus.site, a) for a in corpus.articles}  # pages render them too
         self.cache.prune_later("documents", {r for r, _ in recipes.values()})
         self.cache.prune_later("html", used)
 

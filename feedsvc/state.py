@@ -127,6 +127,8 @@ class Cache:
         self._done = threading.Condition()
         self._writer: threading.Thread | None = None
         self._closed = False
+        # registered before any Service registers its exit checkpoint, so it runs after it
+        atexit.register(self.flush, timeout=60)
 
     def put_later(self, table: str, rows: dict[str, tuple]) -> None:
         """`put`, in this cache's writer thread: SQLite lets go of the GIL while it writes,
@@ -146,29 +148,28 @@ class Cache:
     def _queue(self, table: str, write: Callable[[], None]) -> None:
         if self._closed:
             return
-        if self._writer is None:
-            self._writer = threading.Thread(target=self._write, name="feedsvc-cache",
-                                            daemon=True)
-            self._writer.start()
-            atexit.register(self.flush)
-        with self._done:
+        with self._done:                # one writer, started by whichever thread comes first
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._write, name="feedsvc-cache",
+                                                daemon=True)
+                self._writer.start()
             self._queued[table] += 1
         self._pending.put((table, write))
 
-    def flush(self, table: str | None = None) -> None:
+    def flush(self, table: str | None = None, timeout: float | None = None) -> None:
         """Wait for the queued writes (to `table`, or all)."""
         if self._writer is None:
             return
         with self._done:
             self._done.wait_for(lambda: not (self._queued[table] if table
-                                             else sum(self._queued.values())))
+                                             else sum(self._queued.values())), timeout)
 
     def _write(self) -> None:
         while True:
             table, write = self._pending.get()
             try:
                 write()
-            except Exception as e:          # a cache that cannot be written costs speed only
+            except BaseException as e:      # a cache that cannot be written costs speed only
                 logging.getLogger("feedsvc").warning("cache write failed: %s", e)
             finally:
                 with self._done:

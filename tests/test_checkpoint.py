@@ -29,7 +29,7 @@ def start(tmp_path):
         return service
     yield start
     for s in services:
-        s.cache.close()
+        s.close()
 
 
 def published(service) -> dict:

@@ -278,6 +278,8 @@ def test_a_fresh_library_has_no_last_good_version(data):
 def test_unchanged_files_are_not_read_again(data):
     for n in range(3):
         data.article(f"a{n}")
+    for f in data.root.rglob("*"):
+        os.utime(f, (time.time() - 60,) * 2)      # settled: their signatures are trusted
     lib = Library(str(data.root))
     lib.load()
     reads = lib.reads
@@ -529,3 +531,37 @@ def test_rescan_of_event_paths_agrees_with_a_walk(data):
     (root / "articles" / "2025").mkdir()
     assert lib.rescan(before, {str(root / "articles" / "2025")}) is None   # walk it
     assert lib.rescan(before, {str(root)}) is None
+
+
+def test_a_rewrite_within_one_timestamp_tick_is_still_seen(data):
+    """On a file system with coarse timestamps a same-size rewrite in the same tick keeps
+    the signature: a file that recent is read again until it is older than a few seconds."""
+    path = data.article("a", title="Version 1")
+    lib = Library(str(data.root))
+    assert lib.load().articles[0].title == "Version 1"
+    st = path.stat()
+    data.article("a", title="Version 2")                       # same length
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.stat().st_size == st.st_size
+    assert lib.load().articles[0].title == "Version 2"
+    for f in data.root.rglob("*"):
+        os.utime(f, (time.time() - 60,) * 2)
+    lib.load()
+    assert not lib.racy                     # settled now: trusted from here on
+
+
+def test_a_load_that_fails_half_way_reads_the_same_files_next_time(data, tmp_path, monkeypatch):
+    from feedsvc.state import Cache
+
+    data.article("a", title="Version 1")
+    lib = Library(str(data.root), cache=Cache(str(tmp_path / "state")))
+    lib.load()
+    data.article("a", title="Version 2")
+
+    def broken(*args, **kw):
+        raise RuntimeError("disk full")
+    monkeypatch.setattr(lib.cache, "put_records", broken)
+    with pytest.raises(RuntimeError):
+        lib.load()
+    monkeypatch.undo()
+    assert lib.load().articles[0].title == "Version 2"

@@ -710,3 +710,26 @@ def test_building_on_every_core_gives_the_same_bytes(bundled, tmp_path, monkeypa
     again = publish.Publisher(cache).build(corpus, now)  # and the cache got all of it
     assert {p: d.body for p, d in again.items()} == {p: d.body for p, d in alone.items()}
     assert cache.renders == 11
+
+
+def test_a_feed_built_while_a_body_was_missing_is_made_again(bundled, monkeypatch):
+    """A file rewritten while its feed is built leaves that body out for a moment: such a
+    feed is neither cached nor reused, even if the file ends up with the same bytes."""
+    import datetime as dt
+
+    from feedsvc import content, publish
+    from feedsvc.corpus import Library
+    from feedsvc.state import Cache
+
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    corpus = Library(str(bundled.root)).load()
+    real = content.render_file
+    monkeypatch.setattr(content, "render_file", lambda job: None)   # every file "changed"
+    publisher = publish.Publisher(Cache(None))
+    first = publisher.build(corpus, now)
+    assert publisher.partial
+    monkeypatch.setattr(content, "render_file", real)
+    again = publisher.build(corpus, now, first)
+    assert not publisher.partial
+    whole = publish.Publisher(Cache(None)).build(corpus, now)
+    assert {p: d.body for p, d in again.items()} == {p: d.body for p, d in whole.items()}
