@@ -85,6 +85,9 @@ class Library:
         self.walks = 0                                  # full scans, for tests and bench
         self.walked_at = 0.0    # when the walk that saw every loaded signature started
         self.racy: set[str] = set()     # files too recent for their signature to be trusted
+        self._corpus: Corpus | None = None              # what the last load returned
+        self._scan_errors: list[DataError] = []
+        self._corpus_site_error: DataError | None = None
         self.walked_mono = 0.0  # when the last walk started (monotonic clock)
 
     # -- resuming ---------------------------------------------------------------
@@ -229,6 +232,7 @@ class Library:
                     raise
         assert self.site is not None
         articles = [rel for rel in changed if rel.startswith("articles/")]
+        before = {rel: self._records.get(rel) for rel in changed}
         for rel in changed:
             if not rel.startswith(("articles/", "media/")):
                 rec = self._records[rel] = self._parse(rel, sigs[rel])
@@ -241,7 +245,13 @@ class Library:
                     if isinstance(rec, Article) and rec.image:
                         store[rel] = self._with_image(rec, self.site)
         self._recall_last_good(changed)
-        corpus = self._assemble(self.site)
+        same = self._corpus is not None and not gone and self.site == self._corpus.site \
+            and self._site_error is None and self._corpus_site_error is None \
+            and not any(rel.startswith("media/") for rel in changed) \
+            and all(self._records.get(rel) == rec for rel, rec in before.items()) \
+            and self.scan_errors == self._scan_errors
+        # re-read files that turned out the same (a racy file, a touch) make no new corpus
+        corpus = self._corpus if same and self._corpus else self._assemble(self.site)
         # Only now: a load that fails half-way must see these files as changed next time.
         self._sigs = dict(sigs)
         # A file modified within a few seconds of being read may change again within its
@@ -255,9 +265,12 @@ class Library:
                 self._good_key(rel): _record_key(rel, a.digest, self.site)
                 for rel, a in self._good_changed.items()})
         self._good_changed = {}
-        corpus.errors[:0] = self.scan_errors
-        if self._site_error:
-            corpus.errors.insert(0, self._site_error)
+        if corpus is not self._corpus:
+            corpus.errors[:0] = self.scan_errors
+            if self._site_error:
+                corpus.errors.insert(0, self._site_error)
+            self._corpus, self._scan_errors = corpus, list(self.scan_errors)
+            self._corpus_site_error = self._site_error
         return corpus
 
     def _parse_articles(self, rels: list[str], sigs: dict[str, tuple]) -> dict[str, object]:

@@ -115,6 +115,14 @@ class Service:
                     self._restamp(now, seen)
                     return False
                 corpus = self.library.load(sigs)
+                if corpus is self.corpus and not force and not due and \
+                        not self.publisher.partial:     # re-read, and nothing changed
+                    self._sigs = sigs
+                    if walked:
+                        self.library.walked_at = seen
+                    self._report(corpus.errors)     # a data directory back, say
+                    self._restamp(now, seen)
+                    return False
             except DataError as e:          # the data directory is gone or site.yml is bad
                 if not self.documents and self._restore(now):
                     log.warning("serving the last published version from %s",
