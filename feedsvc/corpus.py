@@ -219,6 +219,15 @@ class Library:
         if self.cache and self.site and gone:       # deleted: nothing to fall back on
             self.cache.delete("records", [self._good_key(rel) for rel in gone])
 
+        site_before = self.site
+        try:
+            return self._load(sigs, changed, gone, site_changed, started)
+        except BaseException:
+            self.site = site_before     # records parsed with a new site were not all made
+            raise
+
+    def _load(self, sigs: dict[str, tuple], changed: list[str], gone: list[str],
+              site_changed: bool, started: float) -> Corpus:
         if site_changed:
             try:
                 text, _ = loader.read_text(self.root, SITE_FILE, self.max_file_bytes)
@@ -257,9 +266,9 @@ class Library:
         # A file modified within a few seconds of being read may change again within its
         # timestamp's resolution (coarse on network file systems) without its signature
         # changing: it is read again on the next loads until it is older than that.
-        recent = (started - RACY_SECONDS) * 1e9
-        self.racy = {rel for rel, sig in sigs.items()
-                     if isinstance(sig[0], int) and sig[0] >= recent}
+        recent, now = (started - RACY_SECONDS) * 1e9, started * 1e9
+        self.racy = {rel for rel, sig in sigs.items()       # (a time in the future is no
+                     if isinstance(sig[0], int) and recent <= sig[0] <= now}  # clue: trusted)
         if self.cache and self._good_changed:       # a restart must remember them too:
             self.cache.put_records_later({  # by reference
                 self._good_key(rel): _record_key(rel, a.digest, self.site)
@@ -276,8 +285,13 @@ class Library:
     def _parse_articles(self, rels: list[str], sigs: dict[str, tuple]) -> dict[str, object]:
         """Read every file; parse only those whose bytes the record cache has not seen
         (a cold start, with many files, parses all of them on every core)."""
-        if len(rels) >= PARALLEL_PARSE and workers.cores() > 1:
-            return self._parse_on_every_core(rels, sigs)
+        moved = [rel for rel in rels if rel not in self.racy or self._sigs.get(rel) != sigs[rel]]
+        if len(moved) >= PARALLEL_PARSE and workers.cores() > 1:
+            # racy files whose signature did not change are read and hashed here: parsed
+            # only if their bytes did change (the record cache knows the others)
+            parsed = self._parse_on_every_core(moved, sigs)
+            again = [rel for rel in rels if rel not in parsed]
+            return {**parsed, **(self._parse_articles(again, sigs) if again else {})}
         site = self.site
         assert site is not None
         out: dict[str, object] = {}

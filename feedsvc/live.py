@@ -287,16 +287,18 @@ class Service:
         self._stopped = True
         self._wake.set()
         if self._thread:
-            self._thread.join(timeout=10)
+            self._thread.join(timeout=30)
         if self._observer is not None:
             self._observer.stop()
+            self._observer.join(timeout=5)
         self.checkpoint()
         self.cache.close()
         self.validators.close()
 
     def _run(self) -> None:
         data_dir = self.config["data_dir"]
-        observer = self._observer or _observe(data_dir, self._wake, self._events)
+        observer = self._observer = self._observer or _observe(data_dir, self._wake,
+                                                               self._events)
         watched = _inode(data_dir)
         while not self._stopped:
             # With inotify a walk is only a safety net; without it, polling is all we have.

@@ -21,6 +21,13 @@ class DataError(Exception):
     def __reduce__(self):       # pickled to and from worker processes
         return self.__class__, (self.path, self.message), self.__dict__
 
+    def __eq__(self, other: object) -> bool:  # the same problem found again is not news
+        return isinstance(other, DataError) and \
+            (self.path, self.message, self.warning) == (other.path, other.message, other.warning)
+
+    def __hash__(self) -> int:
+        return hash((self.path, self.message))
+
     def as_dict(self) -> dict:
         return {"path": self.path, "message": self.message,
                 "level": "warning" if self.warning else "error"}

@@ -275,7 +275,9 @@ class Publisher:
                                 strict=True))
         self.cache.put_later("documents", {
             recipe: (gz,) for recipe, gz in packed.items() if recipe not in partial_feeds})
-        self.partial = partial_feeds
+        # retried once; partial again right away, the body cannot be had now (a last good
+        # version whose file holds other bytes): kept as it is until its recipe changes
+        self.partial = partial_feeds - self.partial
         for path in todo:
             recipe, ctype = recipes[path]
             if recipe in made:

@@ -127,8 +127,6 @@ class Cache:
         self._done = threading.Condition()
         self._writer: threading.Thread | None = None
         self._closed = False
-        # registered before any Service registers its exit checkpoint, so it runs after it
-        atexit.register(self.flush, timeout=60)
 
     def put_later(self, table: str, rows: dict[str, tuple]) -> None:
         """`put`, in this cache's writer thread: SQLite lets go of the GIL while it writes,
@@ -153,6 +151,7 @@ class Cache:
                 self._writer = threading.Thread(target=self._write, name="feedsvc-cache",
                                                 daemon=True)
                 self._writer.start()
+                atexit.register(self.flush, timeout=60)
             self._queued[table] += 1
         self._pending.put((table, write))
 
@@ -236,7 +235,8 @@ class Cache:
             self._db.execute(f"DELETE FROM {table} WHERE key NOT IN (SELECT key FROM keep)")  # noqa: S608
 
     def close(self) -> None:
-        self.flush()
+        self.flush(timeout=60)
+        atexit.unregister(self.flush)
         self._closed = True
         if self._reader is not self._db:
             self._reader.close()

@@ -565,3 +565,12 @@ def test_a_load_that_fails_half_way_reads_the_same_files_next_time(data, tmp_pat
         lib.load()
     monkeypatch.undo()
     assert lib.load().articles[0].title == "Version 2"
+
+
+def test_a_time_in_the_future_is_no_reason_to_read_a_file_again_and_again(data):
+    path = data.article("a")
+    os.utime(path, (time.time() + 3600,) * 2)     # a tar extract, a clock that ran ahead
+    lib = Library(str(data.root))
+    lib.load()
+    assert "articles/a.md" not in lib.racy
+    assert DataError("a", "x") == DataError("a", "x")    # the same problem is not news

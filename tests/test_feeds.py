@@ -733,3 +733,21 @@ def test_a_feed_built_while_a_body_was_missing_is_made_again(bundled, monkeypatc
     assert not publisher.partial
     whole = publish.Publisher(Cache(None)).build(corpus, now)
     assert {p: d.body for p, d in again.items()} == {p: d.body for p, d in whole.items()}
+
+
+def test_a_body_that_cannot_be_had_is_tried_once_more_then_left_out(bundled, monkeypatch):
+    import datetime as dt
+
+    from feedsvc import content, publish
+    from feedsvc.corpus import Library
+    from feedsvc.state import Cache
+
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    corpus = Library(str(bundled.root)).load()
+    monkeypatch.setattr(content, "render_file", lambda job: None)   # never renderable
+    publisher = publish.Publisher(Cache(None))
+    first = publisher.build(corpus, now)
+    assert publisher.partial
+    second = publisher.build(corpus, now, first)
+    assert not publisher.partial                    # no retry loop: kept until it changes
+    assert publisher.build(corpus, now, second) == second
