@@ -339,7 +339,9 @@ class Service:
                     observer.stop()
                 observer = self._observer = _observe(data_dir, self._wake, self._events)
                 watched = inode
-                self._events.add(walk=True)     # events may have been lost meanwhile
+                self._events.add(walk=True)     # events may have been lost meanwhile:
+                if observer is not None:        # walk now, not at the next safety walk
+                    self._wake.set()
 
 
 def _inode(path: str) -> int | None:
