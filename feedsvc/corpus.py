@@ -285,13 +285,15 @@ class Library:
     def _parse_articles(self, rels: list[str], sigs: dict[str, tuple]) -> dict[str, object]:
         """Read every file; parse only those whose bytes the record cache has not seen
         (a cold start, with many files, parses all of them on every core)."""
-        moved = [rel for rel in rels if rel not in self.racy or self._sigs.get(rel) != sigs[rel]]
+        # racy files whose signature did not change are only checked: read and hashed here
+        checked = [rel for rel in rels if rel in self.racy and self._sigs.get(rel) == sigs[rel]]
+        moved = [rel for rel in rels if rel not in set(checked)]
         if len(moved) >= PARALLEL_PARSE and workers.cores() > 1:
-            # racy files whose signature did not change are read and hashed here: parsed
-            # only if their bytes did change (the record cache knows the others)
-            parsed = self._parse_on_every_core(moved, sigs)
-            again = [rel for rel in rels if rel not in parsed]
-            return {**parsed, **(self._parse_articles(again, sigs) if again else {})}
+            return {**self._parse_on_every_core(moved, sigs),
+                    **self._parse_in_process(checked, sigs)}
+        return self._parse_in_process(rels, sigs)
+
+    def _parse_in_process(self, rels: list[str], sigs: dict[str, tuple]) -> dict[str, object]:
         site = self.site
         assert site is not None
         out: dict[str, object] = {}

@@ -108,15 +108,13 @@ class Service:
                 if walked:
                     sigs = self.library.scan()
                 due = self._next_go_live is not None and now >= self._next_go_live
-                if not force and not due and sigs == self._sigs and not self.library.racy \
-                        and not self.publisher.partial:
-                    if walked:
-                        self.library.walked_at = seen
-                    self._restamp(now, seen)
-                    return False
-                corpus = self.library.load(sigs)
-                if corpus is self.corpus and not force and not due and \
-                        not self.publisher.partial:     # re-read, and nothing changed
+                rebuild = force or due or bool(self.publisher.partial)
+                # files re-read (changed, or too recent to trust) may still make no new corpus
+                reread = sigs != self._sigs or bool(self.library.racy)
+                corpus = self.corpus
+                if rebuild or reread or corpus is None:
+                    corpus = self.library.load(sigs)
+                if corpus is self.corpus and not rebuild:
                     self._sigs = sigs
                     if walked:
                         self.library.walked_at = seen
@@ -170,10 +168,7 @@ class Service:
                               for p, d in self.documents.items()}}, protocol=5)
             self._dirty_since = None
             # the cache holds what a restart needs, and no more than that
-            recipes = {d.recipe for d in self.documents.values()}
-            bodies = {self.publisher.body_key(self.corpus.site, a) for a in self.corpus.articles}
-            self.cache.prune_later("documents", recipes)
-            self.cache.prune_later("html", bodies)
+            self.publisher.forget(self.corpus, {d.recipe for d in self.documents.values()})
         finally:
             self._lock.release()
         tmp = f"{self._checkpoint_path}.{os.getpid()}.tmp"

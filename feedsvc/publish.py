@@ -147,9 +147,8 @@ class Publisher:
     def bodies(self, corpus: Corpus, articles: list[Article]) -> dict[str, tuple[str, str]]:
         """(html, summary) per article path; renders only what the cache does not hold."""
         rendered = self.start_bodies(corpus, articles)()
-        site = corpus.site
-        return {a.path: rendered.get(content.body_key(a.digest, self.page_url(site, a)),
-                                     ("", a.summary)) for a in articles}
+        return {a.path: rendered.get(self.body_key(corpus.site, a), ("", a.summary))
+                for a in articles}
 
     def start_bodies(self, corpus: Corpus, articles: list[Article]
                      ) -> Callable[[], dict[str, tuple[str, str]]]:
@@ -158,7 +157,7 @@ class Publisher:
         body by its key.  A body the file no longer has is missing (its reload is on the
         way)."""
         site = corpus.site
-        keys = {a.path: content.body_key(a.digest, self.page_url(site, a)) for a in articles}
+        keys = {a.path: self.body_key(site, a) for a in articles}
         known = self.cache.get("html", list(dict.fromkeys(keys.values())))
         jobs = {keys[a.path]: (corpus.root, a.path, a.digest, self.page_url(site, a), a.summary)
                 for a in articles if keys[a.path] not in known}
@@ -285,16 +284,17 @@ class Publisher:
             else:
                 out[path] = document(path, recipe, unpacked[recipe], ctype, stored[recipe][0])
         if not previous:                  # a full build knows everything still in use
-            self._forget(corpus, recipes)
+            self.forget(corpus, {r for r, _ in recipes.values()})
         return dict(sorted(out.items()))
 
     def body_key(self, site: Site, article: Article) -> str:
         return content.body_key(article.digest, self.page_url(site, article))
 
-    def _forget(self, corpus: Corpus, recipes: dict) -> None:
-        used = {self.body_key(corpus.site, a) for a in corpus.articles}  # pages render them too
-        self.cache.prune_later("documents", {r for r, _ in recipes.values()})
-        self.cache.prune_later("html", used)
+    def forget(self, corpus: Corpus, recipes: set[str]) -> None:
+        """Let the cache drop documents not made by `recipes` and bodies of articles gone
+        (every article's body stays: its page renders it)."""
+        self.cache.prune_later("documents", recipes)
+        self.cache.prune_later("html", {self.body_key(corpus.site, a) for a in corpus.articles})
 
     def _feed(self, corpus: Corpus, scope: Scope, top: list[Article], fmt: str,
               updated_all: dt.datetime, bodies: dict[str, tuple[str, str]]) -> feeds.Feed:
