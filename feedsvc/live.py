@@ -26,7 +26,7 @@ from . import workers
 from .corpus import Corpus, Library
 from .http import CacheControl, Resource
 from .model import DataError
-from .publish import Document, Publisher, decompress, document
+from .publish import Document, Publisher
 from .state import Cache, Validators
 
 log = logging.getLogger("feedsvc")
@@ -215,11 +215,10 @@ class Service:
             if due or not self.library.settled(sigs):
                 return False
             index = state["documents"]
-            stored = self.cache.get("documents", [recipe for recipe, _, _ in index.values()])
+            stored = self.cache.get("gzdocs", [recipe for recipe, _, _ in index.values()])
             if any(recipe not in stored for recipe, _, _ in index.values()):
                 return False
-            self.documents = {p: document(p, recipe, decompress(stored[recipe][0]), ctype,
-                                          stored[recipe][0], etag)
+            self.documents = {p: Document(p, recipe, ctype, etag, stored[recipe][0])
                               for p, (recipe, ctype, etag) in index.items()}
             self.corpus, self._sigs = state["corpus"], sigs
             self.library.walked_at = seen
@@ -238,11 +237,10 @@ class Service:
         snapshot = self.cache.get_records([self._snapshot_key]).get(self._snapshot_key)
         if not isinstance(snapshot, dict):
             return False
-        stored = self.cache.get("documents", [recipe for recipe, _ in snapshot.values()])
+        stored = self.cache.get("gzdocs", [recipe for recipe, _ in snapshot.values()])
         if any(recipe not in stored for recipe, _ in snapshot.values()):
             return False
-        self.documents = {p: document(p, recipe, decompress(stored[recipe][0]), ctype,
-                                      stored[recipe][0])
+        self.documents = {p: Document(p, recipe, ctype, stored[recipe][1], stored[recipe][0])
                           for p, (recipe, ctype) in snapshot.items()}
         self._restamp(now, 0.0)             # older than any build: it records nothing
         return True
@@ -258,7 +256,7 @@ class Service:
             res = old.get(path)
             if res is None or res.identity.etag != etags[path] or \
                     res.last_modified != stamps[path]:
-                res = Resource.make(doc.body, doc.content_type, stamps[path], doc.etag, doc.gzip)
+                res = Resource.make(doc.content_type, stamps[path], doc.etag, doc.gzip)
             fresh[path] = res
         self.resources = fresh
         self.refreshed_at = now

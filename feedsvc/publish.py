@@ -78,17 +78,17 @@ class Scope:
 class Document:
     path: str               # URL path without the leading "/"
     recipe: str
-    body: bytes
     content_type: str
-    etag: str               # quoted strong ETag: a hash of the bytes
-    gzip: bytes             # compressed once, when the bytes change
+    etag: str               # quoted strong ETag: a hash of the identity bytes
+    gzip: bytes             # the only bytes kept (http.Inflated gunzips them when asked)
+
+    @property
+    def body(self) -> bytes:
+        return decompress(self.gzip)
 
 
-def document(path: str, recipe: str, body: bytes, content_type: str,
-             gz: bytes | None = None, etag: str | None = None) -> Document:
-    return Document(path, recipe, body, content_type,
-                    etag or '"%s"' % hashlib.sha256(body).hexdigest()[:32],
-                    compress(body) if gz is None else gz)
+def etag_of(body: bytes) -> str:
+    return '"%s"' % hashlib.sha256(body).hexdigest()[:32]
 
 
 def compress(body: bytes) -> bytes:
@@ -227,7 +227,7 @@ class Publisher:
         out = {p: previous[p] for p, (r, _) in recipes.items()
                if p in previous and previous[p].recipe == r and r not in self.partial}
         todo = [p for p in sorted(recipes) if p not in out]
-        stored = self.cache.get("documents", [recipes[p][0] for p in todo])
+        stored = self.cache.get("gzdocs", [recipes[p][0] for p in todo])   # (gz, ETag)
         missing = [p for p in todo if recipes[p][0] not in stored]
         new_feeds = [p for p in missing if p in feed_of]
         # The bodies render on every core while this process renders the pages ...
@@ -259,30 +259,24 @@ class Publisher:
                     uses[key] -= 1
                     if not uses[key]:
                         rendered.pop(key, None)
-        packed: dict[str, bytes] = {}
+        packed: dict[str, tuple[str, bytes]] = {}     # recipe -> (ETag, gzip bytes)
         results = workers.map(_feeds_job, jobs(), PARALLEL_FEEDS, window=4 * workers.cores(),
                               count=len(groups))
         for paths, pairs in zip(groups.values(), results, strict=True):
-            for p, (body, gz) in zip(paths, pairs, strict=True):
-                made[recipes[p][0]], packed[recipes[p][0]] = body, gz
-        # ISA-L releases the GIL: compress the pages (and unpack what the cache held) in threads.
+            packed.update(zip((recipes[p][0] for p in paths), pairs, strict=True))
+        # ISA-L releases the GIL: compress the pages in threads.
         with ThreadPoolExecutor(workers.cores()) as pool:
-            pages_made = [r for r in made if r not in packed]
-            packed.update(zip(pages_made, pool.map(compress, [made[r] for r in pages_made]),
-                              strict=True))
-            unpacked = dict(zip(stored, pool.map(decompress, [gz for gz, in stored.values()]),
-                                strict=True))
-        self.cache.put_later("documents", {
-            recipe: (gz,) for recipe, gz in packed.items() if recipe not in partial_feeds})
+            packed.update(zip(made, pool.map(_pack, made.values()), strict=True))
+        self.cache.put_later("gzdocs", {
+            recipe: (gz, etag) for recipe, (etag, gz) in packed.items()
+            if recipe not in partial_feeds})
         # retried once; partial again right away, the body cannot be had now (a last good
         # version whose file holds other bytes): kept as it is until its recipe changes
         self.partial = partial_feeds - self.partial
         for path in todo:
             recipe, ctype = recipes[path]
-            if recipe in made:
-                out[path] = document(path, recipe, made[recipe], ctype, packed[recipe])
-            else:
-                out[path] = document(path, recipe, unpacked[recipe], ctype, stored[recipe][0])
+            etag, gz = packed[recipe] if recipe in packed else stored[recipe][::-1]
+            out[path] = Document(path, recipe, ctype, etag, gz)
         if not previous:                  # a full build knows everything still in use
             self.forget(corpus, {r for r, _ in recipes.values()})
         return dict(sorted(out.items()))
@@ -293,7 +287,7 @@ class Publisher:
     def forget(self, corpus: Corpus, recipes: set[str]) -> None:
         """Let the cache drop documents not made by `recipes` and bodies of articles gone
         (every article's body stays: its page renders it)."""
-        self.cache.prune_later("documents", recipes)
+        self.cache.prune_later("gzdocs", recipes)
         self.cache.prune_later("html", {self.body_key(corpus.site, a) for a in corpus.articles})
 
     def _feed(self, corpus: Corpus, scope: Scope, top: list[Article], fmt: str,
@@ -351,13 +345,14 @@ class Publisher:
                        summary=summary, corpus=corpus)
 
 
-def _feeds_job(job: list[tuple[feeds.Feed, str]]) -> list[tuple[bytes, bytes]]:
-    """In a worker (or here, for a few): the bytes and gzip bytes of one scope's feeds."""
-    out = []
-    for feed, fmt in job:
-        body = feeds.render(feed, fmt)
-        out.append((body, compress(body)))
-    return out
+def _feeds_job(job: list[tuple[feeds.Feed, str]]) -> list[tuple[str, bytes]]:
+    """In a worker (or here, for a few): the ETag and gzip bytes of one scope's feeds
+    (only the gzip bytes travel back and stay: see Document)."""
+    return [_pack(feeds.render(feed, fmt)) for feed, fmt in job]
+
+
+def _pack(body: bytes) -> tuple[str, bytes]:
+    return etag_of(body), compress(body)
 
 
 def _render(name: str, **context: object) -> bytes:

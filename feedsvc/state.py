@@ -105,9 +105,9 @@ class Cache:
 
     TABLES = {"records": "key TEXT PRIMARY KEY, value BLOB",
               "html": "key TEXT PRIMARY KEY, html TEXT, summary TEXT",
-              "documents": "key TEXT PRIMARY KEY, gz BLOB"}   # identity = gunzip(gz)
+              "gzdocs": "key TEXT PRIMARY KEY, gz BLOB, etag TEXT"}   # identity = gunzip(gz)
     # A table whose layout changes gets a new name; the old one is dropped, never misread.
-    RETIRED = ("docs",)     # (key, body, gz) until the identity bytes were left out
+    RETIRED = ("docs", "documents")     # (key, body, gz), then (key, gz) without the ETag
 
     def __init__(self, state_dir: str | None):
         self._lock = threading.Lock()

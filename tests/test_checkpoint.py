@@ -33,7 +33,7 @@ def start(tmp_path):
 
 
 def published(service) -> dict:
-    return {p: (r.identity.etag, r.last_modified, r.identity.body, r.gzip.body)
+    return {p: (r.identity.etag, r.last_modified, r.identity_body(), r.gzip.body)
             for p, r in service.resources.items()}
 
 

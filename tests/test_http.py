@@ -498,10 +498,37 @@ def test_a_last_modified_still_in_the_future_is_not_sent(make_app, data):
     doc = service.documents["feeds/all.rss"]
     ahead = int(_time.time()) + 30
     service.resources = {**service.resources, "feeds/all.rss": Resource.make(
-        doc.body, doc.content_type, ahead, doc.etag, doc.gzip)}
+        doc.content_type, ahead, doc.etag, doc.gzip)}
     client = app.test_client()
     r = client.get("/feeds/all.rss")
     assert r.status_code == 200 and "Last-Modified" not in r.headers and r.headers["ETag"]
     r = client.get("/feeds/all.rss", headers={"If-None-Match": doc.etag})
     assert r.status_code == 304 and "Last-Modified" not in r.headers
     assert "Last-Modified" in client.get("/feeds/all.atom").headers
+
+
+def test_identity_bytes_are_the_gunzipped_gzip_bytes_and_kept_within_a_budget(app, client):
+    """Only gzip bytes are stored; an identity answer gunzips them, with the right length."""
+    from feedsvc import http
+
+    for path in FEEDS + ["", "feeds.opml"]:
+        ident = client.get("/" + path, headers={"Accept-Encoding": "identity"})
+        gz = client.get("/" + path, headers={"Accept-Encoding": "gzip"})
+        assert ident.status_code == gz.status_code == 200, path
+        assert ident.data == gzip.decompress(gz.data), path
+        assert int(ident.headers["Content-Length"]) == len(ident.data), path
+        assert ident.headers["ETag"] == service_of(app).documents[path].etag, path
+        head = client.head("/" + path, headers={"Accept-Encoding": "identity"})
+        assert head.headers["Content-Length"] == ident.headers["Content-Length"], path
+
+    resources = sorted((service_of(app).resources[p] for p in FEEDS),   # largest first
+                       key=lambda r: -len(r.identity_body()))
+    sizes = [len(r.identity_body()) for r in resources]
+    inflated = http.Inflated(budget=sizes[0] + sizes[1])
+    first = inflated.get(resources[0].gzip.etag, resources[0].gzip.body)
+    assert inflated.get(resources[0].gzip.etag, b"not read again") is first    # kept
+    inflated.get(resources[1].gzip.etag, resources[1].gzip.body)
+    inflated.get(resources[2].gzip.etag, resources[2].gzip.body)     # over budget: oldest out
+    assert inflated.get(resources[1].gzip.etag, b"") == resources[1].identity_body()
+    assert sum(map(len, inflated._held.values())) <= inflated.budget
+    assert resources[0].gzip.etag not in inflated._held

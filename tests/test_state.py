@@ -35,13 +35,16 @@ def test_a_cache_of_an_older_layout_is_dropped_not_misread(tmp_path):
     old = sqlite3.connect(tmp_path / "cache.sqlite")
     old.execute("CREATE TABLE docs (key TEXT PRIMARY KEY, body BLOB, gz BLOB)")
     old.execute("INSERT INTO docs VALUES ('r', x'00', x'01')")
+    old.execute("CREATE TABLE documents (key TEXT PRIMARY KEY, gz BLOB)")
+    old.execute("INSERT INTO documents VALUES ('r', x'01')")
     old.commit()
     old.close()
     cache = Cache(str(tmp_path))
-    assert "docs" not in {name for name, in sqlite3.connect(tmp_path / "cache.sqlite").execute(
+    tables = {name for name, in sqlite3.connect(tmp_path / "cache.sqlite").execute(
         "SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert cache.get("documents", ["r"]) == {}
-    cache.put("documents", {"r": (b"gz",)})
-    assert cache.get("documents", ["r"]) == {"r": (b"gz",)}
+    assert "docs" not in tables and "documents" not in tables
+    assert cache.get("gzdocs", ["r"]) == {}
+    cache.put("gzdocs", {"r": (b"gz", '"e"')})
+    assert cache.get("gzdocs", ["r"]) == {"r": (b"gz", '"e"')}
     cache.close()
-    assert Cache(str(tmp_path)).get("documents", ["r"]) == {"r": (b"gz",)}   # same layout: kept
+    assert Cache(str(tmp_path)).get("gzdocs", ["r"]) == {"r": (b"gz", '"e"')}  # same layout: kept
