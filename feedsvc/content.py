@@ -11,7 +11,7 @@ import hashlib
 import logging
 import re
 from collections.abc import Callable
-from urllib.parse import urljoin
+from urllib.parse import urljoin, uses_relative
 
 import cmarkgfm
 import lxml.etree
@@ -28,6 +28,10 @@ PARALLEL_THRESHOLD = 1000     # renders below this run in-process (pool start-up
 # in bodies, as CommonMark specifies (editors are trusted; feed readers sanitize).
 _CMARK_OPTIONS = Options.CMARK_OPT_UNSAFE
 _URL_ATTRS = ("href", "src", "poster", "cite", "action", "data")
+_WITH_URLS = lxml.etree.XPath(
+    "descendant-or-self::*[" + " or ".join(f"@{a}" for a in (*_URL_ATTRS, "srcset")) + "]")
+# A scheme as urllib reads one: letters, digits, "+-." up to the first colon.
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
 _NUMERIC_REFERENCE = re.compile(r"&#([0-9]{1,8}|[xX][0-9a-fA-F]{1,8});")
 
 
@@ -42,13 +46,12 @@ def _tree(body: str, page_url: str) -> lxml.html.HtmlElement | None:
         # a body that is only document-level markup ("<html>", "<!DOCTYPE html>"): lxml
         # wants a wrapper it can see; what is left of such a body is whitespace
         root = lxml.html.fragment_fromstring(f"<div>{html}</div>")
-    for el in root.iter():
-        if not isinstance(el.tag, str):
-            continue                                  # comments, processing instructions
+    scheme = page_url.split(":", 1)[0].lower()
+    for el in _WITH_URLS(root):
         for attr in _URL_ATTRS:
             value = el.get(attr)
             if value is not None and not value.startswith(("#", "mailto:", "data:")):
-                el.set(attr, urljoin(page_url, value.strip()))
+                el.set(attr, _absolute(page_url, scheme, value.strip()))
         srcset = el.get("srcset")
         if srcset:
             el.set("srcset", ", ".join(_absolute_candidate(page_url, c)
@@ -69,6 +72,17 @@ def _first_paragraph(root: lxml.html.HtmlElement | None, limit: int = 400) -> st
         if text:
             return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + "…"
     return ""
+
+
+def _absolute(base: str, base_scheme: str, url: str) -> str:
+    """urljoin(base, url), which returns a URL of another scheme than the base's (or one
+    that takes no relative parts) as it is; that case, most links, skips its parsing."""
+    m = _SCHEME.match(url)
+    if m and "\t" not in url and "\n" not in url and "\r" not in url:
+        scheme = m.group(1).lower()
+        if scheme != base_scheme or scheme not in uses_relative:
+            return url
+    return urljoin(base, url)
 
 
 def _absolute_candidate(base: str, candidate: str) -> str:

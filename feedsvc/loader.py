@@ -57,10 +57,18 @@ def read_bytes(root: str, rel: str, max_bytes: int) -> bytes:
     try:
         # O_NONBLOCK: opening a FIFO must not wait for a writer; only regular files are read
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-        with open(fd, "rb") as f:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
+        with open(fd, "rb", buffering=0) as f:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
                 raise DataError(rel, "cannot be read (not a regular file)")
-            raw = f.read(max_bytes + 1)
+            # read what fstat says is there, then what a writer may have added since: a
+            # buffer as large as the limit would cost a page-mapping allocation per file
+            raw = f.read(min(st.st_size, max_bytes) + 1)
+            while len(raw) <= max_bytes:
+                more = f.read(max_bytes + 1 - len(raw))
+                if not more:
+                    break
+                raw += more
     except OSError as e:
         raise DataError(rel, f"cannot be read ({e.strerror})") from None
     if len(raw) > max_bytes:
@@ -96,7 +104,9 @@ def load_yaml(rel: str, text: str, first_line: int = 1) -> object:
         where = f" at line {mark.line + first_line}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise DataError(rel, f"invalid YAML{where}: {problem}") from None
-    return _clean_tree(data)
+    # clean text gives clean values, except through an escape ("\v", "\uFFFE")
+    dirty = "\\" in text or _XML_FORBIDDEN.search(text) is not None
+    return _clean_tree(data) if dirty else data
 
 
 def _clean_tree(value: object) -> object:
