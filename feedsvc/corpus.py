@@ -13,6 +13,7 @@ import os
 import pickle
 import stat
 import time
+from bisect import bisect_left, insort
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -38,15 +39,27 @@ class Corpus:
     author_slugs: dict[str, str]            # name key -> slug
     category_slugs: dict[str, str]          # name key -> slug
     errors: list[DataError] = field(default_factory=list)
+    # set when this corpus is `base` with articles swapped (old, new) and nothing else
+    # changed (see Library._patched): a build redoes only the scopes those articles are in
+    base: Corpus | None = field(default=None, repr=False, compare=False)
+    swaps: tuple[tuple[Article, Article], ...] = field(default=(), repr=False, compare=False)
     _authors_by_names: dict = field(default_factory=dict, repr=False, compare=False)
     _categories_by_names: dict = field(default_factory=dict, repr=False, compare=False)
 
+    def __getstate__(self) -> dict:
+        """A checkpoint keeps this corpus, not the one it was patched from."""
+        return {**self.__dict__, "base": None, "swaps": ()}
+
     def visible(self, now: dt.datetime) -> list[Article]:
-        return [a for a in self.articles if a.published <= now]
+        return self.articles[self._first_visible(now):]
 
     def next_go_live(self, now: dt.datetime) -> dt.datetime | None:
-        future = [a.published for a in self.articles if a.published > now]
-        return min(future) if future else None
+        i = self._first_visible(now)        # newest first: the last future one comes next
+        return self.articles[i - 1].published if i else None
+
+    def _first_visible(self, now: dt.datetime) -> int:
+        """Articles are sorted newest first: those published by `now` are a suffix."""
+        return bisect_left(self.articles, (-now.timestamp(), ""), key=_sort_key)
 
     def authors_of(self, article: Article) -> list[Person]:
         found = self._authors_by_names.get(article.authors)
@@ -254,13 +267,17 @@ class Library:
                     if isinstance(rec, Article) and rec.image:
                         store[rel] = self._with_image(rec, self.site)
         self._recall_last_good(changed)
+        media = any(rel.startswith("media/") for rel in changed)
         same = self._corpus is not None and not gone and self.site == self._corpus.site \
             and self._site_error is None and self._corpus_site_error is None \
-            and not any(rel.startswith("media/") for rel in changed) \
-            and all(self._records.get(rel) == rec for rel, rec in before.items()) \
-            and self.scan_errors == self._scan_errors
+            and not media and self.scan_errors == self._scan_errors \
+            and all(self._records.get(rel) == rec for rel, rec in before.items())
         # re-read files that turned out the same (a racy file, a touch) make no new corpus
-        corpus = self._corpus if same and self._corpus else self._assemble(self.site)
+        if same and self._corpus:
+            corpus = self._corpus
+        else:
+            corpus = (None if gone or media else self._patched(before)) \
+                or self._assemble(self.site)
         # Only now: a load that fails half-way must see these files as changed next time.
         self._sigs = dict(sigs)
         # A file modified within a few seconds of being read may change again within its
@@ -396,6 +413,42 @@ class Library:
             return e
 
     # -- assembling -------------------------------------------------------------
+    def _patched(self, before: dict[str, object]) -> Corpus | None:
+        """The last corpus with edited articles swapped in, when the edits change nothing
+        another article or a name depends on (id, slug, draft, authors, categories, and
+        the file was valid and published before and after): what `_assemble` would
+        make, without its passes over every article.  None when that does not hold."""
+        old = self._corpus
+        if old is None or not before or self.site != old.site or self._site_error \
+                or self._corpus_site_error or self.scan_errors != self._scan_errors:
+            return None
+        swaps = []
+        for rel, was in before.items():
+            new = self._records.get(rel)
+            if new == was:
+                continue                    # read again (racy, touched), the same record
+            if not (rel.startswith("articles/") and isinstance(was, Article)
+                    and isinstance(new, Article)) or was.draft or new.draft \
+                    or (was.id, was.slug, was.authors, was.categories) != \
+                    (new.id, new.slug, new.authors, new.categories):
+                return None
+            swaps.append((was, new))
+        if not swaps:
+            return None
+        articles = list(old.articles)
+        for was, new in swaps:
+            i = bisect_left(articles, was.sort_key, key=_sort_key)
+            if i == len(articles) or articles[i] != was:
+                return None                 # it was not published as it was read
+            del articles[i]
+            insort(articles, new, key=_sort_key)
+        for _, new in swaps:                # as `_unique` notes a kept, valid article
+            if self._last_good.get(new.path) != new:
+                self._last_good[new.path] = self._good_changed[new.path] = new
+        errors = old.errors[len(self.scan_errors):]     # as assembled: see `_load`
+        old.base, old.swaps = None, ()      # one step back is all a build looks at
+        return replace(old, articles=articles, errors=errors, base=old, swaps=tuple(swaps))
+
     def _assemble(self, site: Site) -> Corpus:
         errors: list[DataError] = []
         described: dict[str, str] = {}
@@ -415,7 +468,7 @@ class Library:
 
         articles = self._unique(candidates, errors)
         published = [a for a in articles if not a.draft]
-        published.sort(key=lambda a: a.sort_key)
+        published.sort(key=_sort_key)
 
         authors, author_slugs = names.people(people, published, errors)
         categories, category_slugs = names.categories(described, published, errors)
@@ -460,6 +513,10 @@ class Library:
                 self._last_good[a.path] = a
                 self._good_changed[a.path] = a
         return kept
+
+
+def _sort_key(article: Article) -> tuple:
+    return article.sort_key
 
 
 def _read_and_parse(job: tuple[str, str, tuple, Site, int]) -> tuple[str, str | None, object]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from bisect import bisect_left, insort
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -126,6 +127,21 @@ def members(corpus: Corpus, visible: list[Article]) -> dict[tuple[str, str], lis
     return out
 
 
+@dataclass(frozen=True)
+class _Shape:
+    corpus: Corpus
+    now: dt.datetime
+    visible: int                                    # how many articles were visible
+    held: dict[tuple[str, str], list[Article]]      # scope -> visible articles, newest first
+    pending: set[tuple[str, str]]                   # scopes with scheduled articles
+    updated_all: dt.datetime                        # the newest update of a visible article
+    affected: set[tuple[str, str]] | None           # scopes changed since the last (None: all)
+
+
+def _sort_key(article: Article) -> tuple:
+    return article.sort_key
+
+
 def _hash(*parts: object) -> str:
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
 
@@ -137,6 +153,8 @@ class Publisher:
     def __init__(self, cache: Cache | None = None):
         self.cache = cache or Cache(None)
         self._items: dict[tuple, Markup] = {}     # listing lines by what they show
+        self._last: _Shape | None = None          # of the last build (see _shape)
+        self._recipes: dict[tuple[str, str], tuple] = {}    # scope -> its recipes, then
         # feeds made while a file changed under us, a body missing: never reused as they are
         self.partial: set[str] = set()
 
@@ -178,12 +196,12 @@ class Publisher:
         previous = previous or {}
         site = corpus.site
         visible = corpus.visible(now)
-        held = members(corpus, visible)
+        shape = self._shape(corpus, visible, now)
+        held = shape.held
         # a scope whose only articles are still scheduled stays unpublished: its
         # name, page and feeds would reveal an embargoed article before its time
-        pending = members(corpus, [a for a in corpus.articles if a.published > now])
         scopes = [s for s in scopes_of(corpus) if s.kind == "site"
-                  or held[(s.kind, s.slug)] or not pending[(s.kind, s.slug)]]
+                  or held[(s.kind, s.slug)] or (s.kind, s.slug) not in shape.pending]
         limit = site.items_per_feed
         recipes: dict[str, tuple[str, str]] = {}          # path -> (recipe, content type)
         pages: dict[str, Callable[[], bytes]] = {}
@@ -200,19 +218,30 @@ class Publisher:
                     [c.name for c in corpus.categories_of(a)])
             return r
 
-        updated_all = max((a.updated for a in visible), key=lambda d: d.timestamp(), default=EPOCH)
+        updated_all = shape.updated_all
+        affected = shape.affected or set()
+        known = self._recipes if shape.affected is not None else {}
+        self._recipes = {}
         for scope in scopes:
-            items = held[(scope.kind, scope.slug)]
+            key = (scope.kind, scope.slug)
+            items = held[key]
             top = items[:limit]
-            recipe = _hash(CODE_VERSION, site, scope, [entry_recipe(a) for a in top],
-                           "" if top else updated_all)
+            stamp = (scope, None if top else updated_all)
+            memo = known.get(key)
+            if memo is not None and memo[0] == stamp and key not in affected:
+                recipe, page_recipe = memo[1:]      # nothing it is made from changed
+            else:
+                recipe = _hash(CODE_VERSION, site, scope, [entry_recipe(a) for a in top],
+                               "" if top else updated_all)
+                page_recipe = "" if scope.kind == "site" else _hash(
+                    CODE_VERSION, site, scope, [(a.path, a.digest) for a in items])
+            self._recipes[key] = (stamp, recipe, page_recipe)
             for fmt in feeds.FORMATS:
                 path = f"{scope.feed_base}.{fmt}"
                 recipes[path] = (recipe + fmt, feeds.FORMATS[fmt])
                 feed_of[path] = (scope, top, fmt)
             if scope.kind != "site":
-                listing = [(a.path, a.digest) for a in items]
-                recipes[scope.page] = (_hash(CODE_VERSION, site, scope, listing), PAGE_TYPE)
+                recipes[scope.page] = (page_recipe, PAGE_TYPE)
                 pages[scope.page] = partial(self._scope_page, corpus, scope, items)
         outline = _hash(CODE_VERSION, site, [(s.kind, s.slug, s.name, s.description)
                                              for s in scopes])
@@ -280,6 +309,50 @@ class Publisher:
         if not previous:                  # a full build knows everything still in use
             self.forget(corpus, {r for r, _ in recipes.values()})
         return dict(sorted(out.items()))
+
+    def _shape(self, corpus: Corpus, visible: list[Article], now: dt.datetime) -> _Shape:
+        """Every scope's visible articles, the scopes with scheduled ones, the newest update.
+        For a corpus patched from the last one built (articles edited in place, see
+        corpus.Library._patched), the last shape with those articles swapped: only the
+        scopes they are in are `affected`, and only those get new recipes."""
+        last, self._last = self._last, None
+        shape = last and corpus.base is not None and corpus.base is last.corpus and \
+            len(visible) == last.visible and self._patch(last, corpus, now)
+        if not shape:
+            pending = members(corpus, corpus.articles[:len(corpus.articles) - len(visible)])
+            shape = _Shape(corpus, now, len(visible), members(corpus, visible),
+                           {key for key, items in pending.items() if items}, max(
+                               (a.updated for a in visible), key=lambda d: d.timestamp(),
+                               default=EPOCH), None)
+        self._last = shape
+        return shape
+
+    @staticmethod
+    def _patch(last: _Shape, corpus: Corpus, now: dt.datetime) -> _Shape | None:
+        held = dict(last.held)
+        affected: set[tuple[str, str]] = set()
+        updated_all = last.updated_all
+        top = updated_all.timestamp()
+        for was, new in corpus.swaps:
+            if (was.published <= last.now) != (new.published <= now):
+                return None                 # it went live, or back to scheduled
+            if new.published > now:
+                continue                    # scheduled: in no scope's list
+            if was.updated.timestamp() >= top or new.updated.timestamp() == top:
+                return None                 # the newest update may be another one's
+            if new.updated.timestamp() > top:
+                updated_all, top = new.updated, new.updated.timestamp()
+            keys = [("site", "")] + [("category", c.slug) for c in corpus.categories_of(new)] \
+                + [("author", p.slug) for p in corpus.authors_of(new)]
+            for key in keys:
+                items = held[key] = list(held[key]) if key not in affected else held[key]
+                i = bisect_left(items, was.sort_key, key=_sort_key)
+                if i == len(items) or items[i] != was:
+                    return None
+                del items[i]
+                insort(items, new, key=_sort_key)
+            affected.update(keys)
+        return _Shape(corpus, now, last.visible, held, last.pending, updated_all, affected)
 
     def body_key(self, site: Site, article: Article) -> str:
         return content.body_key(article.digest, self.page_url(site, article))

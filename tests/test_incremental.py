@@ -1,0 +1,163 @@
+"""Incremental refreshes: an article edited in place is swapped into the last corpus, and
+only the scopes it is in get new recipes.  After every edit, what the incremental path
+publishes must be byte for byte what a fresh library and publisher make of the files."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from feedsvc import publish
+from feedsvc.corpus import Library
+from feedsvc.state import Cache
+
+NOW = dt.datetime(2025, 1, 1, 12, 0, tzinfo=dt.UTC)
+
+
+class Live:
+    """A library and a publisher kept across loads, as live.Service keeps them."""
+
+    def __init__(self, root: str):
+        self.root = root
+        self.library = Library(root)
+        self.publisher = publish.Publisher(Cache(None))
+        self.documents: dict = {}
+        self.corpus = None
+
+    def refresh(self, now: dt.datetime = NOW):
+        self.corpus = self.library.load()
+        self.documents = self.publisher.build(self.corpus, now, self.documents)
+        return self.corpus
+
+
+def fresh(root: str, now: dt.datetime = NOW):
+    corpus = Library(root).load()
+    return corpus, publish.Publisher(Cache(None)).build(corpus, now)
+
+
+def assert_same_as_fresh(live: Live, now: dt.datetime = NOW) -> None:
+    corpus, documents = fresh(live.root, now)
+    assert live.corpus.articles == corpus.articles
+    assert live.corpus.errors == corpus.errors
+    assert (live.corpus.authors, live.corpus.categories) == (corpus.authors, corpus.categories)
+    assert sorted(live.documents) == sorted(documents)
+    for path, doc in documents.items():
+        assert (live.documents[path].etag, live.documents[path].gzip) == \
+            (doc.etag, doc.gzip), path
+
+
+@pytest.fixture
+def site(data):
+    data.write("categories.yml", '"World": "The world."\n"Quiet": "Described, never used."\n')
+    for i in range(24):
+        day = 1 + i % 28
+        data.article(f"a{i:02d}", title=f"Article {i}", date=f"2024-11-{day:02d}T10:{i:02d}:00Z",
+                     categories=["World"] if i % 2 else ["Science", "World"],
+                     authors=["Jane Doe"] if i % 3 else ["Omid Rahimi"],
+                     slug=f"article-{i}")
+    data.article("later", title="Scheduled", date="2025-03-01T00:00:00Z",
+                 categories=["Embargoed"], slug="later")
+    data.article("draft", title="Draft", draft=True, slug="draft")
+    return data
+
+
+def test_a_retitle_is_patched_and_publishes_what_a_fresh_start_does(site):
+    live = Live(str(site.root))
+    live.refresh()
+    before = dict(live.documents)
+    site.article("a06", title="Article 6, retitled", date="2024-11-07T10:06:00Z",
+                 categories=["Science", "World"], authors=["Omid Rahimi"], slug="article-6")
+    corpus = live.refresh()
+    assert corpus.base is not None and len(corpus.swaps) == 1      # the patch path
+    assert live.publisher._last.affected == {("site", ""), ("category", "science"),
+                                             ("category", "world"), ("author", "omid-rahimi")}
+    assert_same_as_fresh(live)
+    rebuilt = {p for p, d in live.documents.items() if before[p] is not d}
+    assert rebuilt == {"", "feeds/all.rss", "feeds/all.atom",
+                       "category/science/", "feeds/category/science.rss",
+                       "feeds/category/science.atom",
+                       "category/world/", "feeds/category/world.rss",
+                       "feeds/category/world.atom",
+                       "author/omid-rahimi/", "feeds/author/omid-rahimi.rss",
+                       "feeds/author/omid-rahimi.atom"}
+
+
+@pytest.mark.parametrize("edit, patched", [
+    ({"date": "2024-10-01T09:00:00Z"}, True),                   # moves down the order
+    ({"date": "2024-11-30T23:00:00Z"}, True),                   # moves to the top
+    ({"updated": "2024-12-31T00:00:00Z"}, True),               # the newest update now
+    ({"summary": "A new summary."}, True),
+    ({"categories": ["World", "Culture"]}, False),              # a new category
+    ({"authors": ["Someone New"]}, False),
+    ({"slug": "renamed"}, False),
+    ({"draft": True}, False),
+    ({"date": "2025-06-01T00:00:00Z"}, True),                   # scheduled: leaves the feeds
+])
+def test_every_kind_of_edit_publishes_what_a_fresh_start_does(site, edit, patched):
+    live = Live(str(site.root))
+    live.refresh()
+    fields = {"title": "Article 7", "date": "2024-11-08T10:07:00Z", "categories": ["World"],
+              "authors": ["Jane Doe"], "slug": "article-7", **edit}
+    site.article("a07", **fields)
+    corpus = live.refresh()
+    assert (corpus.base is not None) == patched
+    assert_same_as_fresh(live)
+
+
+def test_a_run_of_edits_stays_what_a_fresh_start_makes(site):
+    """Patches on patches, two files at once, a scheduled article, a typo and its fix."""
+    live = Live(str(site.root))
+    live.refresh()
+    steps = [
+        lambda: site.article("a03", title="Three", date="2024-11-04T10:03:00Z",
+                             categories=["World"], authors=["Omid Rahimi"], slug="article-3"),
+        lambda: (site.article("a10", title="Ten", date="2024-09-01T00:00:00Z",
+                              categories=["Science", "World"], authors=["Jane Doe"],
+                              slug="article-10"),
+                 site.article("a11", title="Eleven", date="2024-11-12T10:11:00Z",
+                              categories=["World"], authors=["Jane Doe"], slug="article-11",
+                              updated="2024-12-30T00:00:00Z")),
+        lambda: site.article("later", title="Scheduled, edited", date="2025-03-01T00:00:00Z",
+                             categories=["Embargoed"], slug="later"),
+        lambda: site.write("articles/a03.md", "---\ntitle: [unclosed\n---\nbody\n"),
+        lambda: site.article("a03", title="Three again", date="2024-11-04T10:03:00Z",
+                             categories=["World"], authors=["Omid Rahimi"], slug="article-3"),
+        lambda: site.article("a03", title="Three, once more", date="2024-11-04T10:03:00Z",
+                             categories=["World"], authors=["Omid Rahimi"], slug="article-3"),
+    ]
+    patched = []
+    for i, step in enumerate(steps):
+        step()
+        patched.append(live.refresh().base is not None)
+        if i == 3:      # a fresh start knows no last good version of the broken file
+            assert [a.title for a in live.corpus.articles if a.slug == "article-3"] == ["Three"]
+        else:
+            assert_same_as_fresh(live)
+    assert patched == [True, True, True, False, False, True]
+
+
+def test_an_article_going_live_with_an_edit_rebuilds_in_full(site):
+    live = Live(str(site.root))
+    live.refresh()
+    site.article("a01", title="Edited as the scheduled one goes live",
+                 date="2024-11-02T10:01:00Z", categories=["World"], authors=["Jane Doe"],
+                 slug="article-1")
+    later = dt.datetime(2025, 3, 2, tzinfo=dt.UTC)
+    live.corpus = live.library.load()
+    assert live.corpus.base is not None
+    live.documents = live.publisher.build(live.corpus, later, live.documents)
+    assert "feeds/category/embargoed.rss" in live.documents
+    assert_same_as_fresh(live, later)
+
+
+def test_a_checkpoint_does_not_carry_the_corpus_a_patch_came_from(site):
+    import pickle
+
+    live = Live(str(site.root))
+    live.refresh()
+    site.article("a02", title="Two", date="2024-11-03T10:02:00Z",
+                 categories=["Science", "World"], authors=["Jane Doe"], slug="article-2")
+    corpus = live.refresh()
+    assert corpus.base is not None
+    again = pickle.loads(pickle.dumps(corpus))
+    assert again.base is None and again.swaps == () and again.articles == corpus.articles
