@@ -1117,7 +1117,7 @@ def main() -> None:
     args.rounds = args.rounds or (1 if args.quick else 3)
     args.warmup = 1.0
     args.live_reps = args.live_reps or (3 if args.quick else 5)
-    args.incremental_reps = 3
+    args.incremental_reps = 9
     parts = set(args.only.split(","))
 
     for d in ("logs", "state", "serve"):
