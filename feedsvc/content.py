@@ -22,7 +22,7 @@ from . import workers
 from .loader import body_at, clean
 
 log = logging.getLogger("feedsvc")
-RENDERER_VERSION = "2"
+RENDERER_VERSION = "3"
 PARALLEL_THRESHOLD = 1000     # renders below this run in-process (pool start-up ~0.3 s)
 # cmark-gfm is the CommonMark reference implementation, in C. UNSAFE keeps raw HTML
 # in bodies, as CommonMark specifies (editors are trusted; feed readers sanitize).
@@ -82,7 +82,10 @@ def _absolute(base: str, base_scheme: str, url: str) -> str:
         scheme = m.group(1).lower()
         if scheme != base_scheme or scheme not in uses_relative:
             return url
-    return urljoin(base, url)
+    try:
+        return urljoin(base, url)
+    except ValueError:          # "http://[x": a link urllib cannot read is left as written
+        return url
 
 
 def _absolute_candidate(base: str, candidate: str) -> str:

@@ -106,7 +106,10 @@ def load_yaml(rel: str, text: str, first_line: int = 1) -> object:
         raise DataError(rel, f"invalid YAML{where}: {problem}") from None
     # clean text gives clean values, except through an escape ("\v", "\uFFFE")
     dirty = "\\" in text or _XML_FORBIDDEN.search(text) is not None
-    return _clean_tree(data) if dirty else data
+    try:
+        return _clean_tree(data) if dirty else data
+    except RecursionError:      # an alias inside itself: "x: &a [*a]"
+        raise DataError(rel, "invalid YAML: an alias refers to itself") from None
 
 
 def _clean_tree(value: object) -> object:

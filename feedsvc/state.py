@@ -107,7 +107,9 @@ class Cache:
               "html": "key TEXT PRIMARY KEY, html TEXT, summary TEXT",
               "gzdocs": "key TEXT PRIMARY KEY, gz BLOB, etag TEXT"}   # identity = gunzip(gz)
     # A table whose layout changes gets a new name; the old one is dropped, never misread.
-    RETIRED = ("docs", "documents")     # (key, body, gz), then (key, gz) without the ETag
+    # (key, body, gz); "documents" (key, gz) is left alone: an older instance sharing this
+    # state directory during a rolling upgrade still reads and writes it
+    RETIRED = ("docs",)
 
     def __init__(self, state_dir: str | None):
         self._lock = threading.Lock()

@@ -43,3 +43,13 @@ def test_document_level_markup_in_a_body_renders(body):
     assert "<html" not in html.lower() and "doctype" not in html.lower()
     if "[a](x)" in body:
         assert 'href="https://x.test/articles/a/x"' in html
+
+
+def test_a_link_urllib_cannot_read_keeps_the_body():
+    from feedsvc import content
+
+    for link in ("http://[x", "https://[x"):
+        html, _ = content.render((f'<a href="{link}">odd</a> and [rel](a/b)\n',
+                                  "https://news.example.com/articles/x/", ""))
+        assert f'href="{link}"' in html
+        assert 'href="https://news.example.com/articles/x/a/b"' in html

@@ -615,3 +615,14 @@ def test_forbidden_characters_written_as_yaml_escapes_are_removed(data):
     assert art.summary == "summary"
     assert art.id == "urn:xy"
     assert corpus.categories["world"].description == "Description"
+
+
+def test_a_yaml_alias_inside_itself_is_a_data_error_not_a_crash(data):
+    from feedsvc.corpus import Library
+
+    data.write("articles/loop.md", '---\ntitle: "Loop \\u00e9"\nx: &a [*a]\n'
+               'date: 2024-10-28T13:00:00+03:30\n---\nBody.\n')
+    data.article("fine")
+    corpus = Library(str(data.root)).load()
+    assert [a.path for a in corpus.articles] == ["articles/fine.md"]
+    assert any(e.path == "articles/loop.md" and "alias" in e.message for e in corpus.errors)

@@ -42,7 +42,8 @@ def test_a_cache_of_an_older_layout_is_dropped_not_misread(tmp_path):
     cache = Cache(str(tmp_path))
     tables = {name for name, in sqlite3.connect(tmp_path / "cache.sqlite").execute(
         "SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert "docs" not in tables and "documents" not in tables
+    assert "docs" not in tables
+    assert "documents" in tables        # an older instance may still be using it
     assert cache.get("gzdocs", ["r"]) == {}
     cache.put("gzdocs", {"r": (b"gz", '"e"')})
     assert cache.get("gzdocs", ["r"]) == {"r": (b"gz", '"e"')}
