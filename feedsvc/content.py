@@ -90,7 +90,8 @@ def _absolute(base: str, base_scheme: str, url: str) -> str:
 
 def _absolute_candidate(base: str, candidate: str) -> str:
     url, _, descriptor = candidate.strip().partition(" ")
-    return f"{urljoin(base, url)} {descriptor.strip()}".strip()
+    scheme = base.split(":", 1)[0].lower()
+    return f"{_absolute(base, scheme, url)} {descriptor.strip()}".strip()
 
 
 def body_key(digest: str, page_url: str) -> str:

@@ -20,7 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from . import loader, names, workers
-from .model import Article, Category, DataError, Person, Site
+from .model import Article, Category, DataError, Person, Site, newest_first
 from .names import CATEGORIES_FILE, name_key
 from .state import Cache
 
@@ -59,7 +59,7 @@ class Corpus:
 
     def _first_visible(self, now: dt.datetime) -> int:
         """Articles are sorted newest first: those published by `now` are a suffix."""
-        return bisect_left(self.articles, (-now.timestamp(), ""), key=_sort_key)
+        return bisect_left(self.articles, (-now.timestamp(), ""), key=newest_first)
 
     def authors_of(self, article: Article) -> list[Person]:
         found = self._authors_by_names.get(article.authors)
@@ -437,11 +437,11 @@ class Library:
             return None
         articles = list(old.articles)
         for was, new in swaps:
-            i = bisect_left(articles, was.sort_key, key=_sort_key)
+            i = bisect_left(articles, was.sort_key, key=newest_first)
             if i == len(articles) or articles[i] != was:
                 return None                 # it was not published as it was read
             del articles[i]
-            insort(articles, new, key=_sort_key)
+            insort(articles, new, key=newest_first)
         for _, new in swaps:                # as `_unique` notes a kept, valid article
             if self._last_good.get(new.path) != new:
                 self._last_good[new.path] = self._good_changed[new.path] = new
@@ -468,7 +468,7 @@ class Library:
 
         articles = self._unique(candidates, errors)
         published = [a for a in articles if not a.draft]
-        published.sort(key=_sort_key)
+        published.sort(key=newest_first)
 
         authors, author_slugs = names.people(people, published, errors)
         categories, category_slugs = names.categories(described, published, errors)
@@ -513,10 +513,6 @@ class Library:
                 self._last_good[a.path] = a
                 self._good_changed[a.path] = a
         return kept
-
-
-def _sort_key(article: Article) -> tuple:
-    return article.sort_key
 
 
 def _read_and_parse(job: tuple[str, str, tuple, Site, int]) -> tuple[str, str | None, object]:

@@ -6,8 +6,7 @@ request is a dict lookup, a choice of encoding, the conditional check, and a
 write.  Only the gzip bytes are kept for every document (feed readers ask for
 gzip); the identity bytes are gunzipped when a client asks for them and the
 most recently asked are kept (`Inflated`), as nginx's gunzip module does for
-precompressed files.  The
-conditional rules are werkzeug's (`is_resource_modified`, RFC 9110 section
+precompressed files.  The conditional rules are werkzeug's (`is_resource_modified`, RFC 9110 section
 13: If-None-Match with weak comparison, lists and `*` wins over
 If-Modified-Since; a bad date is ignored); the only shortcut taken before
 calling it is the exact-match case, which werkzeug would answer the same way.

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from operator import attrgetter
 
 
 class DataError(Exception):
@@ -82,3 +83,7 @@ class Article:
     def sort_key(self) -> tuple:
         """Newest first, ties broken by path so every process agrees."""
         return (-self.published.timestamp(), self.path)
+
+
+# key= for sorting and bisecting articles newest first (ties by path)
+newest_first = attrgetter("sort_key")

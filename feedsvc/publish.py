@@ -23,7 +23,7 @@ from markupsafe import Markup, escape
 
 from . import content, feeds, workers
 from .corpus import Corpus
-from .model import Article, Site
+from .model import Article, Site, newest_first
 from .state import Cache
 
 EPOCH = dt.datetime(2000, 1, 1, tzinfo=pytz.utc)
@@ -138,10 +138,6 @@ class _Shape:
     affected: set[tuple[str, str]] | None           # scopes changed since the last (None: all)
 
 
-def _sort_key(article: Article) -> tuple:
-    return article.sort_key
-
-
 def _hash(*parts: object) -> str:
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
 
@@ -154,7 +150,8 @@ class Publisher:
         self.cache = cache or Cache(None)
         self._items: dict[tuple, Markup] = {}     # listing lines by what they show
         self._last: _Shape | None = None          # of the last build (see _shape)
-        self._recipes: dict[tuple[str, str], tuple] = {}    # scope -> its recipes, then
+        # scope -> (what its recipes depend on besides `affected`, feed recipe, page recipe)
+        self._recipes: dict[tuple[str, str], tuple] = {}
         # feeds made while a file changed under us, a body missing: never reused as they are
         self.partial: set[str] = set()
 
@@ -346,11 +343,11 @@ class Publisher:
                 + [("author", p.slug) for p in corpus.authors_of(new)]
             for key in keys:
                 items = held[key] = list(held[key]) if key not in affected else held[key]
-                i = bisect_left(items, was.sort_key, key=_sort_key)
+                i = bisect_left(items, was.sort_key, key=newest_first)
                 if i == len(items) or items[i] != was:
                     return None
                 del items[i]
-                insort(items, new, key=_sort_key)
+                insort(items, new, key=newest_first)
             affected.update(keys)
         return _Shape(corpus, now, last.visible, held, last.pending, updated_all, affected)
 

@@ -53,3 +53,11 @@ def test_a_link_urllib_cannot_read_keeps_the_body():
                                   "https://news.example.com/articles/x/", ""))
         assert f'href="{link}"' in html
         assert 'href="https://news.example.com/articles/x/a/b"' in html
+
+
+def test_a_srcset_candidate_urllib_cannot_read_keeps_the_body():
+    from feedsvc import content
+
+    html, _ = content.render(('<img srcset="https://[x 1x, b.jpg 2x" src="a.jpg">\n',
+                              "https://news.example.com/articles/x/", ""))
+    assert 'srcset="https://[x 1x, https://news.example.com/articles/x/b.jpg 2x"' in html
