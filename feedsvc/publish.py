@@ -152,7 +152,10 @@ class Publisher:
         self._last: _Shape | None = None          # of the last build (see _shape)
         # scope -> (what its recipes depend on besides `affected`, feed recipe, page recipe)
         self._recipes: dict[tuple[str, str], tuple] = {}
-        # feeds made while a file changed under us, a body missing: never reused as they are
+        # recipes of feeds made with a body missing (a file changed under us, or a last good
+        # version whose file holds other bytes): never cached, made again by every build
+        self.incomplete: set[str] = set()
+        # of those, the ones first found incomplete by the last build: worth a quick retry
         self.partial: set[str] = set()
 
     # -- article bodies -----------------------------------------------------
@@ -251,7 +254,7 @@ class Publisher:
         if not previous or len(self._items) > 2 * len(corpus.articles) + 1000:
             self._items = {}                    # listing lines of articles long gone
         out = {p: previous[p] for p, (r, _) in recipes.items()
-               if p in previous and previous[p].recipe == r and r not in self.partial}
+               if p in previous and previous[p].recipe == r and r not in self.incomplete}
         todo = [p for p in sorted(recipes) if p not in out]
         stored = self.cache.get("gzdocs", [recipes[p][0] for p in todo])   # (gz, ETag)
         missing = [p for p in todo if recipes[p][0] not in stored]
@@ -296,9 +299,11 @@ class Publisher:
         self.cache.put_later("gzdocs", {
             recipe: (gz, etag) for recipe, (etag, gz) in packed.items()
             if recipe not in partial_feeds})
-        # retried once; partial again right away, the body cannot be had now (a last good
-        # version whose file holds other bytes): kept as it is until its recipe changes
-        self.partial = partial_feeds - self.partial
+        # A quick retry once; incomplete again right away, the body cannot be had for now
+        # (a last good version whose file holds other bytes): made again by every later
+        # build, which only a change of the data starts, until the body is back.
+        self.partial = partial_feeds - self.incomplete
+        self.incomplete = partial_feeds
         for path in todo:
             recipe, ctype = recipes[path]
             etag, gz = packed[recipe] if recipe in packed else stored[recipe][::-1]

@@ -751,3 +751,45 @@ def test_a_body_that_cannot_be_had_is_tried_once_more_then_left_out(bundled, mon
     second = publisher.build(corpus, now, first)
     assert not publisher.partial                    # no retry loop: kept until it changes
     assert publisher.build(corpus, now, second) == second
+
+
+def test_undoing_a_typo_brings_back_the_body_a_feed_lacked(data, tmp_path):
+    """A feed that needed a body while its file held a typo goes without it; when the file
+    is put back to the very bytes of its last good version (same recipe), the next refresh
+    makes that feed whole again instead of keeping the incomplete one."""
+    import os
+    import time
+
+    from feedsvc import settings
+    from feedsvc.live import Service
+
+    def saved_long_ago(path):
+        os.utime(path, (time.time() - 100,) * 2)    # a signature trusted at once
+
+    data.site(items_per_feed=1)
+    a = data.article("a", body="The body of A.\n", title="A", date="2024-11-01T10:00:00Z")
+    good = a.read_bytes()
+    data.article("b", title="B", date="2024-11-02T10:00:00Z")
+    for f in data.root.rglob("*"):
+        saved_long_ago(f)
+    service = Service(settings.resolve({"data_dir": str(data.root), "watch": False,
+                                        "state_dir": str(tmp_path / "state")}))
+    try:
+        def feed() -> bytes:
+            return service.resources["feeds/all.atom"].identity_body()
+
+        assert b"The body of A." not in feed()      # only B is in the feed of one
+        saved_long_ago(data.write("articles/a.md", "---\ntitle: [unclosed\n---\nbody\n"))
+        service.refresh()
+        saved_long_ago(data.article("b", title="B", date="2024-11-02T10:00:00Z", draft=True))
+        service.refresh()                           # A's last good version tops the feed
+        service.refresh()                           # the quick retry: still no body
+        assert b"<title>A</title>" in feed() and b"The body of A." not in feed()
+        assert not service.publisher.partial        # no retry loop while the typo stays
+
+        saved_long_ago(data.write("articles/a.md", good))
+        service.refresh()
+        assert b"The body of A." in feed()
+        assert not service.publisher.incomplete
+    finally:
+        service.close()
