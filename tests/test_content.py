@@ -1,6 +1,8 @@
 """Article bodies: references to characters XML forbids never break a feed."""
 from __future__ import annotations
 
+import ctypes
+
 import feedparser
 import pytest
 
@@ -61,3 +63,24 @@ def test_a_srcset_candidate_urllib_cannot_read_keeps_the_body():
     html, _ = content.render(('<img srcset="https://[x 1x, b.jpg 2x" src="a.jpg">\n',
                               "https://news.example.com/articles/x/", ""))
     assert 'srcset="https://[x 1x, https://news.example.com/articles/x/b.jpg 2x"' in html
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+        "uordblks", "fordblks", "keepcost")]
+
+
+@pytest.mark.skipif(not hasattr(ctypes.CDLL(None), "mallinfo2"), reason="glibc 2.33+ only")
+def test_rendering_keeps_no_c_memory():
+    """cmark's HTML buffer is freed: 2,000 renders of a 6 KB body leave the C heap as it
+    was (cmarkgfm.markdown_to_html alone keeps every buffer, 22 MB here)."""
+    mallinfo2 = ctypes.CDLL(None).mallinfo2
+    mallinfo2.restype = _MallInfo2
+    body = "A paragraph with a [link](/x) and *emphasis*.\n\n" * 130
+    content.render((body, "https://news.example/articles/a/", ""))
+    before = mallinfo2().uordblks
+    for _ in range(2000):
+        html, _summary = content.render((body, "https://news.example/articles/a/", ""))
+    assert len(html) > 6000
+    assert mallinfo2().uordblks - before < 1_000_000
