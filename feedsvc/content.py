@@ -12,7 +12,7 @@ import hashlib
 import logging
 import re
 from collections.abc import Callable
-from urllib.parse import urljoin, uses_relative
+from urllib.parse import urljoin, uses_netloc, uses_relative
 
 import lxml.etree
 import lxml.html
@@ -33,6 +33,9 @@ _WITH_URLS = lxml.etree.XPath(
     "descendant-or-self::*[" + " or ".join(f"@{a}" for a in (*_URL_ATTRS, "srcset")) + "]")
 # A scheme as urllib reads one: letters, digits, "+-." up to the first colon.
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
+# A URL that urljoin gives back as it is: a lowercase scheme, "//", a host, then none of
+# the parts urllib drops when they are empty ("?", "#", ";").
+_PLAIN_ABSOLUTE = re.compile(r"[a-z][a-z0-9+.-]*://[^/?#;\s]+(?:/[^?#;\s]*)?")
 _NUMERIC_REFERENCE = re.compile(r"&#([0-9]{1,8}|[xX][0-9a-fA-F]{1,8});")
 # cmark returns its HTML in a buffer from the C library's calloc, for the caller to free.
 # cmarkgfm.markdown_to_html (2025.10.22) never frees it: a worker lost 8 KB per body,
@@ -91,12 +94,14 @@ def _first_paragraph(root: lxml.html.HtmlElement | None, limit: int = 400) -> st
 
 
 def _absolute(base: str, base_scheme: str, url: str) -> str:
-    """urljoin(base, url), which returns a URL of another scheme than the base's (or one
-    that takes no relative parts) as it is; that case, most links, skips its parsing."""
+    """urljoin(base, url).  Most links are absolute and come back from urljoin as they
+    are: another scheme than the base's, or a plain URL with a host; they skip its
+    parsing, half the time of a render."""
     m = _SCHEME.match(url)
     if m and "\t" not in url and "\n" not in url and "\r" not in url:
         scheme = m.group(1).lower()
-        if scheme != base_scheme or scheme not in uses_relative:
+        if scheme != base_scheme or scheme not in uses_relative or (
+                scheme in uses_netloc and _PLAIN_ABSOLUTE.fullmatch(url)):
             return url
     try:
         return urljoin(base, url)
