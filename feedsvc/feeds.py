@@ -50,7 +50,7 @@ class Feed:
     id: str
     title: str
     subtitle: str
-    self_url: str                    # where this very document lives
+    self_urls: dict[str, str]        # format ("rss", "atom") -> where that document lives
     page_url: str                    # the human page of the scope
     language: str
     updated: dt.datetime
@@ -72,34 +72,37 @@ class _Entry(FeedEntry):
         return element
 
 
-def render(feed: Feed, fmt: str) -> bytes:
-    """Serialize `feed` as 'rss' or 'atom'. Same input, same bytes, in any process."""
+def render(feed: Feed) -> dict[str, bytes]:
+    """Serialize `feed` in each format of `feed.self_urls`, from one generator (its entries
+    are set once for both).  Same input, same bytes, in any process."""
     with _lock:
-        fg = _generator(feed, fmt)
-        if fmt == "rss":
-            return fg.rss_str(pretty=True, encoding="UTF-8", xml_declaration=True)
-        return fg.atom_str(pretty=True, encoding="UTF-8", xml_declaration=True)
+        fg = _generator(feed)
+        out = {}
+        for fmt, url in feed.self_urls.items():
+            # the self link first, the page last: RSS's <link> is the last link added
+            fg.link(href=url, rel="self", type=FORMATS[fmt].split(";")[0], replace=True)
+            fg.link(href=feed.page_url, rel="alternate", type="text/html")
+            out[fmt] = (fg.rss_str if fmt == "rss" else fg.atom_str)(
+                pretty=True, encoding="UTF-8", xml_declaration=True)
+        return out
 
 
 def _seconds(when: dt.datetime) -> dt.datetime:
     return when.replace(microsecond=0)
 
 
-def _generator(feed: Feed, fmt: str) -> FeedGenerator:
+def _generator(feed: Feed) -> FeedGenerator:
+    """Everything but the links, for both formats: RSS has no feed or entry author without
+    an email (it writes dc:creator, from an extension Atom does not load)."""
     fg = FeedGenerator()
-    if fmt == "rss":
-        fg.load_extension("dc", atom=False, rss=True)
+    fg.load_extension("dc", atom=False, rss=True)
     fg.id(feed.id)
     fg.title(feed.title)
     fg.subtitle(feed.subtitle or feed.title)          # RSS <description> is required
-    fg.link(href=feed.self_url, rel="self",
-            type=FORMATS[fmt].split(";")[0])
-    fg.link(href=feed.page_url, rel="alternate", type="text/html")   # last: RSS <link>
     fg.language(feed.language)
     fg.updated(_seconds(feed.updated))
     fg.generator("feedsvc")
-    if fmt == "atom":
-        fg.author({"name": feed.publisher})
+    fg.author({"name": feed.publisher})
     for item in feed.entries:
         fe = fg.add_entry(_Entry(), order="append")     # registers the dc extension
         fe.id(item.id)
@@ -108,10 +111,8 @@ def _generator(feed: Feed, fmt: str) -> FeedGenerator:
         fe.published(_seconds(item.published))
         fe.updated(_seconds(item.updated))
         for author in item.authors:
-            if fmt == "rss":
-                fe.dc.dc_creator(author.name, replace=False)
-            else:
-                fe.author({"name": author.name, **({"uri": author.uri} if author.uri else {})})
+            fe.dc.dc_creator(author.name, replace=False)
+            fe.author({"name": author.name, **({"uri": author.uri} if author.uri else {})})
         for term in item.categories:
             fe.category(term=term)
         fe.summary(item.summary or item.title)

@@ -273,7 +273,7 @@ class Publisher:
                        for a in feed_of[paths[0]][1])
         partial_feeds: set[str] = set()
 
-        def jobs() -> Iterator[list[tuple[feeds.Feed, str]]]:
+        def jobs() -> Iterator[feeds.Feed]:
             for paths in groups.values():
                 scope, top, _ = feed_of[paths[0]]
                 bodies = {a.path: rendered[self.body_key(site, a)] for a in top
@@ -281,8 +281,8 @@ class Publisher:
                 if len(bodies) < len(top):      # a file changed under us: its reload comes
                     partial_feeds.update(recipes[p][0] for p in paths)   # next; not cached
                     bodies = {a.path: bodies.get(a.path, ("", a.summary)) for a in top}
-                yield [(self._feed(corpus, scope, top, feed_of[p][2], updated_all, bodies),
-                        feed_of[p][2]) for p in paths]
+                yield self._feed(corpus, scope, top, [feed_of[p][2] for p in paths],
+                                 updated_all, bodies)
                 for a in top:
                     key = self.body_key(site, a)
                     uses[key] -= 1
@@ -365,7 +365,7 @@ class Publisher:
         self.cache.prune_later("gzdocs", recipes)
         self.cache.prune_later("html", {self.body_key(corpus.site, a) for a in corpus.articles})
 
-    def _feed(self, corpus: Corpus, scope: Scope, top: list[Article], fmt: str,
+    def _feed(self, corpus: Corpus, scope: Scope, top: list[Article], formats: list[str],
               updated_all: dt.datetime, bodies: dict[str, tuple[str, str]]) -> feeds.Feed:
         site = corpus.site
         entries = []
@@ -385,7 +385,7 @@ class Publisher:
         return feeds.Feed(
             id=f"tag:{host},2000:{scope.feed_base}", title=title,
             subtitle=scope.description or title,
-            self_url=f"{site.base_url}{scope.feed_base}.{fmt}",
+            self_urls={fmt: f"{site.base_url}{scope.feed_base}.{fmt}" for fmt in formats},
             page_url=f"{site.base_url}{scope.page}", language=site.language,
             updated=updated, publisher=site.title, entries=tuple(entries))
 
@@ -421,10 +421,10 @@ class Publisher:
                        summary=summary, corpus=corpus)
 
 
-def _feeds_job(job: list[tuple[feeds.Feed, str]]) -> list[tuple[str, bytes]]:
-    """In a worker (or here, for a few): the ETag and gzip bytes of one scope's feeds
-    (only the gzip bytes travel back and stay: see Document)."""
-    return [_pack(feeds.render(feed, fmt)) for feed, fmt in job]
+def _feeds_job(feed: feeds.Feed) -> list[tuple[str, bytes]]:
+    """In a worker (or here, for a few): the ETag and gzip bytes of one scope's feeds, in
+    the order of its formats (only the gzip bytes travel back and stay: see Document)."""
+    return [_pack(body) for body in feeds.render(feed).values()]
 
 
 def _pack(body: bytes) -> tuple[str, bytes]:
