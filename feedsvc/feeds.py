@@ -10,19 +10,23 @@ feedgen's RSS date formatting switches the process locale.
 """
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from feedgen.entry import FeedEntry
 from feedgen.feed import FeedGenerator
 from feedgen.version import version_str
+from lxml import etree
 
 FEEDGEN_VERSION: str = version_str
 
 FORMATS = {"rss": "application/rss+xml; charset=utf-8",
            "atom": "application/atom+xml; charset=utf-8"}
 _lock = threading.Lock()
+KEPT_ENTRIES = 300      # entries whose elements are kept (both formats; ~35 KB each)
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,12 @@ class Feed:
 
 
 class _Entry(FeedEntry):
-    """feedgen entry whose Atom links keep rel, type and length (upstream issue #135)."""
+    """feedgen entry whose Atom links keep rel, type and length (upstream issue #135), and
+    whose elements are kept for the next feeds that hold the same entry (see _Kept)."""
+
+    def __init__(self, item: Entry | None):
+        super().__init__()
+        self.item = item                    # None: made once, not kept
 
     def atom_entry(self, extensions=True):
         element = super().atom_entry(extensions)
@@ -69,14 +78,51 @@ class _Entry(FeedEntry):
             for attr in ("rel", "type", "length"):
                 if link.get(attr):
                     el.set(attr, str(link[attr]))
+        return _keep(self.item, "atom", element)
+
+    def rss_entry(self, extensions=True):
+        return _keep(self.item, "rss", super().rss_entry(extensions))
+
+
+class _Kept(FeedEntry):
+    """An entry feedgen made before, for an equal Entry: copies of the elements it made.
+
+    An article is in up to seven feeds (the site's, its categories' and its authors'), and
+    an edit changes one entry of each feed that holds it: the others are not made again."""
+
+    def __init__(self, elements: dict[str, etree._Element]):
+        super().__init__()
+        self.elements = elements
+
+    def atom_entry(self, extensions=True):
+        return copy.deepcopy(self.elements["atom"])
+
+    def rss_entry(self, extensions=True):
+        return copy.deepcopy(self.elements["rss"])
+
+
+_kept: OrderedDict[Entry, dict[str, etree._Element]] = OrderedDict()    # least recent first
+
+
+def _keep(item: Entry | None, fmt: str, element: etree._Element) -> etree._Element:
+    if item is None:
         return element
+    _kept.setdefault(item, {})[fmt] = copy.deepcopy(element)
+    _kept.move_to_end(item)
+    while len(_kept) > KEPT_ENTRIES:
+        _kept.popitem(last=False)
+    return element
 
 
-def render(feed: Feed) -> dict[str, bytes]:
+def render(feed: Feed, keep: bool = False) -> dict[str, bytes]:
     """Serialize `feed` in each format of `feed.self_urls`, from one generator (its entries
-    are set once for both).  Same input, same bytes, in any process."""
+    are set once for both).  Same input, same bytes, in any process.
+
+    `keep`: keep the elements of the entries made, for the next feeds that hold them.
+    Worth it for the few feeds of a refresh; not for a cold start's hundreds, where each
+    entry is in about two feeds and copying every one costs more than it saves."""
     with _lock:
-        fg = _generator(feed)
+        fg = _generator(feed, keep)
         out = {}
         for fmt, url in feed.self_urls.items():
             # the self link first, the page last: RSS's <link> is the last link added
@@ -91,7 +137,7 @@ def _seconds(when: dt.datetime) -> dt.datetime:
     return when.replace(microsecond=0)
 
 
-def _generator(feed: Feed) -> FeedGenerator:
+def _generator(feed: Feed, keep: bool) -> FeedGenerator:
     """Everything but the links, for both formats: RSS has no feed or entry author without
     an email (it writes dc:creator, from an extension Atom does not load)."""
     fg = FeedGenerator()
@@ -104,7 +150,13 @@ def _generator(feed: Feed) -> FeedGenerator:
     fg.generator("feedsvc")
     fg.author({"name": feed.publisher})
     for item in feed.entries:
-        fe = fg.add_entry(_Entry(), order="append")     # registers the dc extension
+        kept = _kept.get(item)
+        if kept is not None and len(kept) == len(FORMATS):
+            _kept.move_to_end(item)
+            fg.add_entry(_Kept(kept), order="append")
+            continue
+        fe = fg.add_entry(_Entry(item) if keep else _Entry(None), order="append")
+        # (add_entry registers the dc extension)
         fe.id(item.id)
         fe.title(item.title)
         fe.link(href=item.link, rel="alternate", type="text/html")

@@ -273,7 +273,9 @@ class Publisher:
                        for a in feed_of[paths[0]][1])
         partial_feeds: set[str] = set()
 
-        def jobs() -> Iterator[feeds.Feed]:
+        keep = len(groups) < PARALLEL_FEEDS         # a refresh: see feeds.render
+
+        def jobs() -> Iterator[tuple[feeds.Feed, bool]]:
             for paths in groups.values():
                 scope, top, _ = feed_of[paths[0]]
                 bodies = {a.path: rendered[self.body_key(site, a)] for a in top
@@ -282,7 +284,7 @@ class Publisher:
                     partial_feeds.update(recipes[p][0] for p in paths)   # next; not cached
                     bodies = {a.path: bodies.get(a.path, ("", a.summary)) for a in top}
                 yield self._feed(corpus, scope, top, [feed_of[p][2] for p in paths],
-                                 updated_all, bodies)
+                                 updated_all, bodies), keep
                 for a in top:
                     key = self.body_key(site, a)
                     uses[key] -= 1
@@ -421,10 +423,11 @@ class Publisher:
                        summary=summary, corpus=corpus)
 
 
-def _feeds_job(feed: feeds.Feed) -> list[tuple[str, bytes]]:
+def _feeds_job(job: tuple[feeds.Feed, bool]) -> list[tuple[str, bytes]]:
     """In a worker (or here, for a few): the ETag and gzip bytes of one scope's feeds, in
     the order of its formats (only the gzip bytes travel back and stay: see Document)."""
-    return [_pack(body) for body in feeds.render(feed).values()]
+    feed, keep = job
+    return [_pack(body) for body in feeds.render(feed, keep).values()]
 
 
 def _pack(body: bytes) -> tuple[str, bytes]:

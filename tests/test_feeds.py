@@ -793,3 +793,49 @@ def test_undoing_a_typo_brings_back_the_body_a_feed_lacked(data, tmp_path):
         assert not service.publisher.incomplete
     finally:
         service.close()
+
+
+def test_entries_kept_from_earlier_feeds_give_the_same_bytes(monkeypatch):
+    """A refresh reuses the elements feedgen made for an equal entry (feeds._Kept): each
+    feed's bytes equal those made with nothing kept, whatever was kept before, and a
+    changed entry is made again, not taken from an older version."""
+    from feedsvc import feeds
+
+    when = dt.datetime(2024, 10, 28, 13, 0, tzinfo=dt.UTC)
+
+    def entry(n: int, title: str = "") -> feeds.Entry:
+        return feeds.Entry(
+            id=f"tag:news.example,2024:{n}", title=title or f"Story {n}",
+            link=f"https://news.example/articles/{n}/", published=when, updated=when,
+            authors=(feeds.Author("Ann", "https://news.example/author/ann/"),),
+            categories=("World",), summary=f"Summary {n}", content=f"<p>Body {n} &amp;</p>",
+            enclosure=("https://news.example/media/a.jpg", "image/jpeg", 10) if n % 2 else None)
+
+    def feed(*entries: feeds.Entry) -> feeds.Feed:
+        return feeds.Feed(id="tag:news.example,2000:feeds/all", title="News", subtitle="All",
+                          self_urls={"rss": "https://news.example/feeds/all.rss",
+                                     "atom": "https://news.example/feeds/all.atom"},
+                          page_url="https://news.example/", language="en", updated=when,
+                          publisher="News", entries=entries)
+
+    def fresh(f: feeds.Feed) -> dict[str, bytes]:
+        kept = dict(feeds._kept)
+        feeds._kept.clear()
+        try:
+            return feeds.render(f)
+        finally:
+            feeds._kept.update(kept)
+
+    monkeypatch.setattr(feeds, "_kept", type(feeds._kept)())
+    monkeypatch.setattr(feeds, "KEPT_ENTRIES", 3)
+    first = feed(entry(1), entry(2), entry(3))
+    assert feeds.render(first, keep=True) == fresh(first)
+    assert len(feeds._kept) == 3
+    again = feeds.render(first, keep=True)              # every entry from the kept ones
+    assert again == fresh(first)
+    edited = feed(entry(1), entry(2, title="Story 2, corrected"), entry(4))
+    made = feeds.render(edited, keep=True)
+    assert made == fresh(edited) and b"Story 2, corrected" in made["atom"]
+    assert len(feeds._kept) == 3                        # the least recent went out
+    assert entry(3) not in feeds._kept and entry(4) in feeds._kept
+    assert feeds.render(first, keep=False) == again     # kept ones are used, none added
