@@ -148,7 +148,8 @@ _templates.globals["feed_title"] = feed_title
 class Publisher:
     def __init__(self, cache: Cache | None = None):
         self.cache = cache or Cache(None)
-        self._items: dict[tuple, Markup] = {}     # listing lines by what they show
+        self._items: dict[str, tuple[Article, str, str]] = {}  # path -> (article, base
+        # URL, its listing line)
         self._last: _Shape | None = None          # of the last build (see _shape)
         # scope -> (what its recipes depend on besides `affected`, feed recipe, page recipe)
         self._recipes: dict[tuple[str, str], tuple] = {}
@@ -404,18 +405,21 @@ class Publisher:
         """The <li> lines of a list of articles.  Each line is rendered once and kept: an
         article is listed on the index, its categories' and its authors' pages."""
         lines = []
+        base = site.base_url
         for a in articles:
+            kept = self._items.get(a.path)
+            if kept is not None and kept[0] is a and kept[1] == base:  # (articles are frozen)
+                lines.append(kept[2])
+                continue
             when = a.published.isoformat()
-            key = (site.base_url, a.slug, a.title, when)
-            line = self._items.get(key)
-            if line is None:        # what templates/_macros.html lists, escaped as Jinja does
-                line = self._items[key] = Markup(  # noqa: S704 - each value escaped
-                    '<li><a href="%sarticles/%s/">%s</a> <span class="meta"><time datetime="%s">'
-                    '%s</time></span></li>' % (escape(site.base_url), escape(a.slug),
-                                               escape(a.title), escape(when),
-                                               escape(a.published.strftime("%Y-%m-%d %H:%M"))))
+            # what templates/_macros.html lists, escaped as Jinja does
+            line = '<li><a href="%sarticles/%s/">%s</a> <span class="meta"><time datetime="%s">' \
+                '%s</time></span></li>' % (escape(base), escape(a.slug), escape(a.title),
+                                           escape(when),
+                                           escape(a.published.strftime("%Y-%m-%d %H:%M")))
+            self._items[a.path] = (a, base, line)
             lines.append(line)
-        return Markup("\n").join(lines)
+        return Markup("\n".join(lines))  # noqa: S704 - every value in a line is escaped
 
     def article_page(self, corpus: Corpus, article: Article) -> bytes:
         html, summary = self.bodies(corpus, [article])[article.path]
