@@ -148,8 +148,9 @@ _templates.globals["feed_title"] = feed_title
 class Publisher:
     def __init__(self, cache: Cache | None = None):
         self.cache = cache or Cache(None)
-        self._items: dict[str, tuple[Article, str, str]] = {}  # path -> (article, base
-        # URL, its listing line)
+        # path -> (article, base URL, its listing line / its body key)
+        self._items: dict[str, tuple[Article, str, str]] = {}
+        self._body_keys: dict[str, tuple[Article, str, str]] = {}
         self._last: _Shape | None = None          # of the last build (see _shape)
         # scope -> (what its recipes depend on besides `affected`, feed recipe, page recipe)
         self._recipes: dict[tuple[str, str], tuple] = {}
@@ -252,8 +253,9 @@ class Publisher:
         recipes["feeds.opml"] = (outline, OPML_TYPE)
         pages["feeds.opml"] = partial(_render, "feeds.opml", site=site, scopes=scopes)
 
-        if not previous or len(self._items) > 2 * len(corpus.articles) + 1000:
-            self._items = {}                    # listing lines of articles long gone
+        if not previous or max(len(self._items), len(self._body_keys)) > \
+                2 * len(corpus.articles) + 1000:
+            self._items, self._body_keys = {}, {}   # of articles long gone
         out = {p: previous[p] for p, (r, _) in recipes.items()
                if p in previous and previous[p].recipe == r and r not in self.incomplete}
         todo = [p for p in sorted(recipes) if p not in out]
@@ -360,7 +362,14 @@ class Publisher:
         return _Shape(corpus, now, last.visible, held, last.pending, updated_all, affected)
 
     def body_key(self, site: Site, article: Article) -> str:
-        return content.body_key(article.digest, self.page_url(site, article))
+        """The cache key of the article's body (a hash, asked for several times per build:
+        kept like a listing line)."""
+        kept = self._body_keys.get(article.path)
+        if kept is not None and kept[0] is article and kept[1] == site.base_url:
+            return kept[2]
+        key = content.body_key(article.digest, self.page_url(site, article))
+        self._body_keys[article.path] = (article, site.base_url, key)
+        return key
 
     def forget(self, corpus: Corpus, recipes: set[str]) -> None:
         """Let the cache drop documents not made by `recipes` and bodies of articles gone
