@@ -29,10 +29,13 @@ T0 = time.perf_counter()
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import importlib  # noqa: E402
+from typing import TYPE_CHECKING  # noqa: E402
 
-from feedsvc import live, settings  # noqa: E402
-
-T_IMPORT = time.perf_counter() - T0
+if TYPE_CHECKING:
+    from feedsvc import live
+# feedsvc itself is imported in main(), as `feedsvc serve` imports it only in the process
+# that builds: the render pool's workers (spawned) import this script again, and they
+# would import the whole service with it.
 
 # (label, candidates "module:attr" or "module:Class.attr"): wall time spent inside the
 # first candidate that exists, nested as in the code (two spaces per level).  Names that
@@ -91,12 +94,13 @@ def _instrument() -> None:
 
 
 def cpu() -> float:
-    """CPU seconds of this process and of its finished children (a render pool)."""
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
+    """CPU seconds of this process and of its finished children (a render pool), to the
+    microsecond (os.times() counts 10 ms clock ticks: too coarse for one refresh)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
 
 
-def _renders(service: live.Service) -> int:
+def _renders(service: "live.Service") -> int:
     return getattr(getattr(service.publisher, "cache", None), "renders", -1)
 
 
@@ -127,7 +131,7 @@ def retitle(text: bytes, mark: str) -> bytes:
     raise ValueError("no title line")
 
 
-def incremental(service: live.Service, reps: int) -> dict:
+def incremental(service: "live.Service", reps: int) -> dict:
     newest = service.corpus.articles[0]
     path = os.path.join(service.config["data_dir"], newest.path)
     with open(path, "rb") as f:
@@ -164,6 +168,8 @@ def main() -> None:
     ap.add_argument("--profile", help="write cProfile stats of the build to this file")
     ap.add_argument("--incremental", type=int, default=0)
     a = ap.parse_args()
+    from feedsvc import live, settings
+    t_import = time.perf_counter() - T0
     cfg = settings.resolve({"data_dir": a.data, "state_dir": a.state, "watch": False})
     if not a.profile and not a.incremental:   # the wrappers would be timed with each edit
         _instrument()
@@ -178,7 +184,7 @@ def main() -> None:
     build_wall, build_cpu = time.perf_counter() - w0, cpu() - c0
     print("READY", flush=True)
     out = {
-        "import_s": T_IMPORT, "build_s": build_wall, "build_cpu_s": build_cpu,
+        "import_s": t_import, "build_s": build_wall, "build_cpu_s": build_cpu,
         "since_interpreter_start_s": time.perf_counter() - T0,
         "rss_kb_at_ready": _rss_kb(),
         "articles": len(service.corpus.articles), "documents": len(service.documents),
