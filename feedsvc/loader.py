@@ -7,6 +7,7 @@ as soon as it is decoded, so nothing downstream has to care.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import os
 import posixpath
@@ -40,6 +41,10 @@ _FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?\r?\n)?---[ \t]*(?:\r?\n|\Z)", 
 _IMAGE_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png",
                 ".gif": "image/gif", ".webp": "image/webp", ".avif": "image/avif",
                 ".svg": "image/svg+xml"}
+# lowercase ASCII words joined by single hyphens: python-slugify returns them unchanged
+_PLAIN_SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+# "/media/a.jpg": no scheme, query, fragment, empty or dot segment (which urljoin resolves)
+_PLAIN_PATH = re.compile(r"/?(?:[A-Za-z0-9_~-][A-Za-z0-9._~-]*/)*[A-Za-z0-9_~-][A-Za-z0-9._~-]*")
 ID_DATE = "2000"   # the date part of our tag: URIs; any fixed date is valid (RFC 4151)
 
 
@@ -261,8 +266,12 @@ def parse_article(rel: str, text: str, digest: str, site: Site, root: str = "") 
         if updated < published:
             raise DataError(rel, "'updated' is earlier than 'date'")
     stem = posixpath.splitext(rel.split("/", 1)[1] if "/" in rel else rel)[0]
-    from slugify import slugify  # local: keeps import of this module cheap for workers
-    slug = slugify(_text(rel, data, "slug") or posixpath.basename(stem))
+    given = _text(rel, data, "slug") or posixpath.basename(stem)
+    if _PLAIN_SLUG.fullmatch(given):
+        slug = given                # what slugify gives back as it is, without its 9 regexes
+    else:
+        from slugify import slugify  # local: keeps import of this module cheap for workers
+        slug = slugify(given)
     if not slug:
         raise DataError(rel, "has no usable slug: set 'slug' to ASCII letters and digits")
     draft = data.get("draft", False)
@@ -272,7 +281,7 @@ def parse_article(rel: str, text: str, digest: str, site: Site, root: str = "") 
     if link and urlsplit(link).scheme not in ("http", "https"):
         raise DataError(rel, f"'link' must be an absolute http(s) URL (got {link!r})")
     image, image_type, image_length = _image(rel, _text(rel, data, "image"), site, root)
-    host = urlsplit(site.base_url).hostname or "localhost"
+    host = _hostname(site.base_url)
     return Article(
         path=rel, id=_text(rel, data, "id") or f"tag:{host},{ID_DATE}:{stem}",
         slug=slug, title=title, published=published, updated=updated,
@@ -283,11 +292,26 @@ def parse_article(rel: str, text: str, digest: str, site: Site, root: str = "") 
         digest=digest)
 
 
+@functools.lru_cache(maxsize=8)
+def _hostname(base_url: str) -> str:
+    return urlsplit(base_url).hostname or "localhost"
+
+
+@functools.lru_cache(maxsize=8)
+def _joins_plainly(base_url: str) -> bool:
+    """Whether urljoin(base_url, path) is base_url + path for a plain relative path."""
+    return urljoin(base_url, "a/b.jpg") == base_url + "a/b.jpg"
+
+
 def _image(rel: str, image: str, site: Site, root: str) -> tuple[str, str, int]:
     if not image:
         return "", "", 0
-    url = urljoin(site.base_url, image.lstrip("/")) if not urlsplit(image).scheme else image
-    ext = posixpath.splitext(urlsplit(url).path)[1].lower()
+    if _PLAIN_PATH.fullmatch(image) and _joins_plainly(site.base_url):
+        url = site.base_url + image.lstrip("/")       # what urljoin makes of it, sooner
+        ext = posixpath.splitext(image)[1].lower()
+    else:
+        url = urljoin(site.base_url, image.lstrip("/")) if not urlsplit(image).scheme else image
+        ext = posixpath.splitext(urlsplit(url).path)[1].lower()
     if ext not in _IMAGE_TYPES:
         raise DataError(rel, f"'image' must end in one of {', '.join(sorted(_IMAGE_TYPES))} "
                              f"(got {image!r})")

@@ -626,3 +626,33 @@ def test_a_yaml_alias_inside_itself_is_a_data_error_not_a_crash(data):
     corpus = Library(str(data.root)).load()
     assert [a.path for a in corpus.articles] == ["articles/fine.md"]
     assert any(e.path == "articles/loop.md" and "alias" in e.message for e in corpus.errors)
+
+
+@pytest.mark.parametrize("base", ["https://news.example/", "https://news.example/site/"])
+@pytest.mark.parametrize("image", [
+    "/media/a.jpg", "media/2024/a.JPG", "a.png", "/media//a.jpg", "./a.jpg", "../a.jpg",
+    "/media/./a.jpg", "/media/../a.jpg", "/media/a.jpg?v=2", "/media/a b.jpg", "/media/%C3%A9.jpg",
+    "/media/.hidden.jpg", "https://cdn.example/a.jpg", "//cdn.example/a.jpg", "~/a.gif"])
+def test_image_urls_and_slugs_taken_without_urljoin_or_slugify_are_the_same(base, image):
+    """The shortcuts for plain image paths and plain slugs give what urljoin and slugify give."""
+    import posixpath
+    from urllib.parse import urljoin, urlsplit
+
+    from slugify import slugify
+
+    from feedsvc.model import Site
+
+    site = Site(title="T", description="", base_url=base, language="en", timezone="UTC",
+                items_per_feed=50)
+    url = urljoin(base, image.lstrip("/")) if not urlsplit(image).scheme else image
+    ext = posixpath.splitext(urlsplit(url).path)[1].lower()
+    if ext in loader._IMAGE_TYPES:
+        assert loader._image("articles/a.md", image, site, "")[:2] == \
+            (url, loader._IMAGE_TYPES[ext])
+    else:
+        with pytest.raises(DataError):
+            loader._image("articles/a.md", image, site, "")
+    slug = posixpath.splitext(posixpath.basename(image))[0]
+    text = f"---\ntitle: T\ndate: 2024-10-28T13:00:00Z\nslug: '{slug}'\n---\nbody\n"
+    if slugify(slug):
+        assert loader.parse_article("articles/a.md", text, "d", site).slug == slugify(slug)
