@@ -688,27 +688,44 @@ def hugo_build(data: Path, n: int) -> dict | None:
             "cpu_s": r["cpu_s"], "feeds": feeds, "others_cpu_s": r["others_cpu_s"]}
 
 
+def _median_run(runs: list[dict], time_key: str) -> dict:
+    """The run with the median time, with the median peak memory of all runs and every
+    run's time and memory beside it (the machine is noisy: one run proves little)."""
+    ordered = sorted(runs, key=lambda r: r[time_key])
+    peaks = sorted(r["peak_rss_kb"] for r in runs)
+    return {**ordered[len(ordered) // 2], "peak_rss_kb": peaks[len(peaks) // 2],
+            "all_s": [round(r[time_key], 3) for r in runs],
+            "all_peak_kb": [r["peak_rss_kb"] for r in runs]}
+
+
 def startup(args, results: dict) -> None:
     res = results.setdefault("startup", {})
     for n in args.sizes:
         data = corpus(n)
-        state = fresh(OUT / "state" / f"cold-{n}")
-        log(f"cold start, {n} articles (fresh state dir)")
-        cold = feedsvc_start(data, state)
-        log(f"  feedsvc cold: {cold['ready_s']:.2f} s, "
-            f"peak RSS {cold['peak_rss_kb'] / 1024:.0f} MB,"
-            f" {cold['renders']} renders, {cold['documents']} documents")
-        log(f"warm restart, {n} articles (state dir of the cold run)")
-        warm = feedsvc_start(data, state)
-        log(f"  feedsvc warm: {warm['ready_s']:.2f} s, "
-            f"peak RSS {warm['peak_rss_kb'] / 1024:.0f} MB,"
-            f" {warm['renders']} renders")
-        log(f"hugo, {n} articles")
-        hugo = hugo_build(data, n)
-        if hugo:
-            log(f"  hugo: {hugo['wall_s']:.2f} s, peak RSS {hugo['peak_rss_kb'] / 1024:.0f} MB, "
-                f"{hugo['feeds']} feeds")
-        res[str(n)] = {"cold": cold, "warm": warm, "hugo": hugo}
+        colds, warms, hugos = [], [], []
+        for i in range(args.startup_rounds):      # side by side, taking turns
+            state = fresh(OUT / "state" / f"cold-{n}")
+            log(f"cold start, {n} articles (fresh state dir), round {i + 1}")
+            cold = feedsvc_start(data, state)
+            log(f"  feedsvc cold: {cold['ready_s']:.2f} s, "
+                f"peak RSS {cold['peak_rss_kb'] / 1024:.0f} MB,"
+                f" {cold['renders']} renders, {cold['documents']} documents")
+            log(f"warm restart, {n} articles (state dir of the cold run)")
+            warm = feedsvc_start(data, state)
+            log(f"  feedsvc warm: {warm['ready_s']:.2f} s, "
+                f"peak RSS {warm['peak_rss_kb'] / 1024:.0f} MB,"
+                f" {warm['renders']} renders")
+            log(f"hugo, {n} articles")
+            hugo = hugo_build(data, n)
+            if hugo:
+                log(f"  hugo: {hugo['wall_s']:.2f} s, peak RSS "
+                    f"{hugo['peak_rss_kb'] / 1024:.0f} MB, {hugo['feeds']} feeds")
+                hugos.append(hugo)
+            colds.append(cold)
+            warms.append(warm)
+        res[str(n)] = {"cold": _median_run(colds, "ready_s"),
+                       "warm": _median_run(warms, "ready_s"),
+                       "hugo": _median_run(hugos, "wall_s") if hugos else None}
         if n == args.live_size:     # its own run: its edits must not touch the warm restart
             log(f"incremental refreshes, {n} articles (another cold start, fresh state dir)")
             res[str(n)]["incremental"] = feedsvc_start(
@@ -973,7 +990,9 @@ def report(args, results: dict) -> str:
               "building the home, category and author RSS feeds (50 items, full content) of the "
               "same articles. Peak RSS: the child's own ru_maxrss (feedsvc: at the moment it is "
               "ready), or, if larger, the sampled sum over its process tree (PSS while it "
-              "has children, e.g. a render pool).", "",
+              "has children, e.g. a render pool). Each size runs feedsvc cold, feedsvc warm "
+              f"and Hugo in turn, {args.startup_rounds} times: the table gives medians, the "
+              "list below it every run.", "",
               "| articles | feedsvc cold | peak RSS | Hugo | Hugo RSS | cold/Hugo time | "
               "cold/Hugo memory | warm restart | warm/Hugo time | warm RSS |",
               "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -986,6 +1005,17 @@ def report(args, results: dict) -> str:
                      f"{fmt_ratio(c['peak_rss_kb'], h and h['peak_rss_kb'])} | "
                      f"{w['ready_s']:.2f} s | "
                      f"{fmt_ratio(w['ready_s'], h and h['wall_s'])} | {mb(w['peak_rss_kb'])} |")
+        L.append("")
+        for n, r in st.items():
+            c, w, h = r["cold"], r["warm"], r["hugo"]
+
+            def runs(x: dict | None) -> str:
+                if not x or "all_s" not in x:
+                    return "n/a"
+                return ", ".join(f"{t:.2f} s / {kb / 1024:.0f} MB"
+                                 for t, kb in zip(x["all_s"], x["all_peak_kb"], strict=True))
+            L.append(f"- {int(n):,} every run (time / peak memory): feedsvc cold {runs(c)}; "
+                     f"warm {runs(w)}; Hugo {runs(h)}")
         L += ["", "Goals (issue 4): cold < 1x Hugo's time with < 0.25x its memory; warm < 0.2x "
               "Hugo's time.", ""]
         for n, r in st.items():
@@ -1107,6 +1137,9 @@ def main() -> None:
     ap.add_argument("--feed", help="feed path to serve (default: the RSS feed nearest 65 KB)")
     ap.add_argument("--nginx", choices=["auto", "build", "static", "both"], default="auto",
                     help="auto: `feedsvc build` output if the command exists, else a static copy")
+    ap.add_argument("--startup-rounds", type=int, default=3,
+                    help="cold start, warm restart and Hugo runs per size, taking turns; "
+                         "medians reported (default 3)")
     ap.add_argument("--live-size", type=int, default=10000,
                     help="corpus size for the incremental update measurements")
     ap.add_argument("--live-reps", type=int, help="edits under `feedsvc serve` (default 5)")

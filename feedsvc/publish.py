@@ -205,6 +205,12 @@ class Publisher:
         scopes = [s for s in scopes_of(corpus) if s.kind == "site"
                   or held[(s.kind, s.slug)] or (s.kind, s.slug) not in shape.pending]
         limit = site.items_per_feed
+        # A full build needs the bodies of (nearly) every feed: they start rendering on every
+        # core now, while this process works out the recipes (a restart that has lost its
+        # checkpoint but kept the caches reads them from the cache, unused, and no more).
+        early = self.start_bodies(corpus, list({
+            a.path: a for s in scopes for a in held[(s.kind, s.slug)][:limit]}.values())) \
+            if not previous else None
         recipes: dict[str, tuple[str, str]] = {}          # path -> (recipe, content type)
         pages: dict[str, Callable[[], bytes]] = {}
         feed_of: dict[str, tuple[Scope, list[Article], str]] = {}
@@ -263,8 +269,8 @@ class Publisher:
         missing = [p for p in todo if recipes[p][0] not in stored]
         new_feeds = [p for p in missing if p in feed_of]
         # The bodies render on every core while this process renders the pages ...
-        needed = list({a.path: a for p in new_feeds for a in feed_of[p][1]}.values())
-        rendering = self.start_bodies(corpus, needed)
+        rendering = early or self.start_bodies(corpus, list(
+            {a.path: a for p in new_feeds for a in feed_of[p][1]}.values()))
         made = {recipes[p][0]: pages[p]() for p in missing if p not in feed_of}
         rendered = rendering()
         # ... then feedgen and gzip run there too, one job per scope (both formats).  Jobs
