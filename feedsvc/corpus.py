@@ -286,10 +286,11 @@ class Library:
         recent, now = (started - RACY_SECONDS) * 1e9, started * 1e9
         self.racy = {rel for rel, sig in sigs.items()       # (a time in the future is no
                      if isinstance(sig[0], int) and recent <= sig[0] <= now}  # clue: trusted)
-        if self.cache and self._good_changed:       # a restart must remember them too:
-            self.cache.put_records_later({  # by reference
-                self._good_key(rel): _record_key(rel, a.digest, self.site)
-                for rel, a in self._good_changed.items()})
+        if self.cache and self._good_changed:       # a restart must remember them too, by
+            goods, site = self._good_changed, self.site     # reference (worked out by the
+            self.cache.put_records_later(lambda: {          # cache's writer thread)
+                self._good_key(rel): _record_key(rel, a.digest, site)
+                for rel, a in goods.items()})
         self._good_changed = {}
         if corpus is not self._corpus:
             corpus.errors[:0] = self.scan_errors
@@ -390,7 +391,9 @@ class Library:
                 ref = refs.get(self._good_key(rel))
                 good = ref if isinstance(ref, Article) else found.get(str(ref))
                 if isinstance(good, Article) and self.site:
-                    self._last_good[rel] = self._with_image(good, self.site)
+                    # made again from its fields: another version of feedsvc may have
+                    # pickled it, without what __post_init__ works out now
+                    self._last_good[rel] = self._with_image(replace(good), self.site)
 
     def _good_key(self, rel: str) -> str:
         """Where the last good version of `rel` is noted: by path alone, so it survives a
@@ -509,7 +512,8 @@ class Library:
                 a = good                    # the edit is skipped; its last good version stays
             ids[a.id] = slugs[a.slug] = a.path
             kept.append(a)
-            if self._records.get(a.path) == a and self._last_good.get(a.path) != a:
+            rec, good = self._records.get(a.path), self._last_good.get(a.path)
+            if (rec is a or rec == a) and good is not a and good != a:
                 self._last_good[a.path] = a
                 self._good_changed[a.path] = a
         return kept

@@ -6,7 +6,7 @@ Datetimes are always aware and keep the offset the article was written in
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from operator import attrgetter
 
 
@@ -78,11 +78,12 @@ class Article:
     draft: bool = False
     digest: str = ""                # sha256 of the file's bytes; the body is read again from
                                     # the file only to render it (loader.body_of)
+    # newest first, ties broken by path so every process agrees: worked out once, as
+    # sorting and bisecting tens of thousands of articles asks for it again and again
+    sort_key: tuple[float, str] = field(init=False, repr=False, compare=False)
 
-    @property
-    def sort_key(self) -> tuple:
-        """Newest first, ties broken by path so every process agrees."""
-        return (-self.published.timestamp(), self.path)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sort_key", (-self.published.timestamp(), self.path))
 
 
 # key= for sorting and bisecting articles newest first (ties by path)

@@ -53,12 +53,9 @@ def people(people: list[tuple[str, Person]], articles: list[Article],
             continue
         by_key[key] = p
         files[key] = rel
-    spelled: dict[str, Counter] = {}
-    for a in articles:
-        for name in a.authors:
-            key = name_key(name)
-            if key not in by_key:
-                spelled.setdefault(key, Counter())[name] += 1
+    spelled = _spellings(Counter(name for a in articles for name in a.authors))
+    for key in by_key:
+        spelled.pop(key, None)
     names = {key: _display(c) for key, c in spelled.items()}
     taken = {p.slug for p in by_key.values()}
     slugs = assign_slugs(sorted(names.items()), errors, "author", "articles")
@@ -75,10 +72,7 @@ def people(people: list[tuple[str, Person]], articles: list[Article],
 
 def categories(described: dict[str, str], articles: list[Article],
                 errors: list[DataError]) -> tuple[dict[str, Category], dict[str, str]]:
-    spelled: dict[str, Counter] = {}
-    for a in articles:
-        for name in a.categories:
-            spelled.setdefault(name_key(name), Counter())[name] += 1
+    spelled = _spellings(Counter(name for a in articles for name in a.categories))
     names = {key: _display(c) for key, c in spelled.items()}
     descriptions: dict[str, str] = {}
     for name, text in described.items():           # categories.yml spells the name
@@ -90,6 +84,15 @@ def categories(described: dict[str, str], articles: list[Article],
     out = {slug: Category(name=names[key], slug=slug, description=descriptions.get(key, ""))
            for key, slug in slugs.items()}
     return dict(sorted(out.items())), slugs
+
+
+def _spellings(uses: Counter) -> dict[str, Counter]:
+    """Name key -> how often each spelling of it is used (counted per spelling first:
+    a corpus has a few hundred names and tens of thousands of uses)."""
+    spelled: dict[str, Counter] = {}
+    for name, n in uses.items():
+        spelled.setdefault(name_key(name), Counter())[name] += n
+    return spelled
 
 
 def _display(spellings: Counter) -> str:

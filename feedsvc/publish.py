@@ -119,11 +119,16 @@ def members(corpus: Corpus, visible: list[Article]) -> dict[tuple[str, str], lis
         out[("category", s)] = []
     for s in corpus.authors:
         out[("author", s)] = []
+    # the lists an article goes to, by its names (articles share a few hundred of them)
+    lists: dict[tuple[tuple[str, ...], tuple[str, ...]], list[list[Article]]] = {}
     for a in visible:
-        for c in corpus.categories_of(a):
-            out[("category", c.slug)].append(a)
-        for p in corpus.authors_of(a):
-            out[("author", p.slug)].append(a)
+        names = (a.categories, a.authors)
+        to = lists.get(names)
+        if to is None:
+            to = lists[names] = [out[("category", c.slug)] for c in corpus.categories_of(a)] \
+                + [out[("author", p.slug)] for p in corpus.authors_of(a)]
+        for items in to:
+            items.append(a)
     return out
 
 

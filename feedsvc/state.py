@@ -143,8 +143,11 @@ class Cache:
     def prune_later(self, table: str, keep: set[str]) -> None:
         self._queue(table, partial(self.prune, table, keep))
 
-    def put_records_later(self, records: dict[str, object]) -> None:
-        self._queue("records", partial(self.put_records, records))
+    def put_records_later(self, records: dict[str, object] | Callable[[], dict[str, object]]
+                          ) -> None:
+        """`records`, or a function that makes them, called in the writer thread."""
+        make = records if callable(records) else partial(dict, records)
+        self._queue("records", lambda: self.put_records(make()))
 
     def put_pickled_later(self, blobs: dict[str, bytes]) -> None:
         self._queue("records", partial(self.put_pickled, blobs))

@@ -574,3 +574,32 @@ def test_a_time_in_the_future_is_no_reason_to_read_a_file_again_and_again(data):
     lib.load()
     assert "articles/a.md" not in lib.racy
     assert DataError("a", "x") == DataError("a", "x")    # the same problem is not news
+
+
+def test_a_last_good_version_pickled_by_an_older_feedsvc_is_published(data, tmp_path):
+    """After an upgrade, a file that is broken at start falls back on the last good record
+    an older version pickled: one without the fields newer versions work out after
+    __init__ (Article.sort_key). It is made again from its fields and published."""
+    import pickle
+
+    from feedsvc import corpus as corpus_module
+    from feedsvc.state import Cache
+
+    state = str(tmp_path / "state")
+    data.article("a", title="Old A", date="2024-10-20T13:00:00Z")
+    data.article("b", title="B", date="2024-10-21T13:00:00Z")
+    first = Library(str(data.root), cache=Cache(state))
+    published = first.load()
+    a = next(x for x in published.articles if x.title == "Old A")
+    cache = Cache(state)
+    ref = cache.get_records([first._good_key(a.path)])[first._good_key(a.path)]
+    assert ref == corpus_module._record_key(a.path, a.digest, published.site)
+    older = object.__new__(type(a))                 # what an older version pickled
+    older.__dict__.update({k: v for k, v in vars(a).items() if k != "sort_key"})
+    cache.put_pickled({ref: pickle.dumps(older, protocol=5)})
+    data.write("articles/a.md", "---\ntitle: [unclosed\n---\nbody\n")   # broken at restart
+
+    restarted = Library(str(data.root), cache=Cache(state)).load()
+    assert [x.title for x in restarted.articles] == ["B", "Old A"]
+    assert restarted.articles[1].sort_key == a.sort_key
+    assert any(e.path == "articles/a.md" for e in restarted.errors)
