@@ -386,7 +386,9 @@ class Publisher:
         """Let the cache drop documents not made by `recipes` and bodies of articles gone
         (every article's body stays: its page renders it)."""
         self.cache.prune_later("gzdocs", recipes)
-        self.cache.prune_later("html", {self.body_key(corpus.site, a) for a in corpus.articles})
+        site, articles = corpus.site, corpus.articles       # (a hash per article: worked
+        self.cache.prune_later("html", lambda: {            # out in the writer thread)
+            content.body_key(a.digest, self.page_url(site, a)) for a in articles})
 
     def _feed(self, corpus: Corpus, scope: Scope, top: list[Article], formats: list[str],
               updated_all: dt.datetime, bodies: dict[str, tuple[str, str]]) -> feeds.Feed:

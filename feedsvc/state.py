@@ -140,8 +140,10 @@ class Cache:
         the writes queued to it before; exit waits for all of them."""
         self._queue(table, partial(self.put, table, rows))
 
-    def prune_later(self, table: str, keep: set[str]) -> None:
-        self._queue(table, partial(self.prune, table, keep))
+    def prune_later(self, table: str, keep: set[str] | Callable[[], set[str]]) -> None:
+        """`prune`, in the writer thread; `keep` may be a function that makes the set."""
+        make = keep if callable(keep) else partial(set, keep)
+        self._queue(table, lambda: self.prune(table, make()))
 
     def put_records_later(self, records: dict[str, object] | Callable[[], dict[str, object]]
                           ) -> None:
