@@ -26,7 +26,7 @@ FEEDGEN_VERSION: str = version_str
 FORMATS = {"rss": "application/rss+xml; charset=utf-8",
            "atom": "application/atom+xml; charset=utf-8"}
 _lock = threading.Lock()
-KEPT_ENTRIES = 300      # entries whose elements are kept (both formats; ~35 KB each)
+KEPT_BYTES = 8 << 20    # about what the kept entries hold (see _keep), least recent out
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ class _Entry(FeedEntry):
 
 
 class _Kept(FeedEntry):
-    """An entry feedgen made before, for an equal Entry: copies of the elements it made.
+    """An entry feedgen made before from the same data (see _key): copies of its elements.
 
     An article is in up to seven feeds (the site's, its categories' and its authors'), and
     an edit changes one entry of each feed that holds it: the others are not made again."""
@@ -101,16 +101,31 @@ class _Kept(FeedEntry):
         return copy.deepcopy(self.elements["rss"])
 
 
-_kept: OrderedDict[Entry, dict[str, etree._Element]] = OrderedDict()    # least recent first
+# entry key -> (bytes it holds, format -> element); least recent first
+_kept: OrderedDict[tuple, tuple[int, dict[str, etree._Element]]] = OrderedDict()
+_kept_bytes = 0
+
+
+def _key(item: Entry) -> tuple:
+    """What an entry's elements are made from.  Equal datetimes may differ in their UTC
+    offset, which feedgen writes: the dates go in as written."""
+    return item, item.published.isoformat(), item.updated.isoformat()
 
 
 def _keep(item: Entry | None, fmt: str, element: etree._Element) -> etree._Element:
+    global _kept_bytes
     if item is None:
         return element
-    _kept.setdefault(item, {})[fmt] = copy.deepcopy(element)
-    _kept.move_to_end(item)
-    while len(_kept) > KEPT_ENTRIES:
-        _kept.popitem(last=False)
+    key = _key(item)
+    kept = _kept.pop(key, None)
+    if kept is None:
+        # its texts, held by the entry and by each format's element: about
+        kept = (4096 + 3 * (len(item.content) + len(item.summary) + len(item.title)), {})
+        _kept_bytes += kept[0]
+    kept[1][fmt] = copy.deepcopy(element)
+    _kept[key] = kept                           # now the most recent
+    while _kept_bytes > KEPT_BYTES and _kept:
+        _kept_bytes -= _kept.popitem(last=False)[1][0]
     return element
 
 
@@ -150,10 +165,11 @@ def _generator(feed: Feed, keep: bool) -> FeedGenerator:
     fg.generator("feedsvc")
     fg.author({"name": feed.publisher})
     for item in feed.entries:
-        kept = _kept.get(item)
-        if kept is not None and len(kept) == len(FORMATS):
-            _kept.move_to_end(item)
-            fg.add_entry(_Kept(kept), order="append")
+        key = _key(item)
+        kept = _kept.get(key)
+        if kept is not None and len(kept[1]) == len(FORMATS):
+            _kept.move_to_end(key)
+            fg.add_entry(_Kept(kept[1]), order="append")
             continue
         fe = fg.add_entry(_Entry(item) if keep else _Entry(None), order="append")
         # (add_entry registers the dc extension)

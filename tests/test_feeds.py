@@ -796,17 +796,19 @@ def test_undoing_a_typo_brings_back_the_body_a_feed_lacked(data, tmp_path):
 
 
 def test_entries_kept_from_earlier_feeds_give_the_same_bytes(monkeypatch):
-    """A refresh reuses the elements feedgen made for an equal entry (feeds._Kept): each
-    feed's bytes equal those made with nothing kept, whatever was kept before, and a
-    changed entry is made again, not taken from an older version."""
+    """A refresh reuses the elements feedgen made for an entry made from the same data
+    (feeds._Kept): each feed's bytes equal those made with nothing kept, whatever was
+    kept before; a changed entry is made again, not taken from an older version, even
+    when only the UTC offset of a date changed (equal datetimes, other bytes); and what
+    is kept stays within its byte budget."""
     from feedsvc import feeds
 
     when = dt.datetime(2024, 10, 28, 13, 0, tzinfo=dt.UTC)
 
-    def entry(n: int, title: str = "") -> feeds.Entry:
+    def entry(n: int, title: str = "", at: dt.datetime = when) -> feeds.Entry:
         return feeds.Entry(
             id=f"tag:news.example,2024:{n}", title=title or f"Story {n}",
-            link=f"https://news.example/articles/{n}/", published=when, updated=when,
+            link=f"https://news.example/articles/{n}/", published=at, updated=at,
             authors=(feeds.Author("Ann", "https://news.example/author/ann/"),),
             categories=("World",), summary=f"Summary {n}", content=f"<p>Body {n} &amp;</p>",
             enclosure=("https://news.example/media/a.jpg", "image/jpeg", 10) if n % 2 else None)
@@ -819,7 +821,7 @@ def test_entries_kept_from_earlier_feeds_give_the_same_bytes(monkeypatch):
                           publisher="News", entries=entries)
 
     def fresh(f: feeds.Feed) -> dict[str, bytes]:
-        kept = dict(feeds._kept)
+        kept = feeds._kept.copy()
         feeds._kept.clear()
         try:
             return feeds.render(f)
@@ -827,7 +829,8 @@ def test_entries_kept_from_earlier_feeds_give_the_same_bytes(monkeypatch):
             feeds._kept.update(kept)
 
     monkeypatch.setattr(feeds, "_kept", type(feeds._kept)())
-    monkeypatch.setattr(feeds, "KEPT_ENTRIES", 3)
+    monkeypatch.setattr(feeds, "_kept_bytes", 0)
+    monkeypatch.setattr(feeds, "KEPT_BYTES", 3 * (4096 + 3 * 40))   # three of these entries
     first = feed(entry(1), entry(2), entry(3))
     assert feeds.render(first, keep=True) == fresh(first)
     assert len(feeds._kept) == 3
@@ -836,6 +839,13 @@ def test_entries_kept_from_earlier_feeds_give_the_same_bytes(monkeypatch):
     edited = feed(entry(1), entry(2, title="Story 2, corrected"), entry(4))
     made = feeds.render(edited, keep=True)
     assert made == fresh(edited) and b"Story 2, corrected" in made["atom"]
-    assert len(feeds._kept) == 3                        # the least recent went out
-    assert entry(3) not in feeds._kept and entry(4) in feeds._kept
+    assert len(feeds._kept) == 3 and feeds._kept_bytes <= feeds.KEPT_BYTES
+    assert feeds._key(entry(3)) not in feeds._kept and feeds._key(entry(4)) in feeds._kept
     assert feeds.render(first, keep=False) == again     # kept ones are used, none added
+
+    tehran = dt.timezone(dt.timedelta(hours=3, minutes=30))
+    moved = feed(entry(1, at=when.astimezone(tehran)), entry(2), entry(3))
+    assert entry(1, at=when.astimezone(tehran)) == entry(1)     # equal, yet:
+    made = feeds.render(moved, keep=True)
+    assert made == fresh(moved) and b"2024-10-28T16:30:00+03:30" in made["atom"]
+    assert feeds._kept_bytes <= feeds.KEPT_BYTES
