@@ -84,3 +84,17 @@ def test_rendering_keeps_no_c_memory():
         html, _summary = content.render((body, "https://news.example/articles/a/", ""))
     assert len(html) > 6000
     assert mallinfo2().uordblks - before < 1_000_000
+
+
+@pytest.mark.parametrize("body", [
+    "", "plain", "# Title\n\nText with *em*, `code` and a [link](/a \"t\").\n",
+    "<div>raw <b>html</b></div>\n\n- a\n- b\n", "é 中文 \U0001F600 &amp; &#1; &copy;\n",
+    "```\n<code>\n```\n" * 50])
+def test_markdown_to_html_is_cmarkgfms_output(body):
+    """content.markdown_to_html calls cmark through cmarkgfm's bindings to free the buffer
+    (see above): it must give exactly what cmarkgfm's own function gives."""
+    import cmarkgfm
+    from cmarkgfm.cmark import Options
+
+    assert content.markdown_to_html(body) == \
+        cmarkgfm.markdown_to_html(body, options=Options.CMARK_OPT_UNSAFE)
