@@ -13,14 +13,14 @@ import os
 import pickle
 import stat
 import time
-from bisect import bisect_left, insort
+from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
 from . import loader, names, workers
-from .model import Article, Category, DataError, Person, Site, newest_first
+from .model import Article, Category, DataError, Person, Site, newest_first, swap_sorted
 from .names import CATEGORIES_FILE, name_key
 from .state import Cache
 
@@ -440,14 +440,10 @@ class Library:
             return None
         articles = list(old.articles)
         for was, new in swaps:
-            i = bisect_left(articles, was.sort_key, key=newest_first)
-            if i == len(articles) or articles[i] != was:
+            if not swap_sorted(articles, was, new):
                 return None                 # it was not published as it was read
-            del articles[i]
-            insort(articles, new, key=newest_first)
-        for _, new in swaps:                # as `_unique` notes a kept, valid article
-            if self._last_good.get(new.path) != new:
-                self._last_good[new.path] = self._good_changed[new.path] = new
+        for _, new in swaps:
+            self._note_good(new)
         errors = old.errors[len(self.scan_errors):]     # as assembled: see `_load`
         old.base, old.swaps = None, ()      # one step back is all a build looks at
         return replace(old, articles=articles, errors=errors, base=old, swaps=tuple(swaps))
@@ -512,11 +508,17 @@ class Library:
                 a = good                    # the edit is skipped; its last good version stays
             ids[a.id] = slugs[a.slug] = a.path
             kept.append(a)
-            rec, good = self._records.get(a.path), self._last_good.get(a.path)
-            if (rec is a or rec == a) and good is not a and good != a:
-                self._last_good[a.path] = a
-                self._good_changed[a.path] = a
+            rec = self._records.get(a.path)
+            if rec is a or rec == a:        # published as read, not a last good version
+                self._note_good(a)
         return kept
+
+    def _note_good(self, article: Article) -> None:
+        """`article`, valid and published, is its file's last good version (persisted
+        after the load, so a restart has it too)."""
+        good = self._last_good.get(article.path)
+        if good is not article and good != article:
+            self._last_good[article.path] = self._good_changed[article.path] = article
 
 
 def _read_and_parse(job: tuple[str, str, tuple, Site, int]) -> tuple[str, str | None, object]:

@@ -93,11 +93,9 @@ class Resource:
                    last_modified, dt.datetime.fromtimestamp(last_modified, dt.UTC))
 
     def identity_body(self) -> bytes:
-        body, gz = self.identity.body, self.gzip.body
-        if body is not None:
-            return body
-        assert gz is not None       # noqa: S101 - the gzip variant always holds its bytes
-        return INFLATED.get(self.gzip.etag, gz)
+        """The identity bytes, gunzipped from the gzip variant's (see Inflated)."""
+        assert self.gzip.body is not None   # noqa: S101 - only the identity variant has none
+        return INFLATED.get(self.gzip.etag, self.gzip.body)
 
 
 INFLATED = Inflated(IDENTITY_CACHE_BYTES)

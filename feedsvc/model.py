@@ -6,6 +6,7 @@ Datetimes are always aware and keep the offset the article was written in
 from __future__ import annotations
 
 import datetime as dt
+from bisect import bisect_left, insort
 from dataclasses import dataclass, field
 from operator import attrgetter
 
@@ -88,3 +89,14 @@ class Article:
 
 # key= for sorting and bisecting articles newest first (ties by path)
 newest_first = attrgetter("sort_key")
+
+
+def swap_sorted(articles: list[Article], was: Article, new: Article) -> bool:
+    """Replace `was` by `new` in a newest-first list, each at its sorted place (in place);
+    False, the list untouched, when `was` is not in it."""
+    i = bisect_left(articles, was.sort_key, key=newest_first)
+    if i == len(articles) or articles[i] != was:
+        return False
+    del articles[i]
+    insort(articles, new, key=newest_first)
+    return True

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from bisect import bisect_left, insort
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +22,7 @@ from markupsafe import Markup, escape
 
 from . import content, feeds, workers
 from .corpus import Corpus
-from .model import Article, Site, newest_first
+from .model import Article, Site, swap_sorted
 from .state import Cache
 
 EPOCH = dt.datetime(2000, 1, 1, tzinfo=pytz.utc)
@@ -153,7 +152,8 @@ _templates.globals["feed_title"] = feed_title
 class Publisher:
     def __init__(self, cache: Cache | None = None):
         self.cache = cache or Cache(None)
-        # path -> (article, base URL, its listing line / its body key)
+        # per article path: (the article, the base URL, its listing line / its body key),
+        # worked out once for each article object (see _per_article)
         self._items: dict[str, tuple[Article, str, str]] = {}
         self._body_keys: dict[str, tuple[Article, str, str]] = {}
         self._last: _Shape | None = None          # of the last build (see _shape)
@@ -364,23 +364,16 @@ class Publisher:
                 + [("author", p.slug) for p in corpus.authors_of(new)]
             for key in keys:
                 items = held[key] = list(held[key]) if key not in affected else held[key]
-                i = bisect_left(items, was.sort_key, key=newest_first)
-                if i == len(items) or items[i] != was:
+                if not swap_sorted(items, was, new):
                     return None
-                del items[i]
-                insort(items, new, key=newest_first)
             affected.update(keys)
         return _Shape(corpus, now, last.visible, held, last.pending, updated_all, affected)
 
     def body_key(self, site: Site, article: Article) -> str:
         """The cache key of the article's body (a hash, asked for several times per build:
         kept like a listing line)."""
-        kept = self._body_keys.get(article.path)
-        if kept is not None and kept[0] is article and kept[1] == site.base_url:
-            return kept[2]
-        key = content.body_key(article.digest, self.page_url(site, article))
-        self._body_keys[article.path] = (article, site.base_url, key)
-        return key
+        return _per_article(self._body_keys, article, site.base_url, lambda a: content.body_key(
+            a.digest, self.page_url(site, a)))
 
     def forget(self, corpus: Corpus, recipes: set[str]) -> None:
         """Let the cache drop documents not made by `recipes` and bodies of articles gone
@@ -426,27 +419,33 @@ class Publisher:
     def _listing(self, site: Site, articles: list[Article]) -> Markup:
         """The <li> lines of a list of articles.  Each line is rendered once and kept: an
         article is listed on the index, its categories' and its authors' pages."""
-        lines = []
         base = site.base_url
-        for a in articles:
-            kept = self._items.get(a.path)
-            if kept is not None and kept[0] is a and kept[1] == base:  # (articles are frozen)
-                lines.append(kept[2])
-                continue
-            when = a.published.isoformat()
-            # what templates/_macros.html lists, escaped as Jinja does
-            line = '<li><a href="%sarticles/%s/">%s</a> <span class="meta"><time datetime="%s">' \
-                '%s</time></span></li>' % (escape(base), escape(a.slug), escape(a.title),
-                                           escape(when),
-                                           escape(a.published.strftime("%Y-%m-%d %H:%M")))
-            self._items[a.path] = (a, base, line)
-            lines.append(line)
+
+        def line(a: Article) -> str:        # what templates/_macros.html lists, escaped
+            return '<li><a href="%sarticles/%s/">%s</a> <span class="meta"><time ' \
+                'datetime="%s">%s</time></span></li>' % (
+                    escape(base), escape(a.slug), escape(a.title),
+                    escape(a.published.isoformat()),
+                    escape(a.published.strftime("%Y-%m-%d %H:%M")))
+        lines = [_per_article(self._items, a, base, line) for a in articles]
         return Markup("\n".join(lines))  # noqa: S704 - every value in a line is escaped
 
     def article_page(self, corpus: Corpus, article: Article) -> bytes:
         html, summary = self.bodies(corpus, [article])[article.path]
         return _render("article.html", site=corpus.site, article=article, html=html,
                        summary=summary, corpus=corpus)
+
+
+def _per_article(memo: dict[str, tuple[Article, str, str]], article: Article, base_url: str,
+                 make: Callable[[Article], str]) -> str:
+    """What `make` gives for `article` under `base_url`, made once per article object
+    (articles are frozen: an edit or a change of site settings makes a new one)."""
+    kept = memo.get(article.path)
+    if kept is not None and kept[0] is article and kept[1] == base_url:
+        return kept[2]
+    value = make(article)
+    memo[article.path] = (article, base_url, value)
+    return value
 
 
 def _feeds_job(job: tuple[feeds.Feed, bool]) -> list[tuple[str, bytes]]:
