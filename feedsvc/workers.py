@@ -4,8 +4,8 @@ Parsing 10,000 front matters and rendering thousands of Markdown bodies are
 CPU-bound Python: threads would take turns on the GIL.  A cold start runs
 them on every core in one pool (started once, used by both steps, stopped
 when the build is done, so a serving process keeps no idle children).
-Small batches, the usual live refresh, run in-process: starting the pool
-costs about 0.3 s.
+Small batches, the usual live refresh, run in-process: a pool costs a few
+milliseconds forked, about 0.3 s spawned (see _new_pool).
 """
 from __future__ import annotations
 
@@ -56,8 +56,7 @@ def imap(fn: Callable[[T], R], items: Iterable[T], window: int = 0) -> Iterator[
     with _lock:
         pool = _pool
         if pool is None:
-            # "spawn": forking a process that runs threads (the watcher, a server) is unsafe
-            pool = ProcessPoolExecutor(cores(), mp_context=multiprocessing.get_context("spawn"))
+            pool = _new_pool()
             if _holders:
                 _pool = pool
     if window:                  # one item per chunk, taken from `items` as it goes out
@@ -80,6 +79,26 @@ def imap(fn: Callable[[T], R], items: Iterable[T], window: int = 0) -> Iterator[
             if pool is not _pool:
                 pool.shutdown()
     return collect()
+
+
+def _new_pool() -> ProcessPoolExecutor:
+    """Workers forked from this process when it runs no other thread: they start at once,
+    with every module it has imported (a spawned worker imports them again, about 0.2 s of
+    CPU).  Forking a process that runs threads (the watcher, the cache writer, a server's)
+    can copy a lock some thread holds: then they are spawned."""
+    if _one_thread() and "fork" in multiprocessing.get_all_start_methods():
+        pool = ProcessPoolExecutor(cores(), mp_context=multiprocessing.get_context("fork"))
+        pool.submit(int)        # every worker is forked now, before any thread starts
+        return pool
+    return ProcessPoolExecutor(cores(), mp_context=multiprocessing.get_context("spawn"))
+
+
+def _one_thread() -> bool:
+    """True when this process runs a single thread, native ones included (Linux)."""
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return False
 
 
 def _chunk(fn: Callable[[T], R], chunk: Sequence[T]) -> list[R]:
