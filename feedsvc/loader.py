@@ -48,7 +48,20 @@ _PLAIN_PATH = re.compile(r"/?(?:[A-Za-z0-9_~-][A-Za-z0-9._~-]*/)*[A-Za-z0-9_~-][
 ID_DATE = "2000"   # the date part of our tag: URIs; any fixed date is valid (RFC 4151)
 
 
+_C0_FORBIDDEN = bytes(range(0x20)).translate(None, b"\t\n\r")
+
+
 def clean(text: str) -> str:
+    """`text` without the characters XML 1.0 forbids.  Most texts have none: a regex scan of
+    a body costs about 17 us, this check about 6 (encoding fails on a lone surrogate, and
+    the C0 controls are single bytes in UTF-8)."""
+    try:
+        raw = text.encode()
+    except UnicodeEncodeError:
+        return _XML_FORBIDDEN.sub("", text)
+    if len(raw.translate(None, _C0_FORBIDDEN)) == len(raw) and \
+            "\ufffe" not in text and "\uffff" not in text:
+        return text
     return _XML_FORBIDDEN.sub("", text)
 
 

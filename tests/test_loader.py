@@ -656,3 +656,22 @@ def test_image_urls_and_slugs_taken_without_urljoin_or_slugify_are_the_same(base
     text = f"---\ntitle: T\ndate: 2024-10-28T13:00:00Z\nslug: '{slug}'\n---\nbody\n"
     if slugify(slug):
         assert loader.parse_article("articles/a.md", text, "d", site).slug == slugify(slug)
+
+
+def test_clean_removes_exactly_what_xml_forbids():
+    """`clean` skips its regex when a text has nothing to remove: random mixes of allowed
+    and forbidden characters (C0 controls, lone surrogates, U+FFFE/U+FFFF) and their
+    neighbours must come out as the regex alone makes them."""
+    import random
+
+    rng = random.Random(7)
+    alphabet = ["a", "é", "\t", "\n", "\r", "\x00", "\x01", "\x0b", "\x0c", "\x1f", " ",
+                "\x7f", "\x85", "\ud800", "\udfff", "\ud7ff", "\ue000", "\ufffd", "\ufffe",
+                "\uffff", "\U0001f600", "\u0654"]
+    for _ in range(50_000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 10)))
+        text = "plain " * rng.randint(0, 2) + text
+        assert loader.clean(text) == loader._XML_FORBIDDEN.sub("", text), repr(text)
+    assert loader.clean("a\x0bb\ud800c\ufffed") == "abcd"
+    kept = "tab\tline\nreturn\r é \U0001f600"
+    assert loader.clean(kept) is kept
