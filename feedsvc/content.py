@@ -12,6 +12,7 @@ import hashlib
 import logging
 import re
 from collections.abc import Callable
+from functools import partial
 from urllib.parse import urljoin, uses_netloc, uses_relative
 
 import lxml.etree
@@ -54,9 +55,8 @@ def markdown_to_html(body: str) -> str:
         _libc_free(int(_cmark.ffi.cast("uintptr_t", buffer)))
 
 
-def _tree(body: str, page_url: str) -> lxml.etree._Element | None:
-    """The rendered body as an lxml <div>, every href/src/srcset made absolute."""
-    html = markdown_to_html(body)
+def _tree(html: str, page_url: str) -> lxml.etree._Element | None:
+    """cmark's HTML as an lxml <div>, every href/src/srcset made absolute."""
     if not html.strip():
         return None
     try:
@@ -138,9 +138,79 @@ def body_key(digest: str, page_url: str) -> str:
 def render(job: tuple[str, str, str]) -> tuple[str, str]:
     """(body, page URL, summary) -> (HTML, summary or the first paragraph)."""
     body, page_url, summary = job
-    root = _tree(_NUMERIC_REFERENCE.sub(_xml_safe_reference, body), page_url)
+    body = _NUMERIC_REFERENCE.sub(_xml_safe_reference, body)
+    html = markdown_to_html(body)
+    plain = _plain(html, page_url) if "<" not in body and clean(body) is body else None
+    if plain is not None:
+        out, first = plain[0], (summary or plain[1]())
+    else:
+        root = _tree(html, page_url)
+        out, first = _html(root), (summary or _first_paragraph(root))
     # What cmark decodes can still be a character XML forbids (a raw HTML block, say).
-    return clean(_html(root)), clean(summary or _first_paragraph(root))
+    return clean(out), clean(first)
+
+
+# A body without raw HTML (no "<" in it) renders to cmark's own markup only: tags with
+# fixed attributes, text escaped as "&amp;", "&lt;", "&gt;", "&quot;", "&#39;".  For such
+# HTML, _plain gives what the lxml round trip (_tree, _html, _first_paragraph) gives,
+# about twice as fast; the differential test in tests/test_content.py holds it to that.
+# What lxml writes differently: "<br>" for "<br />"; "'" for "&#39;"; '"' for "&quot;" in
+# text; "&" as "&amp;" in URLs, which it percent-encodes unless they are printable ASCII
+# without space, '"', "<" or ">".  Those URLs, attributes holding '"' (lxml may quote
+# them with "'"), empty elements (lxml may drop the end tag) and a link in a link (which
+# lxml's parser closes first) go the lxml way.
+_CMARK_URL = re.compile(r'<(?:a href|img src)="([^"]*)"')
+_LINK_TAG = re.compile(r"<a |</a>")
+_LXML_KEEPS_URL = re.compile(r"[!#-;=?-~]*")
+_EMPTY_ELEMENT = re.compile(r"<(\w+)[^>]*></\1>")
+_PARAGRAPH = re.compile(r"<p>(.*?)</p>", re.S)
+_TAG = re.compile(r"<[^>]*>")
+
+
+def _plain(html: str, page_url: str) -> tuple[str, Callable[[], str]] | None:
+    """(the body's HTML, a function giving its first paragraph) as the lxml path makes
+    them from cmark's `html` of a body without raw HTML; None for a URL lxml would
+    escape."""
+    scheme = page_url.split(":", 1)[0].lower()
+    parts = []
+    at = 0
+    for m in _CMARK_URL.finditer(html):
+        value = _unescape(m.group(1))
+        if not value.startswith(("#", "mailto:", "data:")):
+            value = _absolute(page_url, scheme, value.strip())
+        if not _LXML_KEEPS_URL.fullmatch(value):
+            return None
+        parts += (html[at:m.start(1)], value.replace("&", "&amp;"))
+        at = m.end(1)
+    parts.append(html[at:])
+    out = "".join(parts).replace(" />", ">").replace("&#39;", "'")
+    if "></" in out and _EMPTY_ELEMENT.search(out):
+        return None
+    if "<a " in out and "<a <a " in "".join(_LINK_TAG.findall(out)):
+        return None
+    if "&quot;" in out:
+        if any("&quot;" in tag for tag in _TAG.findall(out)):      # in an attribute
+            return None
+        out = out.replace("&quot;", '"')
+    return out.strip(), partial(_first_plain_paragraph, html)
+
+
+def _unescape(text: str) -> str:
+    """cmark's escapes undone (in a URL it also writes "&#x27;")."""
+    if "&" not in text:
+        return text
+    return text.replace("&quot;", '"').replace("&#39;", "'").replace("&#x27;", "'") \
+        .replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def _first_plain_paragraph(html: str, limit: int = 400) -> str:
+    """_first_paragraph for cmark's HTML of a body without raw HTML: the text of the first
+    <p> that has some (cmark never nests one <p> in another)."""
+    for m in _PARAGRAPH.finditer(html):
+        text = " ".join(_unescape(_TAG.sub("", m.group(1))).split())
+        if text:
+            return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + "…"
+    return ""
 
 
 def render_file(job: tuple[str, str, str, str, str]) -> tuple[str, str] | None:

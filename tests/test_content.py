@@ -98,3 +98,119 @@ def test_markdown_to_html_is_cmarkgfms_output(body):
 
     assert content.markdown_to_html(body) == \
         cmarkgfm.markdown_to_html(body, options=Options.CMARK_OPT_UNSAFE)
+
+
+# -- the lxml-free path for bodies without raw HTML (content._plain) ------------------------
+
+_WORDS = ["news", "über", "café", "خبر", "新闻", "\U0001f600", "x", "don't", '"quoted"',
+          "'single'", "a&b", "AT&T", "3 > 1", "50%", "C#", "snake_case", "*", "**", "_", "`",
+          "\\*", "\\", "[", "]", "(", ")", "!", "#", "-", "+", "&amp;", "&nbsp;", "&copy;",
+          "&#39;", "&#x27;", "&quot;", "&#0;", "&#xFFFE;", "&#x85;", "&bogus;", "\u00a0",
+          "\u00ad", "\u200f", "\u2028", "\x85", "~", "|", "^", "=", "?", "%20", "{", "}", "@",
+          "$", ";", ":", "/", ".", "...", "\u2014"]
+_URLS = ["/media/a.jpg", "media/b.png", "../up.html", "./same", "#frag", "?q=1&r=2",
+         "http://localhost:8000/x", "https://example.org/ref/a-1", "HTTP://EXAMPLE.ORG/Up",
+         "//cdn.example.net/i.png", "mailto:a@b.c", "data:image/png;base64,AAAA",
+         "javascript:alert(1)", "/a b", "/\u00fc/\u00e9", "/a'b", '/a"b', '/q?x=1&y="2"',
+         "/a%20b", "/x#y z", "http://[::1]/x", "http://x:99999/", "ftp://f.example/x",
+         "/path/with(parens)", "/~user/", "/semi;colon", "  /spaced  ", "/%zz", "relative",
+         "https://example.org/a?b=c&amp;d", "/x?&#39;"]
+_TITLES = ["", ' "t"', " 'it''s'", ' "a & b > d"', " (paren)", ' "\u00fc"', ' "q\\"q"']
+
+
+def _markdown(rng, raw_html: bool) -> str:
+    """A random body: the inline and block constructs cmark knows, odd characters, URLs
+    urllib and lxml treat differently; with `raw_html`, also autolinks and "<"."""
+    def inline() -> str:
+        k = rng.random()
+        if k < 0.55:
+            return rng.choice(_WORDS)
+        if k < 0.65:
+            return f"[{rng.choice(_WORDS)}]({rng.choice(_URLS)}{rng.choice(_TITLES)})"
+        if k < 0.72:
+            return f"![{rng.choice(_WORDS)}]({rng.choice(_URLS)}{rng.choice(_TITLES)})"
+        if k < 0.84:
+            return rng.choice(["`%s`", "*%s*", "**%s**"]) % rng.choice(_WORDS)
+        if k < 0.88:
+            return f"[![{rng.choice(_WORDS)}]({rng.choice(_URLS)})]({rng.choice(_URLS)})"
+        if k < 0.93:
+            return rng.choice(["  \n", "\\\n", "\n", "[ref]"])
+        return f"<{rng.choice(_URLS)}>" if raw_html else rng.choice(["1 < 2", "<b>x</b>"]) \
+            if rng.random() < 0.2 else rng.choice(_WORDS)
+
+    def para() -> str:
+        return " ".join(inline() for _ in range(rng.randint(1, 12)))
+
+    def block() -> str:
+        k = rng.random()
+        if k < 0.45:
+            return para()
+        if k < 0.52:
+            return "#" * rng.randint(1, 6) + " " + para()
+        if k < 0.60:
+            return "\n".join(rng.choice(["-", "*", "1.", "3)"]) + " " + para()
+                             for _ in range(rng.randint(1, 4)))
+        if k < 0.66:
+            return "> " + para() + "\n>\n> " + para()
+        if k < 0.72:
+            return "```%s\n%s\n```" % (rng.choice(["", "python", 'a"b', "x&y"]), para())
+        if k < 0.76:
+            return "    " + para()
+        if k < 0.80:
+            return rng.choice(["---", "***", "-", "- \n- x"])
+        if k < 0.84:
+            return f"[ref]: {rng.choice(_URLS)}{rng.choice(_TITLES)}"
+        return "Setext\n" + rng.choice(["===", "---"])
+    return "\n\n".join(block() for _ in range(rng.randint(0, 6)))
+
+
+def _through_lxml(body: str, page_url: str, summary: str) -> tuple[str, str]:
+    body = content._NUMERIC_REFERENCE.sub(content._xml_safe_reference, body)
+    root = content._tree(content.markdown_to_html(body), page_url)
+    return content.clean(content._html(root)), \
+        content.clean(summary or content._first_paragraph(root))
+
+
+@pytest.mark.parametrize("raw_html", [False, True])
+def test_bodies_without_raw_html_render_as_through_lxml(raw_html):
+    """Differential test: `render` skips lxml for cmark's own markup; over random bodies
+    its output must be exactly the lxml round trip's, and the shortcut must be taken for
+    a good share of them (else this test proves nothing)."""
+    import random
+
+    rng = random.Random(11 + raw_html)
+    pages = ["http://localhost:8000/articles/x/", "https://news.example.com/a/b/",
+             "HTTPS://Host.example/\u00dc/"]
+    plain = 0
+    for _ in range(4000):
+        body, page = _markdown(rng, raw_html), rng.choice(pages)
+        summary = "" if rng.random() < 0.8 else "Given."
+        assert content.render((body, page, summary)) == _through_lxml(body, page, summary), \
+            repr(body)
+        cleaned = content._NUMERIC_REFERENCE.sub(content._xml_safe_reference, body)
+        plain += "<" not in cleaned and \
+            content._plain(content.markdown_to_html(cleaned), page) is not None
+    assert plain > 1000
+
+
+@pytest.mark.parametrize("body, page", [
+    ('![a "b"](/m.png)', "https://n.test/a/"),    # '"' in an attribute: lxml may quote it
+    ("- \n- x", "https://n.test/a/"),             # an empty <li>: lxml drops its end tag
+    ("[[x](/a)[y]](/b)", "https://n.test/a/"),    # cmark nests links; lxml's parser won't
+    ("[x](y)", "https://n.test/\u00fc/"),          # a URL lxml percent-encodes
+])
+def test_what_lxml_writes_otherwise_goes_the_lxml_way(body, page):
+    html = content.markdown_to_html(body)
+    assert content._plain(html, page) is None
+    assert content.render((body, page, "")) == _through_lxml(body, page, "")
+
+
+def test_the_lxml_free_path_is_taken_for_plain_prose():
+    body = "He said \"yes\" & it's *done*.  \nNext ![pic](/m/a.jpg \"t\") [l](x?a=1&b=2)\n\n---\n"
+    page = "https://news.example.com/a/"
+    html, first = content._plain(content.markdown_to_html(body), page)
+    assert html == ("<p>He said \"yes\" &amp; it's <em>done</em>.<br>\nNext <img src="
+                    "\"https://news.example.com/m/a.jpg\" alt=\"pic\" title=\"t\"> <a href="
+                    "\"https://news.example.com/a/x?a=1&amp;b=2\">l</a></p>\n<hr>")
+    assert first() == "He said \"yes\" & it's done. Next l"
+    assert content.render((body, page, "")) == _through_lxml(body, page, "")
