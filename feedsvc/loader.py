@@ -49,17 +49,19 @@ ID_DATE = "2000"   # the date part of our tag: URIs; any fixed date is valid (RF
 
 
 _C0_FORBIDDEN = bytes(range(0x20)).translate(None, b"\t\n\r")
+_READ_STEP = 1 << 16
 
 
-def clean(text: str) -> str:
-    """`text` without the characters XML 1.0 forbids.  Most texts have none: a regex scan of
-    a body costs about 17 us, this check about 6 (encoding fails on a lone surrogate, and
-    the C0 controls are single bytes in UTF-8)."""
-    try:
-        raw = text.encode()
-    except UnicodeEncodeError:
-        return _XML_FORBIDDEN.sub("", text)
-    if len(raw.translate(None, _C0_FORBIDDEN)) == len(raw) and \
+def clean(text: str, utf8: bytes | None = None) -> str:
+    """`text` without the characters XML 1.0 forbids (`utf8`: its UTF-8 bytes, if at hand).
+    Most texts have none: a regex scan of a body costs about 17 us, this check about 6
+    (encoding fails on a lone surrogate, and the C0 controls are single bytes in UTF-8)."""
+    if utf8 is None:
+        try:
+            utf8 = text.encode()
+        except UnicodeEncodeError:
+            return _XML_FORBIDDEN.sub("", text)
+    if len(utf8.translate(None, _C0_FORBIDDEN)) == len(utf8) and \
             "\ufffe" not in text and "\uffff" not in text:
         return text
     return _XML_FORBIDDEN.sub("", text)
@@ -75,18 +77,21 @@ def read_bytes(root: str, rel: str, max_bytes: int) -> bytes:
     try:
         # O_NONBLOCK: opening a FIFO must not wait for a writer; only regular files are read
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-        with open(fd, "rb", buffering=0) as f:
+        try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 raise DataError(rel, "cannot be read (not a regular file)")
-            # read what fstat says is there, then what a writer may have added since: a
-            # buffer as large as the limit would cost a page-mapping allocation per file
-            raw = f.read(min(st.st_size, max_bytes) + 1)
+            # read what fstat says is there, then what a writer may have added since, in
+            # small steps: os.read allocates what it is asked for, and a buffer as large as
+            # the limit (1 GB for bodies) costs a page mapping per file, most of a read
+            raw = os.read(fd, min(st.st_size, max_bytes) + 1)
             while len(raw) <= max_bytes:
-                more = f.read(max_bytes + 1 - len(raw))
+                more = os.read(fd, min(_READ_STEP, max_bytes + 1 - len(raw)))
                 if not more:
                     break
                 raw += more
+        finally:
+            os.close(fd)
     except OSError as e:
         raise DataError(rel, f"cannot be read ({e.strerror})") from None
     if len(raw) > max_bytes:
@@ -104,7 +109,7 @@ def decode(rel: str, raw: bytes) -> str:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise DataError(rel, f"is not valid UTF-8 (byte {e.start})") from None
-    return clean(text)
+    return clean(text, raw)
 
 
 def read_text(root: str, rel: str, max_bytes: int) -> tuple[str, str]:

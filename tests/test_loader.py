@@ -205,6 +205,23 @@ def test_file_exactly_at_the_size_limit_is_fine(data):
     assert corpus.errors == []
 
 
+def test_bytes_written_after_the_size_was_read_are_read_too(data, monkeypatch):
+    """read_bytes reads what fstat reported, then what a writer added since, in steps (a
+    buffer sized to the limit costs a page mapping per file); the limit still holds."""
+    path = data.article("growing", body="x" * 300_000)
+    whole = path.read_bytes()
+    real_fstat = os.fstat
+
+    def stale_fstat(fd):            # the size as it was before the writer went on
+        st = real_fstat(fd)
+        return os.stat_result((*st[:6], 10, *st[7:]))
+    monkeypatch.setattr(loader.os, "fstat", stale_fstat)
+    assert loader.read_bytes(str(data.root), "articles/growing.md", 1 << 30) == whole
+    with pytest.raises(DataError, match="larger than the 200000-byte limit"):
+        loader.read_bytes(str(data.root), "articles/growing.md", 200_000)
+    assert loader.read_bytes(str(data.root), "articles/growing.md", len(whole)) == whole
+
+
 def test_unreadable_file_by_permissions(data):
     path = data.article("locked")
     os.chmod(path, 0)
@@ -672,6 +689,9 @@ def test_clean_removes_exactly_what_xml_forbids():
         text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 10)))
         text = "plain " * rng.randint(0, 2) + text
         assert loader.clean(text) == loader._XML_FORBIDDEN.sub("", text), repr(text)
+        if text.strip() and "\x00" not in text and not any(
+                "\ud800" <= c <= "\udfff" for c in text):       # what a file can hold
+            assert loader.decode("f", text.encode()) == loader.clean(text), repr(text)
     assert loader.clean("a\x0bb\ud800c\ufffed") == "abcd"
     kept = "tab\tline\nreturn\r é \U0001f600"
     assert loader.clean(kept) is kept
