@@ -172,7 +172,7 @@ def _plain(html: str, page_url: str) -> tuple[str, Callable[[], str]] | None:
     them from cmark's `html` of a body without raw HTML; None for a URL lxml would
     escape."""
     scheme = page_url.split(":", 1)[0].lower()
-    parts = []
+    parts: list[str] = []
     at = 0
     for m in _CMARK_URL.finditer(html):
         value = _unescape(m.group(1))

@@ -14,7 +14,8 @@ import copy
 import datetime as dt
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from operator import attrgetter
 
 from feedgen.entry import FeedEntry
 from feedgen.feed import FeedGenerator
@@ -29,12 +30,25 @@ _lock = threading.Lock()
 KEPT_BYTES = 8 << 20    # about what the kept entries hold (see _keep), least recent out
 
 
+def _pickled_by_fields(cls: type) -> type:
+    """Pickle a dataclass as its class and field values: a cold start sends thousands of
+    entries to the workers, and the default (a state dict) costs about twice as much."""
+    values = attrgetter(*(f.name for f in fields(cls)))
+
+    def __reduce__(self: object) -> tuple[type, tuple]:
+        return cls, values(self)
+    cls.__reduce__ = __reduce__                             # type: ignore[assignment]
+    return cls
+
+
+@_pickled_by_fields
 @dataclass(frozen=True)
 class Author:
     name: str
     uri: str = ""
 
 
+@_pickled_by_fields
 @dataclass(frozen=True)
 class Entry:
     id: str
@@ -49,6 +63,7 @@ class Entry:
     enclosure: tuple[str, str, int] | None = None   # url, media type, length
 
 
+@_pickled_by_fields
 @dataclass(frozen=True)
 class Feed:
     id: str

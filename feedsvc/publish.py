@@ -288,22 +288,28 @@ class Publisher:
         partial_feeds: set[str] = set()
 
         keep = len(groups) < PARALLEL_FEEDS         # a refresh: see feeds.render
+        entries: dict[str, feeds.Entry] = {}        # an article is in about two feeds
+        bodiless: set[str] = set()                  # articles whose body is missing
 
         def jobs() -> Iterator[tuple[feeds.Feed, bool]]:
             for paths in groups.values():
                 scope, top, _ = feed_of[paths[0]]
-                bodies = {a.path: rendered[self.body_key(site, a)] for a in top
-                          if self.body_key(site, a) in rendered}
-                if len(bodies) < len(top):      # a file changed under us: its reload comes
-                    partial_feeds.update(recipes[p][0] for p in paths)   # next; not cached
-                    bodies = {a.path: bodies.get(a.path, ("", a.summary)) for a in top}
-                yield self._feed(corpus, scope, top, [feed_of[p][2] for p in paths],
-                                 updated_all, bodies), keep
+                for a in top:
+                    if a.path not in entries:
+                        body = rendered.get(self.body_key(site, a))
+                        entries[a.path] = self._entry(corpus, a, body or ("", a.summary))
+                        if body is None:        # a file changed under us: its reload comes
+                            bodiless.add(a.path)                  # next; not cached
+                if any(a.path in bodiless for a in top):
+                    partial_feeds.update(recipes[p][0] for p in paths)
+                yield self._feed(corpus, scope, tuple(entries[a.path] for a in top),
+                                 [feed_of[p][2] for p in paths], updated_all), keep
                 for a in top:
                     key = self.body_key(site, a)
                     uses[key] -= 1
                     if not uses[key]:
                         rendered.pop(key, None)
+                        entries.pop(a.path, None)
         packed: dict[str, tuple[str, bytes]] = {}     # recipe -> (ETag, gzip bytes)
         results = workers.map(_feeds_job, jobs(), PARALLEL_FEEDS, window=4 * workers.cores(),
                               count=len(groups))
@@ -383,21 +389,23 @@ class Publisher:
         self.cache.prune_later("html", lambda: {            # out in the writer thread)
             content.body_key(a.digest, self.page_url(site, a)) for a in articles})
 
-    def _feed(self, corpus: Corpus, scope: Scope, top: list[Article], formats: list[str],
-              updated_all: dt.datetime, bodies: dict[str, tuple[str, str]]) -> feeds.Feed:
+    def _entry(self, corpus: Corpus, a: Article, body: tuple[str, str]) -> feeds.Entry:
         site = corpus.site
-        entries = []
-        for a in top:
-            html, summary = bodies[a.path]
-            entries.append(feeds.Entry(
-                id=a.id, title=a.title, link=a.link or self.page_url(site, a),
-                published=a.published, updated=a.updated,
-                authors=tuple(feeds.Author(p.name, p.url or f"{site.base_url}author/{p.slug}/")
-                              for p in corpus.authors_of(a)),
-                categories=tuple(c.name for c in corpus.categories_of(a)),
-                summary=summary, content=html,
-                enclosure=(a.image, a.image_type, a.image_length) if a.image else None))
-        updated = max((a.updated for a in top), key=lambda d: d.timestamp(), default=updated_all)
+        html, summary = body
+        return feeds.Entry(
+            id=a.id, title=a.title, link=a.link or self.page_url(site, a),
+            published=a.published, updated=a.updated,
+            authors=tuple(feeds.Author(p.name, p.url or f"{site.base_url}author/{p.slug}/")
+                          for p in corpus.authors_of(a)),
+            categories=tuple(c.name for c in corpus.categories_of(a)),
+            summary=summary, content=html,
+            enclosure=(a.image, a.image_type, a.image_length) if a.image else None)
+
+    def _feed(self, corpus: Corpus, scope: Scope, entries: tuple[feeds.Entry, ...],
+              formats: list[str], updated_all: dt.datetime) -> feeds.Feed:
+        site = corpus.site
+        updated = max((e.updated for e in entries), key=lambda d: d.timestamp(),
+                      default=updated_all)
         title = feed_title(site, scope)
         host = site.base_url.split("/")[2].split(":")[0]
         return feeds.Feed(
@@ -405,7 +413,7 @@ class Publisher:
             subtitle=scope.description or title,
             self_urls={fmt: f"{site.base_url}{scope.feed_base}.{fmt}" for fmt in formats},
             page_url=f"{site.base_url}{scope.page}", language=site.language,
-            updated=updated, publisher=site.title, entries=tuple(entries))
+            updated=updated, publisher=site.title, entries=entries)
 
     def _index(self, corpus: Corpus, scopes: list[Scope], recent: list[Article]) -> bytes:
         return _render("index.html", site=corpus.site, scopes=scopes, articles=recent,
