@@ -75,9 +75,10 @@ class Resource:
     modified: dt.datetime
 
     @classmethod
-    def make(cls, content_type: str, last_modified: int, etag: str, gz: bytes) -> "Resource":
-        """`gz`: the document's gzip bytes; `etag`: the quoted strong ETag of its identity
-        bytes (the gzip one derives from it)."""
+    def make(cls, content_type: str, last_modified: int, etag: str, gz: bytes,
+             gzip_etag: str) -> "Resource":
+        """`gz`: the document's gzip bytes; `etag`, `gzip_etag`: the quoted strong ETags of
+        its identity and its gzip bytes."""
         lm = http_date(last_modified)
 
         def variant(data: bytes | None, size: int, etag: str,
@@ -89,7 +90,7 @@ class Resource:
         # a single-member gzip ends with the identity size, modulo 2**32 (RFC 1952 ISIZE)
         size = int.from_bytes(gz[-4:], "little")
         return cls(variant(None, size, etag, []),
-                   variant(gz, len(gz), etag[:-1] + '-gz"', [("Content-Encoding", "gzip")]),
+                   variant(gz, len(gz), gzip_etag, [("Content-Encoding", "gzip")]),
                    last_modified, dt.datetime.fromtimestamp(last_modified, dt.UTC))
 
     def identity_body(self) -> bytes:

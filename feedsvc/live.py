@@ -256,7 +256,8 @@ class Service:
             res = old.get(path)
             if res is None or res.identity.etag != etags[path] or \
                     res.last_modified != stamps[path]:
-                res = Resource.make(doc.content_type, stamps[path], doc.etag, doc.gzip)
+                res = Resource.make(doc.content_type, stamps[path], doc.etag, doc.gzip,
+                                    doc.gzip_etag)
             fresh[path] = res
         self.resources = fresh
         self.refreshed_at = now

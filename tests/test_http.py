@@ -291,6 +291,21 @@ def test_gzip_etag_revalidates(client):
     assert gzip.decompress(resp.data).startswith(b"<?xml")
 
 
+def test_gzip_etag_names_the_compressor(client):
+    """Strong ETags promise byte-identical representations: gzip bytes from another level
+    or another ISA-L must not share an ETag with these."""
+    import hashlib
+
+    from isal import __version__ as isal_version
+
+    from feedsvc import publish
+
+    gz_etag, _ = _validators(client, "/feeds/all.rss", **{"Accept-Encoding": "gzip"})
+    id_etag, _ = _validators(client, "/feeds/all.rss")
+    tag = hashlib.sha256(f"isal {isal_version} {publish.GZIP_LEVEL}".encode()).hexdigest()[:6]
+    assert gz_etag == f'{id_etag[:-1]}-gz{tag}"'
+
+
 def test_etag_changes_with_the_data(app, bundled, client):
     etag, _ = _validators(client, "/feeds/all.atom")
     bundled.article("2024/fresh", title="Fresh story", date="2024-10-29T10:00:00+03:30",
@@ -498,7 +513,7 @@ def test_a_last_modified_still_in_the_future_is_not_sent(make_app, data):
     doc = service.documents["feeds/all.rss"]
     ahead = int(_time.time()) + 30
     service.resources = {**service.resources, "feeds/all.rss": Resource.make(
-        doc.content_type, ahead, doc.etag, doc.gzip)}
+        doc.content_type, ahead, doc.etag, doc.gzip, doc.gzip_etag)}
     client = app.test_client()
     r = client.get("/feeds/all.rss")
     assert r.status_code == 200 and "Last-Modified" not in r.headers and r.headers["ETag"]
