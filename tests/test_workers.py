@@ -22,6 +22,11 @@ SCRIPT = textwrap.dedent('''
         return os.getpid()
 
 
+    def collecting(_):
+        import gc
+        return gc.isenabled()
+
+
     if __name__ == "__main__":
         root, threaded = sys.argv[1], sys.argv[2] == "threaded"
         now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -37,9 +42,13 @@ SCRIPT = textwrap.dedent('''
             docs = publish.Publisher(cache).build(corpus, now)
             method = workers._pool._mp_context.get_start_method()
             pids = set(workers.map(pid, range(64), 1))
+            collectors = {"build": __import__("gc").isenabled(),
+                          "workers": sorted(set(workers.map(collecting, range(64), 1)))}
+        collectors["after"] = __import__("gc").isenabled()
         if threaded:
             stop.set()
         print(json.dumps({"method": method, "renders": cache.renders, "pids": len(pids),
+                          "collectors": collectors,
                           "docs": {p: d.etag + d.gzip.hex() for p, d in docs.items()}}))
 ''')
 
@@ -64,6 +73,9 @@ def test_pool_is_forked_only_when_the_process_runs_one_thread(bundled):
     assert alone["pids"] == threaded["pids"] == 2
     assert alone["renders"] == threaded["renders"] > 0
     assert alone["docs"] == threaded["docs"]
+    # a build pauses this process's garbage collector, never the workers'
+    for run in (alone, threaded):
+        assert run["collectors"] == {"build": False, "workers": [True], "after": True}
 
 
 def test_forked_workers_give_what_one_process_gives(bundled):
