@@ -17,6 +17,7 @@ import os
 import pickle
 import threading
 import time
+from contextlib import nullcontext
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -97,7 +98,9 @@ class Service:
     def refresh(self, force: bool = False, paths: set[str] | None = None) -> bool:
         """Bring the responses up to date; True when any document changed.  `paths`: the
         only files that changed since the last refresh (from file events), if known."""
-        with self._lock, workers.session():    # a cold start's parse and render share a pool
+        # a cold start's parse and render share a pool; its cache writes wait until it is done
+        with self._lock, workers.session(), \
+                (self.cache.held() if not self.documents else nullcontext()):
             now = self.clock()
             seen = time.time()              # our bytes reflect the data as of this moment
             try:

@@ -133,6 +133,7 @@ class Cache:
         self._queued: Counter[str] = Counter()      # writes waiting, per table
         self._done = threading.Condition()
         self._writer: threading.Thread | None = None
+        self._held: list[tuple[str, Callable[[], None]]] | None = None    # see `held`
         self._closed = False
 
     def put_later(self, table: str, rows: dict[str, tuple]) -> None:
@@ -154,10 +155,33 @@ class Cache:
     def put_pickled_later(self, blobs: dict[str, bytes]) -> None:
         self._queue("records", partial(self.put_pickled, blobs))
 
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Writes queued in the block wait until it ends (or until a read needs them).
+
+        A first build holds them: its caches (10,000 records, thousands of bodies and
+        documents) are written once every feed is servable, rather than on the cores the
+        build is using; a restart before they are written is a cold start again."""
+        with self._done:
+            self._held = []
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        with self._done:
+            held, self._held = self._held, None
+        for table, write in held or ():
+            self._queue(table, write)
+
     def _queue(self, table: str, write: Callable[[], None]) -> None:
         if self._closed:
             return
         with self._done:                # one writer, started by whichever thread comes first
+            if self._held is not None:
+                self._held.append((table, write))
+                return
             if self._writer is None:
                 self._writer = threading.Thread(target=self._write, name="feedsvc-cache",
                                                 daemon=True)
@@ -167,7 +191,12 @@ class Cache:
         self._pending.put((table, write))
 
     def flush(self, table: str | None = None, timeout: float | None = None) -> None:
-        """Wait for the queued writes (to `table`, or all)."""
+        """Wait for the queued writes (to `table`, or all), held ones included."""
+        with self._done:
+            held = self._held is not None and any(
+                table is None or t == table for t, _ in self._held)
+        if held:                        # a read needs them: the hold is over
+            self._release()
         if self._writer is None:
             return
         with self._done:

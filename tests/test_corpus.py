@@ -590,6 +590,7 @@ def test_a_last_good_version_pickled_by_an_older_feedsvc_is_published(data, tmp_
     data.article("b", title="B", date="2024-10-21T13:00:00Z")
     first = Library(str(data.root), cache=Cache(state))
     published = first.load()
+    first.cache.flush()                             # its writer thread stores the records
     a = next(x for x in published.articles if x.title == "Old A")
     cache = Cache(state)
     ref = cache.get_records([first._good_key(a.path)])[first._good_key(a.path)]

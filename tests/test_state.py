@@ -49,3 +49,31 @@ def test_a_cache_of_an_older_layout_is_dropped_not_misread(tmp_path):
     assert cache.get("gzdocs", ["r"]) == {"r": (b"gz", '"e"')}
     cache.close()
     assert Cache(str(tmp_path)).get("gzdocs", ["r"]) == {"r": (b"gz", '"e"')}  # same layout: kept
+
+
+def test_held_writes_wait_for_the_end_of_the_block_or_a_read(tmp_path):
+    """A first build holds its cache writes until every feed is servable; a read of a
+    table with held writes must get them (not wait forever for a writer that never
+    starts), and the end of the block writes the rest, in order."""
+    cache = Cache(str(tmp_path))
+    other = sqlite3.connect(tmp_path / "cache.sqlite")        # what another process sees
+
+    def stored(table: str) -> set[str]:
+        return {k for (k,) in other.execute(f"SELECT key FROM {table}")}  # noqa: S608
+
+    with cache.held():
+        cache.put_later("html", {"a": ("<p>a</p>", "a")})
+        cache.put_later("gzdocs", {"d": (b"gz", '"e"')})
+        cache.put_later("html", {"b": ("<p>b</p>", "b")})
+        assert cache._writer is None                  # nothing started, nothing written
+        assert stored("html") == stored("gzdocs") == set()
+        assert cache.get("gzdocs", ["d"]) == {"d": (b"gz", '"e"')}    # a read lets them go
+        assert stored("html") == {"a", "b"}
+        cache.put_later("html", {"c": ("<p>c</p>", "c")})            # after: not held
+    cache.flush()
+    assert stored("html") == {"a", "b", "c"} and stored("gzdocs") == {"d"}
+    with cache.held():
+        cache.put_later("html", {"e": ("<p>e</p>", "e")})
+    cache.flush()
+    assert "e" in stored("html")
+    cache.close()
