@@ -180,6 +180,7 @@ class Publisher:
         self._items: dict[str, tuple[Article, str, str]] = {}
         self._body_keys: dict[str, tuple[Article, str, str]] = {}
         self._last: _Shape | None = None          # of the last build (see _shape)
+        self._directory: tuple[object, Markup] = (None, Markup())   # see _index
         # scope -> (what its recipes depend on besides `affected`, feed recipe, page recipe)
         self._recipes: dict[tuple[str, str], tuple] = {}
         # recipes of feeds made with a body missing (a file changed under us, or a last good
@@ -436,9 +437,13 @@ class Publisher:
             updated=updated, publisher=site.title, entries=entries)
 
     def _index(self, corpus: Corpus, scopes: list[Scope], recent: list[Article]) -> bytes:
+        outline = (corpus.site, scopes)
+        if self._directory[0] != outline:       # a new scope, name or site setting
+            self._directory = (outline, _templates.get_template("_macros.html").module
+                               .directory(corpus.site, scopes))    # type: ignore[attr-defined]
         return _render("index.html", site=corpus.site, scopes=scopes, articles=recent,
                        listing=self._listing(corpus.site, recent), scope=scopes[0],
-                       corpus=corpus)
+                       corpus=corpus, directory=self._directory[1])
 
     def _scope_page(self, corpus: Corpus, scope: Scope, items: list[Article]) -> bytes:
         return _render("scope.html", site=corpus.site, scope=scope, articles=items,
