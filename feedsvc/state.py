@@ -47,6 +47,8 @@ class Validators:
         self._db = _connect(state_dir, "validators.sqlite")
         self._db.execute("CREATE TABLE IF NOT EXISTS validators (path TEXT PRIMARY KEY, "
                          "etag TEXT NOT NULL, modified INTEGER NOT NULL, seen REAL NOT NULL)")
+        self._version: int | None = None    # data_version as of our last stamp
+        self._behind: set[str] = set()      # paths whose recorded ETag is newer than ours
 
     def stamp(self, etags: dict[str, str], seen: float,
               held: dict[str, tuple[str, int]] | None = None) -> dict[str, int]:
@@ -64,33 +66,48 @@ class Validators:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                known: dict[str, tuple[str, int, float]] = {}
+                out: dict[str, int] = {}
                 paths = list(etags)
+                if self._data_version() == self._version:
+                    # nothing written by anyone else since our last stamp: what we hold is
+                    # what is recorded, but where we were behind (an edit asks about its
+                    # few paths, not all of them)
+                    paths = [p for p, e in etags.items()
+                             if held.get(p, ("",))[0] != e or p in self._behind]
+                    out.update((p, held[p][1]) for p in etags.keys() - set(paths))
+                known: dict[str, tuple[str, int, float]] = {}
                 for i in range(0, len(paths), 500):
                     chunk = paths[i:i + 500]
                     marks = ",".join("?" * len(chunk))
                     known.update((p, (e, m, t)) for p, e, m, t in self._db.execute(
                         "SELECT path, etag, modified, seen FROM validators "  # noqa: S608
                         f"WHERE path IN ({marks})", chunk))
-                out: dict[str, int] = {}
                 changed = []
-                for path, etag in etags.items():
-                    old = known.get(path)
+                behind: set[str] = set()
+                for path in paths:
+                    etag, old = etags[path], known.get(path)
                     if old and old[0] == etag:
                         out[path] = old[1]
                     elif old and seen < old[2]:                 # we are behind: write nothing
                         mine = held.get(path)
                         out[path] = mine[1] if mine and mine[0] == etag else old[1] - 1
+                        behind.add(path)
                     else:
                         out[path] = max(now_s, old[1] + 1) if old else now_s
                         changed.append((path, etag, out[path], seen))
                 self._db.executemany("INSERT OR REPLACE INTO validators VALUES (?, ?, ?, ?)",
                                      changed)
                 self._db.execute("COMMIT")
+                self._version = self._data_version()    # our own commits leave it as is
+                self._behind = (self._behind - set(paths)) | behind
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-        return out
+        return {p: out[p] for p in etags}
+
+    def _data_version(self) -> int:
+        """SQLite's count of commits by other connections (other workers, instances)."""
+        return self._db.execute("PRAGMA data_version").fetchone()[0]
 
     def close(self) -> None:
         self._db.close()

@@ -31,6 +31,35 @@ def test_a_worker_behind_another_records_nothing(tmp_path):
     assert fresh.stamp({"f": '"new"'}, seen=250.0)["f"] == new_time
 
 
+def test_a_stamp_asks_only_about_changed_paths_while_nobody_else_writes(tmp_path):
+    """With no commit by another connection since its last stamp (SQLite's data_version),
+    a worker asks only about paths whose ETag it changed, or where it was behind; the
+    answers must be the ones asking about every path gives."""
+    a, b = Validators(str(tmp_path)), Validators(str(tmp_path))
+    etags = {f"p{i}": f'"{i}"' for i in range(600)}
+    held = {p: (e, t) for (p, e), t in zip(etags.items(),
+                                         a.stamp(etags, seen=100.0).values(), strict=True)}
+    asked: list[int] = []
+    a._db.set_trace_callback(lambda sql: asked.append(sql.count("'p")) if "SELECT" in sql
+                             else None)           # (the statements come with their values)
+    edited = {**etags, "p7": '"7b"'}
+    stamps = a.stamp(edited, seen=200.0, held=held)
+    assert asked == [1]                                 # one path, not 600
+    assert stamps["p7"] > held["p7"][1] and stamps["p8"] == held["p8"][1]
+    held["p7"] = ('"7b"', stamps["p7"])
+    # another worker records newer bytes for p8: the next stamp must see it (a false 304
+    # otherwise: a client holding p8's newer time would be told ours is not newer)
+    newer = b.stamp({"p8": '"8b"'}, seen=300.0)["p8"]
+    asked.clear()
+    stamps = a.stamp(edited, seen=250.0, held=held)     # we scanned before that save
+    assert sum(asked) == 600 and stamps["p8"] == held["p8"][1]
+    # behind on p8, we have written nothing; once our data is as fresh, asking again:
+    asked.clear()
+    caught_up = a.stamp(edited, seen=400.0, held=held)
+    assert asked == [1] and caught_up["p8"] > newer
+    assert b.stamp({"p8": '"8"'}, seen=401.0)["p8"] == caught_up["p8"]
+
+
 def test_a_cache_of_an_older_layout_is_dropped_not_misread(tmp_path):
     old = sqlite3.connect(tmp_path / "cache.sqlite")
     old.execute("CREATE TABLE docs (key TEXT PRIMARY KEY, body BLOB, gz BLOB)")
