@@ -121,7 +121,7 @@ def read_text(root: str, rel: str, max_bytes: int) -> tuple[str, str]:
 def load_yaml(rel: str, text: str, first_line: int = 1) -> object:
     """`first_line`: the line of the file where `text` starts, for error messages."""
     try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a safe loader subclass
+        data = _load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + first_line}, column {mark.column + 1}" if mark else ""
@@ -133,6 +133,52 @@ def load_yaml(rel: str, text: str, first_line: int = 1) -> object:
         return _clean_tree(data) if dirty else data
     except RecursionError:      # an alias inside itself: "x: &a [*a]"
         raise DataError(rel, "invalid YAML: an alias refers to itself") from None
+
+
+_STR, _SEQ, _MAP = (f"tag:yaml.org,2002:{t}" for t in ("str", "seq", "map"))
+_SCALARS = frozenset(f"tag:yaml.org,2002:{t}" for t in ("null", "bool", "int", "float"))
+
+
+def _load(text: str) -> object:
+    """yaml.load(text, Loader=_Loader).  The usual front matter, a mapping of text keys to
+    scalars and lists of text, is made from libyaml's nodes here: PyYAML's constructor
+    walks them generically, about half of a file's YAML time.  Anything else (nesting,
+    a shared list, a merge key, an explicit tag) goes to that constructor."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        plain = _plain_mapping(loader, node)
+        return plain if plain is not None else loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _plain_mapping(loader: yaml.BaseLoader, node: yaml.Node) -> dict | None:
+    if not isinstance(node, yaml.MappingNode) or node.tag != _MAP:
+        return None
+    out: dict = {}
+    lists: set[int] = set()
+    for key, value in node.value:
+        if not isinstance(key, yaml.ScalarNode) or key.tag != _STR:
+            return None
+        if isinstance(value, yaml.ScalarNode):
+            if value.tag == _STR:
+                out[key.value] = value.value
+            elif value.tag in _SCALARS:
+                out[key.value] = loader.construct_object(value)
+            else:
+                return None
+        elif isinstance(value, yaml.SequenceNode) and value.tag == _SEQ and \
+                id(value) not in lists and all(
+                    isinstance(item, yaml.ScalarNode) and item.tag == _STR
+                    for item in value.value):
+            lists.add(id(value))                # an alias shares one list: not here
+            out[key.value] = [item.value for item in value.value]
+        else:
+            return None
+    return out
 
 
 def _clean_tree(value: object) -> object:

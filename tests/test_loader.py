@@ -695,3 +695,82 @@ def test_clean_removes_exactly_what_xml_forbids():
     assert loader.clean("a\x0bb\ud800c\ufffed") == "abcd"
     kept = "tab\tline\nreturn\r é \U0001f600"
     assert loader.clean(kept) is kept
+
+
+# -- front matter made from libyaml's nodes (loader._plain_mapping) -------------------------
+
+_YAML_SCALARS = [
+    "plain", "Two words", "'single'", '"double \\u00e9"', "yes", "no", "on", "off", "true",
+    "False", "~", "null", "", "12", "0x1F", "0o17", "1_000", "3.5", ".inf", "-.NaN", "1e3",
+    "12:30:45", "2024-10-28", "2024-10-28T13:00:00+03:30", "\u00fcber", "\u062e\u0628\u0631",
+    '"a: b"', "'#not comment'", "a #comment", "!!str 12", "!!int '7'", "!!binary aGk=",
+    "!!float 1", "!custom x", "&anc value", "*anc", "|\n  block\n  text", ">\n  folded",
+    "[a, b]", "[]", "{}", "{k: v}", "- x", "<<", '"\\t tab"', "'it''s'", "@at", "-", "a: b: c",
+    "[1, [2]]", "[yes, null, 3]", "!!seq [a]", "!!set {a}", "!!omap [a: 1]", "&L [p, q]", "*L"]
+
+
+def _yaml_doc(rng, wild: bool) -> str:
+    keys = ["title", "date", "authors", "categories", "summary", "draft", "slug", "'q'", "a b"]
+    keys += ["yes", "12", "~", "<<", "? complex", "[k]"] if wild else []
+    lines = []
+    for _ in range(rng.randint(0, 8)):
+        value = rng.choice(_YAML_SCALARS) if wild else rng.choice(_YAML_SCALARS[:28])
+        shape = rng.random()
+        if shape < 0.2:
+            value = "[" + ", ".join(rng.choice(_YAML_SCALARS[:28]) for _ in range(3)) + "]"
+        elif shape < 0.3:
+            value = "".join("\n  - " + rng.choice(_YAML_SCALARS[:28]) for _ in range(2))
+        elif shape < 0.35 and wild:
+            value = "\n  nested: " + rng.choice(_YAML_SCALARS)
+        lines.append(f"{rng.choice(keys)}: {value}")
+    return "\n".join(lines) + "\n"
+
+
+def _typed(value):
+    """A value with the type of every part (True == 1 in Python, not in YAML)."""
+    if isinstance(value, dict):
+        return "dict", tuple((_typed(k), _typed(v)) for k, v in value.items())
+    if isinstance(value, list):
+        return "list", tuple(_typed(v) for v in value)
+    if isinstance(value, float) and value != value:
+        return "float", "nan"
+    return type(value).__name__, value
+
+
+@pytest.mark.parametrize("wild", [False, True])
+def test_front_matter_is_what_pyyaml_constructs(wild):
+    """Differential test: loader._load builds the usual front matter from libyaml's nodes
+    itself; over random documents (odd scalars, tags, anchors, aliases, merge keys,
+    nesting, errors) it must give what PyYAML's constructor gives, types included, or
+    the same error, and take its own way for a good share of them."""
+    import random
+
+    import yaml
+
+    rng = random.Random(5 + wild)
+    plain = 0
+    for _ in range(4000):
+        doc = _yaml_doc(rng, wild)
+        try:
+            expected = ("ok", _typed(yaml.load(doc, Loader=loader._Loader)))  # noqa: S506
+        except yaml.YAMLError as e:
+            expected = ("error", str(e))
+        try:
+            got = ("ok", _typed(loader._load(doc)))
+        except yaml.YAMLError as e:
+            got = ("error", str(e))
+        assert got == expected, doc
+        reader = loader._Loader(doc)
+        try:
+            node = reader.get_single_node()
+            plain += node is not None and loader._plain_mapping(reader, node) is not None
+        except yaml.YAMLError:
+            pass
+        finally:
+            reader.dispose()
+    assert plain > (800 if not wild else 150)
+
+
+def test_a_list_shared_through_an_alias_is_one_list():
+    data = loader._load("a: &x [p, q]\nb: *x\n")
+    assert data == {"a": ["p", "q"], "b": ["p", "q"]} and data["a"] is data["b"]
