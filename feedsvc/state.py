@@ -68,7 +68,9 @@ class Validators:
             try:
                 out: dict[str, int] = {}
                 paths = list(etags)
-                if self._data_version() == self._version:
+                # read while we hold the write lock: no other commit can come before ours
+                version = self._data_version()
+                if version == self._version:
                     # nothing written by anyone else since our last stamp: what we hold is
                     # what is recorded, but where we were behind (an edit asks about its
                     # few paths, not all of them)
@@ -98,7 +100,7 @@ class Validators:
                 self._db.executemany("INSERT OR REPLACE INTO validators VALUES (?, ?, ?, ?)",
                                      changed)
                 self._db.execute("COMMIT")
-                self._version = self._data_version()    # our own commits leave it as is
+                self._version = version         # (our own commits leave it as it is)
                 self._behind = (self._behind - set(paths)) | behind
             except BaseException:
                 self._db.execute("ROLLBACK")

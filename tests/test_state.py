@@ -60,6 +60,35 @@ def test_a_stamp_asks_only_about_changed_paths_while_nobody_else_writes(tmp_path
     assert b.stamp({"p8": '"8"'}, seen=401.0)["p8"] == caught_up["p8"]
 
 
+def test_a_commit_right_after_ours_is_not_taken_for_ours(tmp_path):
+    """Another worker committing just after our stamp must still be seen by our next one:
+    the commit count is read inside our transaction, before anyone else can commit."""
+    a, b = Validators(str(tmp_path)), Validators(str(tmp_path))
+    etags = {"p": '"1"', "q": '"1"'}
+    held = {p: (etags[p], t) for p, t in a.stamp(etags, seen=100.0).items()}
+
+    class Racing:                   # a's connection, with b committing right after a does
+        def __init__(self, db):
+            self.db = db
+
+        def execute(self, sql, *args):
+            result = self.db.execute(sql, *args)
+            if sql == "COMMIT":
+                b.stamp({"q": '"2"'}, seen=300.0)
+            return result
+
+        def __getattr__(self, name):
+            return getattr(self.db, name)
+    a._db = Racing(a._db)
+    a.stamp({**etags, "p": '"1b"'}, seen=200.0, held=held)
+    a._db = a._db.db
+    # q is unchanged for us, but b recorded other bytes for it since: with data as fresh
+    # as b's, our q must get a time after b's (a client holding b's q and its time would
+    # get a false 304 from our old time)
+    newer = b.stamp({"q": '"2"'}, seen=301.0)["q"]
+    assert a.stamp({**etags, "p": '"1b"'}, seen=400.0, held=held)["q"] > newer
+
+
 def test_a_cache_of_an_older_layout_is_dropped_not_misread(tmp_path):
     old = sqlite3.connect(tmp_path / "cache.sqlite")
     old.execute("CREATE TABLE docs (key TEXT PRIMARY KEY, body BLOB, gz BLOB)")
