@@ -157,8 +157,9 @@ def render(job: tuple[str, str, str]) -> tuple[str, str]:
 # What lxml writes differently: "<br>" for "<br />"; "'" for "&#39;"; '"' for "&quot;" in
 # text; "&" as "&amp;" in URLs, which it percent-encodes unless they are printable ASCII
 # without space, '"', "<" or ">".  Those URLs, attributes holding '"' (lxml may quote
-# them with "'"), empty elements (lxml may drop the end tag) and a link in a link (which
-# lxml's parser closes first) go the lxml way.
+# them with "'"), empty elements (lxml may drop the end tag), a link in a link (which
+# lxml's parser closes first) and a carriage return (lxml's parser makes it "\n") go
+# the lxml way.
 _CMARK_URL = re.compile(r'<(?:a href|img src)="([^"]*)"')
 _LINK_TAG = re.compile(r"<a |</a>")
 _LXML_KEEPS_URL = re.compile(r"[!#-;=?-~]*")
@@ -184,6 +185,8 @@ def _plain(html: str, page_url: str) -> tuple[str, Callable[[], str]] | None:
         at = m.end(1)
     parts.append(html[at:])
     out = "".join(parts).replace(" />", ">").replace("&#39;", "'")
+    if "\r" in out:                # from "&#13;": libxml2 writes it as "\n"
+        return None
     if "></" in out and _EMPTY_ELEMENT.search(out):
         return None
     if "<a " in out and "<a <a " in "".join(_LINK_TAG.findall(out)):

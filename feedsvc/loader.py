@@ -85,11 +85,15 @@ def read_bytes(root: str, rel: str, max_bytes: int) -> bytes:
             # small steps: os.read allocates what it is asked for, and a buffer as large as
             # the limit (1 GB for bodies) costs a page mapping per file, most of a read
             raw = os.read(fd, min(st.st_size, max_bytes) + 1)
-            while len(raw) <= max_bytes:
-                more = os.read(fd, min(_READ_STEP, max_bytes + 1 - len(raw)))
-                if not more:
-                    break
-                raw += more
+            if len(raw) <= max_bytes:
+                chunks, size = [raw], len(raw)
+                while size <= max_bytes:
+                    more = os.read(fd, min(_READ_STEP, max_bytes + 1 - size))
+                    if not more:
+                        break
+                    chunks.append(more)
+                    size += len(more)
+                raw = b"".join(chunks) if len(chunks) > 1 else raw
         finally:
             os.close(fd)
     except OSError as e:
@@ -127,6 +131,8 @@ def load_yaml(rel: str, text: str, first_line: int = 1) -> object:
         where = f" at line {mark.line + first_line}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise DataError(rel, f"invalid YAML{where}: {problem}") from None
+    except (ValueError, KeyError) as e:     # "!!int 'z'", "!!bool maybe": PyYAML's own
+        raise DataError(rel, f"invalid YAML: a tagged value cannot be read ({e})") from None
     # clean text gives clean values, except through an escape ("\v", "\uFFFE")
     dirty = "\\" in text or _XML_FORBIDDEN.search(text) is not None
     try:

@@ -35,9 +35,10 @@ OPML_TYPE = "text/x-opml; charset=utf-8"
 
 def _code_version() -> str:
     """A hash of the code that shapes documents: part of every recipe, so the persistent
-    document cache never serves bytes made by an older version of feedsvc or feedgen."""
+    document cache never serves bytes made by another version of feedsvc, feedgen or
+    ISA-L (whose gzip bytes the gzip ETag names)."""
     here = Path(__file__).parent
-    parts = [feeds.FEEDGEN_VERSION] + [
+    parts = [feeds.FEEDGEN_VERSION, f"isal {isal_version}"] + [
         p.read_bytes() for p in sorted([here / "publish.py", here / "feeds.py",
                                         here / "content.py", *(here / "templates").iterdir()])]
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]

@@ -152,7 +152,8 @@ class Cache:
         self._queued: Counter[str] = Counter()      # writes waiting, per table
         self._done = threading.Condition()
         self._writer: threading.Thread | None = None
-        self._held: list[tuple[str, Callable[[], None]]] | None = None    # see `held`
+        self._held: list[tuple[str, Callable[[], None]]] = []     # see `held`
+        self._holds = 0
         self._closed = False
 
     def put_later(self, table: str, rows: dict[str, tuple]) -> None:
@@ -182,43 +183,49 @@ class Cache:
         documents) are written once every feed is servable, rather than on the cores the
         build is using; a restart before they are written is a cold start again."""
         with self._done:
-            self._held = []
+            self._holds += 1
         try:
             yield
         finally:
-            self._release()
+            with self._done:
+                self._holds -= 1
+                if not self._holds:
+                    self._let_go()
 
-    def _release(self) -> None:
-        with self._done:
-            held, self._held = self._held, None
-        for table, write in held or ():
-            self._queue(table, write)
+    def _let_go(self) -> None:
+        """(Holding `_done`.)  The held writes go to the writer, in order, before any
+        write queued after them."""
+        for table, write in self._held:
+            self._enqueue(table, write)
+        self._held = []
 
     def _queue(self, table: str, write: Callable[[], None]) -> None:
         if self._closed:
             return
-        with self._done:                # one writer, started by whichever thread comes first
-            if self._held is not None:
+        with self._done:
+            if self._holds:
                 self._held.append((table, write))
-                return
-            if self._writer is None:
-                self._writer = threading.Thread(target=self._write, name="feedsvc-cache",
-                                                daemon=True)
-                self._writer.start()
-                atexit.register(self.flush, timeout=60)
-            self._queued[table] += 1
+            else:
+                self._enqueue(table, write)
+
+    def _enqueue(self, table: str, write: Callable[[], None]) -> None:
+        """(Holding `_done`.)  One writer, started by whichever thread comes first."""
+        if self._writer is None:
+            self._writer = threading.Thread(target=self._write, name="feedsvc-cache",
+                                            daemon=True)
+            self._writer.start()
+            atexit.register(self.flush, timeout=60)
+        self._queued[table] += 1
         self._pending.put((table, write))
 
     def flush(self, table: str | None = None, timeout: float | None = None) -> None:
-        """Wait for the queued writes (to `table`, or all), held ones included."""
+        """Wait for the queued writes (to `table`, or all), held ones included: a read
+        lets go of what is held so far."""
         with self._done:
-            held = self._held is not None and any(
-                table is None or t == table for t, _ in self._held)
-        if held:                        # a read needs them: the hold is over
-            self._release()
-        if self._writer is None:
-            return
-        with self._done:
+            if any(table is None or t == table for t, _ in self._held):
+                self._let_go()
+            if self._writer is None:
+                return
             self._done.wait_for(lambda: not (self._queued[table] if table
                                              else sum(self._queued.values())), timeout)
 

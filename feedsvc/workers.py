@@ -68,10 +68,17 @@ def imap(fn: Callable[[T], R], items: Iterable[T], window: int = 0) -> Iterator[
     global _pool
     with _lock:
         pool = _pool
-        if pool is None:
-            pool = _new_pool()
-            if _holders:
-                _pool = pool
+    if pool is None:            # made outside the lock: forked workers must not inherit it held
+        made = _new_pool()
+        with _lock:
+            if _holders and _pool is not None:  # another thread of the session was first
+                pool, extra = _pool, made
+            else:
+                pool, extra = made, None
+                if _holders:
+                    _pool = made
+        if extra is not None:
+            extra.shutdown(wait=False)
     if window:                  # one item per chunk, taken from `items` as it goes out
         chunks: Iterator[Sequence[T]] = ([item] for item in items)
     else:

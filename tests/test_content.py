@@ -107,7 +107,7 @@ _WORDS = ["news", "über", "café", "خبر", "新闻", "\U0001f600", "x", "don'
           "\\*", "\\", "[", "]", "(", ")", "!", "#", "-", "+", "&amp;", "&nbsp;", "&copy;",
           "&#39;", "&#x27;", "&quot;", "&#0;", "&#xFFFE;", "&#x85;", "&bogus;", "\u00a0",
           "\u00ad", "\u200f", "\u2028", "\x85", "~", "|", "^", "=", "?", "%20", "{", "}", "@",
-          "$", ";", ":", "/", ".", "...", "\u2014"]
+          "$", ";", ":", "/", ".", "...", "\u2014", "&#13;", "&#xD;"]
 _URLS = ["/media/a.jpg", "media/b.png", "../up.html", "./same", "#frag", "?q=1&r=2",
          "http://localhost:8000/x", "https://example.org/ref/a-1", "HTTP://EXAMPLE.ORG/Up",
          "//cdn.example.net/i.png", "mailto:a@b.c", "data:image/png;base64,AAAA",
@@ -198,6 +198,7 @@ def test_bodies_without_raw_html_render_as_through_lxml(raw_html):
     ("- \n- x", "https://n.test/a/"),             # an empty <li>: lxml drops its end tag
     ("[[x](/a)[y]](/b)", "https://n.test/a/"),    # cmark nests links; lxml's parser won't
     ("[x](y)", "https://n.test/\u00fc/"),          # a URL lxml percent-encodes
+    ("a&#13;b", "https://n.test/a/"),             # a carriage return: lxml's parser makes "\n"
 ])
 def test_what_lxml_writes_otherwise_goes_the_lxml_way(body, page):
     html = content.markdown_to_html(body)

@@ -774,3 +774,15 @@ def test_front_matter_is_what_pyyaml_constructs(wild):
 def test_a_list_shared_through_an_alias_is_one_list():
     data = loader._load("a: &x [p, q]\nb: *x\n")
     assert data == {"a": ["p", "q"], "b": ["p", "q"]} and data["a"] is data["b"]
+
+
+@pytest.mark.parametrize("value", ["!!int 'z'", "!!bool maybe", "!!float x"])
+def test_a_tagged_value_pyyaml_cannot_read_is_a_data_error(data, value):
+    """PyYAML raises ValueError or KeyError for these, not a YAMLError: one such file must
+    be reported like any bad file, not stop the load."""
+    data.article("good")
+    data.write("articles/odd.md", f"---\ntitle: {value}\ndate: 2024-10-28T13:00:00Z\n---\nx\n")
+    corpus = load(data)
+    assert "invalid YAML: a tagged value cannot be read" in \
+        the_error(corpus, "articles/odd.md").message
+    assert paths(corpus) == {"articles/good.md"}

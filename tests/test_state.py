@@ -135,3 +135,19 @@ def test_held_writes_wait_for_the_end_of_the_block_or_a_read(tmp_path):
     cache.flush()
     assert "e" in stored("html")
     cache.close()
+
+
+def test_nested_holds_keep_every_write_in_order(tmp_path):
+    """Holds nest (the outermost end lets the writes go), and held writes reach SQLite
+    before any write queued after them."""
+    cache = Cache(str(tmp_path))
+    with cache.held():
+        cache.put_later("html", {"k": ("first", "")})
+        with cache.held():
+            cache.put_later("html", {"k2": ("inner", "")})
+        assert cache._writer is None                      # still held by the outer block
+        cache.put_later("html", {"k": ("second", "")})
+    cache.put_later("html", {"k": ("third", "")})
+    cache.flush()
+    assert cache.get("html", ["k", "k2"]) == {"k": ("third", ""), "k2": ("inner", "")}
+    cache.close()
