@@ -11,6 +11,8 @@ import textwrap
 
 from conftest import ROOT
 
+from feedsvc import workers
+
 SCRIPT = textwrap.dedent('''
     import datetime as dt, json, os, sys, threading
     from feedsvc import content, publish, workers
@@ -41,6 +43,9 @@ SCRIPT = textwrap.dedent('''
             cache = Cache(None)
             docs = publish.Publisher(cache).build(corpus, now)
             method = workers._pool._mp_context.get_start_method()
+            import fcntl
+            pipe = fcntl.fcntl(workers._pool._result_queue._reader.fileno(),
+                               fcntl.F_GETPIPE_SZ)
             pids = set(workers.map(pid, range(64), 1))
             collectors = {"build": __import__("gc").isenabled(),
                           "workers": sorted(set(workers.map(collecting, range(64), 1)))}
@@ -48,6 +53,7 @@ SCRIPT = textwrap.dedent('''
         if threaded:
             stop.set()
         print(json.dumps({"method": method, "renders": cache.renders, "pids": len(pids),
+                          "pipe": pipe,
                           "main": os.getpid(), "workers": sorted(pids),
                           "collectors": collectors,
                           "docs": {p: d.etag + d.gzip.hex() for p, d in docs.items()}}))
@@ -76,6 +82,8 @@ def test_pool_is_forked_only_when_the_process_runs_one_thread(bundled):
     assert alone["main"] not in alone["workers"] and threaded["main"] not in threaded["workers"]
     assert alone["renders"] == threaded["renders"] > 0
     assert alone["docs"] == threaded["docs"]
+    # results come back through a 1 MB pipe, not 64 KB pieces (see workers._widen_pipes)
+    assert alone["pipe"] == threaded["pipe"] == workers.PIPE_BYTES
     # a build pauses this process's garbage collector, never the workers'
     for run in (alone, threaded):
         assert run["collectors"] == {"build": False, "workers": [True], "after": True}
