@@ -11,7 +11,7 @@ import ctypes
 import hashlib
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import partial
 from urllib.parse import urljoin, uses_netloc, uses_relative
 
@@ -25,7 +25,7 @@ from .loader import body_at, clean
 
 log = logging.getLogger("feedsvc")
 RENDERER_VERSION = "3"
-PARALLEL_THRESHOLD = 1000     # renders below this run in-process (pool start-up ~0.3 s)
+PARALLEL_THRESHOLD = 1000     # renders below this run in-process (a spawned pool: ~0.3 s to start)
 # cmark-gfm is the CommonMark reference implementation, in C. UNSAFE keeps raw HTML
 # in bodies, as CommonMark specifies (editors are trusted; feed readers sanitize).
 _CMARK_OPTIONS = Options.CMARK_OPT_UNSAFE
@@ -100,9 +100,14 @@ def _html(root: lxml.etree._Element | None) -> str:
     return inner[len("<div>"):-len("</div>")].strip()
 
 
-def _first_paragraph(root: lxml.etree._Element | None, limit: int = 400) -> str:
-    for p in root.iter("p") if root is not None else ():
-        text = " ".join(_TEXT(p).split())                  # (HtmlElement.text_content)
+def _first_paragraph(root: lxml.etree._Element | None) -> str:
+    return _first_text(_TEXT(p) for p in root.iter("p")) if root is not None else ""
+
+
+def _first_text(texts: Iterable[str], limit: int = 400) -> str:
+    """The first of `texts` that has any, whitespace collapsed, cut at a word."""
+    for text in texts:
+        text = " ".join(text.split())
         if text:
             return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + "…"
     return ""
@@ -170,8 +175,8 @@ _TAG = re.compile(r"<[^>]*>")
 
 def _plain(html: str, page_url: str) -> tuple[str, Callable[[], str]] | None:
     """(the body's HTML, a function giving its first paragraph) as the lxml path makes
-    them from cmark's `html` of a body without raw HTML; None for a URL lxml would
-    escape."""
+    them from cmark's `html` of a body without raw HTML; None where lxml would write
+    something else (see above)."""
     scheme = page_url.split(":", 1)[0].lower()
     parts: list[str] = []
     at = 0
@@ -206,14 +211,10 @@ def _unescape(text: str) -> str:
         .replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
-def _first_plain_paragraph(html: str, limit: int = 400) -> str:
-    """_first_paragraph for cmark's HTML of a body without raw HTML: the text of the first
-    <p> that has some (cmark never nests one <p> in another)."""
-    for m in _PARAGRAPH.finditer(html):
-        text = " ".join(_unescape(_TAG.sub("", m.group(1))).split())
-        if text:
-            return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + "…"
-    return ""
+def _first_plain_paragraph(html: str) -> str:
+    """_first_paragraph for cmark's HTML of a body without raw HTML: the texts of its <p>
+    elements (cmark never nests one <p> in another)."""
+    return _first_text(_unescape(_TAG.sub("", m.group(1))) for m in _PARAGRAPH.finditer(html))
 
 
 def render_file(job: tuple[str, str, str, str, str]) -> tuple[str, str] | None:
