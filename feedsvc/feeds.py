@@ -180,8 +180,7 @@ def _generator(feed: Feed, keep: bool) -> FeedGenerator:
     fg.generator("feedsvc")
     fg.author({"name": feed.publisher})
     for item in feed.entries:
-        key = _key(item)
-        kept = _kept.get(key)
+        kept = _kept.get(key := _key(item)) if _kept else None   # (a cold start keeps none)
         if kept is not None and len(kept[1]) == len(FORMATS):
             _kept.move_to_end(key)
             fg.add_entry(_Kept(kept[1]), order="append")

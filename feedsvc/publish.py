@@ -235,6 +235,9 @@ class Publisher:
         scopes = [s for s in scopes_of(corpus) if s.kind == "site"
                   or held[(s.kind, s.slug)] or (s.kind, s.slug) not in shape.pending]
         limit = site.items_per_feed
+        if not previous or max(len(self._items), len(self._body_keys)) > \
+                2 * len(corpus.articles) + 1000:
+            self._items, self._body_keys = {}, {}   # of articles long gone
         # A full build needs the bodies of (nearly) every feed: they start rendering on every
         # core now, while this process works out the recipes (a restart that has lost its
         # checkpoint but kept the caches reads them from the cache, unused, and no more).
@@ -289,9 +292,6 @@ class Publisher:
         recipes["feeds.opml"] = (outline, OPML_TYPE)
         pages["feeds.opml"] = partial(_render, "feeds.opml", site=site, scopes=scopes)
 
-        if not previous or max(len(self._items), len(self._body_keys)) > \
-                2 * len(corpus.articles) + 1000:
-            self._items, self._body_keys = {}, {}   # of articles long gone
         out = {p: previous[p] for p, (r, _) in recipes.items()
                if p in previous and previous[p].recipe == r and r not in self.incomplete}
         todo = [p for p in sorted(recipes) if p not in out]

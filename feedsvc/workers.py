@@ -107,20 +107,18 @@ def _new_pool() -> ProcessPoolExecutor:
     with every module it has imported (a spawned worker imports them again, about 0.2 s of
     CPU).  Forking a process that runs threads (the watcher, the cache writer, a server's)
     can copy a lock some thread holds: then they are spawned."""
-    if _one_thread() and "fork" in multiprocessing.get_all_start_methods():
-        # workers collect garbage (a session pauses it here), but never walk what they
-        # inherit: the walk would write to every inherited object's page, copying it
-        pool = ProcessPoolExecutor(cores(), mp_context=multiprocessing.get_context("fork"),
-                                   initializer=gc.enable)
-        _widen_pipes(pool)
+    fork = _one_thread() and "fork" in multiprocessing.get_all_start_methods()
+    # workers collect garbage (a session pauses it here), but never walk what they
+    # inherit: the walk would write to every inherited object's page, copying it
+    pool = ProcessPoolExecutor(cores(), initializer=gc.enable,
+                               mp_context=multiprocessing.get_context("fork" if fork else "spawn"))
+    _widen_pipes(pool)
+    if fork:
         gc.freeze()
         try:
             pool.submit(int)    # every worker is forked now, before any thread starts
         finally:
             gc.unfreeze()
-        return pool
-    pool = ProcessPoolExecutor(cores(), mp_context=multiprocessing.get_context("spawn"))
-    _widen_pipes(pool)
     return pool
 
 
@@ -135,10 +133,10 @@ def _widen_pipes(pool: ProcessPoolExecutor) -> None:
     done (another OS, a Python whose pool keeps its queues elsewhere)."""
     setsize = getattr(fcntl, "F_SETPIPE_SZ", None)
     for queue_ in (getattr(pool, "_call_queue", None), getattr(pool, "_result_queue", None)):
-        for end in (getattr(queue_, "_reader", None), getattr(queue_, "_writer", None)):
-            if setsize is not None and end is not None:
-                with suppress(OSError):
-                    fcntl.fcntl(end.fileno(), setsize, PIPE_BYTES)
+        end = getattr(queue_, "_reader", None)      # (the size is the pipe's: one end does)
+        if setsize is not None and end is not None:
+            with suppress(OSError):
+                fcntl.fcntl(end.fileno(), setsize, PIPE_BYTES)
 
 
 def _one_thread() -> bool:
