@@ -126,6 +126,11 @@ def test_held_writes_wait_for_the_end_of_the_block_or_a_read(tmp_path):
         assert cache._writer is None                  # nothing started, nothing written
         assert stored("html") == stored("gzdocs") == set()
         assert cache.get("gzdocs", ["d"]) == {"d": (b"gz", '"e"')}    # a read lets them go
+        assert not cache._held                        # all of them, to the writer thread:
+        # the read waited for its own table only, so the html writes (queued after the
+        # gzdocs one) reach SQLite without anyone flushing, still inside the block
+        with cache._done:
+            assert cache._done.wait_for(lambda: not sum(cache._queued.values()), timeout=30)
         assert stored("html") == {"a", "b"}
         cache.put_later("html", {"c": ("<p>c</p>", "c")})            # after: not held
     cache.flush()
