@@ -471,7 +471,9 @@ def test_published_article_keeps_its_slug_across_a_restart(data, tmp_path):
 
     state = str(tmp_path / "state")
     data.article("zeta", title="Zeta", slug="zeta")
-    Library(str(data.root), cache=Cache(state)).load()            # zeta is published
+    first = Cache(state)
+    Library(str(data.root), cache=first).load()                   # zeta is published
+    first.close()                   # as the process's exit does: its writer thread is done
     data.article("alpha", title="Alpha copy", slug="zeta")        # sorts first
     restarted = Library(str(data.root), cache=Cache(state)).load()
     assert [a.title for a in restarted.articles] == ["Zeta"]
