@@ -174,6 +174,9 @@ class Service:
             self.publisher.forget(self.corpus, {d.recipe for d in self.documents.values()})
         finally:
             self._lock.release()
+        # the documents it names are in the cache before it is: a restart (or a worker of
+        # `feedsvc serve`) that starts from it finds their bytes instead of rendering them
+        self.cache.flush(timeout=60)
         tmp = f"{self._checkpoint_path}.{os.getpid()}.tmp"
         try:
             with open(tmp, "wb") as f:

@@ -57,6 +57,31 @@ def test_unchanged_data_is_served_from_the_checkpoint(site, start):
     assert not again.refresh()              # and it is up to date: nothing to do
 
 
+def test_a_checkpoint_is_written_after_the_cached_documents_it_names(site, start,
+                                                                    monkeypatch):
+    """A restart (or a worker of `feedsvc serve`) that starts from a checkpoint finds its
+    documents in the cache, however slow the cache's writer thread was."""
+    import pickle
+    import sqlite3
+
+    from feedsvc.state import Cache
+
+    put = Cache.put
+
+    def slow_put(self, table, rows):
+        time.sleep(0.3)
+        put(self, table, rows)
+    monkeypatch.setattr(Cache, "put", slow_put)
+    first = start(site)
+    first.checkpoint()
+    with open(first._checkpoint_path, "rb") as f:
+        named = {recipe for recipe, _, _ in pickle.load(f)["documents"].values()}
+    db = sqlite3.connect(os.path.join(os.path.dirname(first._checkpoint_path), "cache.sqlite"))
+    stored = {k for (k,) in db.execute("SELECT key FROM gzdocs")}
+    db.close()
+    assert named and named <= stored
+
+
 def test_a_file_changed_while_down_is_the_only_one_read_again(site, start):
     first = start(site)
     first.checkpoint()
