@@ -103,7 +103,11 @@ class Server:
              "--workers", str(workers), "--data-dir", str(data_dir),
              "--state-dir", str(state_dir)],
             stdout=self.log, stderr=subprocess.STDOUT, env=environ, start_new_session=True)
-        self.wait_ready()
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()             # not yet in the fixture's list: nobody else would
+            raise
 
     def wait_ready(self, timeout: float = 60) -> None:
         """Until every worker has answered /healthz (fresh connections reach them all)."""
@@ -118,7 +122,7 @@ class Server:
                     pids.add(r.json()["pid"])
                     if len(pids) >= self.workers:
                         return
-            except requests.ConnectionError:
+            except requests.RequestException:     # not listening yet, or still starting
                 pass
             time.sleep(0.02)
         raise RuntimeError(f"feedsvc serve: {len(pids)} of {self.workers} workers answered")

@@ -130,6 +130,8 @@ def test_a_checkpoint_for_other_settings_or_a_damaged_one_is_ignored(site, start
 def test_a_save_is_picked_up_from_its_file_event_without_walking_the_tree(site, start):
     service = start(site, watch=True, poll_seconds=60)   # the safety walk stays out of the way
     service.start()
+    if service._observer is None:       # (the limit of inotify instances, on a busy host)
+        pytest.skip("inotify is not available here: the service polls instead")
     walks = service.library.walks
     site.article("a2", title="Seen through inotify", date="2024-10-22T13:00:00")
     deadline = time.monotonic() + 5
