@@ -12,18 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 from werkzeug.http import http_date, parse_date
 
 from feedsvc.export import MANIFEST, NGINX_CONF, export
 
 BASE = "https://feeds.example.org/"
 NGINX = "/usr/sbin/nginx"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def file_of(path: str) -> str:
