@@ -15,6 +15,7 @@ import stat
 import time
 from bisect import bisect_left
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -98,6 +99,13 @@ class Library:
         self.walks = 0                                  # full scans, for tests and bench
         self.walked_at = 0.0    # when the walk that saw every loaded signature started
         self.racy: set[str] = set()     # files too recent for their signature to be trusted
+        self._future: set[str] = set()  # files dated after the last load started
+        self._links = False             # whether the last load's files include a symlink
+        self._started = 0.0             # when the last load started
+        # the very dict the last load was given, and what `rescan` made of it: a load of
+        # that needs to compare only the files rescan stat'ed, not all of them
+        self._loaded: dict[str, tuple] | None = None
+        self._rescanned: tuple[dict[str, tuple], set[str]] | None = None
         self._corpus: Corpus | None = None              # what the last load returned
         self._scan_errors: list[DataError] = []
         self._corpus_site_error: DataError | None = None
@@ -125,6 +133,7 @@ class Library:
         # again if it is still there, and dropped (with its record) if it is gone
         self._sigs = {rel: sig if sig[0] != "error" and sig[0] < settled else ("unsettled",)
                       for rel, sig in state["sigs"].items()}
+        self._loaded = self._rescanned = None
         self._records, self._last_good = state["records"], state["last_good"]
         self.site, self._site_error = state["site"], state["site_error"]
         return True
@@ -180,10 +189,14 @@ class Library:
         """`sigs` with the files at `paths` (absolute, from file events) stat'ed again: a
         save costs a few stats instead of a walk of the whole tree.  None when a walk is
         needed after all (a folder was among them, or a path the walk would see
-        differently)."""
-        if any(sig[3] for sig in sigs.values() if len(sig) == 4):
+        differently).  `sigs` is not changed (a later `load` relies on it)."""
+        self._rescanned = None
+        links = self._links if sigs is self._loaded else \
+            any(sig[3] for sig in sigs.values() if len(sig) == 4)
+        if links:
             return None             # a link's target may have changed under another name
         out = dict(sigs)
+        touched: set[str] = set()
         root = os.path.abspath(self.root)
         for path in paths:
             rel = os.path.relpath(path, root).replace(os.sep, "/")
@@ -202,30 +215,45 @@ class Library:
                 if any(r.startswith(rel + "/") for r in out):
                     return None                     # a folder went away
                 out.pop(rel, None)
+                touched.add(rel)
                 continue
             except OSError as err:
                 out[rel] = ("error", err.strerror)
+                touched.add(rel)
                 continue
             if stat.S_ISDIR(lst.st_mode):
                 return None                         # a new folder: walk it
             if not _wanted(rel):
                 continue
             link = stat.S_ISLNK(lst.st_mode)
+            touched.add(rel)
             try:
                 st = os.stat(path) if link else lst
                 out[rel] = (st.st_mtime_ns, st.st_size, st.st_ino, link)
             except OSError as err:                  # a dangling symlink
                 out[rel] = ("error", err.strerror)
+        if sigs is self._loaded:
+            self._rescanned = (out, touched)
         return out
 
     def load(self, sigs: dict[str, tuple] | None = None) -> Corpus:
         """Re-read changed files and return the corpus they make now."""
         sigs = self.scan() if sigs is None else sigs
         started = time.time()
-        changed = [rel for rel, sig in sigs.items()
-                   if self._sigs.get(rel) != sig or rel in self.racy]
+        # After `rescan` of what the last load was given, only the files it stat'ed can
+        # differ (a refresh at 10,000 files then skips comparing all of them).
+        hint = self._rescanned if self._rescanned and self._rescanned[0] is sigs and \
+            started >= self._started else None
+        self._rescanned = None
+        if hint:
+            changed = [rel for rel in sorted(hint[1] | self.racy) if rel in sigs and (
+                self._sigs.get(rel) != sigs[rel] or rel in self.racy)]
+            gone = sorted(rel for rel in hint[1] if rel in self._sigs and rel not in sigs)
+        else:
+            changed = [rel for rel, sig in sigs.items()
+                       if self._sigs.get(rel) != sig or rel in self.racy]
+            gone = sorted(set(self._sigs) - set(sigs))
         site_changed = SITE_FILE in changed or SITE_FILE not in sigs or self.site is None
-        gone = sorted(set(self._sigs) - set(sigs))
         for rel in gone:
             self._records.pop(rel, None)
             self._last_good.pop(rel, None)
@@ -234,10 +262,34 @@ class Library:
 
         site_before = self.site
         try:
-            return self._load(sigs, changed, gone, site_changed, started)
+            corpus = self._load(sigs, changed, gone, site_changed, started)
         except BaseException:
             self.site = site_before     # records parsed with a new site were not all made
             raise
+        self._note_times(sigs, changed if hint else None, started)
+        return corpus
+
+    def _note_times(self, sigs: dict[str, tuple], changed: list[str] | None,
+                    started: float) -> None:
+        """Which files are too recent to trust (`racy`), dated in the future, or links.
+        `changed`: the only files whose signatures changed since the last load, if known;
+        any other file was neither recent nor in the future then, so it is not now."""
+        recent, now = (started - RACY_SECONDS) * 1e9, started * 1e9
+        if changed is None:
+            candidates: Iterable[str] = sigs
+            self._links = any(sig[3] for sig in sigs.values() if len(sig) == 4)
+        else:
+            candidates = {rel for rel in (*self.racy, *self._future, *changed) if rel in sigs}
+            self._links = self._links or any(
+                len(sigs[rel]) == 4 and sigs[rel][3] for rel in changed)
+        racy: set[str] = set()          # (a time in the future is no clue: trusted, but
+        future: set[str] = set()        # looked at again on each load until it is past)
+        for rel in candidates:
+            mtime = sigs[rel][0]
+            if isinstance(mtime, int) and mtime >= recent:
+                (racy if mtime <= now else future).add(rel)
+        self.racy, self._future, self._started = racy, future, started
+        self._loaded = sigs
 
     def _load(self, sigs: dict[str, tuple], changed: list[str], gone: list[str],
               site_changed: bool, started: float) -> Corpus:
@@ -282,10 +334,8 @@ class Library:
         self._sigs = dict(sigs)
         # A file modified within a few seconds of being read may change again within its
         # timestamp's resolution (coarse on network file systems) without its signature
-        # changing: it is read again on the next loads until it is older than that.
-        recent, now = (started - RACY_SECONDS) * 1e9, started * 1e9
-        self.racy = {rel for rel, sig in sigs.items()       # (a time in the future is no
-                     if isinstance(sig[0], int) and recent <= sig[0] <= now}  # clue: trusted)
+        # changing: it is read again on the next loads until it is older than that
+        # (`_note_times`, once this load has succeeded).
         if self.cache and self._good_changed:       # a restart must remember them too, by
             goods, site = self._good_changed, self.site     # reference (worked out by the
             self.cache.put_records_later(lambda: {          # cache's writer thread)

@@ -606,3 +606,50 @@ def test_a_last_good_version_pickled_by_an_older_feedsvc_is_published(data, tmp_
     assert [x.title for x in restarted.articles] == ["B", "Old A"]
     assert restarted.articles[1].sort_key == a.sort_key
     assert any(e.path == "articles/a.md" for e in restarted.errors)
+
+
+def test_a_load_after_rescan_compares_only_the_files_it_stat_ed(data):
+    """A refresh woken by file events loads what `rescan` made of the last load's
+    signatures, and compares only the files it stat'ed.  Random edits, deletions, spurious
+    events, links, and times old, recent (racy) and in the future: it re-reads, drops and
+    watches exactly what a load comparing every file does."""
+    import random
+
+    rng = random.Random(7)
+    for n in range(30):
+        data.article(f"a{n}", title=f"A {n}", date=f"2024-10-{n % 28 + 1:02d}T13:00:00Z")
+    fast, full = Library(str(data.root)), Library(str(data.root))
+    sigs = fast.scan()
+    fast.load(sigs)
+    full.load(dict(sigs))
+    hints = 0
+    for step in range(60):
+        events = set()
+        for _ in range(rng.randint(1, 4)):
+            rel = f"articles/a{rng.randrange(40)}.md"
+            path = data.root / rel
+            what = rng.random()
+            if what < 0.35:
+                data.article(rel[9:-3], title=f"Step {step}", date="2024-10-05T13:00:00Z")
+            elif what < 0.45 and path.exists():
+                data.remove(rel)
+            elif what < 0.5 and not path.exists() and step >= 45:   # then it walks on
+                os.symlink(data.root / "articles/a0.md", path)
+            if path.exists() and not path.is_symlink():     # old, racy or in the future
+                stamp = time.time() + rng.choice([-100, -1, 0.3, 1.5, 100])
+                os.utime(path, (stamp, stamp))
+            events.add(str(path))                           # (also when nothing changed)
+        time.sleep(rng.choice([0, 0, 0.2]))
+        before = fast.reads, full.reads
+        new = fast.rescan(sigs, events)
+        if new is None:                                     # a link: walk, as live does
+            new = fast.scan()
+        hints += fast._rescanned is not None and fast._rescanned[0] is new
+        got = fast.load(new)
+        want = full.load(dict(new))
+        assert fast.reads - before[0] == full.reads - before[1], step
+        assert (fast.racy, fast._future, fast._links) == (full.racy, full._future, full._links)
+        assert got.articles == want.articles and \
+            [e.as_dict() for e in got.errors] == [e.as_dict() for e in want.errors], step
+        sigs = new
+    assert hints > 20           # the compared path was taken, not only walks
