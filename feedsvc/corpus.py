@@ -265,13 +265,19 @@ class Library:
             corpus = self._load(sigs, changed, gone, site_changed, started)
         except BaseException:
             self.site = site_before     # records parsed with a new site were not all made
+            self._corpus = None         # and those it did make are not in it: assemble anew
             raise
+        # Only now: a load that fails half-way must see these files as changed next time.
+        self._sigs = dict(sigs)
         self._note_times(sigs, changed if hint else None, started)
         return corpus
 
     def _note_times(self, sigs: dict[str, tuple], changed: list[str] | None,
                     started: float) -> None:
         """Which files are too recent to trust (`racy`), dated in the future, or links.
+        A file modified within a few seconds of being read may change again within its
+        timestamp's resolution (coarse on network file systems) without its signature
+        changing: it is read again on the next loads until it is older than that.
         `changed`: the only files whose signatures changed since the last load, if known;
         any other file was neither recent nor in the future then, so it is not now."""
         recent, now = (started - RACY_SECONDS) * 1e9, started * 1e9
@@ -330,12 +336,6 @@ class Library:
         else:
             corpus = (None if gone or media else self._patched(before)) \
                 or self._assemble(self.site)
-        # Only now: a load that fails half-way must see these files as changed next time.
-        self._sigs = dict(sigs)
-        # A file modified within a few seconds of being read may change again within its
-        # timestamp's resolution (coarse on network file systems) without its signature
-        # changing: it is read again on the next loads until it is older than that
-        # (`_note_times`, once this load has succeeded).
         if self.cache and self._good_changed:       # a restart must remember them too, by
             goods, site = self._good_changed, self.site     # reference (worked out by the
             self.cache.put_records_later(lambda: {          # cache's writer thread)

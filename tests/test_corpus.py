@@ -608,7 +608,7 @@ def test_a_last_good_version_pickled_by_an_older_feedsvc_is_published(data, tmp_
     assert any(e.path == "articles/a.md" for e in restarted.errors)
 
 
-def test_a_load_after_rescan_compares_only_the_files_it_stat_ed(data):
+def test_a_load_after_rescan_compares_only_the_files_it_stat_ed(data, monkeypatch):
     """A refresh woken by file events loads what `rescan` made of the last load's
     signatures, and compares only the files it stat'ed.  Random edits, deletions, spurious
     events, links, and times old, recent (racy) and in the future: it re-reads, drops and
@@ -616,6 +616,8 @@ def test_a_load_after_rescan_compares_only_the_files_it_stat_ed(data):
     import random
 
     rng = random.Random(7)
+    real, clock = time.time, [time.time()]      # both loads of a step start at one time:
+    monkeypatch.setattr(time, "time", lambda: clock[0])     # racy is decided to the ns
     for n in range(30):
         data.article(f"a{n}", title=f"A {n}", date=f"2024-10-{n % 28 + 1:02d}T13:00:00Z")
     fast, full = Library(str(data.root)), Library(str(data.root))
@@ -636,10 +638,11 @@ def test_a_load_after_rescan_compares_only_the_files_it_stat_ed(data):
             elif what < 0.5 and not path.exists() and step >= 45:   # then it walks on
                 os.symlink(data.root / "articles/a0.md", path)
             if path.exists() and not path.is_symlink():     # old, racy or in the future
-                stamp = time.time() + rng.choice([-100, -1, 0.3, 1.5, 100])
+                stamp = real() + rng.choice([-100, -1, 0.3, 1.5, 100])
                 os.utime(path, (stamp, stamp))
             events.add(str(path))                           # (also when nothing changed)
         time.sleep(rng.choice([0, 0, 0.2]))
+        clock[0] = real()
         before = fast.reads, full.reads
         new = fast.rescan(sigs, events)
         if new is None:                                     # a link: walk, as live does
@@ -653,3 +656,32 @@ def test_a_load_after_rescan_compares_only_the_files_it_stat_ed(data):
             [e.as_dict() for e in got.errors] == [e.as_dict() for e in want.errors], step
         sigs = new
     assert hints > 20           # the compared path was taken, not only walks
+
+
+def test_a_load_that_fails_late_loses_nothing_on_the_next_one(data, tmp_path, monkeypatch):
+    """A load can fail after it has read the files (here: queuing its cache write). The
+    next load, with nothing changed on disk, must still publish what the failed one read,
+    and whatever is rewritten meanwhile with the same signature (a coarse clock)."""
+    from feedsvc.state import Cache
+
+    data.article("a", title="A", date="2024-10-04T13:00:00Z")
+    lib = Library(str(data.root), cache=Cache(str(tmp_path / "state")))
+    lib.load()
+    data.article("b", title="Version 1", date="2024-10-05T13:00:00Z")
+    data.article("c", title="Old C", date="2024-10-06T13:00:00Z")
+    old = time.time() - 100
+    os.utime(data.root / "articles/c.md", (old, old))
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("cannot queue the cache write")
+    monkeypatch.setattr(lib.cache, "put_records_later", fail)
+    with pytest.raises(RuntimeError):
+        lib.load()
+    monkeypatch.undo()
+    assert sorted(a.title for a in lib.load().articles) == ["A", "Old C", "Version 1"]
+    path = data.root / "articles/b.md"
+    st = os.stat(path)
+    with open(path, "r+b") as f:                    # in place: same inode, size and time
+        f.write(path.read_bytes().replace(b"Version 1", b"Version 2"))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert "Version 2" in [a.title for a in lib.load().articles]      # it was racy
