@@ -131,7 +131,7 @@ class Library:
         settled = (state["walked_at"] - 2.0) * 1e9
         # an unsettled file keeps its place with a signature no scan gives: it is read
         # again if it is still there, and dropped (with its record) if it is gone
-        self._sigs = {rel: sig if sig[0] != "error" and sig[0] < settled else ("unsettled",)
+        self._sigs = {rel: sig if isinstance(sig[0], int) and sig[0] < settled else ("unsettled",)
                       for rel, sig in state["sigs"].items()}
         self._loaded = self._rescanned = None
         self._records, self._last_good = state["records"], state["last_good"]
@@ -218,8 +218,9 @@ class Library:
                 touched.add(rel)
                 continue
             except OSError as err:
-                out[rel] = ("error", err.strerror)
-                touched.add(rel)
+                if _wanted(rel):
+                    out[rel] = ("error", err.strerror)
+                    touched.add(rel)
                 continue
             if stat.S_ISDIR(lst.st_mode):
                 return None                         # a new folder: walk it

@@ -685,3 +685,15 @@ def test_a_load_that_fails_late_loses_nothing_on_the_next_one(data, tmp_path, mo
         f.write(path.read_bytes().replace(b"Version 1", b"Version 2"))
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert "Version 2" in [a.title for a in lib.load().articles]      # it was racy
+
+
+def test_state_taken_before_the_first_load_after_adopt_can_be_adopted_again(data):
+    """(Unsettled files carry a signature without a time then.)"""
+    data.article("a", title="A")
+    first = Library(str(data.root))
+    first.load()
+    second = Library(str(data.root))
+    assert second.adopt(first.state())
+    third = Library(str(data.root))
+    assert third.adopt(second.state())
+    assert [a.title for a in third.load().articles] == ["A"]
