@@ -191,8 +191,7 @@ class Library:
         needed after all (a folder was among them, or a path the walk would see
         differently).  `sigs` is not changed (a later `load` relies on it)."""
         self._rescanned = None
-        links = self._links if sigs is self._loaded else \
-            any(sig[3] for sig in sigs.values() if len(sig) == 4)
+        links = self._links if sigs is self._loaded else _has_links(sigs.values())
         if links:
             return None             # a link's target may have changed under another name
         out = dict(sigs)
@@ -284,11 +283,10 @@ class Library:
         recent, now = (started - RACY_SECONDS) * 1e9, started * 1e9
         if changed is None:
             candidates: Iterable[str] = sigs
-            self._links = any(sig[3] for sig in sigs.values() if len(sig) == 4)
+            self._links = _has_links(sigs.values())
         else:
             candidates = {rel for rel in (*self.racy, *self._future, *changed) if rel in sigs}
-            self._links = self._links or any(
-                len(sigs[rel]) == 4 and sigs[rel][3] for rel in changed)
+            self._links = self._links or _has_links(sigs[rel] for rel in changed)
         racy: set[str] = set()          # (a time in the future is no clue: trusted, but
         future: set[str] = set()        # looked at again on each load until it is past)
         for rel in candidates:
@@ -606,6 +604,11 @@ def _record_key(rel: str, digest: str, site: Site) -> str:
 @lru_cache(maxsize=8)
 def _site_key(site: Site) -> str:
     return hashlib.sha256(repr((LOADER_VERSION, site)).encode()).hexdigest()
+
+
+def _has_links(sigs: Iterable[tuple]) -> bool:
+    """Whether any of these signatures is a symbolic link's (errors have no such field)."""
+    return any(len(sig) == 4 and sig[3] for sig in sigs)
 
 
 def _wanted(rel: str) -> bool:
