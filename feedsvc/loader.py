@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
+import ipaddress
 import os
 import posixpath
 import re
@@ -258,9 +259,17 @@ def parse_datetime(rel: str, key: str, value: object, tz: pytz.BaseTzInfo) -> dt
 def parse_site(rel: str, text: str, base_url_override: str = "") -> Site:
     data = _mapping(rel, load_yaml(rel, text), "site settings")
     base_url = base_url_override or _text(rel, data, "base_url", required=True)
-    parts = urlsplit(base_url)
+    try:
+        parts = urlsplit(base_url)
+    except ValueError:                  # an unclosed "[" for an IPv6 address
+        parts = urlsplit("")
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise DataError(rel, f"'base_url' must be an absolute http(s) URL (got {base_url!r})")
+    try:
+        tag_authority(base_url)         # what entry and feed ids are made of
+    except ValueError as e:
+        raise DataError(rel, f"'base_url' needs a host name or IP address ({e}; got "
+                             f"{base_url!r})") from None
     tzname = _text(rel, data, "timezone") or "UTC"
     try:
         pytz.timezone(tzname)
@@ -351,9 +360,8 @@ def parse_article(rel: str, text: str, digest: str, site: Site, root: str = "") 
     if link and urlsplit(link).scheme not in ("http", "https"):
         raise DataError(rel, f"'link' must be an absolute http(s) URL (got {link!r})")
     image, image_type, image_length = _image(rel, _text(rel, data, "image"), site, root)
-    host = _hostname(site.base_url)
     return Article(
-        path=rel, id=_text(rel, data, "id") or f"tag:{host},{ID_DATE}:{stem}",
+        path=rel, id=_text(rel, data, "id") or tag_uri(site.base_url, stem),
         slug=slug, title=title, published=published, updated=updated,
         authors=_names(rel, data, "authors", "author"),
         categories=_names(rel, data, "categories", "category"),
@@ -362,9 +370,42 @@ def parse_article(rel: str, text: str, digest: str, site: Site, root: str = "") 
         digest=digest)
 
 
+def tag_uri(base_url: str, specific: str) -> str:
+    """The tag: URI (RFC 4151) of `specific` on the site at `base_url`: every entry and
+    feed id is made here, so they all name the site the same way."""
+    return f"tag:{tag_authority(base_url)},{ID_DATE}:{specific}"
+
+
 @functools.lru_cache(maxsize=8)
-def _hostname(base_url: str) -> str:
-    return urlsplit(base_url).hostname or "localhost"
+def tag_authority(base_url: str) -> str:
+    """The tagging entity of `base_url`: its host from one parse, lowercase, without user,
+    port or a final dot.  RFC 4151 wants a DNS name: an internationalized name is written
+    in ASCII (IDNA 2008 with UTS 46, as browsers do: `bücher.example` is
+    `xn--bcher-kva.example`), and an IPv6 literal as its name under ip6.arpa (RFC 3596;
+    `[::1]` is `1.0.0 ... 0.ip6.arpa`).  An IPv4 address already fits the grammar and is
+    kept, as is every ASCII host name: ids made before stay the same.
+    ValueError when there is no such name."""
+    parts = urlsplit(base_url)
+    host = parts.hostname or ""
+    if "[" in parts.netloc:                         # an IP literal (RFC 3986 3.2.2)
+        try:
+            return ipaddress.IPv6Address(host.split("%", 1)[0]).reverse_pointer
+        except ValueError:
+            raise ValueError(f"[{host}] is not an IPv6 address") from None
+    host = host.removesuffix(".")
+    if not host:
+        raise ValueError("no host")
+    if not host.isascii():
+        import idna     # local: only internationalized names need it (as slugify above)
+        try:
+            host = idna.encode(host, uts46=True).decode("ascii")
+        except UnicodeError:        # idna.IDNAError is one
+            try:        # IDNA 2003, which browsers still accept for some names
+                host = host.encode("idna").decode("ascii")
+            except UnicodeError:
+                raise ValueError(f"{host!r} is not a valid internationalized "
+                                 "domain name") from None
+    return host.lower()
 
 
 @functools.lru_cache(maxsize=8)

@@ -23,7 +23,7 @@ from isal import __version__ as isal_version
 from isal import igzip
 from markupsafe import Markup, escape
 
-from . import content, feeds, workers
+from . import content, feeds, loader, workers
 from .corpus import Corpus
 from .model import Article, Site, swap_sorted
 from .state import Cache
@@ -429,9 +429,8 @@ class Publisher:
         updated = max((e.updated for e in entries), key=lambda d: d.timestamp(),
                       default=updated_all)
         title = feed_title(site, scope)
-        host = site.base_url.split("/")[2].split(":")[0]
         return feeds.Feed(
-            id=f"tag:{host},2000:{scope.feed_base}", title=title,
+            id=loader.tag_uri(site.base_url, scope.feed_base), title=title,
             subtitle=scope.description or title,
             self_urls={fmt: f"{site.base_url}{scope.feed_base}.{fmt}" for fmt in formats},
             page_url=f"{site.base_url}{scope.page}", language=site.language,
