@@ -1,11 +1,16 @@
 """Names to slugs: categories and authors, merged and disambiguated deterministically.
 
-Names equal up to case, spacing and punctuation are one category or author;
-different names that python-slugify turns into the same slug are both kept,
-in sorted order, as `slug`, `slug-2`, ... with a warning.
+Names that differ only in case, spacing, hyphens, underscores or punctuation are one
+category or author (`Hard News`, `hard-news`, `HARD NEWS!`, `hard_news`).  A symbol
+that carries meaning keeps names apart: `C`, `C++` and `C#` are three categories.
+Different names that python-slugify turns into the same slug are all kept: names
+without such symbols take the plain slugs first, in sorted order; a name with a
+symbol then takes its slug with the symbols spelled out (`c-plus-plus`, `c-sharp`),
+and what is still taken gets `slug-2`, `slug-3`, ... with a warning.
 """
 from __future__ import annotations
 
+import unicodedata
 from collections import Counter
 from functools import lru_cache
 
@@ -15,21 +20,45 @@ from .model import Article, Category, DataError, Person
 
 CATEGORIES_FILE = "categories.yml"     # where category warnings point
 
+# Symbols that make a name another name (`C++`, `C#`, `AT&T`, `100%`), spelled out in a
+# slug when the slug without them is taken.  Beside these, every character Unicode
+# calls a math, currency or other symbol (`=`, `<`, `|`, `~`, `€`, `©`) tells names apart.
+SPELLED = (("+", "plus"), ("#", "sharp"), ("&", "and"), ("@", "at"), ("%", "percent"),
+           ("$", "dollar"), ("*", "star"), ("=", "equals"))
+_REPLACEMENTS = tuple((sign, f" {word} ") for sign, word in SPELLED)
+_MEANINGFUL = frozenset(sign for sign, _ in SPELLED)
+_SYMBOL_CATEGORIES = frozenset(("Sm", "Sc", "So"))
+
 
 @lru_cache(maxsize=65536)
 def name_key(name: str) -> str:
-    """Names equal up to case, spacing and punctuation are the same category or author."""
-    return "".join(ch for ch in name.casefold() if ch.isalnum())
+    """What makes two names the same category or author: their letters and digits, case
+    folded, and the symbols that carry meaning; not spacing, hyphens, underscores or other
+    punctuation (`HARD NEWS!` is `Hard News`, `C++` is not `C`)."""
+    return "".join(ch for ch in unicodedata.normalize("NFC", name).casefold()
+                   if ch.isalnum() or _meaningful(ch))
+
+
+def _meaningful(ch: str) -> bool:
+    return ch in _MEANINGFUL or unicodedata.category(ch) in _SYMBOL_CATEGORIES
+
+
+def _has_symbols(name: str) -> bool:
+    return any(_meaningful(ch) for ch in name)
 
 
 def assign_slugs(keys: list[tuple[str, str]], errors: list[DataError], what: str,
                   path: str) -> dict[str, str]:
-    """(name key, display name) pairs -> slug per key; collisions get -2, -3 ... ."""
+    """(name key, display name) pairs -> slug per key.  Names without symbols come
+    first, in sorted order; a taken slug is tried with the name's symbols spelled out,
+    then with -2, -3 ... (see the module docstring)."""
     slugs: dict[str, str] = {}
     taken: dict[str, str] = {}
-    for key, name in sorted(keys):
+    for key, name in sorted(keys, key=lambda kn: (_has_symbols(kn[1]), kn)):
         base = slugify(name) or "x"
         slug, n = base, 2
+        if slug in taken and _has_symbols(name):
+            slug = slugify(name, replacements=_REPLACEMENTS) or base
         while slug in taken:
             slug, n = f"{base}-{n}", n + 1
         if slug != base:
@@ -98,3 +127,4 @@ def _spellings(uses: Counter) -> dict[str, Counter]:
 def _display(spellings: Counter) -> str:
     """The most used spelling of a name; ties go to the first in sorted order."""
     return sorted(spellings.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
+

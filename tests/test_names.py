@@ -125,3 +125,92 @@ def test_bundled_ids_are_unchanged(make_app, base_url, host):
     if base_url is None:
         assert ids["feeds/all.atom"][1][-1] == ("tag:127.0.0.1,2000:2015/rouhani-urges-iran-"
                                                 "turkey-cooperation-on-anti-terrorism-fight")
+
+
+# -- category and author names ----------------------------------------------------------------
+
+def load(data):
+    return Library(str(data.root)).load()
+
+
+def category_slugs(corpus) -> dict[str, str]:
+    return {slug: c.name for slug, c in corpus.categories.items()}
+
+
+def test_c_cpp_and_csharp_are_three_categories(data):
+    data.article("c", categories=["C"])
+    data.article("cpp", categories=["C++"])
+    data.article("csharp", categories=["C#"])
+    data.article("both", categories=["c", "c ++"])
+    corpus = load(data)
+    assert category_slugs(corpus) == {"c": "C", "c-plus-plus": "C++", "c-sharp": "C#"}
+    by_path = {a.path: [c.slug for c in corpus.categories_of(a)] for a in corpus.articles}
+    assert by_path == {"articles/c.md": ["c"], "articles/cpp.md": ["c-plus-plus"],
+                       "articles/csharp.md": ["c-sharp"],
+                       "articles/both.md": ["c", "c-plus-plus"]}
+    warnings = sorted(e.message for e in corpus.errors if e.warning)
+    assert warnings == [
+        "category 'C#' and 'C' share the slug 'c'; 'C#' is published as 'c-sharp'",
+        "category 'C++' and 'C' share the slug 'c'; 'C++' is published as 'c-plus-plus'"]
+    assert not [e for e in corpus.errors if not e.warning]
+
+
+@pytest.mark.parametrize("names", [
+    ["Hard News", "hard-news", "HARD NEWS!", "hard_news", " Hard   News. "],
+    ["Middle East", "middle-east", "Middle_East", "MIDDLE EAST?!", "Middle—East"],
+    ["Café", "Cafe\u0301", "CAFÉ!"],            # composed or not, one name
+    ["Women's Rights", "Womens Rights", "women’s rights"],
+])
+def test_names_differing_in_case_spacing_and_punctuation_stay_one(data, names):
+    for i, name in enumerate(names):
+        data.article(f"a{i}", categories=[name], authors=[name])
+    corpus = load(data)
+    assert len(corpus.categories) == 1 and corpus.errors == []
+    assert len(corpus.authors) == 2                     # Jane Doe's file, and this one
+
+
+@pytest.mark.parametrize("first, second", [
+    ("C", "C++"), ("C", "C#"), ("AT&T", "ATT"), ("R&D", "R D"), ("100%", "100"),
+    ("A*", "A"), ("$100", "100"), ("@home", "home"), ("a=b", "ab"), ("5€", "5"),
+    ("1 + 1", "11"),
+])
+def test_a_meaningful_symbol_makes_another_category_and_author(data, first, second):
+    data.article("a", categories=[first], authors=[first])
+    data.article("b", categories=[second], authors=[second])
+    corpus = load(data)
+    assert sorted(c.name for c in corpus.categories.values()) == sorted([first, second])
+    assert {first, second} <= {p.name for p in corpus.authors.values()}
+    for a, name in (("articles/a.md", first), ("articles/b.md", second)):
+        art = next(x for x in corpus.articles if x.path == a)
+        assert [c.name for c in corpus.categories_of(art)] == [name]
+        assert [p.name for p in corpus.authors_of(art)] == [name]
+    slugs = list(corpus.categories)
+    assert len(set(slugs)) == 2 and all(re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", s)
+                                        for s in slugs)
+
+
+def test_a_symbol_name_keeps_its_plain_slug_while_no_other_name_asks_for_it(data):
+    """The trade-off that keeps today's URLs: `C++` alone is /category/c/ as before; a
+    `C` arriving later takes `c` and `C++` moves to `c-plus-plus` (with a warning)."""
+    data.article("cpp", categories=["C++"])
+    lib = Library(str(data.root))
+    assert category_slugs(lib.load()) == {"c": "C++"}
+    data.article("c", categories=["C"])
+    assert category_slugs(lib.load()) == {"c": "C", "c-plus-plus": "C++"}
+
+
+def test_spelled_out_slug_taken_too_falls_back_to_a_number(data):
+    data.article("a", categories=["C", "C plus plus", "C++"])
+    corpus = load(data)
+    assert category_slugs(corpus) == {"c": "C", "c-plus-plus": "C plus plus", "c-2": "C++"}
+
+
+def test_author_names_with_symbols(data):
+    data.author("at-t", name="AT&T Newsroom")
+    data.article("a", authors=["AT&T Newsroom"])
+    data.article("b", authors=["ATT Newsroom"])
+    data.article("c", authors=["at&t  newsroom!"])
+    corpus = load(data)
+    by_path = {a.path: [p.slug for p in corpus.authors_of(a)] for a in corpus.articles}
+    assert by_path == {"articles/a.md": ["at-t"], "articles/b.md": ["att-newsroom"],
+                       "articles/c.md": ["at-t"]}
