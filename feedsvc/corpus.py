@@ -91,7 +91,8 @@ class Library:
         self._sigs: dict[str, tuple] = {}
         self._records: dict[str, object] = {}           # rel -> record or DataError
         self._last_good: dict[str, object] = {}        # rel -> last valid record
-        self._good_changed: dict[str, Article] = {}     # to persist after this load
+        self._good_changed: dict[str, tuple[Article, bool]] = {}    # to persist after
+                                                                    # this load (see _note_good)
         self.scan_errors: list[DataError] = []
         self.site: Site | None = None
         self._site_error: DataError | None = None       # site.yml is bad: we keep self.site
@@ -338,8 +339,8 @@ class Library:
         if self.cache and self._good_changed:       # a restart must remember them too, by
             goods, site = self._good_changed, self.site     # reference (worked out by the
             self.cache.put_records_later(lambda: {          # cache's writer thread)
-                self._good_key(rel): _record_key(rel, a.digest, site)
-                for rel, a in goods.items()})
+                self._good_key(rel): a if renamed else _record_key(rel, a.digest, site)
+                for rel, (a, renamed) in goods.items()})
         self._good_changed = {}
         if corpus is not self._corpus:
             corpus.errors[:0] = self.scan_errors
@@ -526,48 +527,114 @@ class Library:
                       errors=sorted(errors, key=lambda e: (e.path, e.message)))
 
     def _unique(self, candidates: list[Article], errors: list[DataError]) -> list[Article]:
-        """Drop articles whose id or slug another file already holds.
+        """Settle ids and slugs that more than one file asks for.
 
-        The holder that was already published wins, so a new file can never push a
-        published article out; otherwise the first path in sorted order wins.
+        An id names an entry for feed readers, so one file keeps it and every other file
+        asking for it is left out (with an error) until its id is changed.  A slug only
+        names a page: every article is published, and those that cannot have theirs get
+        a fallback (`names.fallback_slugs`), with a warning.  Either way the file that
+        was published with it keeps it, so a new file never moves a published article;
+        among others the earliest `date` wins, ties broken by path.
         """
         self._recall_clashing(candidates)
+        return self._settle_slugs(self._settle_ids(candidates, errors), errors)
 
-        def rank(a: Article) -> tuple:
-            good = self._last_good.get(a.path)      # published with this very id and slug?
-            held = isinstance(good, Article) and (good.id, good.slug) == (a.id, a.slug)
-            return (not held, a.path)
+    def _published_with(self, a: Article) -> Article | None:
+        """The last good version of `a`'s file, the one its feeds hold now, if any."""
+        good = self._last_good.get(a.path)
+        return good if isinstance(good, Article) else None
 
+    def _settle_ids(self, candidates: list[Article], errors: list[DataError]) -> list[Article]:
+        def holds(a: Article) -> bool:
+            good = self._published_with(a)
+            return good is not None and good.id == a.id
+
+        if len({a.id for a in candidates}) == len(candidates):
+            return candidates                   # the usual case: nothing to settle
         kept: list[Article] = []
-        ids: dict[str, str] = {}
-        slugs: dict[str, str] = {}
-
-        def clash_of(a: Article) -> tuple | None:
-            return ("id", a.id, ids.get(a.id)) if a.id in ids else \
-                ("slug", a.slug, slugs.get(a.slug)) if a.slug in slugs else None
-
-        for a in sorted(candidates, key=rank):
-            clash = clash_of(a)
-            if clash:
-                errors.append(DataError(a.path, f"duplicate {clash[0]} {clash[1]!r}: {clash[2]} "
-                                                "already uses it; this file is skipped"))
-                good = self._last_good.get(a.path)
-                if not isinstance(good, Article) or good == a or clash_of(good):
+        owner: dict[str, Article] = {}
+        for a in sorted(candidates, key=lambda a: (not holds(a), *_oldest_first(a))):
+            holder = owner.get(a.id)
+            if holder is not None:
+                good = self._published_with(a)
+                stays = good is not None and good != a and good.id not in owner
+                left = ("this edit is not published, its last good version stays," if stays
+                        else "this file is left out of every feed")
+                errors.append(DataError(a.path, f"duplicate id {a.id!r}: {holder.path} keeps "
+                                        f"it ({_why(holder, a)}); {left} until you give it "
+                                        "another 'id'"))
+                if good is None or not stays:
                     continue
                 a = good                    # the edit is skipped; its last good version stays
-            ids[a.id] = slugs[a.slug] = a.path
+            owner[a.id] = a
             kept.append(a)
-            rec = self._records.get(a.path)
-            if rec is a or rec == a:        # published as read, not a last good version
-                self._note_good(a)
         return kept
 
-    def _note_good(self, article: Article) -> None:
+    def _settle_slugs(self, articles: list[Article], errors: list[DataError]) -> list[Article]:
+        """Every article gets a slug of its own.  First the slug each was published with
+        stays with it (a fallback slug only while another file asks for the slug it stands
+        in for); then each takes the slug it asks for; then those left take their first
+        free fallback.  Each round goes in the order of `date`, then path."""
+        asked = Counter(a.slug for a in articles)
+        owner: dict[str, Article] = {}
+        given: dict[str, str] = {}              # path -> slug
+        if len(asked) < len(articles):          # else, as usual, each has the slug it asks for
+            order = sorted(articles, key=_oldest_first)
+            for a in order:
+                good = self._published_with(a) if asked[a.slug] > 1 else None
+                if good is not None and good.slug not in owner and (
+                        good.slug == a.slug or
+                        good.slug in names.fallback_slugs(a.path, a.slug)):
+                    owner[good.slug], given[a.path] = a, good.slug
+            for a in order:
+                if a.path not in given and a.slug not in owner:
+                    owner[a.slug], given[a.path] = a, a.slug
+            for a in order:
+                if a.path in given:
+                    continue
+                fallbacks = names.fallback_slugs(a.path, a.slug)
+                slug, n = next((s for s in fallbacks if s not in owner), ""), 2
+                while not slug or slug in owner:    # only if other files ask for these too
+                    slug, n = f"{fallbacks[-1]}-{n}", n + 1
+                owner[slug], given[a.path] = a, slug
+        out: list[Article] = []
+        for a in articles:
+            slug = given.get(a.path, a.slug)
+            if slug != a.slug:
+                holder = owner[a.slug]
+                errors.append(DataError(a.path, f"slug {a.slug!r} is also asked for by "
+                                        f"{holder.path}, which keeps it ({_why(holder, a)}); "
+                                        f"this article is published as {slug!r} (set 'slug' "
+                                        "to choose another)", warning=True))
+            published = a if slug == a.slug else replace(a, slug=slug)
+            rec = self._records.get(a.path)
+            if rec is a or rec == a:        # published as read, not a last good version
+                self._note_good(published, renamed=published is not a)
+            out.append(published)
+        return out
+
+    def _note_good(self, article: Article, renamed: bool = False) -> None:
         """`article`, valid and published, is its file's last good version (persisted
-        after the load, so a restart has it too)."""
+        after the load, so a restart has it too).  `renamed`: published with another slug
+        than its file asks for, so it is persisted as it is, not as the file's record."""
         good = self._last_good.get(article.path)
         if good is not article and good != article:
-            self._last_good[article.path] = self._good_changed[article.path] = article
+            self._last_good[article.path] = article
+            self._good_changed[article.path] = (article, renamed)
+
+
+def _oldest_first(a: Article) -> tuple[float, str]:
+    return -a.sort_key[0], a.path
+
+
+def _why(holder: Article, other: Article) -> str:
+    """Why `holder` keeps an id or slug that `other` asks for too (the same words in every
+    process, unless only this one's history explains it)."""
+    if holder.published < other.published:
+        return "its date is earlier"
+    if holder.published == other.published and holder.path < other.path:
+        return "the same date, and its path sorts first"
+    return "it was published with it first"
 
 
 def _read_and_parse(job: tuple[str, str, tuple, Site, int]) -> tuple[str, str | None, object]:

@@ -396,7 +396,7 @@ def tag_authority(base_url: str) -> str:
     if not host:
         raise ValueError("no host")
     if not host.isascii():
-        import idna     # local: only internationalized names need it (as slugify above)
+        import idna  # local: only internationalized names need it (as slugify above)
         try:
             host = idna.encode(host, uts46=True).decode("ascii")
         except UnicodeError:        # idna.IDNAError is one

@@ -1,4 +1,5 @@
-"""Names to slugs: categories and authors, merged and disambiguated deterministically.
+"""Names to slugs: categories and authors, merged and disambiguated deterministically;
+and the slugs an article falls back on when another article holds its own.
 
 Names that differ only in case, spacing, hyphens, underscores or punctuation are one
 category or author (`Hard News`, `hard-news`, `HARD NEWS!`, `hard_news`).  A symbol
@@ -10,6 +11,8 @@ and what is still taken gets `slug-2`, `slug-3`, ... with a warning.
 """
 from __future__ import annotations
 
+import hashlib
+import posixpath
 import unicodedata
 from collections import Counter
 from functools import lru_cache
@@ -128,3 +131,19 @@ def _display(spellings: Counter) -> str:
     """The most used spelling of a name; ties go to the first in sorted order."""
     return sorted(spellings.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
 
+
+def fallback_slugs(path: str, slug: str) -> list[str]:
+    """The slugs the article at `path` (`articles/...`) takes, in this order, when another
+    article holds `slug`: its folder's name before it (`articles/2016/weekly-roundup.md`
+    gives `2016-weekly-roundup`), then one more folder up at a time
+    (`articles/names/2016/...` gives `names-2016-weekly-roundup` next), then `slug` with
+    six hex digits of a hash of the path.  They depend on the file's own path alone: no
+    other file changes them."""
+    folders = posixpath.dirname(path).split("/")[1:]        # below articles/
+    out: list[str] = []
+    for i in range(len(folders) - 1, -1, -1):
+        candidate = slugify(" ".join([*folders[i:], slug]))
+        if candidate and candidate != slug and candidate not in out:
+            out.append(candidate)
+    out.append(f"{slug}-{hashlib.sha256(path.encode()).hexdigest()[:6]}")
+    return out

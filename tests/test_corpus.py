@@ -312,27 +312,34 @@ def test_duplicate_id_the_published_article_wins(data):
         corpus = lib.load()
         assert paths(corpus) == {"articles/zz-first.md"}
         msgs = messages(corpus, "articles/aa-later.md")
-        assert msgs == ["duplicate id 'urn:uuid:1234': articles/zz-first.md already uses it; "
-                        "this file is skipped"]
+        assert msgs == ["duplicate id 'urn:uuid:1234': articles/zz-first.md keeps it (it was "
+                        "published with it first); this file is left out of every feed until "
+                        "you give it another 'id'"]
     assert messages(corpus, "articles/zz-first.md") == []
 
 
-def test_duplicate_slug_the_published_article_wins(data):
+def test_duplicate_slug_the_published_article_keeps_it(data):
     data.article("2024/zz", slug="the-story")
     lib = Library(str(data.root))
     lib.load()
-    data.article("2023/aa", slug="The Story")
+    data.article("2023/aa", slug="The Story")              # sorts first, but came later
     corpus = lib.load()
-    assert paths(corpus) == {"articles/2024/zz.md"}
+    assert {a.path: a.slug for a in corpus.articles} == {"articles/2024/zz.md": "the-story",
+                                                        "articles/2023/aa.md": "2023-the-story"}
     assert messages(corpus, "articles/2023/aa.md") == [
-        "duplicate slug 'the-story': articles/2024/zz.md already uses it; this file is skipped"]
+        "slug 'the-story' is also asked for by articles/2024/zz.md, which keeps it (it was "
+        "published with it first); this article is published as '2023-the-story' (set 'slug' "
+        "to choose another)"]
+    assert real_errors(corpus) == []
 
 
-def test_same_file_name_in_two_folders_is_a_duplicate_slug(data):
+def test_same_file_name_in_two_folders_publishes_both(data):
     data.article("2023/report")
     data.article("2024/report")
     corpus = load(data)
-    assert paths(corpus) == {"articles/2023/report.md"}     # both new: sorted order decides
+    # both new, the same date: the path decides
+    assert {a.path: a.slug for a in corpus.articles} == {"articles/2023/report.md": "report",
+                                                        "articles/2024/report.md": "2024-report"}
     assert len(messages(corpus, "articles/2024/report.md")) == 1
 
 
@@ -356,8 +363,8 @@ def test_editing_a_published_article_onto_anothers_slug_does_not_push_it_out(dat
     corpus = lib.load()
     assert article(corpus, "articles/b.md").slug == "beta"   # b, which held it, stays
     assert len(messages(corpus, "articles/a.md")) == 1
-    kept = article(corpus, "articles/a.md")                  # a keeps its last good version
-    assert (kept.slug, kept.title) == ("alpha", "A")
+    edited = article(corpus, "articles/a.md")                # a is published, elsewhere
+    assert edited.title == "Now Beta" and re.fullmatch(r"beta-[0-9a-f]{6}", edited.slug)
     data.article("a", slug="alpha", title="Fixed")
     corpus = lib.load()
     assert corpus.errors == []
@@ -371,7 +378,9 @@ def test_broken_holder_keeps_its_slug(data):
     data.write("articles/b.md", b"\x00")                      # broken: last good version holds
     data.article("a", slug="story")
     corpus = lib.load()
-    assert paths(corpus) == {"articles/b.md"}
+    assert paths(corpus) == {"articles/a.md", "articles/b.md"}
+    assert article(corpus, "articles/b.md").slug == "story"
+    assert article(corpus, "articles/a.md").slug != "story"
     assert len(messages(corpus, "articles/a.md")) == 1
     assert len(messages(corpus, "articles/b.md")) == 1
 
@@ -382,9 +391,13 @@ def test_draft_holds_its_slug_and_id(data):
     data.article("a", slug="story")
     data.article("d", id="urn:c")
     corpus = load(data)
-    # both new: sorted order decides, whether or not the other is a draft
+    # both new: the date, then the path decides, whether or not the other is a draft
     assert paths(corpus) == {"articles/a.md"}
+    assert article(corpus, "articles/a.md").slug == "story"
     assert len(messages(corpus, "articles/d.md")) == 1
+    data.article("b", slug="story", draft=True, date="2024-10-27T13:00:00+03:30")
+    corpus = load(data)                 # a fresh start: the draft is dated earlier
+    assert article(corpus, "articles/a.md").slug != "story"
 
 
 # -- drafts and scheduling ----------------------------------------------------------------------
@@ -476,8 +489,8 @@ def test_published_article_keeps_its_slug_across_a_restart(data, tmp_path):
     first.close()                   # as the process's exit does: its writer thread is done
     data.article("alpha", title="Alpha copy", slug="zeta")        # sorts first
     restarted = Library(str(data.root), cache=Cache(state)).load()
-    assert [a.title for a in restarted.articles] == ["Zeta"]
-    assert any(e.path == "articles/alpha.md" and "duplicate slug" in e.message
+    assert {a.title: a.slug for a in restarted.articles}["Zeta"] == "zeta"
+    assert any(e.path == "articles/alpha.md" and "slug 'zeta' is also asked for" in e.message
                for e in restarted.errors)
 
 

@@ -2,6 +2,7 @@
 base_url, names that differ by a meaningful symbol, and articles that ask for one slug."""
 from __future__ import annotations
 
+import datetime as dt
 import re
 from pathlib import Path
 
@@ -214,3 +215,185 @@ def test_author_names_with_symbols(data):
     by_path = {a.path: [p.slug for p in corpus.authors_of(a)] for a in corpus.articles}
     assert by_path == {"articles/a.md": ["at-t"], "articles/b.md": ["att-newsroom"],
                        "articles/c.md": ["at-t"]}
+
+
+# -- articles asking for one slug --------------------------------------------------------------
+
+def slugs(corpus) -> dict[str, str]:
+    return {a.path: a.slug for a in corpus.articles}
+
+
+def warnings_of(corpus, rel: str) -> list[str]:
+    return [e.message for e in corpus.errors if e.path == rel and e.warning]
+
+
+def roundup(data, year: str, date: str, folder: str = "", **fm):
+    fm.setdefault("title", f"Weekly roundup {year}")
+    return data.article(f"{folder}{year}/weekly-roundup", date=date, **fm)
+
+
+def test_same_name_in_two_year_folders_both_published(make_app, data):
+    roundup(data, "2015", "2015-12-25T10:00:00Z")
+    roundup(data, "2016", "2016-12-30T10:00:00Z")
+    app = make_app(data.root)
+    feed = feeds_of(app)["feeds/all.atom"]
+    assert {(e.id, e.link, e.title) for e in feed.entries} == {
+        ("tag:news.example.com,2000:2015/weekly-roundup",
+         "https://news.example.com/articles/weekly-roundup/", "Weekly roundup 2015"),
+        ("tag:news.example.com,2000:2016/weekly-roundup",
+         "https://news.example.com/articles/2016-weekly-roundup/", "Weekly roundup 2016")}
+    client = app.test_client()
+    for page, title in (("weekly-roundup", b"Weekly roundup 2015"),
+                        ("2016-weekly-roundup", b"Weekly roundup 2016")):
+        resp = client.get(f"/articles/{page}/")
+        assert resp.status_code == 200 and title in resp.data
+    health = client.get("/healthz").get_json()
+    assert health["errors"] == [{
+        "path": "articles/2016/weekly-roundup.md", "level": "warning",
+        "message": "slug 'weekly-roundup' is also asked for by articles/2015/weekly-roundup.md, "
+                   "which keeps it (its date is earlier); this article is published as "
+                   "'2016-weekly-roundup' (set 'slug' to choose another)"}]
+
+
+def test_the_earliest_date_keeps_the_plain_slug_then_the_path(data):
+    roundup(data, "2015", "2017-01-01T10:00:00Z")      # the 2015 folder, dated later
+    roundup(data, "2016", "2016-12-30T10:00:00Z")
+    assert slugs(load(data)) == {"articles/2016/weekly-roundup.md": "weekly-roundup",
+                                 "articles/2015/weekly-roundup.md": "2015-weekly-roundup"}
+    roundup(data, "2015", "2016-12-30T10:00:00Z")      # the same date: the path decides
+    assert slugs(load(data)) == {"articles/2015/weekly-roundup.md": "weekly-roundup",
+                                 "articles/2016/weekly-roundup.md": "2016-weekly-roundup"}
+
+
+def test_a_file_arriving_later_never_moves_a_published_slug(data, tmp_path):
+    """A backdated third file asks for the slug too: the articles already published keep
+    theirs, in this process, after a restart from the record cache and from a checkpoint;
+    the new one gets its own folder's slug."""
+    from feedsvc.state import Cache
+
+    roundup(data, "2015", "2015-12-25T10:00:00Z")
+    roundup(data, "2016", "2016-12-30T10:00:00Z")
+    state = str(tmp_path / "state")
+    cache = Cache(state)
+    lib = Library(str(data.root), cache=cache)
+    before = slugs(lib.load())
+    roundup(data, "2014", "2014-12-26T10:00:00Z")      # earlier than both
+    want = {**before, "articles/2014/weekly-roundup.md": "2014-weekly-roundup"}
+    corpus = lib.load()
+    assert slugs(corpus) == want
+    assert warnings_of(corpus, "articles/2014/weekly-roundup.md") == [
+        "slug 'weekly-roundup' is also asked for by articles/2015/weekly-roundup.md, which "
+        "keeps it (it was published with it first); this article is published as "
+        "'2014-weekly-roundup' (set 'slug' to choose another)"]
+    state_of_lib = lib.state()
+    cache.close()
+    restarted = Library(str(data.root), cache=Cache(state))
+    assert slugs(restarted.load()) == want
+    resumed = Library(str(data.root), cache=Cache(state))
+    assert resumed.adopt(state_of_lib)
+    assert slugs(resumed.load()) == want
+    # the trade-off: a fresh start with no state gives the plain slug to the earliest date
+    assert slugs(load(data))["articles/2014/weekly-roundup.md"] == "weekly-roundup"
+
+
+def test_a_fallback_slug_stays_when_a_file_asks_for_it_later(data, tmp_path):
+    """2016's fallback is 2016-weekly-roundup; a new file named that way asks for it as its
+    own slug later, dated earlier: 2016 keeps it, also after a restart from the cache."""
+    from feedsvc.state import Cache
+
+    roundup(data, "2015", "2015-12-25T10:00:00Z")
+    roundup(data, "2016", "2016-12-30T10:00:00Z")
+    state = str(tmp_path / "state")
+    cache = Cache(state)
+    lib = Library(str(data.root), cache=cache)
+    lib.load()
+    data.article("2016-weekly-roundup", title="Squatter", date="2010-01-01T00:00:00Z")
+    corpus = lib.load()
+    got = slugs(corpus)
+    assert got["articles/2016/weekly-roundup.md"] == "2016-weekly-roundup"
+    assert got["articles/2015/weekly-roundup.md"] == "weekly-roundup"
+    assert re.fullmatch(r"2016-weekly-roundup-[0-9a-f]{6}", got["articles/2016-weekly-roundup.md"])
+    assert len(set(got.values())) == 3
+    cache.close()
+    assert slugs(Library(str(data.root), cache=Cache(state)).load()) == got
+
+
+def test_fallbacks_go_up_the_folders_then_to_a_hash_of_the_path(data):
+    for folder in ("", "desk/", "other/"):
+        roundup(data, "2016", "2016-12-30T10:00:00Z", folder=folder)
+    roundup(data, "2015", "2015-12-25T10:00:00Z")
+    got = slugs(load(data))
+    assert got["articles/2015/weekly-roundup.md"] == "weekly-roundup"
+    assert got["articles/2016/weekly-roundup.md"] == "2016-weekly-roundup"
+    assert got["articles/desk/2016/weekly-roundup.md"] == "desk-2016-weekly-roundup"
+    assert got["articles/other/2016/weekly-roundup.md"] == "other-2016-weekly-roundup"
+    data.article("a", slug="story")
+    data.article("b", slug="Story")
+    got = slugs(load(data))                             # no folder: a hash of the path
+    assert got["articles/a.md"] == "story"
+    assert re.fullmatch(r"story-[0-9a-f]{6}", got["articles/b.md"])
+    assert got["articles/b.md"] == slugs(load(data))["articles/b.md"]
+
+
+def test_when_the_holder_goes_the_other_takes_the_plain_slug(data):
+    roundup(data, "2015", "2015-12-25T10:00:00Z")
+    roundup(data, "2016", "2016-12-30T10:00:00Z")
+    lib = Library(str(data.root))
+    lib.load()
+    data.remove("articles/2015/weekly-roundup.md")
+    corpus = lib.load()                                 # as a fresh start makes it
+    assert slugs(corpus) == {"articles/2016/weekly-roundup.md": "weekly-roundup"}
+    assert corpus.errors == []
+
+
+def test_duplicate_id_names_the_file_that_keeps_it(data):
+    data.article("b", id="urn:x", date="2024-10-27T13:00:00Z")
+    data.article("a", id="urn:x", date="2024-10-28T13:00:00Z")
+    corpus = load(data)
+    assert [a.path for a in corpus.articles] == ["articles/b.md"]
+    assert [e.message for e in corpus.errors] == [
+        "duplicate id 'urn:x': articles/b.md keeps it (its date is earlier); this file is "
+        "left out of every feed until you give it another 'id'"]
+    assert not corpus.errors[0].warning
+
+
+def test_an_edit_onto_a_taken_id_keeps_the_last_good_version(data):
+    data.article("a", id="urn:a", title="A")
+    data.article("b", id="urn:b", title="B")
+    lib = Library(str(data.root))
+    lib.load()
+    data.article("a", id="urn:b", title="A edited")
+    corpus = lib.load()
+    assert {a.path: a.title for a in corpus.articles} == {"articles/a.md": "A",
+                                                         "articles/b.md": "B"}
+    assert [e.message for e in corpus.errors] == [
+        "duplicate id 'urn:b': articles/b.md keeps it (it was published with it first); this "
+        "edit is not published, its last good version stays, until you give it another 'id'"]
+
+
+def test_edits_to_articles_sharing_a_slug_publish_what_a_fresh_start_does(data):
+    """The incremental path (Library._patched) swaps the holder's edits in; the renamed
+    article's edits take the full path; both end where a fresh start does."""
+    from feedsvc import publish
+    from feedsvc.state import Cache
+
+    now = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+    roundup(data, "2015", "2015-12-25T10:00:00Z", categories=["Weekly"])
+    roundup(data, "2016", "2016-12-30T10:00:00Z", categories=["Weekly"])
+    lib, publisher = Library(str(data.root)), publish.Publisher(Cache(None))
+    documents = publisher.build(lib.load(), now)
+    edits = [("2015", {"title": "Edited 2015"}, True),
+             ("2016", {"title": "Edited 2016"}, False),
+             ("2015", {"title": "Edited 2015 again", "date": "2016-01-01T00:00:00Z"}, True),
+             ("2016", {"title": "Edited 2016 again", "summary": "New."}, False)]
+    for year, fields, patched in edits:
+        date = fields.pop("date", "2015-12-25T10:00:00Z" if year == "2015"
+                          else "2016-12-30T10:00:00Z")
+        roundup(data, year, date, categories=["Weekly"], **fields)
+        corpus = lib.load()
+        assert (corpus.base is not None) == patched, year
+        documents = publisher.build(corpus, now, documents)
+        fresh = Library(str(data.root)).load()
+        assert corpus.articles == fresh.articles and corpus.errors == fresh.errors
+        made = publish.Publisher(Cache(None)).build(fresh, now)
+        assert {p: d.etag for p, d in documents.items()} == {p: d.etag for p, d in made.items()}
