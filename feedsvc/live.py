@@ -32,7 +32,6 @@ from .state import Cache, Validators
 
 log = logging.getLogger("feedsvc")
 NO_INOTIFY_POLL = 1.0       # seconds between scans when file events are unavailable
-WATCH_RETRY = 30.0          # at least this many seconds between tries to get them back
 CHECKPOINT_QUIET = 10.0     # seconds without changes before the checkpoint is rewritten
 
 
@@ -379,6 +378,9 @@ class _Events:
         with self._lock:
             paths, self._paths = self._paths, set()
         return paths
+
+
+WATCH_RETRY = 30.0      # at least this many seconds between tries to get file events back
 
 
 def _observe(path: str, wake: threading.Event, events: _Events):
