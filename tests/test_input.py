@@ -308,3 +308,25 @@ def test_a_new_article_goes_live_after_a_thousand_nested_folders_arrive(data, ma
     finally:
         service.close()
         unnest(data.root / "articles")
+
+
+def test_build_copies_the_media_the_walk_keeps(data, tmp_path):
+    """`feedsvc build` copied data/media with os.walk: a name that is not UTF-8 stopped
+    the build (UnicodeEncodeError), a thousand nested folders crashed it."""
+    data.article("good")
+    data.write("media/2024/ok.png", b"png")
+    _make(data.root, b"media/\xfd.png", "png")
+    top = data.root / "media"
+    try:
+        (nest(top, 1000) / "deep.png").write_bytes(b"png")
+        run = subprocess.run(
+            [sys.executable, "-m", "feedsvc", "build", str(tmp_path / "out"), "--data-dir",
+             str(data.root), "--state-dir", str(tmp_path / "state")],
+            capture_output=True, timeout=120, check=False)
+        out = (run.stdout + run.stderr).decode("utf-8")
+        assert "Traceback" not in out and "feedsvc build: " in out, out[-3000:]
+        assert sorted(p.relative_to(tmp_path / "out").as_posix()
+                      for p in (tmp_path / "out" / "media").rglob("*")) == \
+            ["media/2024", "media/2024/ok.png"]
+    finally:
+        unnest(top)
