@@ -408,7 +408,7 @@ def _observe(path: str, wake: threading.Event, events: _Events):
         observer.schedule(Handler(), path, recursive=True)
         observer.start()
         return _Watch(observer, [t for t in threading.enumerate() if t not in before
-                                 and type(t).__module__.startswith("watchdog.")])
+                                 and type(t).__module__.startswith("watchdog.")], wake)
     except OSError as e:
         reason = e.strerror or str(e)
     except RecursionError:          # watchdog adds its watches with a recursive os.walk
@@ -425,9 +425,12 @@ class _Watch:
     reader runs a recursive os.walk over each new folder tree, which a tree a thousand
     folders deep ends with a RecursionError."""
 
-    def __init__(self, observer, threads: list[threading.Thread]):
+    def __init__(self, observer, threads: list[threading.Thread], wake: threading.Event):
         self.observer = observer
         self.threads = threads
+        for thread in threads:      # the loop hears of a death at once, not at its next poll
+            threading.Thread(target=_wake_after, args=(thread, wake), daemon=True,
+                             name="feedsvc-watch-sentry").start()
 
     def is_alive(self) -> bool:
         return self.observer.is_alive() and all(t.is_alive() for t in self.threads)
@@ -437,3 +440,8 @@ class _Watch:
 
     def join(self, timeout: float | None = None) -> None:
         self.observer.join(timeout)
+
+
+def _wake_after(thread: threading.Thread, wake: threading.Event) -> None:
+    thread.join()
+    wake.set()
