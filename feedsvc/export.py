@@ -111,7 +111,7 @@ def export(config: dict, outdir: str, progress: Progress | None = None, *,
         publisher = Publisher(cache)
         documents = publisher.build(corpus, when)
         visible = corpus.visible(when)
-        media = _media_files(config["data_dir"])
+        media = _media_files(config["data_dir"], library.scan())
         total = len(documents) + len(visible) + len(media) + 1
         writer = _Writer(outdir, _read_manifest(outdir), progress, total)
 
@@ -147,21 +147,19 @@ def _file_of(path: str) -> str:
     return path + "index.html" if path == "" or path.endswith("/") else path
 
 
-def _media_files(data_dir: str) -> list[tuple[str, str]]:
-    """(OUTDIR-relative path, source path) of every file under data/media, sorted."""
-    root = os.path.join(data_dir, "media")
+def _media_files(data_dir: str, sigs: dict[str, tuple]) -> list[tuple[str, str]]:
+    """(OUTDIR-relative path, source path) of every file under data/media, sorted: those
+    the data directory's walk keeps (`sigs`: no dot files or backups, no name that is not
+    UTF-8, no folder too deep; os.walk would recurse into a thousand nested folders)."""
     real_data = os.path.realpath(data_dir)
     out = []
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            src = os.path.join(folder, name)
-            if name.startswith(".") or name.endswith("~") or not os.path.isfile(src):
-                continue
-            if os.path.commonpath([os.path.realpath(src), real_data]) != real_data:
-                continue                            # a symlink out of data/: never publish it
-            rel = os.path.relpath(src, data_dir).replace(os.sep, "/")
-            out.append((rel, src))
+    for rel in sigs:
+        src = os.path.join(data_dir, *rel.split("/"))
+        if not rel.startswith("media/") or not os.path.isfile(src):
+            continue
+        if os.path.commonpath([os.path.realpath(src), real_data]) != real_data:
+            continue                            # a symlink out of data/: never publish it
+        out.append((rel, src))
     return sorted(out)
 
 

@@ -297,9 +297,11 @@ class Service:
 
     def _run(self) -> None:
         data_dir = self.config["data_dir"]
-        observer = self._observer = self._observer or _observe(data_dir, self._wake,
-                                                               self._events)
+        observer = self._observer
+        if observer is None and not self.config["watch"]:   # else __init__ just tried
+            observer = self._observer = _observe(data_dir, self._wake, self._events)
         watched = _inode(data_dir)
+        retry_at = time.monotonic() + WATCH_RETRY
         while not self._stopped:
             # With inotify a walk is only a safety net; without it, polling is all we have.
             # It comes every `poll` seconds even while events keep waking the loop.
@@ -334,11 +336,15 @@ class Service:
                 self._failures += 1
                 self._events.add(walk=True)
             inode = _inode(data_dir)        # a data directory replaced by another one sends
-            if observer is None or not observer.is_alive() or inode != watched:  # no events
+            if (observer is None and time.monotonic() >= retry_at) or inode != watched or \
+                    (observer is not None and not observer.is_alive()):  # no events
                 if observer is not None:
                     observer.stop()
                 observer = self._observer = _observe(data_dir, self._wake, self._events)
                 watched = inode
+                # without events every poll walks the tree; trying them again each time
+                # would walk it once more, through watchdog (a folder too deep for it)
+                retry_at = time.monotonic() + max(self.config["poll_seconds"], WATCH_RETRY)
                 self._events.add(walk=True)     # events may have been lost meanwhile:
                 if observer is not None:        # walk now, not at the next safety walk
                     self._wake.set()
@@ -374,6 +380,9 @@ class _Events:
         return paths
 
 
+WATCH_RETRY = 30.0      # at least this many seconds between tries to get file events back
+
+
 def _observe(path: str, wake: threading.Event, events: _Events):
     """inotify (via watchdog) wakes the loop at once; None if it cannot watch now."""
     try:
@@ -392,11 +401,47 @@ def _observe(path: str, wake: threading.Event, events: _Events):
             events.add(*map(os.fsdecode, paths), walk=event.is_directory)
             wake.set()
 
+    before = set(threading.enumerate())
+    observer = Observer()
+    observer.daemon = True
     try:
-        observer = Observer()
-        observer.daemon = True
         observer.schedule(Handler(), path, recursive=True)
         observer.start()
-        return observer
-    except OSError:
-        return None
+        return _Watch(observer, [t for t in threading.enumerate() if t not in before
+                                 and type(t).__module__.startswith("watchdog.")], wake)
+    except OSError as e:
+        reason = e.strerror or str(e)
+    except RecursionError:          # watchdog adds its watches with a recursive os.walk
+        reason = "a folder is nested too deeply for the watcher"
+    observer.stop()     # and with it the inotify reader thread `schedule` started
+    log.warning("%s: file events are unavailable (%s); scanning every %g s instead",
+                path, reason, NO_INOTIFY_POLL)
+    return None
+
+
+class _Watch:
+    """A started watchdog observer and the threads it started (its emitter, its inotify
+    reader).  Those can die while the observer lives on and delivers nothing: the
+    reader runs a recursive os.walk over each new folder tree, which a tree a thousand
+    folders deep ends with a RecursionError."""
+
+    def __init__(self, observer, threads: list[threading.Thread], wake: threading.Event):
+        self.observer = observer
+        self.threads = threads
+        for thread in threads:      # the loop hears of a death at once, not at its next poll
+            threading.Thread(target=_wake_after, args=(thread, wake), daemon=True,
+                             name="feedsvc-watch-sentry").start()
+
+    def is_alive(self) -> bool:
+        return self.observer.is_alive() and all(t.is_alive() for t in self.threads)
+
+    def stop(self) -> None:
+        self.observer.stop()
+
+    def join(self, timeout: float | None = None) -> None:
+        self.observer.join(timeout)
+
+
+def _wake_after(thread: threading.Thread, wake: threading.Event) -> None:
+    thread.join()
+    wake.set()

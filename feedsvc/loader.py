@@ -123,9 +123,19 @@ def read_text(root: str, rel: str, max_bytes: int) -> tuple[str, str]:
     return decode(rel, raw), hashlib.sha256(raw).hexdigest()
 
 
+# "&name" or "*name" somewhere: the text may hold an anchor or an alias (or a quoted "Q&A")
+_MAY_SHARE = re.compile(r"[&*][^\s,\[\]{}]")
+
+
 def load_yaml(rel: str, text: str, first_line: int = 1) -> object:
-    """`first_line`: the line of the file where `text` starts, for error messages."""
+    """`first_line`: the line of the file where `text` starts, for error messages.
+
+    Anchors and aliases are refused: a few hundred bytes of aliases of aliases make a
+    value of millions of strings (an "alias bomb"), which every later step (cleaning,
+    str() of a date, an error message quoting it) would expand, at gigabytes per load."""
     try:
+        if ("&" in text or "*" in text) and _MAY_SHARE.search(text):
+            _refuse_aliases(rel, text, first_line)
         data = _load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
@@ -136,10 +146,21 @@ def load_yaml(rel: str, text: str, first_line: int = 1) -> object:
         raise DataError(rel, f"invalid YAML: a tagged value cannot be read ({e})") from None
     # clean text gives clean values, except through an escape ("\v", "\uFFFE")
     dirty = "\\" in text or _XML_FORBIDDEN.search(text) is not None
-    try:
-        return _clean_tree(data) if dirty else data
-    except RecursionError:      # an alias inside itself: "x: &a [*a]"
-        raise DataError(rel, "invalid YAML: an alias refers to itself") from None
+    return _clean_tree(rel, data) if dirty else data
+
+
+def _refuse_aliases(rel: str, text: str, first_line: int) -> None:
+    """DataError at the first anchor (&name) or alias (*name) of `text`, read as YAML
+    events (PyYAML's public parser: nothing is built, so nothing is expanded)."""
+    for event in yaml.parse(text, Loader=_Loader):
+        anchor = getattr(event, "anchor", None)     # an alias names the anchor it repeats
+        if anchor is not None:
+            sigil = "*" if isinstance(event, yaml.AliasEvent) else "&"
+            mark = event.start_mark
+            where = f" at line {mark.line + first_line}, column {mark.column + 1}" if mark else ""
+            raise DataError(rel, f"invalid YAML{where}: YAML aliases (*name) and anchors "
+                                 f"(&name) are not allowed (found {sigil}{anchor}); write "
+                                 "the value out in full")
 
 
 _STR, _SEQ, _MAP = (f"tag:yaml.org,2002:{t}" for t in ("str", "seq", "map"))
@@ -150,7 +171,8 @@ def _load(text: str) -> object:
     """yaml.load(text, Loader=_Loader).  The usual front matter, a mapping of text keys to
     scalars and lists of text, is made from libyaml's nodes here: PyYAML's constructor
     walks them generically, about half of a file's YAML time.  Anything else (nesting,
-    a shared list, a merge key, an explicit tag) goes to that constructor."""
+    a shared list, a merge key, an explicit tag) goes to that constructor.  (Shared
+    lists and merge keys need aliases, which load_yaml refuses before calling this.)"""
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
@@ -188,14 +210,23 @@ def _plain_mapping(loader: yaml.BaseLoader, node: yaml.Node) -> dict | None:
     return out
 
 
-def _clean_tree(value: object) -> object:
-    """YAML escapes ("\\v", "\\uFFFE") can make the characters XML forbids: clean them too."""
+_MAX_NESTING = 100      # levels of lists and mappings _clean_tree goes into (libyaml: 1000)
+
+
+def _clean_tree(rel: str, value: object, depth: int = 0) -> object:
+    """YAML escapes ("\\v", "\\uFFFE") can make the characters XML forbids: clean them too.
+    Recursive, so it refuses what is nested deeper than any front matter (libyaml lets
+    1,000 levels through, more than Python's recursion limit allows here)."""
     if isinstance(value, str):
         return clean(value)
+    if depth >= _MAX_NESTING and isinstance(value, (list, dict)):
+        raise DataError(rel, f"invalid YAML: values are nested more than {_MAX_NESTING} "
+                             "levels deep")
     if isinstance(value, list):
-        return [_clean_tree(v) for v in value]
+        return [_clean_tree(rel, v, depth + 1) for v in value]
     if isinstance(value, dict):
-        return {_clean_tree(k): _clean_tree(v) for k, v in value.items()}
+        return {_clean_tree(rel, k, depth + 1): _clean_tree(rel, v, depth + 1)
+                for k, v in value.items()}
     return value
 
 

@@ -10,11 +10,27 @@ from bisect import bisect_left, insort
 from dataclasses import dataclass, field
 from operator import attrgetter
 
+MESSAGE_LIMIT = 500    # characters of a DataError message; a longer one is cut to this
+
+
+def _cut(message: str) -> str:
+    """`message`, or its start, a note of how much is cut and its end (where a message
+    says what to do), in at most MESSAGE_LIMIT characters: a value quoted in a message
+    may be megabytes long, and every log line and /healthz answer would carry it.
+    Cutting a cut message again changes nothing."""
+    if len(message) <= MESSAGE_LIMIT:
+        return message
+    room = MESSAGE_LIMIT - len(f"\u2026 ({len(message)} characters cut) \u2026")
+    head, tail = room - room // 3, room // 3
+    return (f"{message[:head]}\u2026 ({len(message) - head - tail} characters cut) "
+            f"\u2026{message[len(message) - tail:]}")
+
 
 class DataError(Exception):
     """A problem with one input file, reported as ``path: message``."""
 
     def __init__(self, path: str, message: str, *, warning: bool = False):
+        message = _cut(message)
         super().__init__(f"{path}: {message}")
         self.path = path
         self.message = message
