@@ -50,6 +50,7 @@ from .model import DataError
 
 log = logging.getLogger("feedsvc")
 RETRY_SECONDS = 60.0        # a state file that could not be used is tried again after this
+SETTLE_SECONDS = 30.0       # after validators are made again, no new second for this long
 _DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 
 
@@ -158,8 +159,14 @@ class Validators:
     """Last-Modified per document path, shared by every worker through `validators.sqlite`
     (in memory without a state directory)."""
 
-    def __init__(self, state_dir: str | None, clock: Callable[[], float] = time.time):
+    def __init__(self, state_dir: str | None, clock: Callable[[], float] = time.time,
+                 settle: float = SETTLE_SECONDS):
+        """`settle`: how long after the file was made again (lost or damaged) nobody claims
+        a new second, so that every running worker has carried its floors over first
+        (each stamps at least once per safety walk, `poll_seconds`)."""
         self.clock = clock
+        self.settle = settle
+        self._made_again = 0.0              # when the file was last made again (its meta)
         self.file = _File(state_dir, "validators.sqlite")
         self.retry_at: float | None = None  # when a document shown without a second may
         #                                     claim one (`clock` time); None: none waits
@@ -244,6 +251,8 @@ class Validators:
         db.execute("BEGIN IMMEDIATE")
         try:
             tables = {name for name, in db.execute("SELECT name FROM sqlite_master")}
+            if "meta" not in tables:
+                db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value REAL NOT NULL)")
             if "stamps" not in tables:
                 db.execute("CREATE TABLE stamps (path TEXT PRIMARY KEY, etag TEXT NOT NULL, "
                            "first_seen REAL NOT NULL, second INTEGER, claimed INTEGER NOT NULL, "
@@ -262,13 +271,18 @@ class Validators:
         second it has seen given to some bytes goes to other bytes of the document."""
         if not self._known:
             return
-        theirs = self._read(db, list(self._known))
-        rows = {p: _floored(theirs.get(p), mine) for p, mine in self._known.items()}
-        rows = {p: s for p, s in rows.items() if s != theirs.get(p)}
+        now = self.clock()
         db.execute("BEGIN IMMEDIATE")
         try:
+            theirs = self._read(db, list(self._known))
+            rows = {p: _floored(theirs.get(p), mine) for p, mine in self._known.items()}
+            rows = {p: s for p, s in rows.items() if s != theirs.get(p)}
             db.executemany(f"INSERT OR REPLACE INTO stamps ({_COLUMNS}) "   # noqa: S608
                            "VALUES (?, ?, ?, ?, ?, ?)", [(p, *s) for p, s in rows.items()])
+            # the other workers have not carried theirs over yet: nobody claims a new
+            # second until they have (from the first worker that made it again)
+            if self._settling(db, now) is None:
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('made_again', ?)", (now,))
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
@@ -281,6 +295,12 @@ class Validators:
         self._db = None
         self._version, self._behind = None, set()
         self._db = self._open(error)
+
+    def _settling(self, db: sqlite3.Connection, now: float) -> float | None:
+        """Until when no new second is claimed (the file was made again), or None."""
+        row = db.execute("SELECT value FROM meta WHERE key = 'made_again'").fetchone()
+        until = row[0] + self.settle if row else None
+        return until if until is not None and row[0] - 1 <= now < until else None
 
     @staticmethod
     def _read(db: sqlite3.Connection, paths: list[str]) -> dict[str, Stamp]:
@@ -346,6 +366,7 @@ class Validators:
             paths = list(etags)
             # read while we hold the write lock: no other commit can come before ours
             version = self._data_version(db)
+            settling = None if ahead else self._settling(db, now)
             if version == self._version:
                 # nothing written by anyone else since our last stamp: what we hold is
                 # what is recorded, but where we were behind or hold no second yet (an
@@ -360,11 +381,11 @@ class Validators:
                 etag, old = etags[path], known.get(path)
                 if old and old.etag == etag:
                     new = old
-                    if old.second is None:      # its second may have come now
+                    if old.second is None and settling is None:    # its second may have come
                         second = max(int(old.first_seen), old.claimed + 1)
                         if second <= now_s or ahead:
                             new = old._replace(second=second, claimed=second)
-                elif old and seen < old.seen:   # we are behind: write nothing
+                elif old and seen <= old.seen:  # we are behind (a tie too): write nothing
                     mine = held.get(path)
                     if mine and mine[0] == etag:
                         out[path] = mine[1]
@@ -376,7 +397,8 @@ class Validators:
                     continue
                 else:                           # new bytes
                     second = max(now_s, old.claimed + 1) if old else now_s
-                    new = Stamp(etag, now, second, second, seen) if second <= now_s or ahead \
+                    new = Stamp(etag, now, second, second, seen) \
+                        if (second <= now_s and settling is None) or ahead \
                         else Stamp(etag, now, None, old.claimed if old else 0, seen)
                 out[path] = new.second
                 if new != old:
@@ -392,7 +414,7 @@ class Validators:
         self._behind = (self._behind - set(paths)) | behind
         self._known.update(known)
         self._known.update(rows)
-        waiting = [self._known[p].claimed + 1 for p in paths
+        waiting = [max(self._known[p].claimed + 1, settling or 0) for p in paths
                    if out[p] is None and p not in behind]
         self.retry_at = min(waiting, default=None)
         return {p: out[p] for p in etags}
@@ -432,18 +454,22 @@ def _close_transaction(db: sqlite3.Connection) -> None:
 
 
 def _floored(theirs: Stamp | None, mine: Stamp) -> Stamp:
-    """A record merged with what this worker knew: later claims only, and a second this
-    worker saw given to other bytes taken back from these (they claim a later one)."""
+    """A record merged with what this worker knew: the bytes of the later scan, the latest
+    claim of both, and no second that is not later than every second the other side
+    claimed for other bytes (those bytes claim a new one)."""
     if theirs is None:
         return mine
     claimed = max(theirs.claimed, mine.claimed)
-    second = theirs.second
-    if theirs.etag == mine.etag:
-        if second is None and mine.second is not None and mine.second >= claimed:
-            second = mine.second
-    elif second is not None and second <= mine.claimed:
-        second = None
-    return theirs._replace(second=second, claimed=claimed)
+    newer, older = (mine, theirs) if mine.seen > theirs.seen else (theirs, mine)
+    if newer.etag == older.etag:
+        second = newer.second if newer.second is not None else older.second
+        if second is not None and second < claimed and second not in (theirs.second,
+                                                                      mine.second):
+            second = None
+    else:
+        second = newer.second if newer.second is not None and \
+            newer.second > older.claimed else None
+    return newer._replace(second=second, claimed=claimed)
 
 
 class Cache:

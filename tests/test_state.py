@@ -156,3 +156,143 @@ def test_nested_holds_keep_every_write_in_order(tmp_path):
     cache.flush()
     assert cache.get("html", ["k", "k2"]) == {"k": ("third", ""), "k2": ("inner", "")}
     cache.close()
+
+
+# -- the rule: a second once given to some bytes goes to no other bytes, and never ahead --
+
+class Clock:
+    """An injected clock (Unix seconds), moved by hand."""
+
+    def __init__(self, now: float = 1_700_000_000.2):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_busy_minute_does_not_push_last_modified_ahead_of_the_clock(tmp_path):
+    """150 versions in a minute: each shows a second that has begun, or none for the
+    rest of its second; the last one shows its own second once that has begun."""
+    clock = Clock()
+    v = Validators(str(tmp_path), clock)
+    given: dict[int, str] = {}
+    for n in range(150):
+        clock.now += 0.4
+        second = v.claim({"feeds/all.rss": f'"{n}"'}, seen=clock.now)["feeds/all.rss"]
+        if second is not None:
+            assert second <= int(clock.now)
+            assert given.setdefault(second, f'"{n}"') == f'"{n}"'
+        else:
+            assert v.retry_at == int(clock.now) + 1     # the watcher asks again then
+    clock.now = v.retry_at or clock.now
+    last = v.claim({"feeds/all.rss": '"149"'}, seen=clock.now)["feeds/all.rss"]
+    assert last is not None and int(clock.now) - 1 <= last <= int(clock.now)
+    assert len(given) >= 55         # nearly every second showed a version
+
+
+def test_a_change_within_the_same_second_waits_for_the_next_one(tmp_path):
+    clock = Clock(1_700_000_000.2)
+    a, b = Validators(str(tmp_path), clock), Validators(str(tmp_path), clock)
+    assert a.claim({"f": '"1"'}, seen=clock.now)["f"] == 1_700_000_000
+    clock.now += 0.5
+    assert a.claim({"f": '"2"'}, seen=clock.now)["f"] is None       # its second is taken
+    assert b.claim({"f": '"2"'}, seen=clock.now)["f"] is None       # in every worker
+    assert a.retry_at == 1_700_000_001
+    clock.now = 1_700_000_001.0
+    assert b.claim({"f": '"2"'}, seen=clock.now - 0.5)["f"] == 1_700_000_001
+    assert a.claim({"f": '"2"'}, seen=clock.now)["f"] == 1_700_000_001
+    assert a.retry_at is None
+    # a version replaced before its second came claimed nothing: the next takes that one
+    clock.now += 0.1
+    assert a.claim({"f": '"3"'}, seen=clock.now)["f"] is None
+    clock.now += 0.1
+    assert a.claim({"f": '"4"'}, seen=clock.now)["f"] is None
+    clock.now += 1
+    assert a.claim({"f": '"4"'}, seen=clock.now)["f"] == 1_700_000_002
+
+
+def test_a_clock_that_steps_back_gives_no_second_twice(tmp_path):
+    clock = Clock(1_700_000_100.5)
+    v = Validators(str(tmp_path), clock)
+    first = v.claim({"f": '"1"'}, seen=clock.now)["f"]
+    clock.now -= 30                                     # NTP stepped the clock back
+    assert v.claim({"f": '"2"'}, seen=clock.now)["f"] is None
+    assert v.claim({"f": '"1"'}, seen=clock.now)["f"] == first   # (bytes seen before keep it)
+    clock.now = 1_700_000_101.0
+    assert v.claim({"f": '"2"'}, seen=clock.now)["f"] == first + 1
+
+
+def test_random_workers_never_give_one_second_to_two_versions(tmp_path):
+    """Workers sharing a state directory, each a random moment behind the data, with
+    restarts, a clock that jitters back and forth, garbage written over the file, and the
+    state directory deleted now and then (every running worker stamps before a new one
+    starts: it notices on its next refresh): no second is ever given to two versions of a document, none before the
+    clock, and a client holding some bytes' second never gets a 304 for newer bytes."""
+    import random
+    import shutil
+
+    for seed in range(8):
+        rng = random.Random(seed)
+        clock = Clock(1_700_000_000.0)
+        state = tmp_path / f"state{seed}"
+        workers = [Validators(str(state), clock, settle=5.0) for _ in range(3)]
+        views: list[tuple[int, float]] = [(0, 0.0)] * 3   # (version, scanned at)
+        served: list[dict[str, tuple[str, int | None]]] = [{}, {}, {}]
+        owner: dict[int, int] = {}                      # second -> the version shown it
+
+        def stamp(w: int) -> None:
+            version, seen = views[w]
+            etag = f'"{version}"'
+            second = workers[w].claim({"f": etag}, seen, served[w])["f"]  # noqa: B023
+            served[w] = {"f": (etag, second)}  # noqa: B023
+            if second is None:
+                return
+            if second not in owner:             # claimed now: a second that has begun
+                assert second <= int(clock.now), (seed, second, clock.now)  # noqa: B023
+            assert owner.setdefault(second, version) == version, (seed, second)
+            # If-Modified-Since: S from some bytes must find every newer version modified
+            assert all(second > s for s, v in owner.items() if v < version), (seed, second)
+
+        version = scans = 0
+        for w in range(3):                          # each worker stamps as it starts
+            stamp(w)
+        for _ in range(300):
+            clock.now += rng.choice([0.0, 0.05, 0.3, 0.6, 1.0, -0.4])
+            event = rng.random()
+            if event < 0.3:
+                version += 1
+            elif event < 0.33:
+                shutil.rmtree(state, ignore_errors=True)
+                for w in range(3):
+                    stamp(w)
+            elif event < 0.35 and (state / "validators.sqlite").exists():
+                with open(state / "validators.sqlite", "r+b") as f:   # (unnoticed, mostly:
+                    f.write(b"garbage!" * 512)                       # pages are cached)
+            elif event < 0.37:
+                w = rng.randrange(3)
+                workers[w].close()
+                workers[w], served[w] = Validators(str(state), clock, settle=5.0), {}
+                stamp(w)                            # (a worker stamps as it starts)
+            w = rng.randrange(3)
+            if rng.random() < 0.7:                  # this worker scans now (scan times
+                scans += 1                          # keep their order: see the README)
+                views[w] = (version, float(scans))
+            stamp(w)
+        assert len(owner) > 15                  # (it did show seconds)
+        for v in workers:
+            v.close()
+
+
+def test_an_older_feedsvc_s_records_are_kept(tmp_path):
+    old = sqlite3.connect(tmp_path / "validators.sqlite")
+    old.execute("CREATE TABLE validators (path TEXT PRIMARY KEY, etag TEXT NOT NULL, "
+                "modified INTEGER NOT NULL, seen REAL NOT NULL)")
+    old.execute("INSERT INTO validators VALUES ('f', '\"1\"', 1700000005, 1.0)")  # ahead
+    old.commit()
+    old.close()
+    clock = Clock(1_700_000_003.0)
+    v = Validators(str(tmp_path), clock)
+    assert v.claim({"f": '"1"'}, seen=2.0)["f"] == 1_700_000_005    # held back by FeedApp
+    assert v.claim({"f": '"2"'}, seen=2.0)["f"] is None             # 5 was claimed
+    clock.now = 1_700_000_006.0
+    assert v.claim({"f": '"2"'}, seen=2.0)["f"] == 1_700_000_006
