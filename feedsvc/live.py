@@ -28,7 +28,7 @@ from .corpus import Corpus, Library
 from .http import CacheControl, Resource
 from .model import DataError
 from .publish import Document, Publisher
-from .state import Cache, Validators
+from .state import SETTLE_SECONDS, Cache, Validators
 
 log = logging.getLogger("feedsvc")
 NO_INOTIFY_POLL = 1.0       # seconds between scans when file events are unavailable
@@ -69,7 +69,10 @@ class Service:
         self.cache = Cache(config["state_dir"])
         self.library = self._new_library()
         self.publisher = Publisher(self.cache)
-        self.validators = Validators(config["state_dir"], clock)
+        # (a lost validators file is made again; every worker, each stamping at least once
+        # per safety walk, carries its floors over before anyone claims a new second)
+        self.validators = Validators(config["state_dir"], clock,
+                                     settle=max(SETTLE_SECONDS, 2 * config["poll_seconds"]))
         self.cache_control = CacheControl(config["max_age"])
         self.resources: dict[str, Resource] = {}
         self.documents: dict[str, Document] = {}

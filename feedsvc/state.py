@@ -120,6 +120,10 @@ class _File:
             if bad is None or self.identity() != bad:
                 return None
             aside = f"{self.path}.damaged-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+            n = 1
+            while os.path.lexists(aside):
+                n += 1
+                aside = f"{aside.rsplit('~', 1)[0]}~{n}"
             for suffix in ("", "-wal", "-shm"):
                 with suppress(FileNotFoundError):
                     os.rename(self.path + suffix, aside + suffix)
@@ -224,8 +228,7 @@ class Validators:
         db = _connect(self.file.state_dir, self.file.name)
         try:
             self.file.opened = self.file.identity()
-            self._create(db)
-            self._carry_over(db)
+            self._carry_over(db, made=self._create(db))
         except BaseException:
             db.close()
             raise
@@ -247,7 +250,8 @@ class Validators:
             return None
 
     @staticmethod
-    def _create(db: sqlite3.Connection) -> None:
+    def _create(db: sqlite3.Connection) -> bool:
+        """Create the tables; True if the file had none (a new file)."""
         db.execute("BEGIN IMMEDIATE")
         try:
             tables = {name for name, in db.execute("SELECT name FROM sqlite_master")}
@@ -261,14 +265,16 @@ class Validators:
                     db.execute("INSERT INTO stamps SELECT path, etag, modified, modified, "
                                "modified, seen FROM validators")
             db.execute("COMMIT")
+            return "stamps" not in tables
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
 
-    def _carry_over(self, db: sqlite3.Connection) -> None:
-        """This worker's floors into `db` (a new file, or one another worker made anew): no
-        second it has seen given to some bytes goes to other bytes of the document."""
+    def _carry_over(self, db: sqlite3.Connection, made: bool) -> None:
+        """This worker's floors into `db` (`made`: a new file; or one another worker made
+        anew, or the one it could not write): no second it has seen given to some bytes
+        goes to other bytes of the document."""
         if not self._known:
             return
         now = self.clock()
@@ -281,7 +287,7 @@ class Validators:
                            "VALUES (?, ?, ?, ?, ?, ?)", [(p, *s) for p, s in rows.items()])
             # the other workers have not carried theirs over yet: nobody claims a new
             # second until they have (from the first worker that made it again)
-            if self._settling(db, now) is None:
+            if made:
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('made_again', ?)", (now,))
             db.execute("COMMIT")
         except BaseException:

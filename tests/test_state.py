@@ -226,8 +226,9 @@ def test_random_workers_never_give_one_second_to_two_versions(tmp_path):
     """Workers sharing a state directory, each a random moment behind the data, with
     restarts, a clock that jitters back and forth, garbage written over the file, and the
     state directory deleted now and then (every running worker stamps before a new one
-    starts: it notices on its next refresh): no second is ever given to two versions of a document, none before the
-    clock, and a client holding some bytes' second never gets a 304 for newer bytes."""
+    starts: it notices on its next refresh): no second is ever given to two versions of a
+    document, none before the clock, and a client holding some bytes' second never gets a
+    304 for newer bytes."""
     import random
     import shutil
 
@@ -296,3 +297,151 @@ def test_an_older_feedsvc_s_records_are_kept(tmp_path):
     assert v.claim({"f": '"2"'}, seen=2.0)["f"] is None             # 5 was claimed
     clock.now = 1_700_000_006.0
     assert v.claim({"f": '"2"'}, seen=2.0)["f"] == 1_700_000_006
+
+
+# -- a lost, damaged, read-only or full state: warn, mend or go without, keep publishing --
+
+def test_a_state_directory_deleted_while_running_gives_no_second_twice(tmp_path):
+    """The workers notice the file is gone (its inode) and make it again with the seconds
+    they have given out; a worker started afterwards stamps nothing earlier."""
+    import shutil
+
+    clock = Clock(1_700_000_100.2)
+    state = tmp_path / "state"
+    a, b = Validators(str(state), clock, settle=5), Validators(str(state), clock, settle=5)
+    served = a.claim({"f": '"1"', "g": '"1"'}, seen=1.0)
+    assert served == {"f": 1_700_000_100, "g": 1_700_000_100}
+    assert b.claim({"f": '"1"', "g": '"1"'}, seen=1.0) == served
+    shutil.rmtree(state)
+    clock.now += 0.1
+    assert a.claim({"f": '"1"', "g": '"1"'}, seen=2.0, held={**{
+        p: ('"1"', s) for p, s in served.items()}}) == served      # the next safety walk
+    assert (state / "validators.sqlite").exists()
+    assert "vanished" in a.problems[0].message
+    # a worker starting now (granian respawned one): same bytes, same second; new bytes
+    # get no second until the others have carried theirs over, and never an earlier one
+    c = Validators(str(state), clock, settle=5)
+    assert c.claim({"f": '"1"'}, seen=3.0)["f"] == 1_700_000_100
+    assert c.claim({"g": '"2"'}, seen=3.0)["g"] is None
+    assert b.claim({"f": '"1"', "g": '"2"'}, seen=3.5)["g"] is None   # b carries its own
+    clock.now += 5
+    later = c.claim({"g": '"2"'}, seen=4.0)["g"]
+    assert later is not None and later > 1_700_000_100
+    assert b.claim({"g": '"2"'}, seen=4.0)["g"] == later
+
+
+def test_a_worker_started_before_the_others_noticed_gives_its_second_back(tmp_path):
+    """Started on a new file before the running workers made it again, a worker gave a
+    second already given to other bytes (nobody could know); the first running worker
+    to notice takes it back, and the bytes claim a later second once all have noticed."""
+    import shutil
+
+    clock = Clock(1_700_000_100.2)
+    state = tmp_path / "state"
+    a = Validators(str(state), clock, settle=5)
+    assert a.claim({"f": '"1"'}, seen=1.0)["f"] == 1_700_000_100
+    shutil.rmtree(state)
+    clock.now += 0.2
+    c = Validators(str(state), clock, settle=5)
+    assert c.claim({"f": '"2"'}, seen=2.0)["f"] == 1_700_000_100     # the same second
+    clock.now += 0.1
+    assert a.claim({"f": '"1"'}, seen=1.0, held={"f": ('"1"', 1_700_000_100)})["f"] \
+        == 1_700_000_100                        # a is behind c: it keeps what it served
+    assert c.claim({"f": '"2"'}, seen=2.0, held={"f": ('"2"', 1_700_000_100)})["f"] is None
+    clock.now += 5
+    assert c.claim({"f": '"2"'}, seen=2.0, held={"f": ('"2"', None)})["f"] == 1_700_000_101
+
+
+def test_garbage_over_the_validators_file_is_set_aside(tmp_path):
+    """Before a start: set aside, a new file, one warning. While running: the same, and no
+    second given twice."""
+    clock = Clock(1_700_000_100.2)
+    (tmp_path / "validators.sqlite").write_bytes(b"garbage " * 1000)
+    v = Validators(str(tmp_path), clock)
+    assert v.claim({"f": '"1"'}, seen=1.0) == {"f": 1_700_000_100}
+    assert len(v.problems) == 1 and "damaged" in v.problems[0].message
+    assert len(list(tmp_path.glob("validators.sqlite.damaged-*"))) == 1
+    paths = {f"p{i}": '"1"' for i in range(3000)}   # more pages than a stamp keeps cached
+    v.claim(paths, seen=1.0)
+    v.close()
+    v = Validators(str(tmp_path), clock)             # a restart: reads few pages
+    assert v.claim({"f": '"1"'}, seen=1.0) == {"f": 1_700_000_100}
+    (tmp_path / "validators.sqlite").write_bytes(b"garbage " * 1000)
+    clock.now += 0.1
+    stamps = v.claim({**paths, "f": '"2"'}, seen=2.0)           # reads them all
+    assert stamps["p7"] is None or stamps["p7"] >= 1_700_000_100
+    assert stamps["f"] is None                   # 1_700_000_100 went to other bytes
+    assert len(list(tmp_path.glob("validators.sqlite.damaged-*"))) == 2
+    clock.now += 31                     # once every worker has carried its seconds over
+    assert Validators(str(tmp_path), clock).claim({"p7": '"1"'}, seen=3.0)["p7"] == \
+        1_700_000_100                   # the second its bytes were first seen in
+
+
+def test_garbage_over_the_cache_file_is_set_aside(tmp_path):
+    (tmp_path / "cache.sqlite").write_bytes(b"garbage " * 1000)
+    cache = Cache(str(tmp_path))                    # before a start
+    assert cache.get("html", ["k"]) == {}
+    cache.put("html", {"k": ("<p>k</p>", "k")})
+    assert cache.get("html", ["k"]) == {"k": ("<p>k</p>", "k")}
+    assert len(cache.problems) == 1 and "damaged" in cache.problems[0].message
+    cache.put("html", {f"k{i}": ("<p>x</p>" * 50, "x") for i in range(3000)})
+    cache.close()
+    cache = Cache(str(tmp_path))
+    (tmp_path / "cache.sqlite").write_bytes(b"garbage " * 1000)     # while running
+    assert cache.get("html", [f"k{i}" for i in range(3000)]) == {}   # a miss, not an error
+    cache.put("html", {"k": ("<p>again</p>", "k")})
+    cache.delete("html", ["nothing"])
+    cache.prune("html", {"k"})
+    assert cache.get("html", ["k"]) == {"k": ("<p>again</p>", "k")}
+    assert len(list(tmp_path.glob("cache.sqlite.damaged-*"))) == 2
+    cache.close()
+    assert Cache(str(tmp_path)).get("html", ["k"]) == {"k": ("<p>again</p>", "k")}
+
+
+def test_a_state_directory_that_cannot_be_written_leaves_caches_off(tmp_path):
+    """(A path that is a file: chmod cannot stop root.)  Nothing raises; the cache is
+    off; documents get no Last-Modified, since no second could be shared."""
+    state = tmp_path / "state"
+    state.write_text("not a directory")
+    cache, v = Cache(str(state)), Validators(str(state), Clock())
+    cache.put("html", {"k": ("x", "y")})
+    cache.put_later("html", {"k": ("x", "y")})
+    assert cache.get("html", ["k"]) == {}
+    assert v.claim({"f": '"1"'}, seen=1.0) == {"f": None}
+    assert "cannot be used" in cache.problems[0].message
+    assert "cannot be written" in v.problems[0].message
+    cache.close()
+
+
+def test_a_full_disk_while_running_keeps_recorded_seconds_and_comes_back(tmp_path):
+    """SQLite's max_page_count makes a real SQLITE_FULL: bytes already stamped keep their
+    second, new bytes get none (the other workers could not see a claim), and the file is
+    used again once it can be written."""
+    clock = Clock(1_700_000_100.2)
+    v = Validators(str(tmp_path), clock)
+    first = v.claim({"f": '"1"', "g": '"1"'}, seen=1.0)
+    pages = v._db.execute("PRAGMA page_count").fetchone()[0]
+    v._db.execute(f"PRAGMA max_page_count={pages}")
+    clock.now += 2
+    many = {f"p{i}": '"1"' for i in range(500)}
+    assert v.claim({"f": '"1"', "g": '"2"', **many}, seen=2.0) == \
+        {"f": first["f"], "g": None, **dict.fromkeys(many)}
+    assert "database or disk is full" in v.problems[0].message
+    assert v.retry_at == clock.now + 60
+    clock.now += 61                                  # space freed: a new connection
+    second = v.claim({"f": '"1"', "g": '"2"'}, seen=3.0)
+    assert second["f"] == first["f"] and second["g"] == int(clock.now)
+    assert not v.problems
+
+
+def test_a_cache_write_on_a_full_disk_turns_caching_off(tmp_path):
+    cache = Cache(str(tmp_path))
+    cache.put("html", {"k": ("x", "y")})
+    pages = cache._db.execute("PRAGMA page_count").fetchone()[0]
+    cache._db.execute(f"PRAGMA max_page_count={pages}")
+    cache.put("html", {f"k{i}": ("x" * 4000, "y") for i in range(100)})     # synchronous
+    cache.put_later("html", {"z": ("x" * 100000, "y")})
+    cache.flush()
+    assert "database or disk is full" in cache.problems[0].message
+    assert cache.get("html", ["k"]) == {}            # off: a miss
+    cache.close()
