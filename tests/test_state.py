@@ -1,7 +1,10 @@
 """Validators: Last-Modified moves forward with the bytes, and a stale worker cannot lie."""
 from __future__ import annotations
 
+import os
 import sqlite3
+
+import pytest
 
 from feedsvc.state import Cache, Validators
 
@@ -445,3 +448,258 @@ def test_a_cache_write_on_a_full_disk_turns_caching_off(tmp_path):
     assert "database or disk is full" in cache.problems[0].message
     assert cache.get("html", ["k"]) == {}            # off: a miss
     cache.close()
+
+
+# -- the service: the state's troubles never stop it publishing --------------------------
+
+def _service(data, state, clock=None, **config):
+    import time
+
+    from feedsvc import settings
+    from feedsvc.live import Service
+
+    return Service(settings.resolve({"data_dir": str(data.root), "watch": False,
+                                     "state_dir": str(state), **config}), clock or time.time)
+
+
+def _garbage_over(state, *names):
+    for name in names:
+        path = state / name
+        with open(path, "r+b") as f:
+            f.write(b"garbage!" * (path.stat().st_size // 8))
+
+
+def _healthz(app) -> dict:
+    import json
+
+    return json.loads(app.test_client().get("/healthz").data)
+
+
+def test_garbage_over_the_state_while_running_costs_a_warning_not_a_refresh(
+        data, make_app, tmp_path):
+    """Before: every refresh raised ("file is not a database"), /healthz said nothing,
+    and every later start crashed."""
+    from contextlib import suppress
+
+    data.article("a", title="Before")
+    data.article("b", title="Elsewhere", authors=["Ann Other"], categories=["Sport"])
+    make_app(data.root).extensions["feedsvc"].close()
+    app = make_app(data.root)                       # a restart: few pages cached
+    service = app.extensions["feedsvc"]
+    service.cache.flush()
+    for db in (service.validators._db, service.cache._db, service.cache._reader):
+        with suppress(sqlite3.Error):               # what is in the WAL goes to the file
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        db.execute("PRAGMA cache_size=0")           # (pages leave the cache, as they do)
+    _garbage_over(tmp_path / "state", "validators.sqlite", "cache.sqlite")
+    data.article("a", title="After")
+    assert service.refresh()
+    assert "After" in app.test_client().get("/feeds/all.atom").text
+    problems = {e["path"].rsplit("/", 1)[1]: e for e in _healthz(app)["errors"]}
+    assert set(problems) == {"validators.sqlite", "cache.sqlite"}
+    assert all(e["level"] == "warning" and "damaged" in e["message"]
+               for e in problems.values())
+    again = make_app(data.root)                     # and a restart starts
+    feed = again.test_client().get("/feeds/all.atom")
+    assert "After" in feed.text
+    # the new file was made from what the worker served: unchanged feeds keep their
+    # Last-Modified; changed ones get one once every worker has carried its own over
+    assert "Last-Modified" not in feed.headers
+    assert again.test_client().get("/feeds/category/sport.atom").headers["Last-Modified"] \
+        == app.test_client().get("/feeds/category/sport.atom").headers["Last-Modified"]
+
+
+def test_garbage_over_the_state_before_a_start(data, make_app, tmp_path):
+    data.article("a", title="Published")
+    make_app(data.root).extensions["feedsvc"].close()
+    _garbage_over(tmp_path / "state", "validators.sqlite", "cache.sqlite")
+    app = make_app(data.root)
+    feed = app.test_client().get("/feeds/all.atom")
+    assert "Published" in feed.text and feed.headers["Last-Modified"]
+    assert len(_healthz(app)["errors"]) == 2
+    assert len(list((tmp_path / "state").glob("*.damaged-*"))) == 2
+
+
+@pytest.mark.parametrize("error", ["attempt to write a readonly database",
+                                   "database or disk is full", "not a directory"])
+def test_a_read_only_or_full_state_at_start_still_publishes(data, make_app, tmp_path,
+                                                            monkeypatch, error):
+    """Before: the start crashed.  (chmod does not stop root: the read-only and full
+    cases are SQLite's own errors, raised by connect; the third is a state path that is
+    a file.)"""
+    data.article("a", title="Published")
+    state = tmp_path / "state"
+    if error == "not a directory":
+        state.write_text("a file")
+    else:
+        connect = sqlite3.connect
+
+        def failing(path, *args, **kwargs):
+            if str(path).startswith((str(state), "file:" + str(state))):
+                raise sqlite3.OperationalError(error)
+            return connect(path, *args, **kwargs)
+        monkeypatch.setattr(sqlite3, "connect", failing)
+    app = make_app(data.root)
+    client = app.test_client()
+    feed = client.get("/feeds/all.atom")
+    assert feed.status_code == 200 and "Published" in feed.text
+    assert "Last-Modified" not in feed.headers      # no second others could see
+    assert client.get("/feeds/all.atom", headers={"If-None-Match": feed.headers["ETag"]}
+                      ).status_code == 304          # ETags revalidate as ever
+    health = _healthz(app)
+    assert health["status"] == "ok" and len(health["errors"]) == 2
+    assert all(e["level"] == "warning" for e in health["errors"])
+    service = app.extensions["feedsvc"]
+    data.article("a", title="Edited")
+    assert service.refresh() and "Edited" in client.get("/feeds/all.atom").text
+    service.checkpoint()                            # cannot be written: said, not raised
+
+
+def test_a_disk_filled_while_running_still_publishes_edits(data, tmp_path):
+    """A real SQLITE_FULL (max_page_count) for the cache's large writes, SQLite's error
+    for the validators' small ones (they fit in pages it has).  Before: the refresh
+    raised (a synchronous cache write), and so did every later one."""
+    data.article("a", title="First", categories=["World"])
+    data.article("b", title="Other", categories=["Sport"])
+    service = _service(data, tmp_path / "state")
+    service.cache.flush()
+    before = {p: r.last_modified for p, r in service.resources.items()}
+    pages = service.cache._db.execute("PRAGMA page_count").fetchone()[0]
+    service.cache._db.execute(f"PRAGMA max_page_count={pages}")
+
+    class Full:                                     # the validators' connection, full
+        def __init__(self, db):
+            self.db = db
+
+        def execute(self, sql, *args):
+            if sql.startswith(("INSERT", "UPDATE")):
+                raise sqlite3.OperationalError("database or disk is full")
+            return self.db.execute(sql, *args)
+
+        def executemany(self, sql, rows):
+            if rows:
+                raise sqlite3.OperationalError("database or disk is full")
+
+        def __getattr__(self, name):
+            return getattr(self.db, name)
+    service.validators._db = Full(service.validators._db)
+    data.article("a", title="Edited " + "x" * 20000, categories=["World"])
+    assert service.refresh()
+    assert "Edited" in service.documents["feeds/all.atom"].body.decode()
+    from feedsvc.live import NOT_YET
+    stamps = {p: r.last_modified for p, r in service.resources.items()}
+    assert stamps["feeds/all.atom"] == NOT_YET                          # changed
+    assert stamps["feeds/category/sport.atom"] == before["feeds/category/sport.atom"]
+    assert {e.path.rsplit("/", 1)[1] for e in service.errors} >= {"validators.sqlite",
+                                                                  "cache.sqlite"}
+    data.article("b", title="Edited too", categories=["Sport"])
+    assert service.refresh()                        # and the next one
+    service.close()
+
+
+def test_a_state_directory_deleted_while_running_is_made_again(data, tmp_path):
+    """The running worker notices on its next refresh and makes the validators again
+    from what it serves: a worker started afterwards serves the same seconds."""
+    import shutil
+
+    data.article("a", title="First")
+    state = tmp_path / "state"
+    clock = Clock(1_700_000_100.5)
+    first = _service(data, state, clock)
+    served = {p: r.last_modified for p, r in first.resources.items()}
+    shutil.rmtree(state)
+    clock.now += 0.2
+    assert not first.refresh()                      # nothing changed: the safety walk
+    assert (state / "validators.sqlite").exists()
+    respawned = _service(data, state, clock)
+    assert {p: r.last_modified for p, r in respawned.resources.items()} == served
+    first.checkpoint()                              # into the state directory made again
+    assert list(state.glob("checkpoint-*.pickle"))
+    first.close()
+    respawned.close()
+
+
+def test_a_second_change_within_a_second_is_sent_without_last_modified_not_ahead(
+        data, tmp_path):
+    """Before: it got the next second at once (ahead of the clock: FeedApp withheld it, or,
+    after a busy minute, for minutes).  Now: no Last-Modified for the rest of the second,
+    then the next second, with If-Modified-Since answered right all along."""
+    import time
+
+    from werkzeug.http import http_date
+    from werkzeug.test import Client
+
+    from feedsvc.http import FeedApp
+
+    clock = Clock(int(time.time()) - 1000 + 0.2)     # (FeedApp compares with real time)
+    data.article("a", title="One")
+    service = _service(data, tmp_path / "state", clock)
+    client = Client(FeedApp(service, lambda environ, start: []))
+    first = client.get("/feeds/all.atom")
+    second = int(clock.now)
+    assert first.headers["Last-Modified"] == http_date(second)
+    clock.now += 0.5
+    data.article("a", title="Two")
+    assert service.refresh()
+    two = client.get("/feeds/all.atom")
+    assert "Two" in two.text and "Last-Modified" not in two.headers
+    assert client.get("/feeds/all.atom", headers={
+        "If-Modified-Since": http_date(second)}).status_code == 200
+    assert service.validators.retry_at == second + 1        # the watcher wakes then
+    clock.now = second + 1.0
+    assert not service.refresh()
+    shown = client.get("/feeds/all.atom")
+    assert shown.headers["Last-Modified"] == http_date(second + 1)
+    assert client.get("/feeds/all.atom", headers={
+        "If-Modified-Since": http_date(second)}).status_code == 200
+    assert client.get("/feeds/all.atom", headers={
+        "If-Modified-Since": http_date(second + 1)}).status_code == 304
+    service.close()
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 1 MB tmpfs as the state directory, where mounting is permitted (root with
+    CAP_SYS_ADMIN); skipped elsewhere.  Unmounted at the end."""
+    import shutil
+    import subprocess
+
+    where = tmp_path / "state"
+    where.mkdir()
+    if os.geteuid() != 0 or not shutil.which("mount") or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(where)],
+            capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here: the simulated full disks stand in")
+    try:
+        yield where
+    finally:
+        if subprocess.run(["umount", str(where)], capture_output=True).returncode:
+            subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+def _fill(disk) -> None:
+    with open(disk / "filler", "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+
+
+def test_a_real_full_disk_while_running_and_at_start(data, tiny_disk):
+    data.article("a", title="First", categories=["World"])
+    service = _service(data, tiny_disk)
+    service.cache.flush()
+    _fill(tiny_disk)
+    for n in range(3):
+        data.article("a", title=f"Edited {n}", body=os.urandom(300000).hex()[:400000],
+                     categories=["World"])
+        data.article(f"new{n}", title=f"New {n}", categories=[f"Topic {n}"])
+        assert service.refresh()
+        assert f"Edited {n}" in service.documents["feeds/all.atom"].body.decode()
+    service.checkpoint()                            # cannot be written: said, not raised
+    again = _service(data, tiny_disk)               # a start on the full disk
+    assert "Edited 2" in again.documents["feeds/all.atom"].body.decode()
+    again.close()
+    service.close()
