@@ -44,6 +44,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from functools import partial
+from pathlib import Path
 from typing import NamedTuple
 
 from .model import DataError
@@ -139,7 +140,7 @@ class _File:
 
     def resolved(self, problem: DataError | None, message: str) -> None:
         if problem is not None and problem in self.problems:
-            log.warning("%s: %s", problem.path, message)
+            log.info("%s: %s", problem.path, message)
             self.problems = [p for p in self.problems if p != problem]
 
     def set_aside_message(self, error: BaseException, aside: str | None) -> str:
@@ -170,7 +171,6 @@ class Validators:
         (each stamps at least once per safety walk, `poll_seconds`)."""
         self.clock = clock
         self.settle = settle
-        self._made_again = 0.0              # when the file was last made again (its meta)
         self.file = _File(state_dir, "validators.sqlite")
         self.retry_at: float | None = None  # when a document shown without a second may
         #                                     claim one (`clock` time); None: none waits
@@ -241,13 +241,18 @@ class Validators:
 
     def _read_only(self) -> sqlite3.Connection | None:
         """The file opened for reading (a full disk still reads), or None."""
+        assert self.file.path is not None   # noqa: S101
         try:
-            db = sqlite3.connect(f"file:{self.file.path}?mode=ro", uri=True,
+            db = sqlite3.connect(Path(self.file.path).as_uri() + "?mode=ro", uri=True,
                                  check_same_thread=False, timeout=30)
-            db.execute("SELECT 1 FROM stamps LIMIT 1").fetchall()
-            return db
         except sqlite3.Error:
             return None
+        try:
+            db.execute("SELECT 1 FROM stamps LIMIT 1").fetchall()
+        except sqlite3.Error:
+            db.close()
+            return None
+        return db
 
     @staticmethod
     def _create(db: sqlite3.Connection) -> bool:
