@@ -27,7 +27,8 @@ caches off and leaves documents whose bytes change without Last-Modified until
 it can be written again (tried every minute).  Each says so once in the log and
 in `problems` (listed at /healthz).  A lost validators file costs each client
 one full download: every worker carries the seconds it has seen given out over
-to the new file, so none of them is given to other bytes.
+to the new file, so none of them is given to other bytes, and nobody claims a new
+second until all of them have had the time to (`settle`).
 """
 from __future__ import annotations
 
