@@ -17,7 +17,7 @@ import os
 import pickle
 import threading
 import time
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -28,11 +28,15 @@ from .corpus import Corpus, Library
 from .http import CacheControl, Resource
 from .model import DataError
 from .publish import Document, Publisher
-from .state import Cache, Validators
+from .state import SETTLE_SECONDS, Cache, Validators
 
 log = logging.getLogger("feedsvc")
 NO_INOTIFY_POLL = 1.0       # seconds between scans when file events are unavailable
 CHECKPOINT_QUIET = 10.0     # seconds without changes before the checkpoint is rewritten
+# The Last-Modified of a document whose bytes may show none yet (see state.Validators):
+# the last second HTTP dates can hold, so http.FeedApp never sends it (it holds back any
+# Last-Modified after now) and an If-Modified-Since never finds it unmodified.
+NOT_YET = 253402300799
 
 
 def _version(name: str) -> str:
@@ -60,11 +64,15 @@ class Service:
     def __init__(self, config: dict, clock=time.time):
         self.config = config
         self.clock = clock
-        os.makedirs(config["state_dir"], exist_ok=True)
+        with suppress(OSError):         # (the state reports what it cannot do, and goes on)
+            os.makedirs(config["state_dir"], exist_ok=True)
         self.cache = Cache(config["state_dir"])
         self.library = self._new_library()
         self.publisher = Publisher(self.cache)
-        self.validators = Validators(config["state_dir"])
+        # (a lost validators file is made again; every worker, each stamping at least once
+        # per safety walk, carries its floors over before anyone claims a new second)
+        self.validators = Validators(config["state_dir"], clock,
+                                     settle=max(SETTLE_SECONDS, 2 * config["poll_seconds"]))
         self.cache_control = CacheControl(config["max_age"])
         self.resources: dict[str, Resource] = {}
         self.documents: dict[str, Document] = {}
@@ -81,6 +89,7 @@ class Service:
         self._events = _Events()
         self._dirty_since: float | None = None  # changed since the checkpoint was written
         self._failures = 0                      # refreshes that raised, in a row
+        self._checkpoint_error = ""             # the last one, logged once
         self._stopped = False
         if config["watch"]:             # watch first, so no save between scan and watch is lost
             self._observer = _observe(config["data_dir"], self._wake, self._events)
@@ -179,11 +188,18 @@ class Service:
         self.cache.flush(timeout=60)
         tmp = f"{self._checkpoint_path}.{os.getpid()}.tmp"
         try:
+            os.makedirs(self.config["state_dir"], exist_ok=True)    # deleted while running?
             with open(tmp, "wb") as f:
                 f.write(blob)
             os.replace(tmp, self._checkpoint_path)
-        except OSError as e:
-            log.warning("cannot write the checkpoint %s (%s)", self._checkpoint_path, e)
+            self._checkpoint_error = ""
+        except OSError as e:                # a read-only or full state directory: a restart
+            with suppress(OSError):         # will cost a full start, nothing else
+                os.unlink(tmp)
+            if str(e) != self._checkpoint_error:
+                log.warning("%s: cannot write the checkpoint (%s); a restart re-reads the "
+                            "data directory", self._checkpoint_path, e)
+            self._checkpoint_error = str(e)
 
     def _resume(self) -> bool:
         """Start from the checkpoint.  True when the data is exactly as it was then and no
@@ -252,11 +268,14 @@ class Service:
         return True
 
     def _restamp(self, now: float, seen: float) -> None:
-        """Attach Last-Modified from the shared state; rebuild responses whose stamp moved."""
+        """Attach Last-Modified from the shared state; rebuild responses whose stamp moved.
+        A document that may show none yet is served without (NOT_YET) and stamped again
+        when the watcher wakes at `validators.retry_at`."""
         etags = {p: d.etag for p, d in self.documents.items()}
         old = self.resources
-        stamps = self.validators.stamp(etags, seen, {p: (r.identity.etag, r.last_modified)
-                                                     for p, r in old.items()})
+        stamps = {p: NOT_YET if s is None else s for p, s in self.validators.claim(
+            etags, seen, {p: (r.identity.etag, None if r.last_modified == NOT_YET
+                              else r.last_modified) for p, r in old.items()}).items()}
         fresh = {}
         for path, doc in self.documents.items():
             res = old.get(path)
@@ -267,12 +286,19 @@ class Service:
             fresh[path] = res
         self.resources = fresh
         self.refreshed_at = now
+        state = self.cache.problems + self.validators.problems
+        self.errors = [e for e in self.errors if e.path not in self._state_files] + state
+
+    @property
+    def _state_files(self) -> tuple[str | None, str | None]:
+        return self.cache.file.path, self.validators.file.path
 
     def _report(self, errors: list[DataError]) -> None:
         new = [e for e in errors if e not in self.errors]
         for e in new:
             (log.warning if e.warning else log.error)("%s: %s", e.path, e.message)
-        self.errors = errors
+        # with what the state files report (logged by them): listed at /healthz too
+        self.errors = errors + self.cache.problems + self.validators.problems
 
     # -- watching ---------------------------------------------------------------
     def start(self) -> None:
@@ -314,6 +340,8 @@ class Service:
                                            - time.monotonic()))
             if self.library.racy or self.publisher.partial:
                 timeout = min(timeout, 1.0)     # read those again until they are settled
+            if self.validators.retry_at is not None:    # a Last-Modified not yet shown
+                timeout = min(timeout, max(0.01, self.validators.retry_at - self.clock()))
             if self._failures or self._sigs is None:
                 # a build that keeps failing, or data that cannot be read: no deadline
                 # (a scheduled article, the checkpoint) may make the loop spin on it
