@@ -1,9 +1,18 @@
 """Article bodies: CommonMark to HTML with absolute URLs, plain-text summaries, a cache.
 
+Raw HTML in a body is sanitized: nothing from a body runs on our pages or in
+a feed reader.  cmark keeps raw HTML (as CommonMark says) and every URL as
+written, `javascript:` included; nh3 (the ammonia sanitizer, in Rust) then keeps
+the elements and attributes articles need (`_CLEANER`) and drops scripts,
+event handlers, styles, frames, unknown elements and URLs of other schemes
+than nh3's safe list (`data:` too).  A site whose editors are trusted can turn
+that off (site.yml `trusted_html: true`).
+
 Rendering is the slow part of a cold start: large batches run on every core,
 and results go to the persistent cache (state.Cache) keyed by what they depend
-on (body, page URL, renderer version), so an unchanged article is never
-rendered twice, not even across restarts.
+on (body, page URL, trusted or not, the renderer's code and libraries:
+versions.BODIES), so an unchanged article is never rendered twice, not even
+across restarts.
 """
 from __future__ import annotations
 
@@ -13,21 +22,23 @@ import logging
 import re
 from collections.abc import Callable, Iterable
 from functools import partial
+from html import escape
 from urllib.parse import urljoin, uses_netloc, uses_relative
 
 import lxml.etree
 import lxml.html
+import nh3
 from cmarkgfm import _cmark
 from cmarkgfm.cmark import Options
 
-from . import workers
+from . import versions, workers
 from .loader import body_at, clean
 
 log = logging.getLogger("feedsvc")
-RENDERER_VERSION = "3"
 PARALLEL_THRESHOLD = 1000     # renders below this run in-process (a spawned pool: ~0.3 s to start)
-# cmark-gfm is the CommonMark reference implementation, in C. UNSAFE keeps raw HTML
-# in bodies, as CommonMark specifies (editors are trusted; feed readers sanitize).
+# cmark-gfm is the CommonMark reference implementation, in C. UNSAFE keeps raw HTML and
+# every link's URL as written (its safe mode drops all raw HTML: tables and figures too);
+# _sanitized then keeps what is safe, unless the site trusts its editors.
 _CMARK_OPTIONS = Options.CMARK_OPT_UNSAFE
 _PARSER = lxml.etree.HTMLParser()
 _TEXT = lxml.etree.XPath("string()")
@@ -53,6 +64,52 @@ def markdown_to_html(body: str) -> str:
         return _cmark.ffi.string(buffer).decode()
     finally:
         _libc_free(int(_cmark.ffi.cast("uintptr_t", buffer)))
+
+
+# What survives in a body's HTML: nh3's default tags (vetted by ammonia: text, links,
+# images, lists, tables, figures, headings, code, quotes...) and attributes, plus titles,
+# a code block's language class, responsive images and a table's footer.  Dropped with
+# their content: scripts, styles, frames, embedded SVG and MathML, forms' text areas.
+# Other unknown elements are dropped, their text kept.  No rel="noopener noreferrer" on
+# links (nh3's default): "noopener" matters only with target="_blank", which is dropped,
+# and "noreferrer" would hide the newsroom from the sites it links to.
+_TAGS = nh3.ALLOWED_TAGS | {"tfoot"}
+_ATTRIBUTES = {tag: set(attrs) for tag, attrs in nh3.ALLOWED_ATTRIBUTES.items()}
+for _tag, _attrs in {"*": {"title", "lang", "dir"}, "code": {"class"},
+                     "img": {"srcset", "sizes"}}.items():
+    _ATTRIBUTES[_tag] = _ATTRIBUTES.get(_tag, set()) | _attrs
+# nh3 checks the scheme of href and src; these URL attributes it keeps as written
+_UNCHECKED_URL_ATTRS = frozenset(("cite", "srcset"))
+_CONTROL_OR_SPACE = "".join(map(chr, range(0x21)))
+
+
+def _safe_url(url: str) -> bool:
+    """Whether `url` is relative or of a scheme nh3 allows, as a browser reads it
+    (leading and trailing controls and spaces stripped, tabs and newlines removed)."""
+    url = url.strip(_CONTROL_OR_SPACE).replace("\t", "").replace("\n", "").replace("\r", "")
+    m = _SCHEME.match(url)
+    return m is None or m.group(1).lower() in nh3.ALLOWED_URL_SCHEMES
+
+
+def _filter_attribute(tag: str, attr: str, value: str) -> str | None:
+    if attr not in _UNCHECKED_URL_ATTRS:
+        return value
+    if attr == "cite":
+        return value if _safe_url(value) else None
+    candidates = [c for c in value.split(",") if _safe_url(c.strip().partition(" ")[0])]
+    return ",".join(candidates) if candidates else None
+
+
+_CLEANER = nh3.Cleaner(
+    tags=_TAGS, attributes=_ATTRIBUTES, attribute_filter=_filter_attribute, link_rel=None,
+    clean_content_tags={"script", "style", "iframe", "frame", "frameset", "object", "embed",
+                        "svg", "math", "noscript", "noembed", "noframes", "template",
+                        "textarea", "select", "xmp", "title"},
+    strip_comments=True)
+
+
+def _sanitized(html: str) -> str:
+    return _CLEANER.clean(html) if html else html
 
 
 def _tree(html: str, page_url: str) -> lxml.etree._Element | None:
@@ -135,21 +192,24 @@ def _absolute_candidate(base: str, candidate: str) -> str:
     return f"{_absolute(base, scheme, url)} {descriptor.strip()}".strip()
 
 
-def body_key(digest: str, page_url: str) -> str:
+def body_key(digest: str, page_url: str, trusted: bool = False) -> str:
     """Cache key of a rendered body: the file's digest and everything else it depends on."""
-    return hashlib.sha256(f"{RENDERER_VERSION}\0{page_url}\0{digest}".encode()).hexdigest()
+    renderer = versions.version(versions.BODIES)
+    return hashlib.sha256(f"{renderer}\0{page_url}\0{trusted:d}\0{digest}".encode()).hexdigest()
 
 
-def render(job: tuple[str, str, str]) -> tuple[str, str]:
-    """(body, page URL, summary) -> (HTML, summary or the first paragraph)."""
+def render(job: tuple[str, str, str], trusted: bool = False) -> tuple[str, str]:
+    """(body, page URL, summary) -> (HTML, summary or the first paragraph); the body's
+    raw HTML and URLs sanitized unless `trusted`."""
     body, page_url, summary = job
     body = _NUMERIC_REFERENCE.sub(_xml_safe_reference, body)
     html = markdown_to_html(body)
-    plain = _plain(html, page_url) if "<" not in body and clean(body) is body else None
+    plain = _plain(html, page_url, trusted) if "<" not in body and clean(body) is body \
+        else None
     if plain is not None:
         out, first = plain[0], (summary or plain[1]())
     else:
-        root = _tree(html, page_url)
+        root = _tree(html if trusted else _sanitized(html), page_url)
         out, first = _html(root), (summary or _first_paragraph(root))
     # What cmark decodes can still be a character XML forbids (a raw HTML block, say).
     return clean(out), clean(first)
@@ -164,7 +224,8 @@ def render(job: tuple[str, str, str]) -> tuple[str, str]:
 # without space, '"', "<" or ">".  Those URLs, attributes holding '"' (lxml may quote
 # them with "'"), empty elements (lxml may drop the end tag), a link in a link (which
 # lxml's parser closes first) and a carriage return (lxml's parser makes it "\n") go
-# the lxml way.
+# the lxml way.  Such HTML holds nothing nh3 would drop but URLs of other schemes than
+# it allows: a body with one (`[x](javascript:...)`) goes the lxml way too, sanitized.
 _CMARK_URL = re.compile(r'<(?:a href|img src)="([^"]*)"')
 _LINK_TAG = re.compile(r"<a |</a>")
 _LXML_KEEPS_URL = re.compile(r"[!#-;=?-~]*")
@@ -173,15 +234,19 @@ _PARAGRAPH = re.compile(r"<p>(.*?)</p>", re.S)
 _TAG = re.compile(r"<[^>]*>")
 
 
-def _plain(html: str, page_url: str) -> tuple[str, Callable[[], str]] | None:
+def _plain(html: str, page_url: str, trusted: bool = False
+           ) -> tuple[str, Callable[[], str]] | None:
     """(the body's HTML, a function giving its first paragraph) as the lxml path makes
     them from cmark's `html` of a body without raw HTML; None where lxml would write
-    something else (see above)."""
+    something else, or nh3 would drop a URL unless `trusted` (see above)."""
     scheme = page_url.split(":", 1)[0].lower()
     parts: list[str] = []
+    schemed: list[str] = []     # URLs that may have a scheme (no ":": relative, kept)
     at = 0
     for m in _CMARK_URL.finditer(html):
         value = _unescape(m.group(1))
+        if ":" in value:
+            schemed.append(value)
         if not value.startswith(("#", "mailto:", "data:")):
             value = _absolute(page_url, scheme, value.strip())
         if not _LXML_KEEPS_URL.fullmatch(value):
@@ -189,6 +254,8 @@ def _plain(html: str, page_url: str) -> tuple[str, Callable[[], str]] | None:
         parts += (html[at:m.start(1)], value.replace("&", "&amp;"))
         at = m.end(1)
     parts.append(html[at:])
+    if schemed and not trusted and not _kept_by_nh3(schemed):
+        return None
     out = "".join(parts).replace(" />", ">").replace("&#39;", "'")
     if "\r" in out:                # from "&#13;": libxml2 writes it as "\n"
         return None
@@ -201,6 +268,13 @@ def _plain(html: str, page_url: str) -> tuple[str, Callable[[], str]] | None:
             return None
         out = out.replace("&quot;", '"')
     return out.strip(), partial(_first_plain_paragraph, html)
+
+
+def _kept_by_nh3(urls: list[str]) -> bool:
+    """Whether nh3 keeps every one of these link URLs (asked of nh3 itself, all at once:
+    its URL parser's verdicts, a valid host or port included, are not ours to copy)."""
+    probe = "".join(f'<a href="{escape(url)}"></a>' for url in urls)
+    return _CLEANER.clean(probe).count("<a href=") == len(urls)
 
 
 def _unescape(text: str) -> str:
@@ -217,16 +291,16 @@ def _first_plain_paragraph(html: str) -> str:
     return _first_text(_unescape(_TAG.sub("", m.group(1))) for m in _PARAGRAPH.finditer(html))
 
 
-def render_file(job: tuple[str, str, str, str, str]) -> tuple[str, str] | None:
-    """(data dir, file, digest, page URL, summary) -> `render` of the file's body, or None
-    if the file no longer holds those bytes.  Workers read the bodies themselves: the
-    process that asks keeps no copy of thousands of Markdown sources."""
-    root, rel, digest, page_url, summary = job
+def render_file(job: tuple[str, str, str, str, str, bool]) -> tuple[str, str] | None:
+    """(data dir, file, digest, page URL, summary, trusted) -> `render` of the file's body,
+    or None if the file no longer holds those bytes.  Workers read the bodies themselves:
+    the process that asks keeps no copy of thousands of Markdown sources."""
+    root, rel, digest, page_url, summary, trusted = job
     body = body_at(root, rel, digest)
     if body is None:
         return None
     try:
-        return render((body, page_url, summary))
+        return render((body, page_url, summary), trusted)
     except Exception:       # one odd body must never stop every feed from being built
         log.exception("%s: the body cannot be rendered; it is left out", rel)
         return "", clean(summary)
@@ -241,7 +315,7 @@ def _xml_safe_reference(m: re.Match) -> str:
     return m.group(0) if allowed else ""
 
 
-def start_rendering(jobs: list[tuple[str, str, str, str, str]]
+def start_rendering(jobs: list[tuple[str, str, str, str, str, bool]]
                     ) -> Callable[[], list[tuple[str, str] | None]]:
     """Begin `render_file` over `jobs`, on every core when there is enough work to pay for
     starting processes; call the result to wait for the results."""

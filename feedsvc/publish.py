@@ -209,7 +209,8 @@ class Publisher:
         site = corpus.site
         keys = {a.path: self.body_key(site, a) for a in articles}
         known = self.cache.get("html", list(dict.fromkeys(keys.values())))
-        jobs = {keys[a.path]: (corpus.root, a.path, a.digest, self.page_url(site, a), a.summary)
+        jobs = {keys[a.path]: (corpus.root, a.path, a.digest, self.page_url(site, a), a.summary,
+                               site.trusted_html)
                 for a in articles if keys[a.path] not in known}
         rendering = content.start_rendering(list(jobs.values()))
 
@@ -401,7 +402,7 @@ class Publisher:
         """The cache key of the article's body (a hash, asked for several times per build:
         kept like a listing line)."""
         return _per_article(self._body_keys, article, site.base_url, lambda a: content.body_key(
-            a.digest, self.page_url(site, a)))
+            a.digest, self.page_url(site, a), site.trusted_html))
 
     def forget(self, corpus: Corpus, recipes: set[str]) -> None:
         """Let the cache drop documents not made by `recipes` and bodies of articles gone
@@ -409,7 +410,8 @@ class Publisher:
         self.cache.prune_later("gzdocs", recipes)
         site, articles = corpus.site, corpus.articles       # (a hash per article: worked
         self.cache.prune_later("html", lambda: {            # out in the writer thread)
-            content.body_key(a.digest, self.page_url(site, a)) for a in articles})
+            content.body_key(a.digest, self.page_url(site, a), site.trusted_html)
+            for a in articles})
 
     def _entry(self, corpus: Corpus, a: Article, body: tuple[str, str]) -> feeds.Entry:
         site = corpus.site
