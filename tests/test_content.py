@@ -333,3 +333,103 @@ def test_the_lxml_free_path_is_taken_for_plain_prose():
                     "\"https://news.example.com/a/x?a=1&amp;b=2\">l</a></p>\n<hr>")
     assert first() == "He said \"yes\" & it's done. Next l"
     assert content.render((body, page, "")) == _through_lxml(body, page, "")
+
+
+# -- the body cache follows the renderer's code and libraries, and the site's trust ----------
+
+@pytest.fixture
+def start(tmp_path):
+    from feedsvc import settings
+    from feedsvc.live import Service
+
+    services = []
+
+    def start(data):
+        service = Service(settings.resolve({"data_dir": str(data.root), "watch": False,
+                                            "state_dir": str(tmp_path / "state")}))
+        services.append(service)
+        return service
+    yield start
+    for s in services:
+        s.close()
+
+
+def _settled(data):
+    import os
+    import time
+
+    data.article("plain", body="Prose with [a link](x).\n")
+    data.article("raw", body="<b>raw</b> <script>alert(1)</script>\n",
+                 date="2024-10-29T13:00:00+03:30")
+    for f in data.root.rglob("*"):              # old enough for the checkpoint to trust
+        os.utime(f, (time.time() - 60,) * 2)
+    return data
+
+
+@pytest.mark.parametrize("library", ["nh3", "cmarkgfm", "lxml"])
+def test_a_new_renderer_library_renders_every_body_again(data, start, monkeypatch, library):
+    from feedsvc import versions
+
+    site = _settled(data)
+    first = start(site)
+    assert first.cache.renders == 2
+    first.checkpoint()
+    assert start(site).cache.renders == 0                 # same versions: cached
+    real = versions.installed
+    monkeypatch.setattr(versions, "installed",
+                        lambda name: "999.0" if name == library else real(name))
+    versions.version.cache_clear()
+    try:
+        upgraded = start(site)
+        assert upgraded.cache.renders == 2
+        assert {p: r.gzip.body for p, r in upgraded.resources.items()} == \
+            {p: r.gzip.body for p, r in first.resources.items()}
+    finally:
+        versions.version.cache_clear()
+
+
+@pytest.mark.parametrize("edited, renders", [("content.py", 2), ("loader.py", 2),
+                                             ("cli.py", 0)])
+def test_an_edit_of_the_renderer_renders_every_body_again(data, start, monkeypatch, tmp_path,
+                                                           edited, renders):
+    """Versions come from the source: an edit of a module that shapes bodies renders them
+    again; an edit of another module (here it costs the checkpoint) does not."""
+    import shutil
+
+    from feedsvc import versions
+
+    site = _settled(data)
+    start(site).checkpoint()
+    package = shutil.copytree(versions.PACKAGE, tmp_path / "feedsvc")
+    with open(package / edited, "a") as f:
+        f.write("# an edit\n")
+    monkeypatch.setattr(versions, "PACKAGE", package)
+    versions.version.cache_clear()
+    try:
+        again = start(site)
+        assert again.library.reads > 0              # the checkpoint was not used
+        assert again.cache.renders == renders
+    finally:
+        versions.version.cache_clear()
+
+
+def test_trusting_editors_renders_again_both_ways(data, make_app):
+    data.article("raw", body="<b>raw</b> <script>alert(1)</script>\n")
+    app = make_app(data.root)
+    service, client = app.extensions["feedsvc"], app.test_client()
+    assert b"<script>" not in client.get("/articles/raw/").data
+    assert b"&lt;script&gt;" not in client.get("/feeds/all.atom").data
+    for trusted in (True, False):
+        data.site(trusted_html=trusted)
+        service.refresh()
+        assert (b"<script>alert(1)</script>" in client.get("/articles/raw/").data) == trusted
+        assert (b"&lt;script&gt;alert(1)" in client.get("/feeds/all.atom").data) == trusted
+
+
+def test_trusted_html_must_be_a_boolean(data):
+    from feedsvc import loader
+    from feedsvc.model import DataError
+
+    with pytest.raises(DataError, match="'trusted_html' must be true or false"):
+        loader.parse_site("site.yml", "title: T\nbase_url: https://n.example/\n"
+                                      "trusted_html: 'yes'\n")
