@@ -78,6 +78,7 @@ _ATTRIBUTES = {tag: set(attrs) for tag, attrs in nh3.ALLOWED_ATTRIBUTES.items()}
 for _tag, _attrs in {"*": {"title", "lang", "dir"}, "code": {"class"},
                      "img": {"srcset", "sizes"}}.items():
     _ATTRIBUTES[_tag] = _ATTRIBUTES.get(_tag, set()) | _attrs
+_URL_SCHEMES = nh3.ALLOWED_URL_SCHEMES      # ammonia's list: no javascript:, data:, file:
 # nh3 checks the scheme of href and src; these URL attributes it keeps as written
 _UNCHECKED_URL_ATTRS = frozenset(("cite", "srcset"))
 _CONTROL_OR_SPACE = "".join(map(chr, range(0x21)))
@@ -88,7 +89,7 @@ def _safe_url(url: str) -> bool:
     (leading and trailing controls and spaces stripped, tabs and newlines removed)."""
     url = url.strip(_CONTROL_OR_SPACE).replace("\t", "").replace("\n", "").replace("\r", "")
     m = _SCHEME.match(url)
-    return m is None or m.group(1).lower() in nh3.ALLOWED_URL_SCHEMES
+    return m is None or m.group(1).lower() in _URL_SCHEMES
 
 
 def _filter_attribute(tag: str, attr: str, value: str) -> str | None:
@@ -102,6 +103,7 @@ def _filter_attribute(tag: str, attr: str, value: str) -> str | None:
 
 _CLEANER = nh3.Cleaner(
     tags=_TAGS, attributes=_ATTRIBUTES, attribute_filter=_filter_attribute, link_rel=None,
+    url_schemes=_URL_SCHEMES,
     clean_content_tags={"script", "style", "iframe", "frame", "frameset", "object", "embed",
                         "svg", "math", "noscript", "noembed", "noframes", "template",
                         "textarea", "select", "xmp", "title"},
@@ -270,11 +272,30 @@ def _plain(html: str, page_url: str, trusted: bool = False
     return out.strip(), partial(_first_plain_paragraph, html)
 
 
+# A web URL's verdict is its scheme and authority's: parsing its path, query or fragment
+# never fails.  cmark's URLs hold no whitespace, control or backslash (it escapes them).
+_WEB_URL = re.compile(r"(https?)://([^/?#\\\s]+)(?=[/?#]|$)", re.IGNORECASE)
+_VERDICTS: dict[str, bool] = {}     # "https://host/" or a whole URL -> kept by nh3
+_PROBE = nh3.Cleaner(tags={"a"}, attributes={"a": {"href"}}, link_rel=None,
+                     url_schemes=_URL_SCHEMES)
+
+
 def _kept_by_nh3(urls: list[str]) -> bool:
-    """Whether nh3 keeps every one of these link URLs (asked of nh3 itself, all at once:
-    its URL parser's verdicts, a valid host or port included, are not ours to copy)."""
-    probe = "".join(f'<a href="{escape(url)}"></a>' for url in urls)
-    return _CLEANER.clean(probe).count("<a href=") == len(urls)
+    """Whether nh3 keeps every one of these link URLs from cmark, asked of nh3 itself (its
+    URL parser's verdicts, a valid host or port included, are not ours to copy) for the
+    URLs, or the web URLs' scheme and authority, not yet known."""
+    keys = []
+    for url in urls:
+        m = _WEB_URL.match(url)
+        keys.append(f"{m.group(1).lower()}://{m.group(2)}/" if m else url)
+    unknown = [k for k in dict.fromkeys(keys) if k not in _VERDICTS]
+    if unknown:
+        if len(_VERDICTS) > 10_000:
+            _VERDICTS.clear()
+        out = _PROBE.clean("".join(f'<a href="{escape(k)}"></a>' for k in unknown))
+        _VERDICTS.update(zip(unknown, (a.startswith("<a href=") for a in out.split("</a>")),
+                             strict=False))
+    return all(_VERDICTS.get(k, False) for k in keys)
 
 
 def _unescape(text: str) -> str:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ctypes
+from html import escape
 
 import feedparser
 import pytest
@@ -322,6 +323,26 @@ def test_what_lxml_writes_otherwise_goes_the_lxml_way(body, page):
     html = content.markdown_to_html(body)
     assert content._plain(html, page) is None
     assert content.render((body, page, "")) == _through_lxml(body, page, "")
+
+
+@pytest.mark.parametrize("url", [
+    "https://example.org/a", "HTTP://EXAMPLE.ORG/Up", "http://x:99999/a", "http://x:80/b?c#d",
+    "http://1.2.3.999/p", "http://1.2.3.4/p", "https://xn--zz.example/x", "http://[::1]/x",
+    "http://[x/a", "https://user:pw@host.example:8080/p?q=1&r=%zz#f", "http://a_b.example/%zz",
+    "https:///nohost", "http://:80/", "mailto:desk@news.example", "tel:+98-21-555",
+    "javascript:alert(1)", "JavaScript:alert(1)", "data:image/png;base64,AAAA",
+    "ftp://f.example/x", "foo:bar", "https://b\u00fccher.example/p", "https:///nohost/x",
+    "http://a\\b.example/x", "http://host.example\\p"])
+def test_the_fast_paths_url_verdicts_are_nh3s(url):
+    """`_kept_by_nh3` remembers a web URL's verdict by scheme and authority: for each URL,
+    first asked and then remembered (under another path), it must be nh3's own."""
+    import nh3
+
+    own = "href=" in nh3.clean(f'<a href="{escape(url)}">x</a>')
+    content._VERDICTS.clear()
+    assert content._kept_by_nh3([url]) == own
+    assert content._kept_by_nh3([url, url + "x"]) == own          # remembered
+    assert content._kept_by_nh3(["https://example.org/", url]) == own
 
 
 def test_the_lxml_free_path_is_taken_for_plain_prose():
