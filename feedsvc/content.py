@@ -69,9 +69,10 @@ def markdown_to_html(body: str) -> str:
 # What survives in a body's HTML: nh3's default tags and attributes (vetted by ammonia:
 # text, links, images, lists, tables, figures, headings, code, quotes...) that feed
 # readers also take as safe, plus titles, a code block's language class and a table's
-# footer.  Left out: elements that feedparser's sanitizer (whose lists the W3C feed
-# validator's SecurityRisk warnings share) would strip (their text stays), and the
+# footer.  Left out: elements that feedparser's sanitizer, as readers run it, would strip
+# (their text stays; "bdo" would also be a W3C feed validator SecurityRisk), and the
 # `cite`, `srcset` and `sizes` URLs, which ammonia keeps without checking their scheme.
+# What is left is on the W3C feed validator's lists of safe elements and attributes too.
 # Dropped with their content: scripts, styles, frames, embedded SVG and MathML, forms'
 # text areas.  No rel="noopener noreferrer" on links (nh3's default): "noopener" matters
 # only with target="_blank", which is dropped, and "noreferrer" would hide the newsroom
