@@ -69,10 +69,11 @@ def markdown_to_html(body: str) -> str:
 # What survives in a body's HTML: nh3's default tags and attributes (vetted by ammonia:
 # text, links, images, lists, tables, figures, headings, code, quotes...) that feed
 # readers also take as safe, plus titles, a code block's language class and a table's
-# footer.  Left out: elements that feedparser's sanitizer, as readers run it, would strip
-# (their text stays; "bdo" would also be a W3C feed validator SecurityRisk), and the
-# `cite`, `srcset` and `sizes` URLs, which ammonia keeps without checking their scheme.
-# What is left is on the W3C feed validator's lists of safe elements and attributes too.
+# footer, and responsive images (`srcset`, `sizes`: _tree drops srcset candidates of other
+# schemes, which nh3 keeps as written).  Left out: elements that feedparser's sanitizer,
+# as readers run it, would strip (their text stays; "bdo" would also be a W3C feed
+# validator SecurityRisk), and `cite`, a URL nh3 keeps unchecked and nothing shows.
+# What is left is on the W3C feed validator's lists of safe elements and attributes.
 # Dropped with their content: scripts, styles, frames, embedded SVG and MathML, forms'
 # text areas.  No rel="noopener noreferrer" on links (nh3's default): "noopener" matters
 # only with target="_blank", which is dropped, and "noreferrer" would hide the newsroom
@@ -80,9 +81,11 @@ def markdown_to_html(body: str) -> str:
 _TAGS = (nh3.ALLOWED_TAGS | {"tfoot"}) - {
     "bdi", "bdo", "data", "hgroup", "mark", "rp", "rt", "rtc", "ruby", "summary", "wbr"}
 _ATTRIBUTES = {tag: attrs - {"cite"} for tag, attrs in nh3.ALLOWED_ATTRIBUTES.items()}
-for _tag, _attrs in {"*": {"title", "lang", "dir"}, "code": {"class"}}.items():
+for _tag, _attrs in {"*": {"title", "lang", "dir"}, "code": {"class"},
+                     "img": {"srcset", "sizes"}}.items():
     _ATTRIBUTES[_tag] = _ATTRIBUTES.get(_tag, set()) | _attrs
 _URL_SCHEMES = nh3.ALLOWED_URL_SCHEMES      # ammonia's list: no javascript:, data:, file:
+_CONTROL_OR_SPACE = "".join(map(chr, range(0x21)))
 _CLEANER = nh3.Cleaner(
     tags=_TAGS, attributes=_ATTRIBUTES, link_rel=None, url_schemes=_URL_SCHEMES,
     clean_content_tags={"script", "style", "iframe", "frame", "frameset", "object", "embed",
@@ -95,8 +98,9 @@ def _sanitized(html: str) -> str:
     return _CLEANER.clean(html) if html else html
 
 
-def _tree(html: str, page_url: str) -> lxml.etree._Element | None:
-    """cmark's HTML as an lxml <div>, every href/src/srcset made absolute."""
+def _tree(html: str, page_url: str, sanitized: bool = False) -> lxml.etree._Element | None:
+    """cmark's HTML as an lxml <div>, every href/src/srcset made absolute; for `sanitized`
+    HTML, srcset candidates of other schemes than nh3's dropped (nh3 does not look)."""
     if not html.strip():
         return None
     try:
@@ -116,9 +120,23 @@ def _tree(html: str, page_url: str) -> lxml.etree._Element | None:
                     if url != value:
                         el.set(attr, url)
             elif attr == "srcset" and value:
-                el.set("srcset", ", ".join(_absolute_candidate(page_url, c)
-                                           for c in value.split(",") if c.strip()))
+                candidates = [c for c in value.split(",") if c.strip()]
+                if sanitized:
+                    candidates = [c for c in candidates if _safe_url(c.strip().split(" ")[0])]
+                if candidates:
+                    el.set("srcset", ", ".join(_absolute_candidate(page_url, c)
+                                               for c in candidates))
+                else:
+                    del el.attrib["srcset"]
     return root
+
+
+def _safe_url(url: str) -> bool:
+    """Whether `url` is relative or of a scheme nh3 allows, read as a browser reads it
+    (controls and spaces around it stripped, tabs and newlines in it removed)."""
+    url = url.strip(_CONTROL_OR_SPACE).replace("\t", "").replace("\n", "").replace("\r", "")
+    m = _SCHEME.match(url)
+    return m is None or m.group(1).lower() in _URL_SCHEMES
 
 
 def _fragment(html: str) -> lxml.etree._Element:
@@ -192,7 +210,8 @@ def render(job: tuple[str, str, str], trusted: bool = False) -> tuple[str, str]:
     if plain is not None:
         out, first = plain[0], (summary or plain[1]())
     else:
-        root = _tree(html if trusted else _sanitized(html), page_url)
+        root = _tree(html, page_url) if trusted else \
+            _tree(_sanitized(html), page_url, sanitized=True)
         out, first = _html(root), (summary or _first_paragraph(root))
     # What cmark decodes can still be a character XML forbids (a raw HTML block, say).
     return clean(out), clean(first)
