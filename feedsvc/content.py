@@ -1,9 +1,18 @@
 """Article bodies: CommonMark to HTML with absolute URLs, plain-text summaries, a cache.
 
+Raw HTML in a body is sanitized: nothing from a body runs on our pages or in
+a feed reader.  cmark keeps raw HTML (as CommonMark says) and every URL as
+written, `javascript:` included; nh3 (the ammonia sanitizer, in Rust) then keeps
+the elements and attributes articles need (`_CLEANER`) and drops scripts,
+event handlers, styles, frames, unknown elements and URLs of other schemes
+than nh3's safe list (`data:` too).  A site whose editors are trusted can turn
+that off (site.yml `trusted_html: true`).
+
 Rendering is the slow part of a cold start: large batches run on every core,
 and results go to the persistent cache (state.Cache) keyed by what they depend
-on (body, page URL, renderer version), so an unchanged article is never
-rendered twice, not even across restarts.
+on (body, page URL, trusted or not, the renderer's code and libraries:
+versions.BODIES), so an unchanged article is never rendered twice, not even
+across restarts.
 """
 from __future__ import annotations
 
@@ -13,21 +22,23 @@ import logging
 import re
 from collections.abc import Callable, Iterable
 from functools import partial
+from html import escape
 from urllib.parse import urljoin, uses_netloc, uses_relative
 
 import lxml.etree
 import lxml.html
+import nh3
 from cmarkgfm import _cmark
 from cmarkgfm.cmark import Options
 
-from . import workers
+from . import versions, workers
 from .loader import body_at, clean
 
 log = logging.getLogger("feedsvc")
-RENDERER_VERSION = "3"
 PARALLEL_THRESHOLD = 1000     # renders below this run in-process (a spawned pool: ~0.3 s to start)
-# cmark-gfm is the CommonMark reference implementation, in C. UNSAFE keeps raw HTML
-# in bodies, as CommonMark specifies (editors are trusted; feed readers sanitize).
+# cmark-gfm is the CommonMark reference implementation, in C. UNSAFE keeps raw HTML and
+# every link's URL as written (its safe mode drops all raw HTML: tables and figures too);
+# _sanitized then keeps what is safe, unless the site trusts its editors.
 _CMARK_OPTIONS = Options.CMARK_OPT_UNSAFE
 _PARSER = lxml.etree.HTMLParser()
 _TEXT = lxml.etree.XPath("string()")
@@ -55,8 +66,41 @@ def markdown_to_html(body: str) -> str:
         _libc_free(int(_cmark.ffi.cast("uintptr_t", buffer)))
 
 
-def _tree(html: str, page_url: str) -> lxml.etree._Element | None:
-    """cmark's HTML as an lxml <div>, every href/src/srcset made absolute."""
+# What survives in a body's HTML: nh3's default tags and attributes (vetted by ammonia:
+# text, links, images, lists, tables, figures, headings, code, quotes...) that feed
+# readers also take as safe, plus titles, a code block's language class and a table's
+# footer, and responsive images (`srcset`, `sizes`: _tree drops srcset candidates of other
+# schemes, which nh3 keeps as written).  Left out: elements that feedparser's sanitizer,
+# as readers run it, would strip (their text stays; "bdo" would also be a W3C feed
+# validator SecurityRisk), and `cite`, a URL nh3 keeps unchecked and nothing shows.
+# What is left is on the W3C feed validator's lists of safe elements and attributes.
+# Dropped with their content: scripts, styles, frames, embedded SVG and MathML, forms'
+# text areas.  No rel="noopener noreferrer" on links (nh3's default): "noopener" matters
+# only with target="_blank", which is dropped, and "noreferrer" would hide the newsroom
+# from the sites it links to.
+_TAGS = (nh3.ALLOWED_TAGS | {"tfoot"}) - {
+    "bdi", "bdo", "data", "hgroup", "mark", "rp", "rt", "rtc", "ruby", "summary", "wbr"}
+_ATTRIBUTES = {tag: attrs - {"cite"} for tag, attrs in nh3.ALLOWED_ATTRIBUTES.items()}
+for _tag, _attrs in {"*": {"title", "lang", "dir"}, "code": {"class"},
+                     "img": {"srcset", "sizes"}}.items():
+    _ATTRIBUTES[_tag] = _ATTRIBUTES.get(_tag, set()) | _attrs
+_URL_SCHEMES = nh3.ALLOWED_URL_SCHEMES      # ammonia's list: no javascript:, data:, file:
+_CONTROL_OR_SPACE = "".join(map(chr, range(0x21)))
+_CLEANER = nh3.Cleaner(
+    tags=_TAGS, attributes=_ATTRIBUTES, link_rel=None, url_schemes=_URL_SCHEMES,
+    clean_content_tags={"script", "style", "iframe", "frame", "frameset", "object", "embed",
+                        "svg", "math", "noscript", "noembed", "noframes", "template",
+                        "textarea", "select", "xmp", "title"},
+    strip_comments=True)
+
+
+def _sanitized(html: str) -> str:
+    return _CLEANER.clean(html) if html else html
+
+
+def _tree(html: str, page_url: str, sanitized: bool = False) -> lxml.etree._Element | None:
+    """cmark's HTML as an lxml <div>, every href/src/srcset made absolute; for `sanitized`
+    HTML, srcset candidates of other schemes than nh3's dropped (nh3 does not look)."""
     if not html.strip():
         return None
     try:
@@ -76,9 +120,23 @@ def _tree(html: str, page_url: str) -> lxml.etree._Element | None:
                     if url != value:
                         el.set(attr, url)
             elif attr == "srcset" and value:
-                el.set("srcset", ", ".join(_absolute_candidate(page_url, c)
-                                           for c in value.split(",") if c.strip()))
+                candidates = [c for c in value.split(",") if c.strip()]
+                if sanitized:
+                    candidates = [c for c in candidates if _safe_url(c.strip().split(" ")[0])]
+                if candidates:
+                    el.set("srcset", ", ".join(_absolute_candidate(page_url, c)
+                                               for c in candidates))
+                else:
+                    del el.attrib["srcset"]
     return root
+
+
+def _safe_url(url: str) -> bool:
+    """Whether `url` is relative or of a scheme nh3 allows, read as a browser reads it
+    (controls and spaces around it stripped, tabs and newlines in it removed)."""
+    url = url.strip(_CONTROL_OR_SPACE).replace("\t", "").replace("\n", "").replace("\r", "")
+    m = _SCHEME.match(url)
+    return m is None or m.group(1).lower() in _URL_SCHEMES
 
 
 def _fragment(html: str) -> lxml.etree._Element:
@@ -135,21 +193,25 @@ def _absolute_candidate(base: str, candidate: str) -> str:
     return f"{_absolute(base, scheme, url)} {descriptor.strip()}".strip()
 
 
-def body_key(digest: str, page_url: str) -> str:
+def body_key(digest: str, page_url: str, trusted: bool = False) -> str:
     """Cache key of a rendered body: the file's digest and everything else it depends on."""
-    return hashlib.sha256(f"{RENDERER_VERSION}\0{page_url}\0{digest}".encode()).hexdigest()
+    renderer = versions.version(versions.BODIES)
+    return hashlib.sha256(f"{renderer}\0{page_url}\0{trusted:d}\0{digest}".encode()).hexdigest()
 
 
-def render(job: tuple[str, str, str]) -> tuple[str, str]:
-    """(body, page URL, summary) -> (HTML, summary or the first paragraph)."""
+def render(job: tuple[str, str, str], trusted: bool = False) -> tuple[str, str]:
+    """(body, page URL, summary) -> (HTML, summary or the first paragraph); the body's
+    raw HTML and URLs sanitized unless `trusted`."""
     body, page_url, summary = job
     body = _NUMERIC_REFERENCE.sub(_xml_safe_reference, body)
     html = markdown_to_html(body)
-    plain = _plain(html, page_url) if "<" not in body and clean(body) is body else None
+    plain = _plain(html, page_url, trusted) if "<" not in body and clean(body) is body \
+        else None
     if plain is not None:
         out, first = plain[0], (summary or plain[1]())
     else:
-        root = _tree(html, page_url)
+        root = _tree(html, page_url) if trusted else \
+            _tree(_sanitized(html), page_url, sanitized=True)
         out, first = _html(root), (summary or _first_paragraph(root))
     # What cmark decodes can still be a character XML forbids (a raw HTML block, say).
     return clean(out), clean(first)
@@ -164,7 +226,8 @@ def render(job: tuple[str, str, str]) -> tuple[str, str]:
 # without space, '"', "<" or ">".  Those URLs, attributes holding '"' (lxml may quote
 # them with "'"), empty elements (lxml may drop the end tag), a link in a link (which
 # lxml's parser closes first) and a carriage return (lxml's parser makes it "\n") go
-# the lxml way.
+# the lxml way.  Such HTML holds nothing nh3 would drop but URLs of other schemes than
+# it allows: a body with one (`[x](javascript:...)`) goes the lxml way too, sanitized.
 _CMARK_URL = re.compile(r'<(?:a href|img src)="([^"]*)"')
 _LINK_TAG = re.compile(r"<a |</a>")
 _LXML_KEEPS_URL = re.compile(r"[!#-;=?-~]*")
@@ -173,15 +236,19 @@ _PARAGRAPH = re.compile(r"<p>(.*?)</p>", re.S)
 _TAG = re.compile(r"<[^>]*>")
 
 
-def _plain(html: str, page_url: str) -> tuple[str, Callable[[], str]] | None:
+def _plain(html: str, page_url: str, trusted: bool = False
+           ) -> tuple[str, Callable[[], str]] | None:
     """(the body's HTML, a function giving its first paragraph) as the lxml path makes
     them from cmark's `html` of a body without raw HTML; None where lxml would write
-    something else (see above)."""
+    something else, or nh3 would drop a URL unless `trusted` (see above)."""
     scheme = page_url.split(":", 1)[0].lower()
     parts: list[str] = []
+    schemed: list[str] = []     # URLs that may have a scheme (no ":": relative, kept)
     at = 0
     for m in _CMARK_URL.finditer(html):
         value = _unescape(m.group(1))
+        if ":" in value:
+            schemed.append(value)
         if not value.startswith(("#", "mailto:", "data:")):
             value = _absolute(page_url, scheme, value.strip())
         if not _LXML_KEEPS_URL.fullmatch(value):
@@ -189,6 +256,8 @@ def _plain(html: str, page_url: str) -> tuple[str, Callable[[], str]] | None:
         parts += (html[at:m.start(1)], value.replace("&", "&amp;"))
         at = m.end(1)
     parts.append(html[at:])
+    if schemed and not trusted and not _kept_by_nh3(schemed):
+        return None
     out = "".join(parts).replace(" />", ">").replace("&#39;", "'")
     if "\r" in out:                # from "&#13;": libxml2 writes it as "\n"
         return None
@@ -201,6 +270,32 @@ def _plain(html: str, page_url: str) -> tuple[str, Callable[[], str]] | None:
             return None
         out = out.replace("&quot;", '"')
     return out.strip(), partial(_first_plain_paragraph, html)
+
+
+# A web URL's verdict is its scheme and authority's: parsing its path, query or fragment
+# never fails.  cmark's URLs hold no whitespace, control or backslash (it escapes them).
+_WEB_URL = re.compile(r"(https?)://([^/?#\\\s]+)(?=[/?#]|$)", re.IGNORECASE)
+_VERDICTS: dict[str, bool] = {}     # "https://host/" or a whole URL -> kept by nh3
+_PROBE = nh3.Cleaner(tags={"a"}, attributes={"a": {"href"}}, link_rel=None,
+                     url_schemes=_URL_SCHEMES)
+
+
+def _kept_by_nh3(urls: list[str]) -> bool:
+    """Whether nh3 keeps every one of these link URLs from cmark, asked of nh3 itself (its
+    URL parser's verdicts, a valid host or port included, are not ours to copy) for the
+    URLs, or the web URLs' scheme and authority, not yet known."""
+    keys = []
+    for url in urls:
+        m = _WEB_URL.match(url)
+        keys.append(f"{m.group(1).lower()}://{m.group(2)}/" if m else url)
+    unknown = [k for k in dict.fromkeys(keys) if k not in _VERDICTS]
+    if unknown:
+        if len(_VERDICTS) > 10_000:
+            _VERDICTS.clear()
+        out = _PROBE.clean("".join(f'<a href="{escape(k)}"></a>' for k in unknown))
+        _VERDICTS.update(zip(unknown, (a.startswith("<a href=") for a in out.split("</a>")),
+                             strict=False))
+    return all(_VERDICTS.get(k, False) for k in keys)
 
 
 def _unescape(text: str) -> str:
@@ -217,16 +312,16 @@ def _first_plain_paragraph(html: str) -> str:
     return _first_text(_unescape(_TAG.sub("", m.group(1))) for m in _PARAGRAPH.finditer(html))
 
 
-def render_file(job: tuple[str, str, str, str, str]) -> tuple[str, str] | None:
-    """(data dir, file, digest, page URL, summary) -> `render` of the file's body, or None
-    if the file no longer holds those bytes.  Workers read the bodies themselves: the
-    process that asks keeps no copy of thousands of Markdown sources."""
-    root, rel, digest, page_url, summary = job
+def render_file(job: tuple[str, str, str, str, str, bool]) -> tuple[str, str] | None:
+    """(data dir, file, digest, page URL, summary, trusted) -> `render` of the file's body,
+    or None if the file no longer holds those bytes.  Workers read the bodies themselves:
+    the process that asks keeps no copy of thousands of Markdown sources."""
+    root, rel, digest, page_url, summary, trusted = job
     body = body_at(root, rel, digest)
     if body is None:
         return None
     try:
-        return render((body, page_url, summary))
+        return render((body, page_url, summary), trusted)
     except Exception:       # one odd body must never stop every feed from being built
         log.exception("%s: the body cannot be rendered; it is left out", rel)
         return "", clean(summary)
@@ -241,7 +336,7 @@ def _xml_safe_reference(m: re.Match) -> str:
     return m.group(0) if allowed else ""
 
 
-def start_rendering(jobs: list[tuple[str, str, str, str, str]]
+def start_rendering(jobs: list[tuple[str, str, str, str, str, bool]]
                     ) -> Callable[[], list[tuple[str, str] | None]]:
     """Begin `render_file` over `jobs`, on every core when there is enough work to pay for
     starting processes; call the result to wait for the results."""

@@ -19,9 +19,8 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from pathlib import Path
 
-from . import loader, names, workers
+from . import loader, names, versions, workers
 from .model import Article, Category, DataError, Person, Site, newest_first, swap_sorted
 from .names import CATEGORIES_FILE, name_key
 from .state import Cache
@@ -116,7 +115,8 @@ class Library:
     # -- resuming ---------------------------------------------------------------
     def state(self) -> dict:
         """What this library knows, for `adopt` in a later process (see live.Service)."""
-        return {"loader": LOADER_VERSION, "root": self.root, "base_url": self.base_url,
+        return {"loader": versions.version(versions.RECORDS), "root": self.root,
+                "base_url": self.base_url,
                 "max_file_bytes": self.max_file_bytes, "walked_at": self.walked_at,
                 "sigs": dict(self._sigs), "records": dict(self._records),
                 "last_good": dict(self._last_good), "site": self.site,
@@ -127,7 +127,8 @@ class Library:
         that changed since.  A file whose time is within two seconds of the walk that saw
         it may have changed again within its timestamp's resolution: it is read again."""
         if self.site is not None or any(state.get(k) != v for k, v in (
-                ("loader", LOADER_VERSION), ("root", self.root), ("base_url", self.base_url),
+                ("loader", versions.version(versions.RECORDS)), ("root", self.root),
+                ("base_url", self.base_url),
                 ("max_file_bytes", self.max_file_bytes))):
             return False
         settled = (state["walked_at"] - 2.0) * 1e9
@@ -670,23 +671,15 @@ def _read_and_parse(job: tuple[str, str, tuple, Site, int]) -> tuple[str, str | 
     return rel, digest, pickle.dumps(article, protocol=5)
 
 
-def _code_version() -> str:
-    here = Path(__file__).parent
-    return hashlib.sha256(b"".join((here / name).read_bytes()
-                                   for name in ("loader.py", "model.py"))).hexdigest()[:16]
-
-
-LOADER_VERSION = _code_version()
-
-
 def _record_key(rel: str, digest: str, site: Site) -> str:
     """A parsed article depends on its path, its bytes, the site settings and the loader."""
-    return hashlib.sha256(f"{_site_key(site)}\0{rel}\0{digest}".encode()).hexdigest()
+    site_key = _site_key(site, versions.version(versions.RECORDS))
+    return hashlib.sha256(f"{site_key}\0{rel}\0{digest}".encode()).hexdigest()
 
 
 @lru_cache(maxsize=8)
-def _site_key(site: Site) -> str:
-    return hashlib.sha256(repr((LOADER_VERSION, site)).encode()).hexdigest()
+def _site_key(site: Site, loader_version: str) -> str:
+    return hashlib.sha256(repr((loader_version, site)).encode()).hexdigest()
 
 
 def _has_links(sigs: Iterable[tuple]) -> bool:

@@ -18,12 +18,10 @@ import pickle
 import threading
 import time
 from contextlib import nullcontext, suppress
-from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
 
 import pytz
 
-from . import workers
+from . import versions, workers
 from .corpus import Corpus, Library
 from .http import CacheControl, Resource
 from .model import DataError
@@ -37,27 +35,6 @@ CHECKPOINT_QUIET = 10.0     # seconds without changes before the checkpoint is r
 # the last second HTTP dates can hold, so http.FeedApp never sends it (it holds back any
 # Last-Modified after now) and an If-Modified-Since never finds it unmodified.
 NOT_YET = 253402300799
-
-
-def _version(name: str) -> str:
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return ""
-
-
-def _checkpoint_version() -> str:
-    """Every module, template and library version that shapes what a checkpoint holds:
-    a restart after an upgrade rebuilds rather than resume another version's state."""
-    here = Path(__file__).parent
-    files = sorted([*here.glob("*.py"), *(here / "templates").iterdir()])
-    libs = [(name, _version(name)) for name in (
-        "feedgen", "PyYAML", "cmarkgfm", "lxml", "Jinja2", "MarkupSafe", "isal",
-        "python-slugify", "pytz")]
-    return hashlib.sha256(repr(([p.read_bytes() for p in files], libs)).encode()).hexdigest()
-
-
-CHECKPOINT_VERSION = _checkpoint_version()
 
 
 class Service:
@@ -174,7 +151,7 @@ class Service:
             if self._dirty_since is None or self.corpus is None:
                 return
             blob = pickle.dumps({
-                "code": CHECKPOINT_VERSION, "library": self.library.state(),
+                "code": versions.version(versions.CHECKPOINT), "library": self.library.state(),
                 "corpus": self.corpus, "next_go_live": self._next_go_live,
                 "documents": {p: (d.recipe, d.content_type, d.etag)
                               for p, d in self.documents.items()}}, protocol=5)
@@ -215,7 +192,8 @@ class Service:
             log.warning("ignoring the unreadable checkpoint %s", self._checkpoint_path)
             return False
         try:
-            if not isinstance(state, dict) or state.get("code") != CHECKPOINT_VERSION:
+            if not isinstance(state, dict) or \
+                    state.get("code") != versions.version(versions.CHECKPOINT):
                 return False            # another version of feedsvc wrote it: start afresh
             return self._resume_from(state)
         except Exception:               # inconsistent: as costly, and as harmless

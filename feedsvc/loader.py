@@ -310,11 +310,14 @@ def parse_site(rel: str, text: str, base_url_override: str = "") -> Site:
     if not isinstance(items, int) or isinstance(items, bool) or not 1 <= items <= 1000:
         raise DataError(rel, "'items_per_feed' must be a whole number from 1 to 1000 "
                              f"(got {items!r})")
+    trusted = data.get("trusted_html", False)
+    if not isinstance(trusted, bool):
+        raise DataError(rel, f"'trusted_html' must be true or false (got {trusted!r})")
     return Site(title=_text(rel, data, "title", required=True),
                 description=_text(rel, data, "description"),
                 base_url=base_url.rstrip("/") + "/",
                 language=_text(rel, data, "language") or "en",
-                timezone=tzname, items_per_feed=items)
+                timezone=tzname, items_per_feed=items, trusted_html=trusted)
 
 
 def parse_person(rel: str, text: str) -> Person:

@@ -59,6 +59,7 @@ class Site:
     language: str
     timezone: str
     items_per_feed: int = 50
+    trusted_html: bool = False  # publish bodies' raw HTML unsanitized (see content.py)
 
 
 @dataclass(frozen=True)

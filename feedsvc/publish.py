@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from functools import partial
 from itertools import chain
 from operator import attrgetter
-from pathlib import Path
 
 import jinja2
 import pytz
@@ -23,7 +22,7 @@ from isal import __version__ as isal_version
 from isal import igzip
 from markupsafe import Markup, escape
 
-from . import content, feeds, loader, workers
+from . import content, feeds, loader, versions, workers
 from .corpus import Corpus
 from .model import Article, Site, swap_sorted
 from .state import Cache
@@ -33,18 +32,6 @@ PAGE_TYPE = "text/html; charset=utf-8"
 OPML_TYPE = "text/x-opml; charset=utf-8"
 
 
-def _code_version() -> str:
-    """A hash of the code that shapes documents: part of every recipe, so the persistent
-    document cache never serves bytes made by another version of feedsvc, feedgen or
-    ISA-L (whose gzip bytes the gzip ETag names)."""
-    here = Path(__file__).parent
-    parts = [feeds.FEEDGEN_VERSION, f"isal {isal_version}"] + [
-        p.read_bytes() for p in sorted([here / "publish.py", here / "feeds.py",
-                                        here / "content.py", *(here / "templates").iterdir()])]
-    return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
-
-
-CODE_VERSION = _code_version()
 PARALLEL_FEEDS = 40     # scopes whose feeds must be made before a build uses every core
 
 _templates = jinja2.Environment(
@@ -209,7 +196,8 @@ class Publisher:
         site = corpus.site
         keys = {a.path: self.body_key(site, a) for a in articles}
         known = self.cache.get("html", list(dict.fromkeys(keys.values())))
-        jobs = {keys[a.path]: (corpus.root, a.path, a.digest, self.page_url(site, a), a.summary)
+        jobs = {keys[a.path]: (corpus.root, a.path, a.digest, self.page_url(site, a), a.summary,
+                               site.trusted_html)
                 for a in articles if keys[a.path] not in known}
         rendering = content.start_rendering(list(jobs.values()))
 
@@ -235,6 +223,7 @@ class Publisher:
         scopes = [s for s in scopes_of(corpus) if s.kind == "site"
                   or held[(s.kind, s.slug)] or (s.kind, s.slug) not in shape.pending]
         limit = site.items_per_feed
+        code = versions.version(versions.DOCUMENTS)     # part of every recipe
         if not previous or max(len(self._items), len(self._body_keys)) > \
                 2 * len(corpus.articles) + 1000:
             self._items, self._body_keys = {}, {}   # of articles long gone
@@ -272,10 +261,10 @@ class Publisher:
             if memo is not None and memo[0] == stamp and key not in affected:
                 recipe, page_recipe = memo[1:]      # nothing it is made from changed
             else:
-                recipe = _hash(CODE_VERSION, site, scope, "\n".join(map(entry_recipe, top)),
+                recipe = _hash(code, site, scope, "\n".join(map(entry_recipe, top)),
                                "" if top else updated_all)
                 page_recipe = "" if scope.kind == "site" else _hash(
-                    CODE_VERSION, site, scope, _listed(items))
+                    code, site, scope, _listed(items))
             self._recipes[key] = (stamp, recipe, page_recipe)
             for fmt in feeds.FORMATS:
                 path = f"{scope.feed_base}.{fmt}"
@@ -284,8 +273,8 @@ class Publisher:
             if scope.kind != "site":
                 recipes[scope.page] = (page_recipe, PAGE_TYPE)
                 pages[scope.page] = partial(self._scope_page, corpus, scope, items)
-        outline = _hash(CODE_VERSION, site, [(s.kind, s.slug, s.name, s.description)
-                                             for s in scopes])
+        outline = _hash(code, site, [(s.kind, s.slug, s.name, s.description)
+                                     for s in scopes])
         recent = [(a.path, a.digest) for a in visible[:limit]]
         recipes[""] = (_hash(outline, recent), PAGE_TYPE)
         pages[""] = partial(self._index, corpus, scopes, visible[:limit])
@@ -401,7 +390,7 @@ class Publisher:
         """The cache key of the article's body (a hash, asked for several times per build:
         kept like a listing line)."""
         return _per_article(self._body_keys, article, site.base_url, lambda a: content.body_key(
-            a.digest, self.page_url(site, a)))
+            a.digest, self.page_url(site, a), site.trusted_html))
 
     def forget(self, corpus: Corpus, recipes: set[str]) -> None:
         """Let the cache drop documents not made by `recipes` and bodies of articles gone
@@ -409,7 +398,8 @@ class Publisher:
         self.cache.prune_later("gzdocs", recipes)
         site, articles = corpus.site, corpus.articles       # (a hash per article: worked
         self.cache.prune_later("html", lambda: {            # out in the writer thread)
-            content.body_key(a.digest, self.page_url(site, a)) for a in articles})
+            content.body_key(a.digest, self.page_url(site, a), site.trusted_html)
+            for a in articles})
 
     def _entry(self, corpus: Corpus, a: Article, body: tuple[str, str]) -> feeds.Entry:
         site = corpus.site

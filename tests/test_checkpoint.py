@@ -172,7 +172,7 @@ def test_a_listing_line_follows_a_new_time_zone_of_the_same_instant(data, start)
 def test_a_checkpoint_that_cannot_be_used_costs_a_full_start_only(site, start):
     import pickle
 
-    from feedsvc.live import CHECKPOINT_VERSION
+    from feedsvc import versions
 
     first = start(site)
     first.checkpoint()
@@ -180,7 +180,7 @@ def test_a_checkpoint_that_cannot_be_used_costs_a_full_start_only(site, start):
         state = pickle.load(f)
     del state["library"]["walked_at"]           # e.g. written by another layout
     with open(first._checkpoint_path, "wb") as f:
-        pickle.dump({**state, "code": CHECKPOINT_VERSION}, f)
+        pickle.dump({**state, "code": versions.version(versions.CHECKPOINT)}, f)
     again = start(site)
     assert again.library.reads > 0
     assert {p: d.body for p, d in again.documents.items()} == \
