@@ -25,14 +25,14 @@ def raw_get(srv, path: str, headers: dict | None = None, method: str = "GET"):
         conn.close()
 
 
-def workers_seen(srv, tries: int = 400) -> dict[int, str]:
-    """pid -> snapshot digest, from /healthz over fresh connections."""
+def workers_seen(srv, tries: int = 400) -> dict[str, str]:
+    """worker -> snapshot digest, from /healthz over fresh connections."""
     import json
     seen: dict[int, str] = {}
     for _ in range(tries):
         _, _, body = raw_get(srv, "/healthz")
         doc = json.loads(body)
-        seen[doc["pid"]] = doc["snapshot"]
+        seen[doc["worker"]] = doc["snapshot"]
         if len(seen) >= 2:
             break
     return seen
