@@ -146,7 +146,12 @@ def media_response(root: str, name: str, max_age: int) -> BaseResponse:
         abort(404)
     resp = send_file(real, request.environ, download_name=os.path.basename(name))
     resp.headers["Cache-Control"] = f"public, max-age={max_age}"
-    if request.method == "GET" and resp.status_code in (200, 206):
-        resp.direct_passthrough = False
-        resp.set_data(resp.get_data())          # the whole file, or the asked range
+    resp.direct_passthrough = False
+    body = resp.get_data() if request.method == "GET" and resp.status_code in (200, 206) \
+        else None                           # the whole file, or the asked range
+    resp.close()                            # the file is read, or not needed: closed now
+    if body is None:
+        resp.response = []                  # HEAD, 304, 416: the headers say it all
+    else:
+        resp.set_data(body)
     return resp
