@@ -16,7 +16,7 @@ werkzeug's parsers and answer 412 when false.
 `FeedApp` also screens every request before either stack sees it: methods other
 than GET and HEAD get 405 (methods are case-sensitive: `get` is not GET), a
 request target that is not a path (`GET *`) and an HTTP/1.1 request without
-Host get 400, and a date werkzeug cannot parse without overflowing (a year past
+Host (or with an empty one) get 400, and a date werkzeug cannot parse without overflowing (a year past
 2**31) is removed, so it is ignored as RFC 9110 says an invalid date is.  Every
 response carries `SECURITY_HEADERS`.
 """
@@ -227,7 +227,7 @@ class FeedApp:
         method = environ["REQUEST_METHOD"]
         path = environ.get("PATH_INFO") or "/"
         if (method != "GET" and method != "HEAD") or path[0] != "/" or \
-                ("HTTP_HOST" not in environ and environ.get("SERVER_PROTOCOL") == "HTTP/1.1"):
+                (not environ.get("HTTP_HOST") and environ.get("SERVER_PROTOCOL") == "HTTP/1.1"):
             return refuse(environ, start_response)
         if "HTTP_IF_MODIFIED_SINCE" in environ or "HTTP_IF_UNMODIFIED_SINCE" in environ or \
                 "HTTP_IF_RANGE" in environ:
@@ -261,8 +261,8 @@ class FeedApp:
 def refuse(environ: dict, start_response: StartResponse) -> list[bytes]:
     """The answer to a request no route may see (`FeedApp.__call__` says which)."""
     method = environ["REQUEST_METHOD"]
-    if "HTTP_HOST" not in environ and environ.get("SERVER_PROTOCOL") == "HTTP/1.1":
-        return plain(start_response, "400 Bad Request",     # RFC 9112 3.2
+    if not environ.get("HTTP_HOST") and environ.get("SERVER_PROTOCOL") == "HTTP/1.1":
+        return plain(start_response, "400 Bad Request",     # RFC 9112 3.2 (granian: "")
                      "400 bad request: an HTTP/1.1 request needs a Host header\n", method)
     if method != "GET" and method != "HEAD":    # case-sensitive (RFC 9110 9.1); OPTIONS too
         return plain(start_response, "405 Method Not Allowed", "405 method not allowed\n",
