@@ -15,10 +15,10 @@ werkzeug's parsers and answer 412 when false.
 
 `FeedApp` also screens every request before either stack sees it: methods other
 than GET and HEAD get 405 (methods are case-sensitive: `get` is not GET), a
-request target that is not a path (`GET *`) and an HTTP/1.1 request without
-Host (or with an empty one) get 400, and a date werkzeug cannot parse without overflowing (a year past
-2**31) is removed, so it is ignored as RFC 9110 says an invalid date is.  Every
-response carries `SECURITY_HEADERS`.
+request target that is not a path (`GET *`) and an HTTP/1.1 request without a
+Host (or with an empty one) get 400, and a date werkzeug cannot parse without
+overflowing (a year past 2**31) is removed, so it is ignored as RFC 9110 says an
+invalid date is.  Every response carries `SECURITY_HEADERS`.
 """
 from __future__ import annotations
 

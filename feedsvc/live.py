@@ -142,6 +142,7 @@ class Service:
             self.cache_control.next_change = self._next_go_live
             self.rebuilt = [p for p, d in documents.items() if self.documents.get(p) is not d]
             self.corpus, self.documents = corpus, documents
+            self.restored = None            # the data is back: its own pages from now on
             self._dirty_since = self._dirty_since or time.monotonic()
             if self.rebuilt:                # queued after the documents it names
                 self.cache.put_records_later({self._snapshot_key: {

@@ -701,6 +701,11 @@ def test_media_links_leading_out_of_media_are_not_followed(make_app, bundled, tm
     alias = client.get("/media/alias.png")       # a link that stays inside is fine
     assert alias.status_code == 200 and alias.data == client.get(MEDIA).data
     assert alias.headers["Content-Type"] == "image/png"
+    # and `feedsvc check`, the log and /healthz name them (the same Library reports them)
+    errors = {e.path: e.message for e in service_of(client.application).errors}
+    assert sorted(errors) == ["media/root", "media/secret.png", "media/site.png"]
+    assert errors["media/root"] == ("is a symlink pointing outside media/: it is not served "
+                                    "under /media/; copy the file in instead")
 
 
 def test_media_get_answers_with_one_bytes_body(app):
