@@ -159,14 +159,15 @@ def _valid_date(value: str) -> bool:
 def drop_bad_dates(environ: dict) -> None:
     """Remove the conditional dates werkzeug would fail on: such a header is invalid and
     RFC 9110 (13.1.3, 13.1.4) says to ignore it.  An If-Range that cannot match
-    (13.1.5) takes its Range with it: the whole representation is sent."""
+    (13.1.5) takes its Range with it: the whole representation is sent.  No HTTP date
+    is longer than 64 characters: a longer value is dropped, not kept in the memo."""
     for key in ("HTTP_IF_MODIFIED_SINCE", "HTTP_IF_UNMODIFIED_SINCE"):
         value = environ.get(key)
-        if value is not None and not _valid_date(value):
+        if value is not None and (len(value) > 64 or not _valid_date(value)):
             del environ[key]
     value = environ.get("HTTP_IF_RANGE")
     if value is not None and not value.lstrip().startswith(('"', "W/")) and \
-            not _valid_date(value):
+            (len(value) > 64 or not _valid_date(value)):
         del environ["HTTP_IF_RANGE"]
         environ.pop("HTTP_RANGE", None)
 
