@@ -135,14 +135,19 @@ INFLATED = Inflated(IDENTITY_CACHE_BYTES)
 
 
 
-@lru_cache(maxsize=512)
-def accepts_gzip(header: str) -> bool:
+def gzip_accepted(header: str) -> bool:
     """RFC 9110 12.5.3: an explicit `gzip` (or `x-gzip`) entry wins over `*`; q=0 refuses."""
     accept = parse_accept_header(header)
     explicit = [q for value, q in accept if value.lower() in ("gzip", "x-gzip")]
     if explicit:
         return max(explicit) > 0
     return any(value == "*" and q > 0 for value, q in accept)
+
+
+# memoized for the short values clients send; a request head may be 400 KB, and 512 long
+# values kept here would pin 200 MB (FeedApp asks `gzip_accepted` for those)
+accepts_gzip = lru_cache(maxsize=512)(gzip_accepted)
+MEMO_HEADER_CHARS = 256
 
 
 @lru_cache(maxsize=256)
@@ -236,7 +241,9 @@ class FeedApp:
         res = self.source.resources.get(path[1:])
         if res is None:
             return self.fallback(environ, start_response)
-        v = res.gzip if accepts_gzip(environ.get("HTTP_ACCEPT_ENCODING", "")) else res.identity
+        ae = environ.get("HTTP_ACCEPT_ENCODING", "")
+        v = res.gzip if (accepts_gzip(ae) if len(ae) <= MEMO_HEADER_CHARS else gzip_accepted(ae)) \
+            else res.identity
         cc = ("Cache-Control", self.source.cache_control.value())
         if ("HTTP_IF_MATCH" in environ or "HTTP_IF_UNMODIFIED_SINCE" in environ) and \
                 precondition_failed(environ, v.etag, res.modified):

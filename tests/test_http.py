@@ -114,6 +114,22 @@ def test_gzip_negotiation(client, accept, gzipped):
         assert resp.headers["ETag"] == plain.headers["ETag"]
 
 
+def test_long_accept_encoding_values_are_not_memoized(client):
+    """A request head may be hundreds of KB: the memo keeps only short header values."""
+    from feedsvc import http
+
+    plain = client.get("/feeds/all.atom")
+    before = http.accepts_gzip.cache_info().currsize
+    for i in range(20):
+        value = f"x-{i}-" + "y" * 100_000 + ", gzip"
+        resp = client.get("/feeds/all.atom", headers={"Accept-Encoding": value})
+        assert resp.headers["Content-Encoding"] == "gzip"
+        assert gzip.decompress(resp.data) == plain.data
+        refused = client.get("/feeds/all.atom", headers={"Accept-Encoding": value + ";q=0"})
+        assert "Content-Encoding" not in refused.headers
+    assert http.accepts_gzip.cache_info().currsize <= before + 1
+
+
 def test_gzip_is_compressed_once(app, client):
     one = client.get("/feeds/all.rss", headers={"Accept-Encoding": "gzip"})
     two = client.get("/feeds/all.rss", headers={"Accept-Encoding": "gzip"})
