@@ -40,7 +40,8 @@ def main() -> None:
 @_options(["host", "port", "workers", "data_dir", "state_dir", "base_url", "max_age"])
 def serve(**options) -> None:
     """Run the production server (granian, WSGI) on the data directory."""
-    from granian.constants import Interfaces
+    from granian.constants import HTTPModes, Interfaces
+    from granian.http import HTTP1Settings
     from granian.server import Server
 
     config = _config(**options)
@@ -59,7 +60,12 @@ def serve(**options) -> None:
     Server("feedsvc.web:create_app", factory=True, address=config["host"], port=config["port"],
            interface=Interfaces.WSGI, workers=max(1, config["workers"]),
            blocking_threads=1, websockets=False, log_access=False,
-           respawn_failed_workers=True).serve()
+           respawn_failed_workers=True,
+           # HTTP/1.1 only: the auto mode waits for a first byte to tell HTTP/2 from 1.1,
+           # with no time limit, so connections that send nothing were never closed.
+           # A client gets 10 s to send its headers, between requests too.
+           http=HTTPModes.http1,
+           http1_settings=HTTP1Settings(header_read_timeout=10_000)).serve()
 
 
 def _warm(config: dict) -> None:

@@ -187,6 +187,11 @@ class Library:
                     continue
                 st = e.stat(follow_symlinks=True) if e.is_symlink() else e.stat()
                 sigs[rel] = (st.st_mtime_ns, st.st_size, st.st_ino, e.is_symlink())
+                if e.is_symlink() and rel.startswith("media/") and not _inside(
+                        os.path.join(self.root, "media"), e.path):
+                    self.scan_errors.append(DataError(rel, "is a symlink pointing outside "
+                                                      "media/: it is not served under "
+                                                      "/media/; copy the file in instead"))
             except OSError as err:  # dangling symlink, vanished file
                 sigs[rel] = ("error", err.strerror)
         sigs = {rel: sig for rel, sig in sigs.items() if _wanted(rel)}
@@ -680,6 +685,12 @@ def _record_key(rel: str, digest: str, site: Site) -> str:
 @lru_cache(maxsize=8)
 def _site_key(site: Site, loader_version: str) -> str:
     return hashlib.sha256(repr((loader_version, site)).encode()).hexdigest()
+
+
+def _inside(folder: str, path: str) -> bool:
+    """Whether `path`, links resolved, is `folder` or below it (as web.py serves media)."""
+    real = os.path.realpath(folder)
+    return os.path.commonpath([real, os.path.realpath(path)]) == real
 
 
 def _has_links(sigs: Iterable[tuple]) -> bool:

@@ -12,16 +12,27 @@ If-Modified-Since; a bad date is ignored); the only shortcut taken before
 calling it is the exact-match case, which werkzeug would answer the same way.
 If-Match and If-Unmodified-Since are checked first (RFC 9110 13.2.2) with
 werkzeug's parsers and answer 412 when false.
+
+`FeedApp` also screens every request before either stack sees it: methods other
+than GET and HEAD get 405 (methods are case-sensitive: `get` is not GET), a
+request target that is not a path (`GET *`) and an HTTP/1.1 request without a
+Host (or with an empty one) get 400, and a date werkzeug cannot parse without
+overflowing (a year past 2**31) is removed, so it is ignored as RFC 9110 says an
+invalid date is.  Every response carries `SECURITY_HEADERS`.
 """
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
+import re
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 from isal import igzip
 from werkzeug.http import http_date, parse_accept_header, parse_date, parse_etags
@@ -29,6 +40,25 @@ from werkzeug.sansio.http import is_resource_modified
 
 StartResponse = Callable[..., object]
 IDENTITY_CACHE_BYTES = 32 << 20     # identity bytes kept ready, the most recently asked
+ALLOW = "GET, HEAD"
+
+
+def _style_source() -> str:
+    """The CSP source of the pages' one inline stylesheet (in base.html): its hash."""
+    text = (Path(__file__).parent / "templates" / "base.html").read_text("utf-8")
+    found = re.search(r"<style>(.*?)</style>", text, re.DOTALL)
+    assert found, "templates/base.html: the pages' <style> element is missing"
+    digest = hashlib.sha256(found.group(1).encode()).digest()
+    return f"'sha256-{base64.b64encode(digest).decode()}'"
+
+
+# No script at all, the pages' own stylesheet only (style attributes and <style> in an
+# article body are ignored), images and audio/video from anywhere (article images are
+# absolute URLs on any host), no forms, no plugins, not framed.
+CSP = (f"default-src 'none'; img-src * data:; media-src *; style-src {_style_source()}; "
+       "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+NOSNIFF = ("X-Content-Type-Options", "nosniff")
+SECURITY_HEADERS = [("Content-Security-Policy", CSP), NOSNIFF]
 
 
 class Inflated:
@@ -84,9 +114,11 @@ class Resource:
         def variant(data: bytes | None, size: int, etag: str,
                     extra: list[tuple[str, str]]) -> Variant:
             common = [("ETag", etag), ("Last-Modified", lm), ("Vary", "Accept-Encoding")]
-            head = [("Content-Type", content_type), ("Content-Length", str(size))] + extra
-            return Variant(data, etag, head + common, common,
-                           (head + [common[0], common[2]], [common[0], common[2]]))
+            head = [("Content-Type", content_type), ("Content-Length", str(size))] + extra \
+                + SECURITY_HEADERS
+            early = [common[0], common[2]]
+            return Variant(data, etag, head + common, common + [NOSNIFF],
+                           (head + early, early + [NOSNIFF]))
         # a single-member gzip ends with the identity size, modulo 2**32 (RFC 1952 ISIZE)
         size = int.from_bytes(gz[-4:], "little")
         return cls(variant(None, size, etag, []),
@@ -103,14 +135,55 @@ INFLATED = Inflated(IDENTITY_CACHE_BYTES)
 
 
 
-@lru_cache(maxsize=512)
-def accepts_gzip(header: str) -> bool:
+def gzip_accepted(header: str) -> bool:
     """RFC 9110 12.5.3: an explicit `gzip` (or `x-gzip`) entry wins over `*`; q=0 refuses."""
     accept = parse_accept_header(header)
     explicit = [q for value, q in accept if value.lower() in ("gzip", "x-gzip")]
     if explicit:
         return max(explicit) > 0
     return any(value == "*" and q > 0 for value, q in accept)
+
+
+# memoized for the short values clients send; a request head may be 400 KB, and 512 long
+# values kept here would pin 200 MB (FeedApp asks `gzip_accepted` for those)
+accepts_gzip = lru_cache(maxsize=512)(gzip_accepted)
+MEMO_HEADER_CHARS = 256
+
+
+@lru_cache(maxsize=256)
+def _valid_date(value: str) -> bool:
+    """Whether werkzeug's `parse_date` gets through `value` (None counts: it means
+    "unparseable", which every caller ignores).  A year past 2**31 overflows."""
+    try:
+        parse_date(value)
+    except (OverflowError, ValueError):
+        return False
+    return True
+
+
+def drop_bad_dates(environ: dict) -> None:
+    """Remove the conditional dates werkzeug would fail on: such a header is invalid and
+    RFC 9110 (13.1.3, 13.1.4) says to ignore it.  An If-Range that cannot match
+    (13.1.5) takes its Range with it: the whole representation is sent.  No HTTP date
+    is longer than 64 characters: a longer value is dropped, not kept in the memo."""
+    for key in ("HTTP_IF_MODIFIED_SINCE", "HTTP_IF_UNMODIFIED_SINCE"):
+        value = environ.get(key)
+        if value is not None and (len(value) > 64 or not _valid_date(value)):
+            del environ[key]
+    value = environ.get("HTTP_IF_RANGE")
+    if value is not None and not value.lstrip().startswith(('"', "W/")) and \
+            (len(value) > 64 or not _valid_date(value)):
+        del environ["HTTP_IF_RANGE"]
+        environ.pop("HTTP_RANGE", None)
+
+
+def plain(start_response: StartResponse, status: str, text: str, method: str = "GET",
+          extra: tuple[tuple[str, str], ...] = ()) -> list[bytes]:
+    """A short text/plain answer (errors), with the security headers."""
+    body = text.encode()
+    start_response(status, [("Content-Type", "text/plain; charset=utf-8"),
+                            ("Content-Length", str(len(body))), *extra, *SECURITY_HEADERS])
+    return [] if method == "HEAD" else [body]
 
 
 def precondition_failed(environ: dict, etag: str, modified: dt.datetime) -> bool:
@@ -157,22 +230,25 @@ class FeedApp:
         self.fallback = fallback
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
-        res = self.source.resources.get(environ.get("PATH_INFO", "/")[1:])
+        method = environ["REQUEST_METHOD"]
+        path = environ.get("PATH_INFO") or "/"
+        if (method != "GET" and method != "HEAD") or path[0] != "/" or \
+                (not environ.get("HTTP_HOST") and environ.get("SERVER_PROTOCOL") == "HTTP/1.1"):
+            return refuse(environ, start_response)
+        if "HTTP_IF_MODIFIED_SINCE" in environ or "HTTP_IF_UNMODIFIED_SINCE" in environ or \
+                "HTTP_IF_RANGE" in environ:
+            drop_bad_dates(environ)
+        res = self.source.resources.get(path[1:])
         if res is None:
             return self.fallback(environ, start_response)
-        method = environ["REQUEST_METHOD"]
-        if method != "GET" and method != "HEAD":
-            start_response("405 Method Not Allowed", [
-                ("Allow", "GET, HEAD"), ("Content-Type", "text/plain; charset=utf-8"),
-                ("Content-Length", "24")])
-            return [b"405 method not allowed.\n"]
-        v = res.gzip if accepts_gzip(environ.get("HTTP_ACCEPT_ENCODING", "")) else res.identity
+        ae = environ.get("HTTP_ACCEPT_ENCODING", "")
+        v = res.gzip if (accepts_gzip(ae) if len(ae) <= MEMO_HEADER_CHARS else gzip_accepted(ae)) \
+            else res.identity
         cc = ("Cache-Control", self.source.cache_control.value())
         if ("HTTP_IF_MATCH" in environ or "HTTP_IF_UNMODIFIED_SINCE" in environ) and \
                 precondition_failed(environ, v.etag, res.modified):
-            start_response("412 Precondition Failed", [
-                ("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", "24")])
-            return [b"412 precondition failed\n"]
+            return plain(start_response, "412 Precondition Failed", "412 precondition failed\n",
+                         method)
         inm = environ.get("HTTP_IF_NONE_MATCH")
         ims = environ.get("HTTP_IF_MODIFIED_SINCE")
         # Bytes that changed several times within a second carry a Last-Modified a second
@@ -188,3 +264,16 @@ class FeedApp:
         if method == "HEAD":
             return []
         return [v.body if v.body is not None else res.identity_body()]
+
+
+def refuse(environ: dict, start_response: StartResponse) -> list[bytes]:
+    """The answer to a request no route may see (`FeedApp.__call__` says which)."""
+    method = environ["REQUEST_METHOD"]
+    if not environ.get("HTTP_HOST") and environ.get("SERVER_PROTOCOL") == "HTTP/1.1":
+        return plain(start_response, "400 Bad Request",     # RFC 9112 3.2 (granian: "")
+                     "400 bad request: an HTTP/1.1 request needs a Host header\n", method)
+    if method != "GET" and method != "HEAD":    # case-sensitive (RFC 9110 9.1); OPTIONS too
+        return plain(start_response, "405 Method Not Allowed", "405 method not allowed\n",
+                     extra=(("Allow", ALLOW),))
+    return plain(start_response, "400 Bad Request",         # `GET *`, an absolute URI
+                 "400 bad request: the request target must be a path\n", method)

@@ -54,6 +54,7 @@ class Service:
         self.resources: dict[str, Resource] = {}
         self.documents: dict[str, Document] = {}
         self.corpus: Corpus | None = None       # None until the data could be read once
+        self.restored: Corpus | None = None     # the checkpoint's, while `corpus` is None
         self.errors: list[DataError] = []
         self.refreshed_at = 0.0
         self.rebuilt: list[str] = []            # paths rebuilt by the last refresh
@@ -127,6 +128,7 @@ class Service:
             self.cache_control.next_change = self._next_go_live
             self.rebuilt = [p for p, d in documents.items() if self.documents.get(p) is not d]
             self.corpus, self.documents = corpus, documents
+            self.restored = None            # the data is back: its own pages from now on
             self._dirty_since = self._dirty_since or time.monotonic()
             if self.rebuilt:                # queued after the documents it names
                 self.cache.put_records_later({self._snapshot_key: {
@@ -243,7 +245,20 @@ class Service:
         self.documents = {p: Document(p, recipe, ctype, stored[recipe][1], stored[recipe][0])
                           for p, (recipe, ctype) in snapshot.items()}
         self._restamp(now, 0.0)             # older than any build: it records nothing
+        self.restored = self._checkpoint_corpus()   # for the article pages (web.py)
         return True
+
+    def _checkpoint_corpus(self) -> Corpus | None:
+        """The corpus the checkpoint holds, if this version of feedsvc wrote it."""
+        try:
+            with open(self._checkpoint_path, "rb") as f:
+                state = pickle.load(f)  # noqa: S301 - our own state directory
+        except Exception:                   # none, or damaged: article pages stay 503
+            return None
+        if not isinstance(state, dict) or state.get("code") != CHECKPOINT_VERSION:
+            return None
+        corpus = state.get("corpus")
+        return corpus if isinstance(corpus, Corpus) else None
 
     def _restamp(self, now: float, seen: float) -> None:
         """Attach Last-Modified from the shared state; rebuild responses whose stamp moved.

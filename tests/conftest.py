@@ -127,14 +127,14 @@ class Server:
     def wait_ready(self, timeout: float = 60) -> None:
         """Until every worker has answered /healthz (fresh connections reach them all)."""
         deadline = time.monotonic() + timeout
-        pids: set[int] = set()
+        pids: set[str] = set()      # /healthz "worker": one per worker process
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"feedsvc serve exited: {Path(self.log.name).read_text()}")
             try:
                 r = requests.get(self.url + "/healthz", timeout=2)
                 if r.ok:
-                    pids.add(r.json()["pid"])
+                    pids.add(r.json()["worker"])
                     if len(pids) >= self.workers:
                         return
             except requests.RequestException:     # not listening yet, or still starting

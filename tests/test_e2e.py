@@ -4,8 +4,12 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.client
+import os
+import select
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import feedparser
@@ -25,14 +29,14 @@ def raw_get(srv, path: str, headers: dict | None = None, method: str = "GET"):
         conn.close()
 
 
-def workers_seen(srv, tries: int = 400) -> dict[int, str]:
-    """pid -> snapshot digest, from /healthz over fresh connections."""
+def workers_seen(srv, tries: int = 400) -> dict[str, str]:
+    """worker -> snapshot digest, from /healthz over fresh connections."""
     import json
     seen: dict[int, str] = {}
     for _ in range(tries):
         _, _, body = raw_get(srv, "/healthz")
         doc = json.loads(body)
-        seen[doc["pid"]] = doc["snapshot"]
+        seen[doc["worker"]] = doc["snapshot"]
         if len(seen) >= 2:
             break
     return seen
@@ -111,3 +115,85 @@ def test_check_command(bundled, tmp_path):
         "articles/2024/bad-date.md: 'date' is not an ISO 8601 datetime (got 'yesterday')",
         "articles/2024/no-title.md: 'title' is required",
     ]
+
+
+def raw_request(srv, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Bytes as written on the wire (no client library tidies them), one connection."""
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as sock:
+        sock.sendall(request)
+        resp = http.client.HTTPResponse(sock, method=request.split(b" ")[0].decode())
+        resp.begin()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+
+
+ARTICLE = "/articles/rouhani-urges-iran-turkey-cooperation-on-anti-terrorism-fight/"
+MEDIA = "/media/2015/rouhani-erdogan-phone-call.png"
+
+
+def test_hostile_requests_over_sockets(serve, bundled):
+    (bundled.root / "media" / "root").symlink_to("/")
+    srv = serve(bundled.root, workers=1)
+    close = b"Connection: close\r\n\r\n"
+    assert raw_request(srv, b"GET * HTTP/1.1\r\nHost: x\r\n" + close)[0] == 400
+    status, h, _ = raw_request(srv, b"OPTIONS * HTTP/1.1\r\nHost: x\r\n" + close)
+    assert status == 405 and h["allow"] == "GET, HEAD"
+    for path in (b"/feeds/all.rss", b"/", ARTICLE.encode(), b"/healthz"):
+        status, h, body = raw_request(srv, b"GET " + path + b" HTTP/1.1\r\n" + close)
+        assert status == 400 and b"Host" in body, path
+        for method in (b"get", b"OPTIONS", b"Head"):
+            status, h, _ = raw_request(srv, method + b" " + path + b" HTTP/1.1\r\nHost: x\r\n"
+                                       + close)
+            assert status == 405 and h["allow"] == "GET, HEAD", (method, path)
+    status, h, body = raw_request(srv, b"GET /nope%0D%0ASet-Cookie:%20a=b%00 HTTP/1.1\r\n"
+                                  b"Host: x\r\n" + close)
+    assert status == 404 and body == b"404 not found: /nope%0D%0ASet-Cookie%3A%20a%3Db%00\n"
+    status, h, _ = raw_request(srv, b"GET /articles//x/ HTTP/1.1\r\nHost: evil.example\r\n"
+                               + close)
+    assert status == 308 and h["location"] == "/articles/x/"
+    assert raw_request(srv, b"GET /media/root/etc/passwd HTTP/1.1\r\nHost: x\r\n"
+                       + close)[0] == 404
+    bad = b"Fri, 31 Dec 2147483648 23:59:59 GMT"
+    for path in (b"/feeds/all.rss", ARTICLE.encode(), MEDIA.encode()):
+        plain = raw_request(srv, b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n" + close)
+        assert plain[0] == 200 and plain[1]["x-content-type-options"] == "nosniff"
+        assert "script-src" not in plain[1]["content-security-policy"]
+        for header in (b"If-Modified-Since: ", b"If-Unmodified-Since: ",
+                       b"Range: bytes=0-9\r\nIf-Range: "):
+            status, _, body = raw_request(srv, b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n"
+                                          + header + bad + b"\r\n" + close)
+            assert status == 200 and body == plain[2], (path, header)
+
+
+def test_stalled_readers_and_silent_connections_do_not_stop_the_service(serve, bundled):
+    """A client that stops reading a large file held granian's one WSGI thread, and a
+    connection that never sends a byte was never closed: either could stop all service."""
+    bundled.write("media/big.bin", os.urandom(12 << 20))
+    srv = serve(bundled.root, workers=1)
+    stalled = []
+    for _ in range(4):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(10)
+        sock.connect(("127.0.0.1", srv.port))
+        sock.sendall(b"GET /media/big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(12) == b"HTTP/1.1 200"       # being answered; then read no more
+        stalled.append(sock)
+    silent = [socket.create_connection(("127.0.0.1", srv.port)) for _ in range(40)]
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
+    try:
+        conn.request("GET", "/feeds/all.rss")
+        resp = conn.getresponse()
+        assert resp.status == 200 and resp.read().startswith(b"<?xml")
+        # the silent ones, and this idle keep-alive one, are closed by the server
+        waiting = [*silent, conn.sock]
+        deadline = time.monotonic() + 25        # granian's header timeout: 10 s
+        while waiting and time.monotonic() < deadline:
+            readable, _, _ = select.select(waiting, [], [], 1)
+            for sock in readable:
+                assert sock.recv(1) == b""
+                waiting.remove(sock)
+        assert not waiting, f"{len(waiting)} of 41 idle connections still open"
+    finally:
+        for sock in stalled + silent:
+            sock.close()
+        conn.close()

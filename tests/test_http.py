@@ -114,6 +114,22 @@ def test_gzip_negotiation(client, accept, gzipped):
         assert resp.headers["ETag"] == plain.headers["ETag"]
 
 
+def test_long_accept_encoding_values_are_not_memoized(client):
+    """A request head may be hundreds of KB: the memo keeps only short header values."""
+    from feedsvc import http
+
+    plain = client.get("/feeds/all.atom")
+    before = http.accepts_gzip.cache_info().currsize
+    for i in range(20):
+        value = f"x-{i}-" + "y" * 100_000 + ", gzip"
+        resp = client.get("/feeds/all.atom", headers={"Accept-Encoding": value})
+        assert resp.headers["Content-Encoding"] == "gzip"
+        assert gzip.decompress(resp.data) == plain.data
+        refused = client.get("/feeds/all.atom", headers={"Accept-Encoding": value + ";q=0"})
+        assert "Content-Encoding" not in refused.headers
+    assert http.accepts_gzip.cache_info().currsize <= before + 1
+
+
 def test_gzip_is_compressed_once(app, client):
     one = client.get("/feeds/all.rss", headers={"Accept-Encoding": "gzip"})
     two = client.get("/feeds/all.rss", headers={"Accept-Encoding": "gzip"})
@@ -505,7 +521,7 @@ def test_healthz_reports_bad_files(make_app, bundled):
     bundled.write("articles/2024/broken.md", "no front matter here\n")
     client = make_app(bundled.root).test_client()
     body = json.loads(client.get("/healthz").data)
-    assert body["status"] == "ok"
+    assert body["status"] == "degraded"       # still 200: balancers keep routing
     assert [e["path"] for e in body["errors"]] == ["articles/2024/broken.md"]
     assert body["errors"][0]["message"]
     assert client.get("/feeds/all.rss").status_code == 200      # the rest is served
@@ -557,3 +573,233 @@ def test_identity_bytes_are_the_gunzipped_gzip_bytes_and_kept_within_a_budget(ap
     assert inflated.get(resources[1].gzip.etag, b"") == resources[1].identity_body()
     assert sum(map(len, inflated._held.values())) <= inflated.budget
     assert resources[0].gzip.etag not in inflated._held
+
+
+# -- hostile and malformed requests (issue 11) --------------------------------------------
+
+MEDIA = "/media/2015/rouhani-erdogan-phone-call.png"
+# one URL of every kind: ready feed, ready page, scope page, OPML, article page (Flask),
+# media (Flask, send_file), health, unknown path
+EVERY_KIND = ["/feeds/all.rss", "/", "/category/middle-east/", "/feeds.opml", "/" + ARTICLE,
+              MEDIA, "/healthz", "/feeds/nope.rss"]
+
+
+def run(app, method="GET", path="/", headers=None, host=True, protocol="HTTP/1.1"):
+    """One request through the whole WSGI stack with an environ the test client would
+    not build (no Host, a target that is not a path)."""
+    from werkzeug.test import create_environ, run_wsgi_app
+    from werkzeug.wrappers import Response as WResponse
+
+    environ = create_environ("/", method=method, headers=headers or {})
+    environ["PATH_INFO"], environ["SERVER_PROTOCOL"] = path, protocol
+    if host is None:
+        del environ["HTTP_HOST"]
+    elif host is not True:
+        environ["HTTP_HOST"] = host
+    body, status, resp_headers = run_wsgi_app(app, environ, buffered=True)
+    return WResponse(b"".join(body), status, resp_headers)
+
+
+def _csp(resp) -> dict[str, list[str]]:
+    policy = resp.headers["Content-Security-Policy"]
+    return {d.split()[0]: d.split()[1:] for d in policy.split(";") if d.strip()}
+
+
+@pytest.mark.parametrize("path", EVERY_KIND + ["/feeds/all.atom", "/author/emad-askarieh/"])
+@pytest.mark.parametrize("encoding", ["identity", "gzip"])
+def test_every_response_has_a_csp_without_script_and_nosniff(client, path, encoding):
+    for method in ("GET", "HEAD", "POST"):
+        resp = client.open(path, method=method, headers={"Accept-Encoding": encoding})
+        assert resp.headers["X-Content-Type-Options"] == "nosniff", (path, method)
+        csp = _csp(resp)
+        assert csp["default-src"] == ["'none'"], (path, method)
+        assert "script-src" not in csp and "'unsafe-inline'" not in str(csp)
+        assert csp["img-src"] == ["*", "data:"]         # article images come from anywhere
+    etag = client.get(path, headers={"Accept-Encoding": encoding}).headers.get("ETag")
+    if etag:
+        resp = client.get(path, headers={"Accept-Encoding": encoding, "If-None-Match": etag})
+        assert resp.status_code == 304, path
+        assert resp.headers["X-Content-Type-Options"] == "nosniff", path
+
+
+@pytest.mark.parametrize("path", ["/", "/category/middle-east/", "/author/emad-askarieh/",
+                                  "/" + ARTICLE])
+def test_pages_hold_under_their_csp(client, path):
+    """The policy allows exactly the pages' stylesheets (by hash) and no script at all."""
+    import base64
+
+    resp, doc = _page(client, path)
+    styles = doc.xpath("//style")
+    assert styles
+    allowed = _csp(resp)["style-src"]
+    for style in styles:
+        digest = base64.b64encode(hashlib.sha256(style.text.encode()).digest()).decode()
+        assert f"'sha256-{digest}'" in allowed, path
+    assert not doc.xpath("//script | //*[@style] | //*[@*[starts-with(name(), 'on')]]")
+    assert not doc.xpath("//link[@rel='stylesheet'] | //iframe | //object")
+
+
+def test_healthz_says_nothing_about_the_host(make_app, bundled, tmp_path):
+    bundled.write("articles/2024/broken.md", "no front matter here\n")
+    app = make_app(bundled.root)
+    client = app.test_client()
+    resp = client.get("/healthz")
+    body = json.loads(resp.data)
+    assert resp.status_code == 200 and body["status"] == "degraded"
+    assert "pid" not in body and "data_dir" not in body
+    assert set(body) == {"status", "worker", "articles", "documents", "snapshot",
+                         "refreshed_at", "errors"}
+    assert [e["path"] for e in body["errors"]] == ["articles/2024/broken.md"]
+    assert str(tmp_path) not in resp.get_data(as_text=True)
+    # the data directory goes away: the error says so without saying where it was
+    bundled.root.rename(tmp_path / "elsewhere")
+    service_of(app).refresh()
+    resp = client.get("/healthz")
+    body = json.loads(resp.data)
+    assert resp.status_code == 200 and body["status"] == "degraded"
+    assert body["errors"] == [{"path": ".", "level": "error", "message":
+                               "data directory FEEDSVC_DATA_DIR is missing or not a directory"}]
+    assert str(tmp_path) not in resp.get_data(as_text=True)
+    assert client.get("/feeds/all.rss").status_code == 200
+
+
+def test_healthz_warnings_alone_are_ok_and_nothing_served_is_503(make_app, bundled, tmp_path):
+    bundled.article("2024/cafe-one", categories=["Café"])
+    bundled.article("2024/cafe-two", categories=["Cafe"])     # same slug: a warning
+    body = json.loads(make_app(bundled.root).test_client().get("/healthz").data)
+    assert body["errors"] and all(e["level"] == "warning" for e in body["errors"])
+    assert body["status"] == "ok"
+    empty = make_app(tmp_path / "missing", state_dir=str(tmp_path / "state2"))
+    resp = empty.test_client().get("/healthz")
+    assert resp.status_code == 503 and json.loads(resp.data)["status"] == "unavailable"
+
+
+BAD_DATES = ["Fri, 31 Dec 2147483648 23:59:59 GMT",
+             "Fri, 31 Dec 9999999999999999999999 23:59:59 GMT",
+             "Fri, 31 Dec 2020 23:59:59 +9999999999999999"]
+
+
+@pytest.mark.parametrize("path", EVERY_KIND)
+@pytest.mark.parametrize("bad", BAD_DATES)
+def test_dates_werkzeug_overflows_on_are_ignored(client, path, bad):
+    plain = client.get(path)
+    for name in ("If-Modified-Since", "If-Unmodified-Since", "If-Range"):
+        headers = {name: bad}
+        if name == "If-Range":
+            headers["Range"] = "bytes=0-9"
+        for method in ("GET", "HEAD"):
+            resp = client.open(path, method=method, headers=headers)
+            # ignored: the answer is the plain one (a bad If-Range sends everything)
+            assert resp.status_code == plain.status_code, (path, name, method)
+            if method == "GET" and path != "/healthz":
+                assert resp.data == plain.data, (path, name)
+    etag = plain.headers.get("ETag")
+    if etag:            # the other conditions still apply
+        resp = client.get(path, headers={"If-None-Match": etag, "If-Modified-Since": bad})
+        assert resp.status_code == 304, path
+
+
+def test_media_range_still_honours_a_valid_if_range(client):
+    full = client.get(MEDIA)
+    part = client.get(MEDIA, headers={"Range": "bytes=0-9",
+                                      "If-Range": full.headers["Last-Modified"]})
+    assert part.status_code == 206 and part.data == full.data[:10]
+
+
+def test_media_links_leading_out_of_media_are_not_followed(make_app, bundled, tmp_path):
+    media = bundled.root / "media"
+    (tmp_path / "secret.txt").write_text("not for the web\n")
+    (media / "root").symlink_to("/")
+    (media / "secret.png").symlink_to(tmp_path / "secret.txt")
+    (media / "site.png").symlink_to(bundled.root / "site.yml")      # in data/, not media/
+    (media / "alias.png").symlink_to(media / "2015" / "rouhani-erdogan-phone-call.png")
+    client = make_app(bundled.root).test_client()
+    for path in ("/media/root/etc/passwd", "/media/root/", "/media/secret.png",
+                 "/media/site.png", "/media/../site.yml", "/media/%2e%2e/site.yml",
+                 "/media/", "/media/2015/"):
+        resp = client.get(path)
+        assert resp.status_code == 404, path
+        assert b"not for the web" not in resp.data and b"root:" not in resp.data
+    alias = client.get("/media/alias.png")       # a link that stays inside is fine
+    assert alias.status_code == 200 and alias.data == client.get(MEDIA).data
+    assert alias.headers["Content-Type"] == "image/png"
+    # and `feedsvc check`, the log and /healthz name them (the same Library reports them)
+    errors = {e.path: e.message for e in service_of(client.application).errors}
+    assert sorted(errors) == ["media/root", "media/secret.png", "media/site.png"]
+    assert errors["media/root"] == ("is a symlink pointing outside media/: it is not served "
+                                    "under /media/; copy the file in instead")
+
+
+def test_media_get_answers_with_one_bytes_body(app):
+    """A body granian can send without the WSGI thread: one chunk, not a file iterator."""
+    from werkzeug.test import create_environ
+
+    environ = create_environ(MEDIA)
+    chunks = list(app.wsgi_app(environ, lambda status, headers: None))
+    assert len(chunks) == 1 and chunks[0].startswith(b"\x89PNG")
+
+
+def test_article_pages_survive_a_restart_with_the_data_gone(make_app, bundled, tmp_path):
+    app = make_app(bundled.root)
+    before = app.test_client().get("/" + ARTICLE)
+    assert before.status_code == 200
+    service_of(app).close()                         # writes the checkpoint
+    bundled.root.rename(tmp_path / "moved-away")
+    again = make_app(bundled.root)
+    client = again.test_client()
+    assert client.get("/feeds/all.rss").status_code == 200
+    resp = client.get("/" + ARTICLE)
+    assert resp.status_code == 200 and resp.data == before.data
+    assert b"Iranian President Hassan Rouhani says more cooperation" in resp.data
+    assert client.get("/articles/nope/").status_code == 404
+
+
+@pytest.mark.parametrize("method", ["get", "head", "OPTIONS", "Get", "FOO", "TRACE", "CONNECT"])
+@pytest.mark.parametrize("path", EVERY_KIND + ["/media/nope.png", "/nope"])
+def test_every_method_but_get_and_head_is_405_everywhere(client, method, path):
+    resp = client.open(path, method=method)
+    assert resp.status_code == 405, (method, path)
+    assert resp.headers["Allow"] == "GET, HEAD"
+    assert resp.data == b"405 method not allowed\n"
+    assert resp.headers["Content-Type"] == "text/plain; charset=utf-8"
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+@pytest.mark.parametrize("target", ["*", "feeds/all.rss", "http://evil.example/"])
+def test_a_target_that_is_not_a_path_is_400(app, method, target):
+    resp = run(app, method, target)
+    assert resp.status_code == 400 and resp.headers["X-Content-Type-Options"] == "nosniff"
+    assert b"<html" not in resp.data
+    assert run(app, "OPTIONS", "*").status_code == 405
+
+
+@pytest.mark.parametrize("path", EVERY_KIND)
+def test_http11_without_host_is_400(app, path):
+    for host in (None, ""):                 # granian passes a missing Host as ""
+        resp = run(app, "GET", path, host=host)
+        assert resp.status_code == 400 and b"Host" in resp.data
+        assert run(app, "GET", path, host=host, protocol="HTTP/1.0").status_code != 400
+    assert run(app, "GET", path).status_code != 400
+
+
+@pytest.mark.parametrize("raw", ["/nope%0D%0ASet-Cookie:%20x=1", "/a%00b", "/<script>x</script>",
+                                 "/feeds/%0D%0A%0D%0AHTTP/1.1%20200%20OK", "/a\x00b"])
+def test_404_never_echoes_control_characters(client, raw):
+    resp = client.get(raw)
+    assert resp.status_code == 404
+    assert not set(resp.data[:-1]) & {0, 10, 13} and b"<" not in resp.data
+    assert resp.data.startswith(b"404 not found: /") and resp.data.endswith(b"\n")
+    assert client.get("/nope/").data == b"404 not found: /nope/\n"       # as nginx's
+
+
+@pytest.mark.parametrize(("path", "location"), [
+    ("/articles//" + ARTICLE[len("articles/"):], "/" + ARTICLE),
+    ("/media//2015/x.png", "/media/2015/x.png"),
+    ("/" + ARTICLE[:-1], "/" + ARTICLE),                    # strict slashes
+])
+def test_redirects_never_name_the_host_header(app, path, location):
+    """Routing's redirects are path-only: an absolute Location built from Host would send
+    a poisoned cache's readers to any site."""
+    resp = run(app, "GET", path, headers={"Host": "evil.example"})
+    assert resp.status_code in (301, 308), path
+    assert resp.headers["Location"] == location
