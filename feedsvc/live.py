@@ -255,7 +255,8 @@ class Service:
                 state = pickle.load(f)  # noqa: S301 - our own state directory
         except Exception:                   # none, or damaged: article pages stay 503
             return None
-        if not isinstance(state, dict) or state.get("code") != CHECKPOINT_VERSION:
+        if not isinstance(state, dict) or \
+                state.get("code") != versions.version(versions.CHECKPOINT):
             return None
         corpus = state.get("corpus")
         return corpus if isinstance(corpus, Corpus) else None
