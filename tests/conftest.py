@@ -57,6 +57,15 @@ class DataDir:
         (self.root / rel).unlink()
 
 
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch):
+    """Tests test the code, not the shell they run in: no FEEDSVC_* or XDG_* setting of the
+    developer's reaches a test (subprocesses inherit the cleaned environment)."""
+    for name in list(os.environ):
+        if name.startswith(("FEEDSVC_", "XDG_")):
+            monkeypatch.delenv(name)
+
+
 @pytest.fixture
 def data(tmp_path: Path) -> DataDir:
     d = DataDir(tmp_path / "data")
