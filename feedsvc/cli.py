@@ -115,14 +115,20 @@ def _run_warm(config: dict) -> None:
     warm = multiprocessing.get_context("spawn").Process(target=_warm, args=(config,))
     stop = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        warm.start()
+        # SIGINT stays blocked in the build (and its pool), which has its own group
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            warm.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         warm.join()
     except KeyboardInterrupt:
-        try:
-            os.killpg(warm.pid, signal.SIGKILL)         # type: ignore[arg-type]
-        except (ProcessLookupError, PermissionError):
-            warm.kill()
-        warm.join()
+        if warm.pid is not None:
+            try:
+                os.killpg(warm.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):     # not yet in its own group
+                warm.kill()
+            warm.join()
         _fail("interrupted before serving", 130)
     finally:
         signal.signal(signal.SIGTERM, stop)
@@ -157,7 +163,15 @@ def worker_app():
     """granian's worker factory: the app, in a process that ends when its server does."""
     parent = os.environ.get(PARENT_PID)
     if parent:
+        # Until granian sets its own handlers after this factory, a stop signal ends the
+        # worker at once (the server's handlers, inherited by the fork, would ignore it)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
         follow_parent(int(parent))
+        # Out of the server's process group: Ctrl-C (SIGINT to the whole group) reaches
+        # only the server, which stops each worker with one SIGTERM.  A worker that got
+        # both signals at once sometimes lost them and hung the server's shutdown.
+        os.setpgid(0, 0)
     from .web import create_app
     return create_app()
 
