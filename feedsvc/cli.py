@@ -140,6 +140,25 @@ def _interrupt(_signum, _frame) -> None:
     raise KeyboardInterrupt
 
 
+def _interrupted(main: int, message: str):
+    """A SIGINT handler that stops this process and its pool with one line.
+
+    A plain KeyboardInterrupt made the pool's workers (which get the terminal's SIGINT
+    too) and concurrent.futures' manager thread print tracebacks.  Forked workers
+    inherit the handler and just exit; this process kills the others, says why, and
+    exits 130 with stderr closed, so nothing the unwinding prints reaches the terminal."""
+    def handler(_signum, _frame) -> None:
+        if os.getpid() != main:
+            os._exit(130)
+        for child in multiprocessing.active_children():
+            child.kill()
+        click.echo(f"feedsvc: {message}", err=True)
+        sys.stderr.flush()
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+        raise SystemExit(130)
+    return handler
+
+
 def _warm(config: dict) -> None:
     os.setpgid(0, 0)                    # see _run_warm; the pool's workers join this group
     follow_parent(os.getppid())
@@ -308,6 +327,7 @@ def build(outdir: str, listen: str, allow_errors: bool, **options) -> None:
         bar.length = total
         bar.update(done - bar.pos)
 
+    previous = signal.signal(signal.SIGINT, _interrupted(os.getpid(), "build: interrupted"))
     try:
         if bar is not None:
             with bar:
@@ -318,6 +338,8 @@ def build(outdir: str, listen: str, allow_errors: bool, **options) -> None:
         _fail(f"build: {e}")
     except OSError as e:
         _fail(f"build: {e.filename or outdir}: {e.strerror or e}")
+    finally:
+        signal.signal(signal.SIGINT, previous)
     for problem in result["errors"]:
         click.echo(f"{problem.path}: {'warning: ' if problem.warning else ''}{problem.message}",
                    err=True)

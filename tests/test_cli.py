@@ -2,6 +2,7 @@
 before any long work; the server survives its workers' deaths and they do not survive it."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -246,9 +247,14 @@ def test_workers_end_when_the_server_is_killed(serve, data):
     workers = worker_pids(srv)
     os.kill(srv.proc.pid, signal.SIGKILL)
     srv.proc.wait(10)
-    until(lambda: port_free(srv.port), timeout=10, what=f"port {srv.port} free")
-    until(lambda: not any(Path(f"/proc/{p}").exists() for p in workers), timeout=10,
-          what="workers gone")
+    try:
+        until(lambda: port_free(srv.port), timeout=10, what=f"port {srv.port} free")
+        until(lambda: not any(Path(f"/proc/{p}").exists() for p in workers), timeout=10,
+              what="workers gone")
+    finally:
+        for pid in workers:                     # no orphan outlives a failed test
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 @pytest.mark.e2e
@@ -287,3 +293,23 @@ def test_ctrl_c_during_the_start_up_build_is_one_line(data, tmp_path):
     assert "serving" not in out
     until(lambda: not any(Path(f"/proc/{p}").exists() for p in build | pool), timeout=10,
           what="the build and its pool gone")
+
+
+@pytest.mark.e2e
+def test_ctrl_c_during_build_is_one_line(data, tmp_path):
+    for i in range(1500):
+        data.article(f"a{i:04}", body=f"Article {i}.\n\n" + "Words and more words. " * 40)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "feedsvc", "build", str(tmp_path / "out"),
+         "--data-dir", str(data.root), "--state-dir", str(tmp_path / "state")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        until(lambda: bool(children(proc.pid)), what="the build's pool")
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert err.strip() == "feedsvc: build: interrupted"
