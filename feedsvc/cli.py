@@ -71,6 +71,8 @@ def serve(**options) -> None:
 
     On the bundled site, with no base URL set, links point at the address served.
     """
+    from granian.constants import Interfaces
+
     config = _config(**options)
     where = {name: settings.origin(name, options) for name in settings.DEFAULTS}
     _preflight(lambda: preflight.check_data_dir(config["data_dir"], where["data_dir"]),
@@ -88,10 +90,11 @@ def serve(**options) -> None:
     _run_warm(config)
     click.echo(f"feedsvc: serving {config['data_dir']} on "
                f"http://{config['host']}:{config['port']}/ with {config['workers']} workers")
-    server_class()("feedsvc.cli:worker_app", factory=True, address=config["host"],
-                   port=config["port"], interface=_wsgi(), workers=config["workers"],
-                   blocking_threads=1, websockets=False, log_access=False,
-                   respawn_failed_workers=True).serve()
+    Server = server_class()
+    Server("feedsvc.cli:worker_app", factory=True, address=config["host"], port=config["port"],
+           interface=Interfaces.WSGI, workers=max(1, config["workers"]),
+           blocking_threads=1, websockets=False, log_access=False,
+           respawn_failed_workers=True).serve()
 
 
 def _same_dir(a: str, b: str) -> bool:
@@ -102,11 +105,6 @@ def served_url(host: str, port: int) -> str:
     """The URL a browser on this machine uses for the address served."""
     host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104
     return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
-
-
-def _wsgi():
-    from granian.constants import Interfaces
-    return Interfaces.WSGI
 
 
 def _run_warm(config: dict) -> None:
