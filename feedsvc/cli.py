@@ -75,7 +75,11 @@ def serve(**options) -> None:
 
     config = _config(**options)
     where = {name: settings.origin(name, options) for name in settings.DEFAULTS}
-    _preflight(lambda: preflight.check_data_dir(config["data_dir"], where["data_dir"]),
+    # A missing data directory with state from an earlier run still serves what was
+    # published (and reports the data directory); with no state there is nothing to serve
+    earlier = os.path.isdir(config["state_dir"])
+    _preflight(lambda: None if earlier else preflight.check_data_dir(config["data_dir"],
+                                                                     where["data_dir"]),
                lambda: preflight.check_port(config["host"], config["port"], where["port"],
                                             where["host"]),
                lambda: preflight.check_state_dir(config["state_dir"], where["state_dir"]))
