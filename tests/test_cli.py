@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -149,7 +150,13 @@ def test_served_url_follows_the_address():
 
 def test_the_wheel_carries_the_bundled_site(tmp_path):
     """A non-editable install: the default data directory is inside the package."""
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(ROOT),
+    source = tmp_path / "source"                # setuptools writes build/ into the source
+    source.mkdir()
+    for name in ("setup.cfg", "pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source)
+    for name in ("feedsvc", "data"):
+        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(source),
                             "-w", str(tmp_path / "wheel")], capture_output=True, text=True,
                            timeout=120)
     assert built.returncode == 0, built.stderr
