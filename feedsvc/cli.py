@@ -1,14 +1,27 @@
-"""`feedsvc` console script: serve, check, build."""
+"""`feedsvc` console script: serve, check, build.
+
+Every operator mistake found before the work starts (a bad setting, a missing data
+directory, a port in use, a state directory that cannot be written) is one line on
+stderr and exit status 1.
+"""
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
 import os
+import signal
 import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import NoReturn
 
 import click
 
-from . import settings
+from . import preflight, settings
+
+PARENT_PID = "FEEDSVC_SERVE_PID"    # set by `serve` for its granian workers
 
 
 def _options(names: list[str]):
@@ -16,48 +29,74 @@ def _options(names: list[str]):
     def wrap(fn):
         for s in reversed([s for s in settings.SETTINGS if s.name in names]):
             kind = type(s.default)
+            default = "bundled data/" if s.name == "data_dir" else repr(s.default)
+            shown = f"; default {default}" if s.default != "" else ""
             fn = click.option(f"--{s.name.replace('_', '-')}", s.name, default=None,
                               type=kind if kind in (int, float) else str,
-                              help=f"{s.help} [env {s.env}; default {s.default!r}]")(fn)
+                              help=f"{s.help} [env {s.env}{shown}]")(fn)
         return fn
     return wrap
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(f"feedsvc: {message}", err=True)
+    sys.exit(code)
 
 
 def _config(**overrides) -> dict:
     try:
         return settings.resolve(overrides)
     except settings.SettingError as e:
-        raise click.UsageError(str(e)) from None
+        _fail(str(e))
 
 
-@click.group()
+def _preflight(*checks: Callable[[], None]) -> None:
+    for check in checks:
+        try:
+            check()
+        except preflight.PreflightError as e:
+            _fail(str(e))
+
+
+@click.group(context_settings={"max_content_width": 100})
 def main() -> None:
     """Publish a folder of articles as RSS 2.0 and Atom 1.0 feeds."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
 
-@main.command()
+@main.command(short_help="Run the production server.")
 @_options(["host", "port", "workers", "data_dir", "state_dir", "base_url", "max_age"])
 def serve(**options) -> None:
-    """Run the production server (granian, WSGI) on the data directory."""
+    """Run the production server (granian, WSGI) on the data directory.
+
+    On the bundled site, with no base URL set, links point at the address served.
+    """
     from granian.constants import HTTPModes, Interfaces
     from granian.http import HTTP1Settings
-    from granian.server import Server
 
     config = _config(**options)
+    where = {name: settings.origin(name, options) for name in settings.DEFAULTS}
+    # A missing data directory with state from an earlier run still serves what was
+    # published (and reports the data directory); with no state there is nothing to serve
+    earlier = os.path.isdir(config["state_dir"])
+    _preflight(lambda: None if earlier else preflight.check_data_dir(config["data_dir"],
+                                                                     where["data_dir"]),
+               lambda: preflight.check_port(config["host"], config["port"], where["port"],
+                                            where["host"]),
+               lambda: preflight.check_state_dir(config["state_dir"], where["state_dir"]))
+    if not config["base_url"] and _same_dir(config["data_dir"], settings.BUNDLED_DATA):
+        config["base_url"] = served_url(config["host"], config["port"])
     for s in settings.SETTINGS:                  # workers read their settings from here
         os.environ[s.env] = str(config[s.name])
+    os.environ[PARENT_PID] = str(os.getpid())
     # Build once, on every core, before the workers start: each worker then loads from
     # the caches in the state directory instead of parsing and rendering it all again.
     # A separate process, so its peak memory is returned before serving begins.
-    warm = multiprocessing.get_context("spawn").Process(target=_warm, args=(config,))
-    warm.start()
-    warm.join()
-    if warm.exitcode:
-        sys.exit(warm.exitcode)
+    _run_warm(config)
     click.echo(f"feedsvc: serving {config['data_dir']} on "
                f"http://{config['host']}:{config['port']}/ with {config['workers']} workers")
-    Server("feedsvc.web:create_app", factory=True, address=config["host"], port=config["port"],
+    Server = server_class()
+    Server("feedsvc.cli:worker_app", factory=True, address=config["host"], port=config["port"],
            interface=Interfaces.WSGI, workers=max(1, config["workers"]),
            blocking_threads=1, websockets=False, log_access=False,
            respawn_failed_workers=True,
@@ -68,7 +107,69 @@ def serve(**options) -> None:
            http1_settings=HTTP1Settings(header_read_timeout=10_000)).serve()
 
 
+def _same_dir(a: str, b: str) -> bool:
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def served_url(host: str, port: int) -> str:
+    """The URL a browser on this machine uses for the address served."""
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+
+def _run_warm(config: dict) -> None:
+    """Run `_warm` in its own process group, so that Ctrl-C reaches only this process,
+    which then stops the build and all its pool workers at once, quietly."""
+    warm = multiprocessing.get_context("spawn").Process(target=_warm, args=(config,))
+    stop = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        # SIGINT stays blocked in the build (and its pool), which has its own group
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            warm.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        warm.join()
+    except KeyboardInterrupt:
+        if warm.pid is not None:
+            try:
+                os.killpg(warm.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):     # not yet in its own group
+                warm.kill()
+            warm.join()
+        _fail("interrupted before serving", 130)
+    finally:
+        signal.signal(signal.SIGTERM, stop)
+    if warm.exitcode:
+        sys.exit(warm.exitcode)
+
+
+def _interrupt(_signum, _frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _interrupted(main: int, message: str):
+    """A SIGINT handler that stops this process and its pool with one line.
+
+    A plain KeyboardInterrupt made the pool's workers (which get the terminal's SIGINT
+    too) and concurrent.futures' manager thread print tracebacks.  Forked workers
+    inherit the handler and just exit; this process kills the others, says why, and
+    exits 130 with stderr closed, so nothing the unwinding prints reaches the terminal."""
+    def handler(_signum, _frame) -> None:
+        if os.getpid() != main:
+            os._exit(130)
+        for child in multiprocessing.active_children():
+            child.kill()
+        click.echo(f"feedsvc: {message}", err=True)
+        sys.stderr.flush()
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+        raise SystemExit(130)
+    return handler
+
+
 def _warm(config: dict) -> None:
+    os.setpgid(0, 0)                    # see _run_warm; the pool's workers join this group
+    follow_parent(os.getppid())
     from .live import Service
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -85,11 +186,117 @@ def _warm(config: dict) -> None:
         len(service.documents))
 
 
-@main.command()
-@click.argument("data_dir", required=False)
-def check(data_dir: str | None) -> None:
-    """Print every problem in DATA_DIR as `path: message`; exit 1 on any error."""
-    config = _config(data_dir=data_dir)
+def worker_app():
+    """granian's worker factory: the app, in a process that ends when its server does."""
+    parent = os.environ.get(PARENT_PID)
+    if parent:
+        # Until granian sets its own handlers after this factory, a stop signal ends the
+        # worker at once (the server's handlers, inherited by the fork, would ignore it)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        follow_parent(int(parent))
+        # Out of the server's process group: Ctrl-C (SIGINT to the whole group) reaches
+        # only the server, which stops each worker with one SIGTERM.  A worker that got
+        # both signals at once sometimes lost them and hung the server's shutdown.
+        os.setpgid(0, 0)
+    from .web import create_app
+    return create_app()
+
+
+def follow_parent(parent: int) -> None:
+    """SIGTERM this process when `parent` (the process that started it) dies, even by
+    kill -9: otherwise granian's workers keep serving on the port with nobody to stop
+    them, and a restart shares the port with them (SO_REUSEPORT)."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)          # PR_SET_PDEATHSIG
+        if os.getppid() != parent:                       # it died before prctl
+            os.kill(os.getpid(), signal.SIGTERM)
+        return
+
+    def watch() -> None:                                 # elsewhere: ask every second
+        while os.getppid() == parent:
+            time.sleep(1)
+        os.kill(os.getpid(), signal.SIGTERM)
+    threading.Thread(target=watch, name="feedsvc-parent", daemon=True).start()
+
+
+def server_class():
+    """granian's server, except that a worker that dies soon after its start is started
+    again after a pause (1 s, doubling up to 30 s) instead of ending the whole service:
+    granian's own rule ("crash loop": a worker dying twice within 5.5 s) exits, and one
+    worker killed twice (OOM killer, an operator) took every worker down with it."""
+    from granian.server import Server
+
+    # This leans on granian's private respawn hook and worker fields (checked on 2.8,
+    # the minor setup.cfg pins). Where they are not what we know, granian's own rule
+    # applies and the systemd unit (deploy/feedsvc.service) restarts the whole server.
+    if not _knows_respawn(Server):
+        logging.getLogger("feedsvc").warning(
+            "feedsvc: this granian has no respawn hook we know; a worker that dies twice "
+            "within a few seconds stops the server (run it under deploy/feedsvc.service)")
+        return Server
+
+    class Respawning(Server):
+        pauses: dict[int, float]
+
+        def _respawn_workers(self, workers, spawn_target, target_loader, delay: float = 0):
+            pauses = self.__dict__.setdefault("pauses", {})
+            now = time.monotonic()
+            wait = 0.0
+            for idx in workers:
+                old = self.wrks[idx]
+                if old.is_alive():                       # a reload: not a crash
+                    continue
+                lived = now - old.birth
+                pauses[idx] = min(30.0, max(1.0, 2 * pauses.get(idx, 0.5))) if lived < 30 else 0
+                wait = max(wait, pauses[idx])
+            if wait:
+                logging.getLogger("feedsvc").warning(
+                    "feedsvc: a worker died soon after it started; starting it again in %g s",
+                    wait)
+            deadline = now + wait
+            while not self.interrupt_signal and time.monotonic() < deadline:
+                time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+            if self.interrupt_signal:                    # stopping: shutdown follows
+                return None
+            result = super()._respawn_workers(workers, spawn_target, target_loader, delay)
+            for idx in workers:                          # never a "crash loop" to granian
+                self.respawned_wrks[idx] = float("-inf")
+            return result
+
+    return Respawning
+
+
+def _knows_respawn(server: type) -> bool:
+    """Whether granian's server has the private respawn hook `server_class` overrides,
+    with the signature it was written against."""
+    import inspect
+
+    hook = getattr(server, "_respawn_workers", None)
+    if hook is None:
+        return False
+    try:
+        params = list(inspect.signature(hook).parameters)
+    except (TypeError, ValueError):
+        return False
+    return params == ["self", "workers", "spawn_target", "target_loader", "delay"]
+
+
+@main.command(short_help="Report every problem in a data directory.")
+@click.argument("folder", required=False, metavar="[DATA_DIR]")
+@_options(["data_dir"])
+def check(folder: str | None, **options) -> None:
+    """Print every problem in DATA_DIR as `path: message`; exit 1 on any error.
+
+    DATA_DIR is the same as --data-dir.
+    """
+    if folder is not None and options["data_dir"] is not None:
+        _fail("check: give the data directory once, as DATA_DIR or --data-dir")
+    options["data_dir"] = folder if folder is not None else options["data_dir"]
+    config = _config(**options)
+    where = "DATA_DIR" if folder is not None else settings.origin("data_dir", options)
+    _preflight(lambda: preflight.check_data_dir(config["data_dir"], where))
     errors = _report_problems(config, echo=True)
     sys.exit(1 if any(not e.warning for e in errors) else 0)
 
@@ -115,23 +322,34 @@ def _report_problems(config: dict, echo: bool = False) -> list:
     return corpus.errors
 
 
-@main.command()
+REJECTED = 2            # `build`: the site was written, but some files were left out
+
+
+@main.command(short_help="Write the site for nginx or a CDN.")
 @click.argument("outdir", type=click.Path(file_okay=False))
 @_options(["data_dir", "state_dir", "base_url", "max_age"])
 @click.option("--listen", default="80", show_default=True,
               help="`listen` parameter of the generated nginx server block.")
-def build(outdir: str, listen: str, **options) -> None:
+@click.option("--allow-errors", is_flag=True,
+              help=f"Exit 0 even if some data files were rejected (default: exit {REJECTED}).")
+def build(outdir: str, listen: str, allow_errors: bool, **options) -> None:
     """Write every feed, page and the OPML into OUTDIR for nginx or a CDN.
 
     Each file gets a precompressed .gz sibling; OUTDIR/nginx/feedsvc.conf is a
     server block that serves them with the live service's headers.  Only files
     whose bytes changed are written; files an earlier build wrote that are no
-    longer published are removed.
+    longer published are removed.  Exit status: 0 built, 2 built but some data
+    files were rejected (listed on stderr), 1 nothing built.
     """
     from .export import export
     from .model import DataError
 
     config = _config(**options)
+    _preflight(lambda: preflight.check_data_dir(config["data_dir"],
+                                                settings.origin("data_dir", options)),
+               lambda: preflight.check_out_dir(os.path.abspath(outdir)),
+               lambda: preflight.check_state_dir(config["state_dir"],
+                                                 settings.origin("state_dir", options)))
     bar = None
     if sys.stdout.isatty():
         bar = click.progressbar(length=1, label="feedsvc build", show_pos=True)
@@ -141,6 +359,7 @@ def build(outdir: str, listen: str, **options) -> None:
         bar.length = total
         bar.update(done - bar.pos)
 
+    previous = signal.signal(signal.SIGINT, _interrupted(os.getpid(), "build: interrupted"))
     try:
         if bar is not None:
             with bar:
@@ -148,8 +367,11 @@ def build(outdir: str, listen: str, **options) -> None:
         else:
             result = export(config, outdir, listen=listen)
     except (DataError, ValueError) as e:
-        click.echo(f"feedsvc build: {e}", err=True)
-        sys.exit(1)
+        _fail(f"build: {e}")
+    except OSError as e:
+        _fail(f"build: {e.filename or outdir}: {e.strerror or e}")
+    finally:
+        signal.signal(signal.SIGINT, previous)
     for problem in result["errors"]:
         click.echo(f"{problem.path}: {'warning: ' if problem.warning else ''}{problem.message}",
                    err=True)
@@ -157,3 +379,7 @@ def build(outdir: str, listen: str, **options) -> None:
     click.echo(f"feedsvc build: {result['written']} written, {result['unchanged']} unchanged, "
                f"{result['removed']} removed{touched} in {os.path.abspath(outdir)} "
                f"(nginx: {result['nginx_conf']})")
+    rejected = sum(not e.warning for e in result["errors"])
+    if rejected and not allow_errors:
+        _fail(f"build: {rejected} data file(s) rejected (see above); their articles are left "
+              f"out or kept at their last good version. --allow-errors accepts this", REJECTED)

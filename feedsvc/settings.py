@@ -11,8 +11,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-BUNDLED_DATA = str(Path(__file__).resolve().parent.parent / "data")
+
+def _bundled_data() -> str:
+    """The bundled site: `data/` beside the package in a source tree (and an editable
+    install), `feedsvc/bundled/` in an installed wheel (setup.cfg maps one to the other)."""
+    here = Path(__file__).resolve().parent
+    installed = here / "bundled"
+    return str(installed if (installed / "site.yml").is_file() else here.parent / "data")
+
+
+BUNDLED_DATA = _bundled_data()
 
 
 @dataclass(frozen=True)
@@ -20,6 +30,8 @@ class Setting:
     name: str
     default: object
     help: str
+    minimum: float = 0                  # numbers only
+    maximum: float | None = None
 
     @property
     def env(self) -> str:
@@ -30,17 +42,19 @@ SETTINGS = [
     Setting("data_dir", BUNDLED_DATA, "The data directory to publish."),
     Setting("state_dir", "", "Where validators and the rendered-HTML cache persist "
             "(default: $XDG_STATE_HOME/feedsvc/<hash of data_dir>). Share it between "
-            "instances on one data directory to share Last-Modified."),
-    Setting("base_url", "", "Public URL of the site; overrides base_url in site.yml."),
+            "instances on one data directory and one machine to share Last-Modified; "
+            "not on a network file system."),
+    Setting("base_url", "", "Public URL of the site (absolute http or https); overrides "
+            "base_url in site.yml."),
     Setting("max_age", 300, "Cache-Control max-age in seconds (cut short before a "
             "scheduled article goes live)."),
     Setting("max_file_bytes", 1 << 20, "Data files larger than this are rejected."),
     Setting("poll_seconds", 10.0, "Safety rescan interval; file events trigger a reload "
             "at once, this catches what events miss (network file systems)."),
     Setting("watch", True, "Follow changes to the data directory without a restart."),
-    Setting("host", "127.0.0.1", "`feedsvc serve`: address to listen on."),
-    Setting("port", 8000, "`feedsvc serve`: port to listen on."),
-    Setting("workers", 2, "`feedsvc serve`: worker processes."),
+    Setting("host", "127.0.0.1", "Address to listen on (serve)."),
+    Setting("port", 8000, "Port to listen on (serve).", minimum=1, maximum=65535),
+    Setting("workers", 2, "Worker processes (serve), at least 1.", minimum=1),
 ]
 DEFAULTS = {s.name: s.default for s in SETTINGS}
 
@@ -49,8 +63,26 @@ class SettingError(ValueError):
     pass
 
 
+def origin(name: str, overrides: Mapping[str, Any] | None = None,
+           environ: Mapping[str, str] | None = None) -> str:
+    """Where the operator set `name`, for messages: its option, else its variable, else
+    (the default was used) both names."""
+    env: Mapping[str, str] = os.environ if environ is None else environ
+    option = "--" + name.replace("_", "-")
+    variable = "FEEDSVC_" + name.upper()
+    if (overrides or {}).get(name) is not None:
+        return option
+    if variable in env:
+        return variable
+    return f"{variable} or {option}"
+
+
 def resolve(overrides: dict | None = None, environ: Mapping[str, str] | None = None) -> dict:
-    """Defaults, then FEEDSVC_* environment, then explicit overrides; checked and typed."""
+    """Defaults, then FEEDSVC_* environment, then explicit overrides; checked and typed.
+
+    `environ` (default: os.environ) is the only environment read, XDG_STATE_HOME
+    included.  A bad value raises SettingError naming the option or variable it
+    came from."""
     env: Mapping[str, str] = os.environ if environ is None else environ
     out: dict[str, Any] = dict(DEFAULTS)
     for s in SETTINGS:
@@ -62,22 +94,37 @@ def resolve(overrides: dict | None = None, environ: Mapping[str, str] | None = N
         if v is not None:
             out[k] = v
     for s in SETTINGS:
+        where = origin(s.name, overrides, env)
         kind = type(s.default)
         if kind is bool and isinstance(out[s.name], str):
             text = out[s.name].strip().lower()
             if text not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
-                raise SettingError(f"{s.env} must be true or false (got {out[s.name]!r})")
+                raise SettingError(f"{where} must be true or false (got {out[s.name]!r})")
             out[s.name] = text in ("1", "true", "yes", "on")
         elif kind in (int, float):
             try:
                 out[s.name] = kind(out[s.name])
             except (TypeError, ValueError):
-                raise SettingError(f"{s.env} must be a number (got {out[s.name]!r})") from None
-            if out[s.name] < 0:
-                raise SettingError(f"{s.env} must not be negative (got {out[s.name]!r})")
+                whole = "a whole number" if kind is int else "a number"
+                raise SettingError(f"{where} must be {whole} (got {out[s.name]!r})") from None
+            if out[s.name] < s.minimum or (s.maximum is not None and out[s.name] > s.maximum):
+                bounds = (f"from {s.minimum:g} to {s.maximum:g}" if s.maximum is not None
+                          else f"at least {s.minimum:g}")
+                raise SettingError(f"{where} must be {bounds} (got {out[s.name]!r})")
+    out["base_url"] = str(out["base_url"]).strip()
+    if out["base_url"]:
+        try:
+            parts = urlsplit(out["base_url"])
+            good = parts.scheme in ("http", "https") and bool(parts.hostname)
+        except ValueError:              # e.g. an unclosed [ of an IPv6 address
+            good = False
+        if not good:
+            raise SettingError(f"{origin('base_url', overrides, env)} must be an absolute http "
+                               f"or https URL with a host, like https://news.example.com/ "
+                               f"(got {out['base_url']!r})")
     out["data_dir"] = os.path.abspath(str(out["data_dir"]))
     if not out["state_dir"]:
-        base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+        base = env.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
         tag = hashlib.sha256(out["data_dir"].encode()).hexdigest()[:12]
         out["state_dir"] = os.path.join(base, "feedsvc", tag)
     return out

@@ -57,6 +57,15 @@ class DataDir:
         (self.root / rel).unlink()
 
 
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch):
+    """Tests test the code, not the shell they run in: no FEEDSVC_* or XDG_* setting of the
+    developer's reaches a test (subprocesses inherit the cleaned environment)."""
+    for name in list(os.environ):
+        if name.startswith(("FEEDSVC_", "XDG_")):
+            monkeypatch.delenv(name)
+
+
 @pytest.fixture
 def data(tmp_path: Path) -> DataDir:
     d = DataDir(tmp_path / "data")
@@ -107,16 +116,18 @@ def free_port() -> int:
 class Server:
     """`feedsvc serve` in a subprocess on 127.0.0.1; stopped by the fixture."""
 
-    def __init__(self, data_dir: Path, state_dir: Path, workers: int = 2, env: dict | None = None):
+    def __init__(self, data_dir: Path | None, state_dir: Path, workers: int = 2,
+                 env: dict | None = None):
+        """`data_dir` None serves the bundled site (no --data-dir)."""
         self.port = free_port()
         self.workers = workers
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(state_dir.parent / f"serve-{self.port}.log", "w")  # noqa: SIM115
         environ = {**os.environ, "FEEDSVC_POLL_SECONDS": "0.5", **(env or {})}
+        where = [] if data_dir is None else ["--data-dir", str(data_dir)]
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "feedsvc", "serve", "--port", str(self.port),
-             "--workers", str(workers), "--data-dir", str(data_dir),
-             "--state-dir", str(state_dir)],
+             "--workers", str(workers), *where, "--state-dir", str(state_dir)],
             stdout=self.log, stderr=subprocess.STDOUT, env=environ, start_new_session=True)
         try:
             self.wait_ready()
@@ -158,10 +169,27 @@ def serve(tmp_path: Path):
     servers: list[Server] = []
 
     def start(data_dir, workers: int = 2, state_dir: Path | None = None, **env) -> Server:
-        srv = Server(Path(data_dir), state_dir or tmp_path / "state", workers,
+        srv = Server(None if data_dir is None else Path(data_dir), state_dir or tmp_path / "state",
+                     workers,
                      {k.upper(): str(v) for k, v in env.items()})
         servers.append(srv)
         return srv
     yield start
     for srv in servers:
         srv.stop()
+
+
+def run_feedsvc(*args: str, env: dict | None = None, timeout: float = 60
+                ) -> subprocess.CompletedProcess:
+    """`python -m feedsvc ARGS` to its end; on timeout its whole process group is killed
+    (a `serve` that should have refused to start must not outlive the test)."""
+    proc = subprocess.Popen([sys.executable, "-m", "feedsvc", *args], text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, **(env or {})}, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        out, err = proc.communicate()
+        err += f"\n[killed after {timeout} s]"
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
