@@ -421,7 +421,8 @@ def test_a_new_renderer_library_renders_every_body_again(data, start, monkeypatc
         assert upgraded.cache.renders == 2
         assert {p: r.gzip.body for p, r in upgraded.resources.items()} == \
             {p: r.gzip.body for p, r in first.resources.items()}
-    finally:
+    finally:       # undone before the services close (a close computes versions too)
+        monkeypatch.undo()
         versions.version.cache_clear()
 
 
@@ -446,7 +447,8 @@ def test_an_edit_of_the_renderer_renders_every_body_again(data, start, monkeypat
         again = start(site)
         assert again.library.reads > 0              # the checkpoint was not used
         assert again.cache.renders == renders
-    finally:
+    finally:       # undone before the services close (a close computes versions too)
+        monkeypatch.undo()
         versions.version.cache_clear()
 
 
