@@ -86,7 +86,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         resp = jsonify(status=status, worker=worker,
                        articles=len(service.corpus.articles) if service.corpus else None,
                        documents=len(docs), snapshot=digest, refreshed_at=service.refreshed_at,
-                       errors=[public(e, config["data_dir"]) for e in errors])
+                       errors=[public(e, config) for e in errors])
         resp.status_code = 503 if status == "unavailable" else 200
         resp.headers["Cache-Control"] = "no-store"
         return resp
@@ -123,12 +123,17 @@ def relative(location: str) -> str:
     return f"{path}?{parts.query}" if parts.query else path
 
 
-def public(error: DataError, data_dir: str) -> dict:
-    """An error as /healthz shows it to anyone: the path relative to the data directory
-    and the message, with the directory's own location on this host left out."""
+def public(error: DataError, config: dict) -> dict:
+    """An error as /healthz shows it to anyone: paths relative to the data directory (or
+    to the state directory, for its files), with where those directories are on this
+    host left out (named by their settings instead)."""
     out = error.as_dict()
-    for where in {os.path.realpath(data_dir), os.path.abspath(data_dir)}:
-        out["message"] = out["message"].replace(where, "FEEDSVC_DATA_DIR")
+    for setting in ("data_dir", "state_dir"):
+        name = f"FEEDSVC_{setting.upper()}"
+        for where in {os.path.realpath(config[setting]), os.path.abspath(config[setting])}:
+            out["message"] = out["message"].replace(where, name)
+            if out["path"].startswith(where + os.sep):
+                out["path"] = name + out["path"][len(where):]
     if os.path.isabs(out["path"]):
         out["path"] = "."
     return out
