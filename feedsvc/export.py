@@ -66,8 +66,8 @@ GZIP_MEDIA_RATIO = 0.9          # a media file gets a .gz sibling only below thi
 
 # Content types nginx sends, by extension; `charset utf-8` adds the charset to the
 # text ones (charset_types), so they match the live service's headers exactly.  The
-# feeds' types come from their writers (FEED_TYPES), under /feeds/ only: a JSON Feed is
-# a .json there, while a .json under /media/ stays application/json.
+# feeds' types come from their writers (feeds.WRITERS), under /feeds/ only: a JSON Feed
+# is a .json there, while a .json under /media/ stays application/json.
 TYPES = {
     "html": "text/html",
     "opml": "text/x-opml", "xml": "text/xml", "txt": "text/plain", "css": "text/css",
@@ -77,10 +77,8 @@ TYPES = {
     "mp3": "audio/mpeg", "m4a": "audio/mp4", "ogg": "audio/ogg", "mp4": "video/mp4",
     "webm": "video/webm", "pdf": "application/pdf",
 }
-FEED_TYPES = {w.name: w.media_type for w in feeds.WRITERS.values()}
 CHARSET_TYPES = ("text/plain", "text/xml", "text/css", "text/x-opml",     # (text/html is implied)
-                 "application/javascript", "application/json",
-                 *sorted({w.media_type for w in feeds.WRITERS.values() if w.charset}))
+                 "application/javascript", "application/json")
 
 Progress = Callable[[int, int], None]       # (done, total)
 
@@ -353,7 +351,9 @@ def nginx_conf(outdir: str, config: dict, *, listen: str = "80",
             if guessed:
                 types[ext] = guessed
     type_lines = _type_lines(types, 8)
-    feed_type_lines = _type_lines(FEED_TYPES, 12)
+    feed_type_lines = _type_lines({w.name: w.media_type for w in feeds.WRITERS.values()}, 12)
+    charset_types = CHARSET_TYPES + tuple(sorted(
+        {w.media_type for w in feeds.WRITERS.values() if w.charset} - set(CHARSET_TYPES)))
     host = urlsplit(config.get("base_url") or "").hostname or "_"
     max_age = int(config.get("max_age", settings.DEFAULTS["max_age"]))
     return f"""\
@@ -377,7 +377,7 @@ server {{
 {type_lines}    }}
     default_type application/octet-stream;
     charset utf-8;
-    charset_types {' '.join(CHARSET_TYPES)};
+    charset_types {' '.join(charset_types)};
 
     etag on;
     if_modified_since before;      # 304 when If-Modified-Since >= Last-Modified, as live
