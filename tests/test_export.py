@@ -73,6 +73,7 @@ def test_build_writes_what_the_live_service_serves(site):
         len(docs), len(arts), len(media))
     assert len(arts) >= 5 and len(media) >= 1
     assert any(p.startswith("category/") for p in docs) and "feeds/all.rss" in docs
+    assert {"feeds/all.json", "feeds/all.json.gz"} <= set(result["written_paths"])
 
     for path in docs:
         f = site.out / file_of(path)

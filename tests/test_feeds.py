@@ -816,7 +816,8 @@ def test_entries_kept_from_earlier_feeds_give_the_same_bytes(monkeypatch):
     def feed(*entries: feeds.Entry) -> feeds.Feed:
         return feeds.Feed(id="tag:news.example,2000:feeds/all", title="News", subtitle="All",
                           self_urls={"rss": "https://news.example/feeds/all.rss",
-                                     "atom": "https://news.example/feeds/all.atom"},
+                                     "atom": "https://news.example/feeds/all.atom",
+                                     "json": "https://news.example/feeds/all.json"},
                           page_url="https://news.example/", language="en", updated=when,
                           publisher="News", entries=entries)
 
@@ -839,6 +840,7 @@ def test_entries_kept_from_earlier_feeds_give_the_same_bytes(monkeypatch):
     edited = feed(entry(1), entry(2, title="Story 2, corrected"), entry(4))
     made = feeds.render(edited, keep=True)
     assert made == fresh(edited) and b"Story 2, corrected" in made["atom"]
+    assert b"Story 2, corrected" in made["json"] and b"Story 2, corrected" in made["rss"]
     assert len(feeds._kept) == 3 and feeds._kept_bytes <= feeds.KEPT_BYTES
     assert feeds._key(entry(3)) not in feeds._kept and feeds._key(entry(4)) in feeds._kept
     assert feeds.render(first, keep=False) == again     # kept ones are used, none added

@@ -209,3 +209,13 @@ def test_a_new_format_is_one_writer_and_one_registration(make_app, data, monkeyp
     assert "text/plain               txt;" in export.nginx_conf(str(tmp_path), {})
     with pytest.raises(ValueError, match="already registered"):
         feeds.register(TitlesWriter())
+
+
+def test_content_html_is_the_sanitized_body_the_atom_feed_carries(make_app, data):
+    data.article("raw", body='<p onclick="x()">Hi <script>alert(1)</script><b>bold</b></p>\n')
+    app = make_app(data.root)
+    item = json_feed(app, "feeds/all")["items"][0]
+    (entry,) = entries(get(app, "feeds/all.atom"), "atom")
+    assert item["content_html"] == entry["content"]
+    assert "<b>bold</b>" in item["content_html"]
+    assert "script" not in item["content_html"] and "onclick" not in item["content_html"]
