@@ -174,7 +174,8 @@ WRITERS: dict[str, Writer] = {}
 
 
 def register(writer: Writer) -> Writer:
-    """Add a format: its documents are published for every scope from then on."""
+    """Add a format: its documents are published for every scope from then on.  Register
+    at import time of this module: the cold start's spawned workers import it again."""
     if writer.name in WRITERS:
         raise ValueError(f"a writer named {writer.name!r} is already registered")
     WRITERS[writer.name] = writer
