@@ -219,3 +219,38 @@ def test_content_html_is_the_sanitized_body_the_atom_feed_carries(make_app, data
     assert item["content_html"] == entry["content"]
     assert "<b>bold</b>" in item["content_html"]
     assert "script" not in item["content_html"] and "onclick" not in item["content_html"]
+
+
+@pytest.mark.e2e
+def test_json_feeds_over_sockets_conditional_gets_and_a_reader_fetching_them(serve, bundled,
+                                                                             tmp_path):
+    """The real server's ready-response path: the JSON feed's type, gzip variant and
+    304s on both workers, and reader fetching it over HTTP (it picks its parser by the
+    Content-Type the server sends)."""
+    import gzip
+
+    import requests
+    srv = serve(bundled.root, workers=2)
+    url = srv.url + "/feeds/category/politics.json"
+    plain = requests.get(url, headers={"Accept-Encoding": "identity"}, timeout=10)
+    assert plain.status_code == 200 and plain.headers["Content-Type"] == "application/feed+json"
+    assert VALIDATOR.is_valid(plain.json())
+    gz = requests.get(url, headers={"Accept-Encoding": "gzip"}, timeout=10, stream=True)
+    assert gz.headers["Content-Encoding"] == "gzip" and gz.headers["ETag"] != plain.headers["ETag"]
+    assert gzip.decompress(gz.raw.read()) == plain.content
+    for headers in ({"If-None-Match": plain.headers["ETag"], "Accept-Encoding": "identity"},
+                    {"If-None-Match": gz.headers["ETag"], "Accept-Encoding": "gzip"},
+                    {"If-Modified-Since": plain.headers["Last-Modified"]}):
+        for _ in range(4):                                  # reach both workers
+            resp = requests.get(url, headers=headers, timeout=10)
+            assert resp.status_code == 304 and resp.content == b"", headers
+    feeds_reader = make_reader(str(tmp_path / "reader.sqlite"))
+    try:
+        feeds_reader.add_feed(url)
+        feeds_reader.update_feed(url)
+        feed = feeds_reader.get_feed(url)
+        assert feed.last_exception is None and feed.version == "json11"
+        assert {e.id for e in feeds_reader.get_entries(feed=url)} == {
+            item["id"] for item in plain.json()["items"]}
+    finally:
+        feeds_reader.close()
