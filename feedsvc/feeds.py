@@ -190,23 +190,25 @@ def render(feed: Feed, keep: bool = False) -> dict[str, bytes]:
     them.  Worth it for the few feeds of a refresh; not for a cold start's hundreds,
     where each entry is in about two feeds and copying every one costs more than it saves."""
     shared: dict[str, Any] = {}
-    with _lock:
-        return {name: WRITERS[name].write(feed, url, keep, shared)
-                for name, url in feed.self_urls.items()}
+    return {name: WRITERS[name].write(feed, url, keep, shared)
+            for name, url in feed.self_urls.items()}
 
 
 class _FeedgenWriter(Writer):
     """A format feedgen writes.  The writers of one render share one generator: its
-    entries are set (or taken from the kept ones) once for every feedgen format."""
+    entries are set (or taken from the kept ones) once for every feedgen format.  Under
+    the lock: feedgen's RSS dates switch the process locale, and the kept entries are
+    shared by every thread."""
 
     def write(self, feed: Feed, url: str, keep: bool, shared: dict[str, Any]) -> bytes:
-        fg = shared.get("feedgen")
-        if fg is None:
-            fg = shared["feedgen"] = _generator(feed, keep)
-        # the self link first, the page last: RSS's <link> is the last link added
-        fg.link(href=url, rel="self", type=self.media_type, replace=True)
-        fg.link(href=feed.page_url, rel="alternate", type="text/html")
-        return self.serialize(fg)
+        with _lock:
+            fg = shared.get("feedgen")
+            if fg is None:
+                fg = shared["feedgen"] = _generator(feed, keep)
+            # the self link first, the page last: RSS's <link> is the last link added
+            fg.link(href=url, rel="self", type=self.media_type, replace=True)
+            fg.link(href=feed.page_url, rel="alternate", type="text/html")
+            return self.serialize(fg)
 
     def serialize(self, fg: FeedGenerator) -> bytes:
         raise NotImplementedError
