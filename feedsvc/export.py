@@ -4,7 +4,7 @@ What is written (paths relative to OUTDIR):
 
 - every document of `Publisher.build`: ``index.html`` (the path ``/``),
   ``category/<slug>/index.html``, ``author/<slug>/index.html``,
-  ``feeds/...rss|atom`` and ``feeds.opml``;
+  ``feeds/...<format>`` (one per registered writer: rss, atom, json) and ``feeds.opml``;
 - ``articles/<slug>/index.html`` for every visible article;
 - ``media/...`` copied from ``data/media`` (dot files, and symlinks that leave
   the data directory, are skipped);
@@ -55,7 +55,7 @@ from urllib.parse import urlsplit
 
 import pytz
 
-from . import settings
+from . import feeds, settings
 from .corpus import Library
 from .publish import Publisher, compress
 from .state import Cache, Validators
@@ -65,9 +65,11 @@ NGINX_CONF = "nginx/feedsvc.conf"
 GZIP_MEDIA_RATIO = 0.9          # a media file gets a .gz sibling only below this ratio
 
 # Content types nginx sends, by extension; `charset utf-8` adds the charset to the
-# text ones (charset_types), so they match the live service's headers exactly.
+# text ones (charset_types), so they match the live service's headers exactly.  The
+# feeds' types come from their writers (feeds.WRITERS), under /feeds/ only: a JSON Feed
+# is a .json there, while a .json under /media/ stays application/json.
 TYPES = {
-    "html": "text/html", "rss": "application/rss+xml", "atom": "application/atom+xml",
+    "html": "text/html",
     "opml": "text/x-opml", "xml": "text/xml", "txt": "text/plain", "css": "text/css",
     "js": "application/javascript", "json": "application/json",
     "png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "gif": "image/gif",
@@ -76,8 +78,7 @@ TYPES = {
     "webm": "video/webm", "pdf": "application/pdf",
 }
 CHARSET_TYPES = ("text/plain", "text/xml", "text/css", "text/x-opml",     # (text/html is implied)
-                 "application/rss+xml", "application/atom+xml", "application/javascript",
-                 "application/json")
+                 "application/javascript", "application/json")
 
 Progress = Callable[[int, int], None]       # (done, total)
 
@@ -330,6 +331,15 @@ def _check_listen(listen: str) -> None:
         raise ValueError(f"{listen!r} is not an nginx listen address (e.g. 80, 127.0.0.1:8080)")
 
 
+def _type_lines(types: dict[str, str], indent: int) -> str:
+    """The lines of an nginx `types {}` block: one per content type, its extensions."""
+    by_type: dict[str, list[str]] = {}
+    for ext, ctype in sorted(types.items()):
+        by_type.setdefault(ctype, []).append(ext)
+    return "".join(f"{' ' * indent}{ctype:<24} {' '.join(exts)};\n"
+                   for ctype, exts in sorted(by_type.items()))
+
+
 def nginx_conf(outdir: str, config: dict, *, listen: str = "80",
                extra_types: list[str] | tuple[str, ...] = ()) -> str:
     """A `server {}` block (for nginx's `http {}` context) serving OUTDIR like the live service."""
@@ -340,11 +350,10 @@ def nginx_conf(outdir: str, config: dict, *, listen: str = "80",
             guessed = mimetypes.guess_type("x." + ext, strict=False)[0]
             if guessed:
                 types[ext] = guessed
-    by_type: dict[str, list[str]] = {}
-    for ext, ctype in sorted(types.items()):
-        by_type.setdefault(ctype, []).append(ext)
-    type_lines = "".join(f"        {ctype:<24} {' '.join(exts)};\n"
-                         for ctype, exts in sorted(by_type.items()))
+    type_lines = _type_lines(types, 8)
+    feed_type_lines = _type_lines({w.name: w.media_type for w in feeds.WRITERS.values()}, 12)
+    charset_types = CHARSET_TYPES + tuple(sorted(
+        {w.media_type for w in feeds.WRITERS.values() if w.charset} - set(CHARSET_TYPES)))
     host = urlsplit(config.get("base_url") or "").hostname or "_"
     max_age = int(config.get("max_age", settings.DEFAULTS["max_age"]))
     return f"""\
@@ -368,7 +377,7 @@ server {{
 {type_lines}    }}
     default_type application/octet-stream;
     charset utf-8;
-    charset_types {' '.join(CHARSET_TYPES)};
+    charset_types {' '.join(charset_types)};
 
     etag on;
     if_modified_since before;      # 304 when If-Modified-Since >= Last-Modified, as live
@@ -395,6 +404,17 @@ server {{
             return 405;
         }}
         try_files $uri $uri/ =404;
+    }}
+
+    # Feeds: each format's type by its extension, from the registered writers (a
+    # location's types replace the server's, and a location runs only its own `if`).
+    location ^~ /feeds/ {{
+        types {{
+{feed_type_lines}        }}
+        if ($request_method !~ ^(GET|HEAD)$) {{
+            return 405;
+        }}
+        try_files $uri =404;
     }}
 
     # The manifest, temporary files and this configuration are not part of the site.

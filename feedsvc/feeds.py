@@ -1,21 +1,30 @@
-"""The only module that talks to feedgen: format-neutral feed data in, RSS or Atom bytes out.
+"""Feed formats as writers: format-neutral `Feed`/`Entry` in, one writer per format, bytes out.
 
-Every known trap of feedgen 1.0.0 is handled here and nowhere else:
-entries are appended in our order; every date comes from the data; skipDays is
-never used; the self link is added before the alternate one (RSS keeps the
-last link as <link>); authors go out as dc:creator in RSS; HTML is typed as
-html in Atom; enclosures get their length and type, and the Atom entry links
-get back the attributes feedgen drops; building happens under a lock, because
-feedgen's RSS date formatting switches the process locale.
+A writer (`Writer`) knows one format: its name (the URL's extension), its media type,
+a label for people, and how to write a `Feed` as bytes.  `WRITERS` registers them in
+the order pages list them: RSS 2.0 and Atom 1.0 (through feedgen) and JSON Feed 1.1
+(the standard library's json).  Everything else that knows the formats (URLs, recipes,
+discovery links, the index, the OPML, the static export's types) reads `WRITERS`, so a
+new format is one writer and one `register` call.
+
+This is the only module that talks to feedgen.  Every known trap of feedgen 1.0.0 is
+handled here and nowhere else: entries are appended in our order; every date comes from
+the data; skipDays is never used; the self link is added before the alternate one (RSS
+keeps the last link as <link>); authors go out as dc:creator in RSS; HTML is typed as
+html in Atom; enclosures get their length and type, and the Atom entry links get back
+the attributes feedgen drops; building happens under a lock, because feedgen's RSS date
+formatting switches the process locale.
 """
 from __future__ import annotations
 
 import copy
 import datetime as dt
+import json
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field, fields
 from operator import attrgetter
+from typing import Any, ClassVar
 
 from feedgen.entry import FeedEntry
 from feedgen.feed import FeedGenerator
@@ -24,8 +33,6 @@ from lxml import etree
 
 FEEDGEN_VERSION: str = version_str
 
-FORMATS = {"rss": "application/rss+xml; charset=utf-8",
-           "atom": "application/atom+xml; charset=utf-8"}
 _lock = threading.Lock()
 KEPT_BYTES = 8 << 20    # about what the kept entries hold (see _keep), least recent out
 
@@ -69,7 +76,7 @@ class Feed:
     id: str
     title: str
     subtitle: str
-    self_urls: dict[str, str]        # format ("rss", "atom") -> where that document lives
+    self_urls: dict[str, str]        # writer name -> where that document lives
     page_url: str                    # the human page of the scope
     language: str
     updated: dt.datetime
@@ -144,23 +151,131 @@ def _keep(item: Entry | None, fmt: str, element: etree._Element) -> etree._Eleme
     return element
 
 
-def render(feed: Feed, keep: bool = False) -> dict[str, bytes]:
-    """Serialize `feed` in each format of `feed.self_urls`, from one generator (its entries
-    are set once for both).  Same input, same bytes, in any process.
+class Writer:
+    """One feed format: a `Feed` in, the document's bytes out (what Django's
+    SyndicationFeed subclasses are).  Subclasses set the class attributes and `write`."""
+    name: ClassVar[str]             # the registry key and the URL's extension: feeds/all.<name>
+    label: ClassVar[str]            # for people: link titles, subscribe buttons
+    media_type: ClassVar[str]       # without parameters (discovery links, nginx types)
+    charset: ClassVar[bool] = True  # the Content-Type names charset=utf-8
 
-    `keep`: keep the elements of the entries made, for the next feeds that hold them.
-    Worth it for the few feeds of a refresh; not for a cold start's hundreds, where each
-    entry is in about two feeds and copying every one costs more than it saves."""
-    with _lock:
-        fg = _generator(feed, keep)
-        out = {}
-        for fmt, url in feed.self_urls.items():
+    @property
+    def content_type(self) -> str:
+        return f"{self.media_type}; charset=utf-8" if self.charset else self.media_type
+
+    def write(self, feed: Feed, url: str, keep: bool, shared: dict[str, Any]) -> bytes:
+        """`feed` as this format's bytes, `url` being where the document lives.  `shared`
+        holds what the writers of one `render` call share (feedgen's generator, whose
+        entries are made once for RSS and Atom); `keep` as in `render`."""
+        raise NotImplementedError
+
+
+WRITERS: dict[str, Writer] = {}
+
+
+def register(writer: Writer) -> Writer:
+    """Add a format: its documents are published for every scope from then on.  Register
+    at import time of this module: the cold start's spawned workers import it again."""
+    if writer.name in WRITERS:
+        raise ValueError(f"a writer named {writer.name!r} is already registered")
+    WRITERS[writer.name] = writer
+    return writer
+
+
+def render(feed: Feed, keep: bool = False) -> dict[str, bytes]:
+    """Serialize `feed` in the format of each writer named in `feed.self_urls`, in that
+    order.  Same input, same bytes, in any process.
+
+    `keep`: keep the elements of the entries feedgen made, for the next feeds that hold
+    them.  Worth it for the few feeds of a refresh; not for a cold start's hundreds,
+    where each entry is in about two feeds and copying every one costs more than it saves."""
+    shared: dict[str, Any] = {}
+    return {name: WRITERS[name].write(feed, url, keep, shared)
+            for name, url in feed.self_urls.items()}
+
+
+class _FeedgenWriter(Writer):
+    """A format feedgen writes.  The writers of one render share one generator: its
+    entries are set (or taken from the kept ones) once for every feedgen format.  Under
+    the lock: feedgen's RSS dates switch the process locale, and the kept entries are
+    shared by every thread."""
+
+    def write(self, feed: Feed, url: str, keep: bool, shared: dict[str, Any]) -> bytes:
+        with _lock:
+            fg = shared.get("feedgen")
+            if fg is None:
+                fg = shared["feedgen"] = _generator(feed, keep)
             # the self link first, the page last: RSS's <link> is the last link added
-            fg.link(href=url, rel="self", type=FORMATS[fmt].split(";")[0], replace=True)
+            fg.link(href=url, rel="self", type=self.media_type, replace=True)
             fg.link(href=feed.page_url, rel="alternate", type="text/html")
-            out[fmt] = (fg.rss_str if fmt == "rss" else fg.atom_str)(
-                pretty=True, encoding="UTF-8", xml_declaration=True)
-        return out
+            return self.serialize(fg)
+
+    def serialize(self, fg: FeedGenerator) -> bytes:
+        raise NotImplementedError
+
+
+class RssWriter(_FeedgenWriter):
+    name, label, media_type = "rss", "RSS", "application/rss+xml"
+
+    def serialize(self, fg: FeedGenerator) -> bytes:
+        return fg.rss_str(pretty=True, encoding="UTF-8", xml_declaration=True)
+
+
+class AtomWriter(_FeedgenWriter):
+    name, label, media_type = "atom", "Atom", "application/atom+xml"
+
+    def serialize(self, fg: FeedGenerator) -> bytes:
+        return fg.atom_str(pretty=True, encoding="UTF-8", xml_declaration=True)
+
+
+class JsonFeedWriter(Writer):
+    """JSON Feed 1.1 (https://www.jsonfeed.org/version/1.1/).  Keys in the spec's order,
+    no floats, no clock: same feed, same bytes.  Dates are RFC 3339 with the article's
+    own UTC offset, whole seconds, as the Atom feed writes them; the body is the same
+    sanitized HTML.  The image is also the one attachment, as the other formats carry
+    it as an enclosure; `size_in_bytes` only when known (the RSS length 0 means unknown).
+    JSON is UTF-8 by definition (RFC 8259): no charset parameter."""
+    name, label, media_type, charset = "json", "JSON Feed", "application/feed+json", False
+
+    def write(self, feed: Feed, url: str, keep: bool, shared: dict[str, Any]) -> bytes:
+        doc = {"version": "https://jsonfeed.org/version/1.1",
+               "title": feed.title,
+               "home_page_url": feed.page_url,
+               "feed_url": url,
+               "description": feed.subtitle or feed.title,
+               "language": feed.language,
+               "authors": [{"name": feed.publisher}],
+               "items": [self._item(e) for e in feed.entries]}
+        return json.dumps(doc, ensure_ascii=False, separators=(",", ":"),
+                          check_circular=False).encode() + b"\n"
+
+    @staticmethod
+    def _item(e: Entry) -> dict[str, Any]:
+        item: dict[str, Any] = {"id": e.id, "url": e.link, "title": e.title}
+        if e.content:
+            item["content_html"] = e.content
+        else:                                   # one of the two is required
+            item["content_text"] = e.summary or e.title
+        item["summary"] = e.summary or e.title
+        if e.enclosure and e.enclosure[1].startswith("image/"):
+            item["image"] = e.enclosure[0]
+        item["date_published"] = _seconds(e.published).isoformat()
+        item["date_modified"] = _seconds(e.updated).isoformat()
+        if e.authors:
+            item["authors"] = [{"name": a.name, **({"url": a.uri} if a.uri else {})}
+                               for a in e.authors]
+        if e.categories:
+            item["tags"] = list(e.categories)
+        if e.enclosure:
+            href, media_type, length = e.enclosure
+            item["attachments"] = [{"url": href, "mime_type": media_type,
+                                    **({"size_in_bytes": length} if length > 0 else {})}]
+        return item
+
+
+register(RssWriter())
+register(AtomWriter())
+register(JsonFeedWriter())
 
 
 def _seconds(when: dt.datetime) -> dt.datetime:
@@ -179,9 +294,10 @@ def _generator(feed: Feed, keep: bool) -> FeedGenerator:
     fg.updated(_seconds(feed.updated))
     fg.generator("feedsvc")
     fg.author({"name": feed.publisher})
+    formats = sum(isinstance(w, _FeedgenWriter) for w in WRITERS.values())
     for item in feed.entries:
         kept = _kept.get(key := _key(item)) if _kept else None   # (a cold start keeps none)
-        if kept is not None and len(kept[1]) == len(FORMATS):
+        if kept is not None and len(kept[1]) == formats:
             _kept.move_to_end(key)
             fg.add_entry(_Kept(kept[1]), order="append")
             continue

@@ -158,6 +158,8 @@ _PATH_AND_DIGEST = attrgetter("path", "digest")
 
 
 _templates.globals["feed_title"] = feed_title
+# every format, in the order pages list them; the first is the one the OPML lists
+_templates.globals["writers"] = feeds.WRITERS
 
 
 class Publisher:
@@ -266,9 +268,9 @@ class Publisher:
                 page_recipe = "" if scope.kind == "site" else _hash(
                     code, site, scope, _listed(items))
             self._recipes[key] = (stamp, recipe, page_recipe)
-            for fmt in feeds.FORMATS:
+            for fmt, writer in feeds.WRITERS.items():
                 path = f"{scope.feed_base}.{fmt}"
-                recipes[path] = (recipe + fmt, feeds.FORMATS[fmt])
+                recipes[path] = (recipe + fmt, writer.content_type)
                 feed_of[path] = (scope, top, fmt)
             if scope.kind != "site":
                 recipes[scope.page] = (page_recipe, PAGE_TYPE)
@@ -292,7 +294,7 @@ class Publisher:
             {a.path: a for p in new_feeds for a in feed_of[p][1]}.values()))
         made = {recipes[p][0]: pages[p]() for p in missing if p not in feed_of}
         rendered = rendering()
-        # ... then feedgen and gzip run there too, one job per scope (both formats).  Jobs
+        # ... then the writers and gzip run there too, one job per scope (every format).  Jobs
         # are made as they go out, and a body is let go once its last feed has gone out.
         groups: dict[str, list[str]] = {}
         for p in new_feeds:

@@ -73,6 +73,7 @@ def test_build_writes_what_the_live_service_serves(site):
         len(docs), len(arts), len(media))
     assert len(arts) >= 5 and len(media) >= 1
     assert any(p.startswith("category/") for p in docs) and "feeds/all.rss" in docs
+    assert {"feeds/all.json", "feeds/all.json.gz"} <= set(result["written_paths"])
 
     for path in docs:
         f = site.out / file_of(path)
@@ -270,8 +271,9 @@ def test_nginx_serves_the_build_like_the_live_service(site, nginx):
     docs, arts, media = live_paths(client)
     cat = next(p for p in docs if p.startswith("category/"))
     author = next(p for p in docs if p.startswith("author/"))
-    paths = ["", "feeds/all.rss", "feeds/all.atom", "feeds.opml", cat, author,
-             f"feeds/{cat.rstrip('/')}.rss", f"feeds/{author.rstrip('/')}.atom", arts[0]]
+    paths = ["", "feeds/all.rss", "feeds/all.atom", "feeds/all.json", "feeds.opml", cat, author,
+             f"feeds/{cat.rstrip('/')}.rss", f"feeds/{author.rstrip('/')}.atom",
+             f"feeds/{cat.rstrip('/')}.json", arts[0]]
     for path in paths:
         url = "/" + path
         live = client.get(url, headers={"Accept-Encoding": "identity"})
@@ -320,13 +322,15 @@ def test_nginx_serves_the_build_like_the_live_service(site, nginx):
     assert h["last-modified"] == live.headers["Last-Modified"] and h["vary"] == "Accept-Encoding"
     live.close()
 
-    for url in ("/feeds/nope.rss", "/category/nope/", "/nope", f"/{MANIFEST}", f"/{NGINX_CONF}"):
+    for url in ("/feeds/nope.rss", "/feeds/nope.json", "/feeds/", "/category/nope/", "/nope",
+                f"/{MANIFEST}", f"/{NGINX_CONF}"):
         status, h, body = nginx.request(url)
         assert status == 404, url
         assert h["content-type"] == "text/plain; charset=utf-8"
         assert body == f"404 not found: {url}\n".encode()
-    for method in ("POST", "PUT", "DELETE"):
-        status, h, body = nginx.request("/feeds/all.rss", method)
+    for method, url in (("POST", "/feeds/all.rss"), ("PUT", "/feeds/all.json"),
+                        ("DELETE", "/"), ("POST", "/feeds/nope.json")):
+        status, h, body = nginx.request(url, method)
         assert status == 405 and h["allow"] == "GET, HEAD" and body == b"405 method not allowed\n"
         assert h["content-type"] == "text/plain; charset=utf-8"
 

@@ -654,7 +654,7 @@ def test_same_bytes_in_processes_with_different_hash_seeds(bundled, app):
         hashes.append(json.loads(out.stdout))
     assert hashes[0] == hashes[1] == hashes[2]
     feeds = [p for p in hashes[0] if p.startswith("feeds/") and p != "feeds.opml"]
-    assert len(feeds) == 16
+    assert len(feeds) == 24                      # 8 scopes, 3 formats
     # and the service in this process publishes the very same bytes
     here = {p: hashlib.sha256(d.body).hexdigest() for p, d in service_of(app).documents.items()}
     assert here == hashes[0]
@@ -816,7 +816,8 @@ def test_entries_kept_from_earlier_feeds_give_the_same_bytes(monkeypatch):
     def feed(*entries: feeds.Entry) -> feeds.Feed:
         return feeds.Feed(id="tag:news.example,2000:feeds/all", title="News", subtitle="All",
                           self_urls={"rss": "https://news.example/feeds/all.rss",
-                                     "atom": "https://news.example/feeds/all.atom"},
+                                     "atom": "https://news.example/feeds/all.atom",
+                                     "json": "https://news.example/feeds/all.json"},
                           page_url="https://news.example/", language="en", updated=when,
                           publisher="News", entries=entries)
 
@@ -839,6 +840,7 @@ def test_entries_kept_from_earlier_feeds_give_the_same_bytes(monkeypatch):
     edited = feed(entry(1), entry(2, title="Story 2, corrected"), entry(4))
     made = feeds.render(edited, keep=True)
     assert made == fresh(edited) and b"Story 2, corrected" in made["atom"]
+    assert b"Story 2, corrected" in made["json"] and b"Story 2, corrected" in made["rss"]
     assert len(feeds._kept) == 3 and feeds._kept_bytes <= feeds.KEPT_BYTES
     assert feeds._key(entry(3)) not in feeds._kept and feeds._key(entry(4)) in feeds._kept
     assert feeds.render(first, keep=False) == again     # kept ones are used, none added

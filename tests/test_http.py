@@ -14,9 +14,14 @@ import pytest
 from werkzeug.http import http_date, parse_date
 
 BASE = "http://127.0.0.1:8000/"
-FEEDS = ["feeds/all.rss", "feeds/all.atom", "feeds/category/middle-east.rss",
-         "feeds/category/syst-khrjy.atom", "feeds/author/emad-askarieh.atom",
-         "feeds/author/ifp-editorial-staff.rss"]
+FEEDS = ["feeds/all.rss", "feeds/all.atom", "feeds/all.json", "feeds/category/middle-east.rss",
+         "feeds/category/syst-khrjy.atom", "feeds/category/politics.json",
+         "feeds/author/emad-askarieh.atom", "feeds/author/ifp-editorial-staff.rss",
+         "feeds/author/emad-askarieh.json"]
+# every format: its Content-Type, and how its documents start
+FORMATS = {"rss": ("application/rss+xml; charset=utf-8", b"<?xml"),
+           "atom": ("application/atom+xml; charset=utf-8", b"<?xml"),
+           "json": ("application/feed+json", b'{"version":"https://jsonfeed.org/version/1.1"')}
 ARTICLE = "articles/rouhani-urges-iran-turkey-cooperation-on-anti-terrorism-fight/"
 
 
@@ -52,8 +57,8 @@ def iso_in(seconds: float) -> str:
 def test_feed_headers(app, client, path):
     resp = client.get("/" + path)
     assert resp.status_code == 200
-    want = "application/rss+xml" if path.endswith(".rss") else "application/atom+xml"
-    assert resp.headers["Content-Type"] == f"{want}; charset=utf-8"
+    ctype, start = FORMATS[path.rsplit(".", 1)[1]]
+    assert resp.headers["Content-Type"] == ctype
     etag = resp.headers["ETag"]
     assert re.fullmatch(r'"[^"]+"', etag), etag                     # strong, quoted
     assert etag == service_of(app).documents[path].etag
@@ -63,7 +68,14 @@ def test_feed_headers(app, client, path):
     assert resp.headers["Vary"] == "Accept-Encoding"
     assert "Content-Encoding" not in resp.headers
     assert int(resp.headers["Content-Length"]) == len(resp.data)
-    assert resp.data.startswith(b"<?xml")
+    assert resp.data.startswith(start)
+
+
+def test_every_feed_format_is_tested():
+    from feedsvc import feeds
+    assert set(FORMATS) == set(feeds.WRITERS)
+    assert {f: w.content_type for f, w in feeds.WRITERS.items()} == {
+        f: ctype for f, (ctype, _) in FORMATS.items()}
 
 
 def test_last_modified_is_stable_between_requests(client):
@@ -247,9 +259,10 @@ def test_preconditions(client, name, make, status, method):
 
 @pytest.mark.parametrize(("name", "make", "status"), CASES, ids=[c[0] for c in CASES])
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
-def test_conditional_matrix(client, name, make, status, method):
-    etag, lm = _validators(client)
-    resp = client.open("/feeds/all.rss", method=method, headers=make(etag, lm))
+@pytest.mark.parametrize("path", ["/feeds/all.rss", "/feeds/all.json"])
+def test_conditional_matrix(client, name, make, status, method, path):
+    etag, lm = _validators(client, path)
+    resp = client.open(path, method=method, headers=make(etag, lm))
     assert resp.status_code == status, name
     assert resp.headers["ETag"] == etag
     assert resp.headers["Cache-Control"] == "public, max-age=300"
@@ -257,7 +270,7 @@ def test_conditional_matrix(client, name, make, status, method):
     if status == 304 or method == "HEAD":
         assert resp.data == b""
     else:
-        assert resp.data.startswith(b"<?xml")
+        assert resp.data.startswith(FORMATS[path.rsplit(".", 1)[1]][1])
 
 
 def test_304_headers_and_empty_body(client):
@@ -345,7 +358,8 @@ def test_etag_changes_with_the_data(app, bundled, client):
 # -- errors, methods, cookies, Host ------------------------------------------------------
 
 @pytest.mark.parametrize("path", ["/feeds/nope.rss", "/feeds/category/nope.atom",
-                                  "/feeds/author/nope.rss", "/feeds/all.json",
+                                  "/feeds/author/nope.rss", "/feeds/all.txt",
+                                  "/feeds/category/nope.json",
                                   "/category/nope/", "/articles/nope/"])
 def test_unknown_is_404_with_short_text(client, path):
     resp = client.get(path)
@@ -357,7 +371,7 @@ def test_unknown_is_404_with_short_text(client, path):
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH"])
 @pytest.mark.parametrize("path", ["/feeds/all.rss", "/feeds/category/politics.atom", "/",
-                                  "/feeds.opml"])
+                                  "/feeds.opml", "/feeds/all.json"])
 def test_other_methods_are_405(client, method, path):
     resp = client.open(path, method=method, data=b"x")
     assert resp.status_code == 405
@@ -424,19 +438,23 @@ def _page(client, path: str):
     return resp, lxml.html.fromstring(resp.data)
 
 
+def _advertised(feed: str) -> dict[str, str]:
+    """The discovery links a page of the scope of `feed` carries: one per format."""
+    return {f"{BASE}{feed}.{fmt}": ctype.split(";")[0] for fmt, (ctype, _) in FORMATS.items()}
+
+
 def _alternates(doc) -> dict[str, str]:
     return {ln.get("href"): ln.get("type") for ln in doc.xpath("//head/link[@rel='alternate']")}
 
 
 def test_index_lists_feeds_and_advertises_site_feeds(app, client):
     resp, doc = _page(client, "/")
-    assert _alternates(doc) == {BASE + "feeds/all.rss": "application/rss+xml",
-                                BASE + "feeds/all.atom": "application/atom+xml"}
+    assert _alternates(doc) == _advertised("feeds/all")
     for ln in doc.xpath("//head/link[@rel='alternate']"):
         assert ln.get("title")
     hrefs = set(doc.xpath("//body//a/@href"))
     for path in service_of(app).documents:
-        if path.startswith("feeds/") and path.endswith((".rss", ".atom")):
+        if path.startswith("feeds/"):
             assert BASE + path in hrefs, path
     assert BASE + "feeds.opml" in hrefs
     assert doc.xpath("//meta[@name='viewport']")
@@ -459,15 +477,14 @@ def test_index_lists_feeds_and_advertises_site_feeds(app, client):
 ])
 def test_scope_pages(client, path, feed, must_list, must_not_list):
     resp, doc = _page(client, path)
-    assert _alternates(doc) == {BASE + feed + ".rss": "application/rss+xml",
-                                BASE + feed + ".atom": "application/atom+xml"}
+    assert _alternates(doc) == _advertised(feed)
     listed = [a.text_content() for a in doc.xpath("//body//li/a")]
     for title in must_list:
         assert title in listed
     for title in must_not_list:
         assert title not in listed
     hrefs = set(doc.xpath("//body//a/@href"))
-    assert {BASE + feed + ".rss", BASE + feed + ".atom"} <= hrefs
+    assert set(_advertised(feed)) <= hrefs
     for href in hrefs:
         if "/articles/" in href:
             assert client.get(href[len(BASE) - 1:]).status_code == 200, href
