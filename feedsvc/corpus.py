@@ -471,7 +471,7 @@ class Library:
         """Where the last good version of `rel` is noted: by path alone, so it survives a
         change of site settings and an upgrade of feedsvc (a record keyed by another
         version of either is still found through the reference it holds)."""
-        return hashlib.sha256(f"last good\0{self.root}\0{rel}".encode()).hexdigest()
+        return hashlib.sha256(os.fsencode(f"last good\0{self.root}\0{rel}")).hexdigest()
 
     def _parse(self, rel: str, sig: tuple) -> object:
         self.reads += 1
