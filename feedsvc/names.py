@@ -66,9 +66,9 @@ def assign_slugs(keys: list[tuple[str, str]], errors: list[DataError], what: str
         while slug in taken:
             slug, n = f"{base}-{n}", n + 1
         if slug != base:
-            errors.append(DataError(where[key], f"{what} {name!r} and {taken[base]!r} share the slug "
-                                          f"{base!r}; {name!r} is published as {slug!r}",
-                                    warning=True))
+            errors.append(DataError(where[key], f"{what} {name!r} and {taken[base]!r} share "
+                                                f"the slug {base!r}; {name!r} is published "
+                                                f"as {slug!r}", warning=True))
         taken[slug] = name
         slugs[key] = slug
     return slugs
