@@ -4,6 +4,8 @@ A `Library` remembers every file's stat signature and parsed record, so a rescan
 re-reads only files whose signature changed.  It also remembers the last good
 record of every article: an article file that turns invalid keeps publishing
 its last good version (and its error is reported) until it is fixed or deleted.
+The last site.yml that was read fine is kept the same way, in the state too: a
+restart with site.yml broken publishes with the settings it was published with.
 """
 from __future__ import annotations
 
@@ -96,6 +98,7 @@ class Library:
         self.scan_errors: list[DataError] = []
         self.site: Site | None = None
         self._site_error: DataError | None = None       # site.yml is bad: we keep self.site
+        self._site_text: str | None = None              # the text self.site was read from
         self.reads = 0                                  # files (re)parsed, for tests and bench
         self.walks = 0                                  # full scans, for tests and bench
         self.walked_at = 0.0    # when the walk that saw every loaded signature started
@@ -328,10 +331,16 @@ class Library:
                 self._site_error = None
                 if site != self.site:       # dates and ids depend on the site settings
                     self.site, changed = site, sorted(sigs)
+                if self.cache and text != self._site_text:
+                    self.cache.put_records_later({self._good_site_key: text})
+                self._site_text = text
             except DataError as e:
                 self._site_error = e        # reported on every load until site.yml is fixed
-                if self.site is None:
-                    raise
+                if self.site is None:       # as the running process would: the last good one
+                    self.site = self._recall_site()
+                    if self.site is None:
+                        raise
+                    changed = sorted(sigs)
         assert self.site is not None
         articles = [rel for rel in changed if rel.startswith("articles/")]
         before = {rel: self._records.get(rel) for rel in changed}
@@ -472,6 +481,26 @@ class Library:
         change of site settings and an upgrade of feedsvc (a record keyed by another
         version of either is still found through the reference it holds)."""
         return hashlib.sha256(os.fsencode(f"last good\0{self.root}\0{rel}")).hexdigest()
+
+    @property
+    def _good_site_key(self) -> str:
+        """Where the text of the last site.yml that was read fine is noted (by the data
+        directory alone: it stays when site.yml is deleted, as the running site does)."""
+        return hashlib.sha256(os.fsencode(f"last good site\0{self.root}")).hexdigest()
+
+    def _recall_site(self) -> Site | None:
+        """The site settings of the last site.yml an earlier process read fine, parsed
+        again by this version of feedsvc with this base URL; None if there is none."""
+        text = self.cache.get_records([self._good_site_key]).get(self._good_site_key) \
+            if self.cache else None
+        if not isinstance(text, str):
+            return None
+        try:
+            site = loader.parse_site(SITE_FILE, text, self.base_url)
+        except DataError:
+            return None
+        self._site_text = text
+        return site
 
     def _parse(self, rel: str, sig: tuple) -> object:
         self.reads += 1

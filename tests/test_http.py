@@ -5,6 +5,8 @@ import datetime as dt
 import gzip
 import hashlib
 import json
+import os
+import pickle
 import re
 import time
 
@@ -752,6 +754,34 @@ def test_article_pages_survive_a_restart_with_the_data_gone(make_app, bundled, t
     assert resp.status_code == 200 and resp.data == before.data
     assert b"Iranian President Hassan Rouhani says more cooperation" in resp.data
     assert client.get("/articles/nope/").status_code == 404
+
+
+@pytest.mark.parametrize("checkpoint", ["none", "another version's"])
+def test_article_pages_survive_a_restart_with_site_yml_broken(make_app, bundled, checkpoint):
+    """site.yml broken at a restart and no checkpoint this version can use: the last good
+    site.yml (kept in the state) still assembles the corpus, so article pages, feeds and
+    pages are as last published, and the error is reported."""
+    app = make_app(bundled.root)
+    client = app.test_client()
+    before = {url: client.get(url).data for url in ("/" + ARTICLE, "/feeds/all.rss", "/")}
+    service = service_of(app)
+    service.close()
+    path = service._checkpoint_path
+    if checkpoint == "none":
+        os.unlink(path)
+    else:
+        with open(path, "wb") as f:
+            pickle.dump({"code": "an older feedsvc"}, f)
+    bundled.write("site.yml", "title: [\n")
+    again = make_app(bundled.root)
+    client = again.test_client()
+    for url, body in before.items():
+        resp = client.get(url)
+        assert resp.status_code == 200 and resp.data == body, url
+    assert client.get("/articles/nope/").status_code == 404
+    health = client.get("/healthz").get_json()
+    assert health["status"] == "degraded" and health["articles"] == 11
+    assert [e["path"] for e in health["errors"]] == ["site.yml"]
 
 
 @pytest.mark.parametrize("method", ["get", "head", "OPTIONS", "Get", "FOO", "TRACE", "CONNECT"])
