@@ -30,6 +30,12 @@ from .state import Cache
 SITE_FILE = "site.yml"
 PARALLEL_PARSE = 1000        # files to parse before a load uses every core
 RACY_SECONDS = 3.0           # a file this much younger than a load is read again next time
+# `feedsvc serve` reads a media file whole into memory for each GET (web.media_response:
+# streaming it would hold granian's one WSGI thread for as long as a slow client reads),
+# so a worker holds about 1.25x a file's size per client still reading it.  Up to 32 MB
+# that is a few clients' worth of a small box's memory; above it a file is still served,
+# with a warning that nginx (`feedsvc build`) should serve it.
+LARGE_MEDIA_BYTES = 32 << 20
 
 
 @dataclass
@@ -190,6 +196,8 @@ class Library:
                     continue
                 st = e.stat(follow_symlinks=True) if e.is_symlink() else e.stat()
                 sigs[rel] = (st.st_mtime_ns, st.st_size, st.st_ino, e.is_symlink())
+                if _large_media(rel, sigs[rel]):
+                    self.scan_errors.append(_large_media_warning(rel, st.st_size))
                 if e.is_symlink() and rel.startswith("media/") and not _inside(
                         os.path.join(self.root, "media"), e.path):
                     self.scan_errors.append(DataError(rel, "is a symlink pointing outside "
@@ -226,6 +234,8 @@ class Library:
                 return None
             if rel.startswith("../") or rel == "..":
                 continue                            # outside the data directory
+            if _large_media(rel, sigs.get(rel)):
+                return None                         # the walk reports it: no more, now
             if any(p.startswith(".") or p.endswith("~") for p in parts):
                 continue                            # what the walk skips
             if len(parts) > 1 and parts[0] not in ("articles", "authors", "media"):
@@ -258,6 +268,8 @@ class Library:
                 out[rel] = (st.st_mtime_ns, st.st_size, st.st_ino, link)
             except OSError as err:                  # a dangling symlink
                 out[rel] = ("error", err.strerror)
+            if _large_media(rel, out[rel]):
+                return None                         # the walk reports it
         if sigs is self._loaded:
             self._rescanned = (out, touched)
         return out
@@ -720,6 +732,19 @@ def _inside(folder: str, path: str) -> bool:
     """Whether `path`, links resolved, is `folder` or below it (as web.py serves media)."""
     real = os.path.realpath(folder)
     return os.path.commonpath([real, os.path.realpath(path)]) == real
+
+
+def _large_media(rel: str, sig: tuple | None) -> bool:
+    """Whether the file `rel` with signature `sig` is a media file over LARGE_MEDIA_BYTES."""
+    return rel.startswith("media/") and sig is not None and isinstance(sig[1], int) \
+        and sig[1] > LARGE_MEDIA_BYTES
+
+
+def _large_media_warning(rel: str, size: int) -> DataError:
+    return DataError(rel, f"is {size / 2 ** 20:.1f} MB, over {LARGE_MEDIA_BYTES >> 20} MB: "
+                          "feedsvc serve reads a media file whole into memory for each "
+                          "request; serve large files from nginx (feedsvc build) or a CDN",
+                     warning=True)
 
 
 def _has_links(sigs: Iterable[tuple]) -> bool:

@@ -138,7 +138,8 @@ def media_response(root: str, name: str, max_age: int) -> BaseResponse:
     """The file `name` below `root`, which it must really be in: a symlink that leads out
     of it is not followed (404).  A GET's body is one bytes object: granian sends that
     from its own runtime, where an iterator of file chunks holds a server thread for as
-    long as a slow client takes to read them (one stalled client stopped every request)."""
+    long as a slow client takes to read them (one stalled client stopped every request).
+    The price is memory: files over corpus.LARGE_MEDIA_BYTES are reported by the scan."""
     root = os.path.realpath(root)
     path = safe_join(root, name)
     real = os.path.realpath(path) if path is not None else root
