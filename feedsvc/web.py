@@ -86,7 +86,8 @@ def create_app(test_config: dict | None = None) -> Flask:
         resp = jsonify(status=status, worker=worker,
                        articles=len(service.corpus.articles) if service.corpus else None,
                        documents=len(docs), snapshot=digest, refreshed_at=service.refreshed_at,
-                       errors=[public(e, config["data_dir"]) for e in errors])
+                       errors=[public(e, config["data_dir"], config["state_dir"])
+                               for e in errors])
         resp.status_code = 503 if status == "unavailable" else 200
         resp.headers["Cache-Control"] = "no-store"
         return resp
@@ -123,14 +124,19 @@ def relative(location: str) -> str:
     return f"{path}?{parts.query}" if parts.query else path
 
 
-def public(error: DataError, data_dir: str) -> dict:
+def public(error: DataError, data_dir: str, state_dir: str = "") -> dict:
     """An error as /healthz shows it to anyone: the path relative to the data directory
-    and the message, with the directory's own location on this host left out."""
+    (a state file's as FEEDSVC_STATE_DIR/<name>) and the message, with the directories'
+    own locations on this host left out."""
     out = error.as_dict()
-    for where in {os.path.realpath(data_dir), os.path.abspath(data_dir)}:
-        out["message"] = out["message"].replace(where, "FEEDSVC_DATA_DIR")
+    for folder, name in ((state_dir, "FEEDSVC_STATE_DIR"), (data_dir, "FEEDSVC_DATA_DIR")):
+        for where in {os.path.realpath(folder), os.path.abspath(folder)} if folder else ():
+            out["message"] = out["message"].replace(where, name)
     if os.path.isabs(out["path"]):
-        out["path"] = "."
+        path = os.path.abspath(out["path"])
+        state = os.path.abspath(state_dir) if state_dir else None
+        out["path"] = f"FEEDSVC_STATE_DIR/{os.path.basename(path)}" \
+            if os.path.dirname(path) == state else "."
     return out
 
 
