@@ -4,6 +4,8 @@ A `Library` remembers every file's stat signature and parsed record, so a rescan
 re-reads only files whose signature changed.  It also remembers the last good
 record of every article: an article file that turns invalid keeps publishing
 its last good version (and its error is reported) until it is fixed or deleted.
+The last site.yml that was read fine is kept the same way, in the state too: a
+restart with site.yml broken publishes with the settings it was published with.
 """
 from __future__ import annotations
 
@@ -28,6 +30,12 @@ from .state import Cache
 SITE_FILE = "site.yml"
 PARALLEL_PARSE = 1000        # files to parse before a load uses every core
 RACY_SECONDS = 3.0           # a file this much younger than a load is read again next time
+# `feedsvc serve` reads a media file whole into memory for each GET (web.media_response:
+# streaming it would hold granian's one WSGI thread for as long as a slow client reads),
+# so a worker holds about 1.25x a file's size per client still reading it.  Up to 32 MB
+# that is a few clients' worth of a small box's memory; above it a file is still served,
+# with a warning that nginx (`feedsvc build`) should serve it.
+LARGE_MEDIA_BYTES = 32 << 20
 
 
 @dataclass
@@ -96,6 +104,7 @@ class Library:
         self.scan_errors: list[DataError] = []
         self.site: Site | None = None
         self._site_error: DataError | None = None       # site.yml is bad: we keep self.site
+        self._site_text: str | None = None              # the text self.site was read from
         self.reads = 0                                  # files (re)parsed, for tests and bench
         self.walks = 0                                  # full scans, for tests and bench
         self.walked_at = 0.0    # when the walk that saw every loaded signature started
@@ -187,6 +196,8 @@ class Library:
                     continue
                 st = e.stat(follow_symlinks=True) if e.is_symlink() else e.stat()
                 sigs[rel] = (st.st_mtime_ns, st.st_size, st.st_ino, e.is_symlink())
+                if _large_media(rel, sigs[rel]):
+                    self.scan_errors.append(_large_media_warning(rel, st.st_size))
                 if e.is_symlink() and rel.startswith("media/") and not _inside(
                         os.path.join(self.root, "media"), e.path):
                     self.scan_errors.append(DataError(rel, "is a symlink pointing outside "
@@ -223,6 +234,8 @@ class Library:
                 return None
             if rel.startswith("../") or rel == "..":
                 continue                            # outside the data directory
+            if _large_media(rel, sigs.get(rel)):
+                return None                         # the walk reports it: no more, now
             if any(p.startswith(".") or p.endswith("~") for p in parts):
                 continue                            # what the walk skips
             if len(parts) > 1 and parts[0] not in ("articles", "authors", "media"):
@@ -255,6 +268,8 @@ class Library:
                 out[rel] = (st.st_mtime_ns, st.st_size, st.st_ino, link)
             except OSError as err:                  # a dangling symlink
                 out[rel] = ("error", err.strerror)
+            if _large_media(rel, out[rel]):
+                return None                         # the walk reports it
         if sigs is self._loaded:
             self._rescanned = (out, touched)
         return out
@@ -328,10 +343,16 @@ class Library:
                 self._site_error = None
                 if site != self.site:       # dates and ids depend on the site settings
                     self.site, changed = site, sorted(sigs)
+                if self.cache and text != self._site_text:
+                    self.cache.put_records_later({self._good_site_key: text})
+                self._site_text = text
             except DataError as e:
                 self._site_error = e        # reported on every load until site.yml is fixed
-                if self.site is None:
-                    raise
+                if self.site is None:       # as the running process would: the last good one
+                    self.site = self._recall_site()
+                    if self.site is None:
+                        raise
+                    changed = sorted(sigs)
         assert self.site is not None
         articles = [rel for rel in changed if rel.startswith("articles/")]
         before = {rel: self._records.get(rel) for rel in changed}
@@ -471,7 +492,27 @@ class Library:
         """Where the last good version of `rel` is noted: by path alone, so it survives a
         change of site settings and an upgrade of feedsvc (a record keyed by another
         version of either is still found through the reference it holds)."""
-        return hashlib.sha256(f"last good\0{self.root}\0{rel}".encode()).hexdigest()
+        return hashlib.sha256(os.fsencode(f"last good\0{self.root}\0{rel}")).hexdigest()
+
+    @property
+    def _good_site_key(self) -> str:
+        """Where the text of the last site.yml that was read fine is noted (by the data
+        directory alone: it stays when site.yml is deleted, as the running site does)."""
+        return hashlib.sha256(os.fsencode(f"last good site\0{self.root}")).hexdigest()
+
+    def _recall_site(self) -> Site | None:
+        """The site settings of the last site.yml an earlier process read fine, parsed
+        again by this version of feedsvc with this base URL; None if there is none."""
+        text = self.cache.get_records([self._good_site_key]).get(self._good_site_key) \
+            if self.cache else None
+        if not isinstance(text, str):
+            return None
+        try:
+            site = loader.parse_site(SITE_FILE, text, self.base_url)
+        except DataError:
+            return None
+        self._site_text = text
+        return site
 
     def _parse(self, rel: str, sig: tuple) -> object:
         self.reads += 1
@@ -691,6 +732,19 @@ def _inside(folder: str, path: str) -> bool:
     """Whether `path`, links resolved, is `folder` or below it (as web.py serves media)."""
     real = os.path.realpath(folder)
     return os.path.commonpath([real, os.path.realpath(path)]) == real
+
+
+def _large_media(rel: str, sig: tuple | None) -> bool:
+    """Whether the file `rel` with signature `sig` is a media file over LARGE_MEDIA_BYTES."""
+    return rel.startswith("media/") and sig is not None and isinstance(sig[1], int) \
+        and sig[1] > LARGE_MEDIA_BYTES
+
+
+def _large_media_warning(rel: str, size: int) -> DataError:
+    return DataError(rel, f"is {size / 2 ** 20:.1f} MB, over {LARGE_MEDIA_BYTES >> 20} MB: "
+                          "feedsvc serve reads a media file whole into memory for each "
+                          "request; serve large files from nginx (feedsvc build) or a CDN",
+                     warning=True)
 
 
 def _has_links(sigs: Iterable[tuple]) -> bool:

@@ -140,7 +140,7 @@ class Service:
     # -- checkpoint: a restart re-reads and rebuilds only what changed -------------------
     @property
     def _checkpoint_path(self) -> str:
-        name = hashlib.sha256(os.path.abspath(self.config["data_dir"]).encode()).hexdigest()
+        name = hashlib.sha256(os.fsencode(os.path.abspath(self.config["data_dir"]))).hexdigest()
         return os.path.join(self.config["state_dir"], f"checkpoint-{name[:16]}.pickle")
 
     def checkpoint(self) -> None:
@@ -231,7 +231,9 @@ class Service:
 
     @property
     def _snapshot_key(self) -> str:
-        return "snapshot\0" + self.config["data_dir"]
+        # (a path that is not UTF-8 is spelled with backslash escapes: keys are SQLite text)
+        return "snapshot\0" + os.fsencode(self.config["data_dir"]).decode("utf-8",
+                                                                          "backslashreplace")
 
     def _restore(self, now: float) -> bool:
         """A worker (re)starting while the data cannot be read serves the documents the

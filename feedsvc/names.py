@@ -21,7 +21,7 @@ from slugify import slugify
 
 from .model import Article, Category, DataError, Person
 
-CATEGORIES_FILE = "categories.yml"     # where category warnings point
+CATEGORIES_FILE = "categories.yml"     # where warnings about the names it holds point
 
 # Symbols that make a name another name (`C++`, `C#`, `AT&T`, `100%`), spelled out in a
 # slug when the slug without them is taken.  Beside these, every character Unicode
@@ -51,10 +51,11 @@ def _has_symbols(name: str) -> bool:
 
 
 def assign_slugs(keys: list[tuple[str, str]], errors: list[DataError], what: str,
-                  path: str) -> dict[str, str]:
+                  where: dict[str, str]) -> dict[str, str]:
     """(name key, display name) pairs -> slug per key.  Names without symbols come
     first, in sorted order; a taken slug is tried with the name's symbols spelled out,
-    then with -2, -3 ... (see the module docstring)."""
+    then with -2, -3 ... (see the module docstring).  A warning about a name points at
+    `where[key]`, the file that brought the name in."""
     slugs: dict[str, str] = {}
     taken: dict[str, str] = {}
     for key, name in sorted(keys, key=lambda kn: (_has_symbols(kn[1]), kn)):
@@ -65,9 +66,9 @@ def assign_slugs(keys: list[tuple[str, str]], errors: list[DataError], what: str
         while slug in taken:
             slug, n = f"{base}-{n}", n + 1
         if slug != base:
-            errors.append(DataError(path, f"{what} {name!r} and {taken[base]!r} share the slug "
-                                          f"{base!r}; {name!r} is published as {slug!r}",
-                                    warning=True))
+            errors.append(DataError(where[key], f"{what} {name!r} and {taken[base]!r} share "
+                                                f"the slug {base!r}; {name!r} is published "
+                                                f"as {slug!r}", warning=True))
         taken[slug] = name
         slugs[key] = slug
     return slugs
@@ -90,7 +91,8 @@ def people(people: list[tuple[str, Person]], articles: list[Article],
         spelled.pop(key, None)
     names = {key: _display(c) for key, c in spelled.items()}
     taken = {p.slug for p in by_key.values()}
-    slugs = assign_slugs(sorted(names.items()), errors, "author", "articles")
+    slugs = assign_slugs(sorted(names.items()), errors, "author",
+                         _first_uses(names, articles, "authors"))
     out = {p.slug: p for p in by_key.values()}
     keys = {key: p.slug for key, p in by_key.items()}
     for key, slug in slugs.items():
@@ -112,7 +114,9 @@ def categories(described: dict[str, str], articles: list[Article],
         names[key] = name
         descriptions[key] = text
     names.pop("", None)
-    slugs = assign_slugs(sorted(names.items()), errors, "category", CATEGORIES_FILE)
+    where = {**_first_uses(names, articles, "categories"),
+             **dict.fromkeys(descriptions, CATEGORIES_FILE)}
+    slugs = assign_slugs(sorted(names.items()), errors, "category", where)
     out = {slug: Category(name=names[key], slug=slug, description=descriptions.get(key, ""))
            for key, slug in slugs.items()}
     return dict(sorted(out.items())), slugs
@@ -125,6 +129,19 @@ def _spellings(uses: Counter) -> dict[str, Counter]:
     for name, n in uses.items():
         spelled.setdefault(name_key(name), Counter())[name] += n
     return spelled
+
+
+def _first_uses(names: dict[str, str], articles: list[Article], field: str) -> dict[str, str]:
+    """Name key -> the path of the first article, in path order, that uses the name as
+    `names` spells it (its `authors` or `categories`, per `field`)."""
+    wanted = {name: key for key, name in names.items()}
+    out: dict[str, str] = {}
+    for a in articles:
+        for name in getattr(a, field):
+            key = wanted.get(name)
+            if key is not None and (key not in out or a.path < out[key]):
+                out[key] = a.path
+    return out
 
 
 def _display(spellings: Counter) -> str:

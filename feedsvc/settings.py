@@ -125,6 +125,6 @@ def resolve(overrides: dict | None = None, environ: Mapping[str, str] | None = N
     out["data_dir"] = os.path.abspath(str(out["data_dir"]))
     if not out["state_dir"]:
         base = env.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
-        tag = hashlib.sha256(out["data_dir"].encode()).hexdigest()[:12]
+        tag = hashlib.sha256(os.fsencode(out["data_dir"])).hexdigest()[:12]
         out["state_dir"] = os.path.join(base, "feedsvc", tag)
     return out

@@ -124,11 +124,11 @@ def relative(location: str) -> str:
 
 
 def public(error: DataError, config: dict) -> dict:
-    """An error as /healthz shows it to anyone: paths relative to the data directory (or
-    to the state directory, for its files), with where those directories are on this
+    """An error as /healthz shows it to anyone: paths relative to the data directory (a
+    state file's as FEEDSVC_STATE_DIR/<name>), with where those directories are on this
     host left out (named by their settings instead)."""
     out = error.as_dict()
-    for setting in ("data_dir", "state_dir"):
+    for setting in ("state_dir", "data_dir"):
         name = f"FEEDSVC_{setting.upper()}"
         for where in {os.path.realpath(config[setting]), os.path.abspath(config[setting])}:
             out["message"] = out["message"].replace(where, name)
@@ -143,7 +143,8 @@ def media_response(root: str, name: str, max_age: int) -> BaseResponse:
     """The file `name` below `root`, which it must really be in: a symlink that leads out
     of it is not followed (404).  A GET's body is one bytes object: granian sends that
     from its own runtime, where an iterator of file chunks holds a server thread for as
-    long as a slow client takes to read them (one stalled client stopped every request)."""
+    long as a slow client takes to read them (one stalled client stopped every request).
+    The price is memory: files over corpus.LARGE_MEDIA_BYTES are reported by the scan."""
     root = os.path.realpath(root)
     path = safe_join(root, name)
     real = os.path.realpath(path) if path is not None else root

@@ -1,6 +1,7 @@
 """Article bodies: references to characters XML forbids never break a feed."""
 from __future__ import annotations
 
+import contextlib
 import ctypes
 from html import escape
 
@@ -403,8 +404,25 @@ def _settled(data):
     return data
 
 
+@contextlib.contextmanager
+def _replaced(versions, **attrs):
+    """`versions` with `attrs` replaced for the block, its version cache cleared on entry
+    and on exit.  Not monkeypatch: that is undone after the `start` fixture closes its
+    services, whose checkpoints would cache the replaced versions for the next tests."""
+    saved = {name: getattr(versions, name) for name in attrs}
+    for name, value in attrs.items():
+        setattr(versions, name, value)
+    versions.version.cache_clear()
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(versions, name, value)
+        versions.version.cache_clear()
+
+
 @pytest.mark.parametrize("library", ["nh3", "cmarkgfm", "lxml"])
-def test_a_new_renderer_library_renders_every_body_again(data, start, monkeypatch, library):
+def test_a_new_renderer_library_renders_every_body_again(data, start, library):
     from feedsvc import versions
 
     site = _settled(data)
@@ -413,22 +431,17 @@ def test_a_new_renderer_library_renders_every_body_again(data, start, monkeypatc
     first.checkpoint()
     assert start(site).cache.renders == 0                 # same versions: cached
     real = versions.installed
-    monkeypatch.setattr(versions, "installed",
-                        lambda name: "999.0" if name == library else real(name))
-    versions.version.cache_clear()
-    try:
+    with _replaced(versions, installed=lambda name: "999.0" if name == library
+                   else real(name)):
         upgraded = start(site)
         assert upgraded.cache.renders == 2
         assert {p: r.gzip.body for p, r in upgraded.resources.items()} == \
             {p: r.gzip.body for p, r in first.resources.items()}
-    finally:       # undone before the services close (a close computes versions too)
-        monkeypatch.undo()
-        versions.version.cache_clear()
 
 
 @pytest.mark.parametrize("edited, renders", [("content.py", 2), ("loader.py", 2),
                                              ("cli.py", 0)])
-def test_an_edit_of_the_renderer_renders_every_body_again(data, start, monkeypatch, tmp_path,
+def test_an_edit_of_the_renderer_renders_every_body_again(data, start, tmp_path,
                                                            edited, renders):
     """Versions come from the source: an edit of a module that shapes bodies renders them
     again; an edit of another module (here it costs the checkpoint) does not."""
@@ -441,15 +454,10 @@ def test_an_edit_of_the_renderer_renders_every_body_again(data, start, monkeypat
     package = shutil.copytree(versions.PACKAGE, tmp_path / "feedsvc")
     with open(package / edited, "a") as f:
         f.write("# an edit\n")
-    monkeypatch.setattr(versions, "PACKAGE", package)
-    versions.version.cache_clear()
-    try:
+    with _replaced(versions, PACKAGE=package):
         again = start(site)
         assert again.library.reads > 0              # the checkpoint was not used
         assert again.cache.renders == renders
-    finally:       # undone before the services close (a close computes versions too)
-        monkeypatch.undo()
-        versions.version.cache_clear()
 
 
 def test_trusting_editors_renders_again_both_ways(data, make_app):

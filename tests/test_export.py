@@ -15,10 +15,19 @@ import pytest
 from conftest import free_port
 from werkzeug.http import http_date, parse_date
 
-from feedsvc.export import MANIFEST, NGINX_CONF, export
+from feedsvc.export import MANIFEST, NGINX_CONF, export, nginx_conf
+from feedsvc.http import SECURITY_HEADERS
 
 BASE = "https://feeds.example.org/"
 NGINX = "/usr/sbin/nginx"
+
+
+SECURITY = {name.lower(): value for name, value in SECURITY_HEADERS}
+
+
+def security(headers) -> dict[str, str]:
+    """The security headers among `headers` (a dict with lowercase keys, or werkzeug's)."""
+    return {name: headers.get(name) for name in SECURITY}
 
 
 def file_of(path: str) -> str:
@@ -283,6 +292,7 @@ def test_nginx_serves_the_build_like_the_live_service(site, nginx):
         assert body == live.data, url
         assert h["vary"] == "Accept-Encoding" and h["cache-control"] == "public, max-age=300"
         assert "content-encoding" not in h
+        assert security(h) == security(live.headers) == SECURITY, url
         etag, lm = h["etag"], h["last-modified"]
         assert etag.startswith('"') and etag.endswith('"')
         if "Last-Modified" in live.headers:                # articles: live sends none
@@ -301,6 +311,7 @@ def test_nginx_serves_the_build_like_the_live_service(site, nginx):
             assert nh["vary"] == "Accept-Encoding", (url, sent)      # 304s keep Vary
             assert nh["cache-control"] == "public, max-age=300"
             assert nh["etag"] in (etag, gh["etag"])
+            assert security(nh) == SECURITY
         status, _, _ = nginx.request(url, Accept_Encoding="identity", If_None_Match='"other"')
         assert status == 200
 
@@ -320,19 +331,55 @@ def test_nginx_serves_the_build_like_the_live_service(site, nginx):
     assert status == 200 and body == live.data and "content-encoding" not in h
     assert h["content-type"] == live.headers["Content-Type"]
     assert h["last-modified"] == live.headers["Last-Modified"] and h["vary"] == "Accept-Encoding"
+    assert security(h) == security(live.headers) == SECURITY
     live.close()
 
     for url in ("/feeds/nope.rss", "/feeds/nope.json", "/feeds/", "/category/nope/", "/nope",
-                f"/{MANIFEST}", f"/{NGINX_CONF}"):
+                f"/{MANIFEST}", f"/{NGINX_CONF}",
+                "/nope%0D%0Ax%0D%0AX-Evil%3A%201", "/nope%0D%0Ax?a=%0D%0A"):
         status, h, body = nginx.request(url)
-        assert status == 404, url
+        live = client.get(url)
+        assert status == live.status_code == 404, url
         assert h["content-type"] == "text/plain; charset=utf-8"
-        assert body == f"404 not found: {url}\n".encode()
+        assert body == live.data == f"404 not found: {url.split('?')[0]}\n".encode(), url
+        assert not {"\r", "\0"} & set(body.decode()) and body.count(b"\n") == 1, url
+        assert security(h) == security(live.headers) == SECURITY, url
+        assert "x-evil" not in h
     for method, url in (("POST", "/feeds/all.rss"), ("PUT", "/feeds/all.json"),
                         ("DELETE", "/"), ("POST", "/feeds/nope.json")):
         status, h, body = nginx.request(url, method)
         assert status == 405 and h["allow"] == "GET, HEAD" and body == b"405 method not allowed\n"
         assert h["content-type"] == "text/plain; charset=utf-8"
+        assert security(h) == security(client.open(url, method=method).headers) \
+            == SECURITY
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("base_url, host", [
+    ("http://[::1]:8000/", "[::1]:8000"),
+    ("https://[2001:DB8::1]/", "[2001:db8::1]"),
+    ("https://Bücher.example/", "xn--bcher-kva.example"),
+    ("https://News.Example.com./", "news.example.com"),
+])
+def test_nginx_server_name_matches_the_host_clients_send(tmp_path, base_url, host):
+    """The generated server block answers for the Host header browsers send for the
+    base URL: beside a default server that answers 418, it must be the one chosen."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "index.html").write_text("<p>the site</p>")
+    port = free_port()
+    conf = tmp_path / "site.conf"
+    conf.write_text(nginx_conf(str(out), {"base_url": base_url}, listen=f"127.0.0.1:{port}"))
+    both = tmp_path / "both.conf"
+    both.write_text(f"server {{ listen 127.0.0.1:{port} default_server; return 418; }}\n"
+                    f"include {conf};\n")
+    server = Nginx(tmp_path / "nginx", both, port)      # (its `nginx -t` must pass, quietly)
+    try:
+        status, _, body = server.request("/", Host=host)
+        assert (status, body) == (200, b"<p>the site</p>"), conf.read_text()
+        assert server.request("/", Host="other.example")[0] == 418
+    finally:
+        server.stop()
 
 
 @pytest.mark.e2e

@@ -5,13 +5,18 @@ import datetime as dt
 import gzip
 import hashlib
 import json
+import os
+import pickle
 import re
 import time
 
 import lxml.etree as ET
 import lxml.html
 import pytest
+from conftest import run_feedsvc
 from werkzeug.http import http_date, parse_date
+
+from feedsvc.corpus import LARGE_MEDIA_BYTES
 
 BASE = "http://127.0.0.1:8000/"
 FEEDS = ["feeds/all.rss", "feeds/all.atom", "feeds/all.json", "feeds/category/middle-east.rss",
@@ -756,6 +761,48 @@ def test_media_get_answers_with_one_bytes_body(app):
     assert len(chunks) == 1 and chunks[0].startswith(b"\x89PNG")
 
 
+def test_large_media_files_are_served_and_reported(make_app, bundled):
+    """`feedsvc serve` reads a media file whole for each GET (above): one past
+    LARGE_MEDIA_BYTES is still served, and reported as a warning naming the fix, at start
+    and when it arrives, grows or shrinks while the service runs (file events alone)."""
+    big = bundled.root / "media" / "2015" / "talk.mp4"
+    with open(big, "wb") as f:
+        f.truncate(LARGE_MEDIA_BYTES + 1)               # sparse: no disk, no time
+    warning = {"path": "media/2015/talk.mp4", "level": "warning",
+               "message": "is 32.0 MB, over 32 MB: feedsvc serve reads a media file whole "
+                          "into memory for each request; serve large files from nginx "
+                          "(feedsvc build) or a CDN"}
+
+    def reported(client) -> list[dict]:
+        health = client.get("/healthz").get_json()
+        assert health["status"] == "ok"                 # a warning: still ok
+        return [e for e in health["errors"] if e["path"].startswith("media/")]
+
+    app = make_app(bundled.root)
+    client = app.test_client()
+    assert reported(client) == [warning]
+    resp = client.get("/media/2015/talk.mp4", headers={"Range": "bytes=0-9"})
+    assert resp.status_code == 206 and resp.data == bytes(10)
+    resp = client.head("/media/2015/talk.mp4")
+    assert resp.status_code == 200 and resp.content_length == LARGE_MEDIA_BYTES + 1
+
+    service = service_of(app)
+    with open(big, "r+b") as f:
+        f.truncate(1000)
+    service.refresh(paths={str(big)})
+    assert reported(client) == []
+    with open(big, "r+b") as f:
+        f.truncate(LARGE_MEDIA_BYTES + 1)
+    service.refresh(paths={str(big)})
+    assert reported(client) == [warning]
+    check = run_feedsvc("check", str(bundled.root))
+    assert check.returncode == 0, check.stderr          # warnings only
+    assert f"media/2015/talk.mp4: warning: {warning['message']}\n" in check.stdout
+    big.unlink()
+    service.refresh(paths={str(big)})
+    assert reported(client) == []
+
+
 def test_article_pages_survive_a_restart_with_the_data_gone(make_app, bundled, tmp_path):
     app = make_app(bundled.root)
     before = app.test_client().get("/" + ARTICLE)
@@ -769,6 +816,34 @@ def test_article_pages_survive_a_restart_with_the_data_gone(make_app, bundled, t
     assert resp.status_code == 200 and resp.data == before.data
     assert b"Iranian President Hassan Rouhani says more cooperation" in resp.data
     assert client.get("/articles/nope/").status_code == 404
+
+
+@pytest.mark.parametrize("checkpoint", ["none", "another version's"])
+def test_article_pages_survive_a_restart_with_site_yml_broken(make_app, bundled, checkpoint):
+    """site.yml broken at a restart and no checkpoint this version can use: the last good
+    site.yml (kept in the state) still assembles the corpus, so article pages, feeds and
+    pages are as last published, and the error is reported."""
+    app = make_app(bundled.root)
+    client = app.test_client()
+    before = {url: client.get(url).data for url in ("/" + ARTICLE, "/feeds/all.rss", "/")}
+    service = service_of(app)
+    service.close()
+    path = service._checkpoint_path
+    if checkpoint == "none":
+        os.unlink(path)
+    else:
+        with open(path, "wb") as f:
+            pickle.dump({"code": "an older feedsvc"}, f)
+    bundled.write("site.yml", "title: [\n")
+    again = make_app(bundled.root)
+    client = again.test_client()
+    for url, body in before.items():
+        resp = client.get(url)
+        assert resp.status_code == 200 and resp.data == body, url
+    assert client.get("/articles/nope/").status_code == 404
+    health = client.get("/healthz").get_json()
+    assert health["status"] == "degraded" and health["articles"] == 11
+    assert [e["path"] for e in health["errors"]] == ["site.yml"]
 
 
 @pytest.mark.parametrize("method", ["get", "head", "OPTIONS", "Get", "FOO", "TRACE", "CONNECT"])

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import DataDir
 
 from feedsvc.corpus import MAX_DEPTH, Library
 from feedsvc.model import MESSAGE_LIMIT, DataError
@@ -330,3 +331,39 @@ def test_build_copies_the_media_the_walk_keeps(data, tmp_path):
             ["media/2024", "media/2024/ok.png"]
     finally:
         unnest(top)
+
+
+def test_a_data_directory_whose_own_path_is_not_utf8(tmp_path, monkeypatch, make_app):
+    """A data directory at a path with a \\xff byte (Python sees it as a surrogate escape)
+    starts, publishes, keeps a bad edit's last good version, writes its checkpoint and
+    restarts from it, and serves the last published version once it is gone; the default
+    state directory is derived from it too."""
+    root = Path(os.fsdecode(os.fsencode(str(tmp_path)) + b"/d\xffta"))
+    data = DataDir(root)
+    data.site()
+    data.article("hello", title="Hello")
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    app = make_app(root, state_dir="")
+    client = app.test_client()
+    assert b"Hello" in client.get("/feeds/all.rss").data
+    assert client.get("/articles/hello/").status_code == 200
+    service = app.extensions["feedsvc"]
+    assert service.config["state_dir"].startswith(str(tmp_path / "xdg"))
+    data.write("articles/hello.md", "---\ntitle: [\n---\n")      # bad: the last good stays
+    service.refresh()
+    assert [e.path for e in service.errors] == ["articles/hello.md"]
+    service.close()
+    assert os.path.isfile(service._checkpoint_path)
+    again = make_app(root, state_dir="")
+    assert b"Hello" in again.test_client().get("/feeds/all.rss").data
+    again.extensions["feedsvc"].close()
+    os.unlink(service._checkpoint_path)     # without it, the last good record from the cache
+    cold = make_app(root, state_dir="")
+    assert b"Hello" in cold.test_client().get("/feeds/all.rss").data
+    cold.extensions["feedsvc"].close()
+    status, out = check(root)
+    assert status == 1 and "articles/hello.md" in out, out
+    root.rename(tmp_path / "moved")         # gone: the last published version, from the state
+    gone = make_app(root, state_dir="")
+    assert b"Hello" in gone.test_client().get("/feeds/all.rss").data
+    gone.extensions["feedsvc"].close()

@@ -397,3 +397,30 @@ def test_edits_to_articles_sharing_a_slug_publish_what_a_fresh_start_does(data):
         assert corpus.articles == fresh.articles and corpus.errors == fresh.errors
         made = publish.Publisher(Cache(None)).build(fresh, now)
         assert {p: d.etag for p, d in documents.items()} == {p: d.etag for p, d in made.items()}
+
+
+def test_slug_clash_warnings_name_the_file_that_brought_the_name(data):
+    """A category or author warning points at the first article (in path order) that uses
+    the losing spelling, or at categories.yml when that file names it: never at a file
+    that does not exist (no categories.yml here) or at a folder."""
+    data.article("b-first", categories=["C"], authors=["Ann Lee"])
+    data.article("a/z-cpp", categories=["C++"], authors=["Ann-Lee"])
+    data.article("c-cpp", categories=["C++"], authors=["Ann Lee!"])
+    data.article("a/y-cpp", categories=["C++", "World"], authors=["Ann+Lee"])
+    data.article("d-csharp", categories=["C#"], authors=["Ann+Lee"])
+    corpus = load(data)
+    assert not (data.root / "categories.yml").exists()
+    warnings = sorted((e.path, e.message) for e in corpus.errors if e.warning)
+    assert warnings == [
+        ("articles/a/y-cpp.md", "author 'Ann+Lee' and 'Ann Lee' share the slug 'ann-lee'; "
+                                "'Ann+Lee' is published as 'ann-plus-lee'"),
+        ("articles/a/y-cpp.md", "category 'C++' and 'C' share the slug 'c'; "
+                                "'C++' is published as 'c-plus-plus'"),
+        ("articles/d-csharp.md", "category 'C#' and 'C' share the slug 'c'; "
+                                 "'C#' is published as 'c-sharp'")]
+    for path, _ in warnings:
+        assert (data.root / path).is_file()
+
+    data.write("categories.yml", '"C#": "The language."\n')
+    warnings = sorted((e.path, e.message) for e in load(data).errors if e.warning)
+    assert [p for p, m in warnings if "'C#'" in m] == ["categories.yml"]

@@ -497,8 +497,8 @@ def test_garbage_over_the_state_while_running_costs_a_warning_not_a_refresh(
     assert "After" in app.test_client().get("/feeds/all.atom").text
     problems = {e["path"].rsplit("/", 1)[1]: e for e in _healthz(app)["errors"]}
     assert set(problems) == {"validators.sqlite", "cache.sqlite"}
-    assert all(e["path"].startswith("FEEDSVC_STATE_DIR/") and str(tmp_path) not in e["message"]
-               for e in problems.values())           # nothing about where it is on the host
+    assert all(e["path"].startswith("FEEDSVC_STATE_DIR/") and str(tmp_path) not in
+               e["message"] for e in problems.values())      # nothing about the host
     assert all(e["level"] == "warning" and "damaged" in e["message"]
                for e in problems.values())
     again = make_app(data.root)                     # and a restart starts
