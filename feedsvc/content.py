@@ -25,10 +25,10 @@ from functools import partial
 from html import escape
 from urllib.parse import urljoin, uses_netloc, uses_relative
 
+import cmarkgfm
 import lxml.etree
 import lxml.html
 import nh3
-from cmarkgfm import _cmark
 from cmarkgfm.cmark import Options
 
 from . import versions, workers
@@ -50,20 +50,42 @@ _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
 _PLAIN_ABSOLUTE = re.compile(r"[a-z][a-z0-9+.-]*://[^/?#;\s]+(?:/[^?#;\s]*)?")
 _NUMERIC_REFERENCE = re.compile(r"&#([0-9]{1,8}|[xX][0-9a-fA-F]{1,8});")
 # cmark returns its HTML in a buffer from the C library's calloc, for the caller to free.
-# cmarkgfm.markdown_to_html (2025.10.22) never frees it: a worker lost 8 KB per body,
-# and a service running for weeks as much per article it re-renders.
-_libc_free = ctypes.CDLL(None).free
-_libc_free.argtypes, _libc_free.restype = [ctypes.c_void_p], None
-
-
-def markdown_to_html(body: str) -> str:
-    """cmark-gfm's HTML for a CommonMark body, its buffer freed."""
-    source = body.encode()
-    buffer = _cmark.lib.cmark_markdown_to_html(source, len(source), _CMARK_OPTIONS)
+# cmarkgfm's markdown_to_html never frees it (every release up to 2025.10.22, the newest
+# when checked): a service running for weeks would lose 8 KB per body it re-renders.  So
+# this is the one place that reaches into cmarkgfm's private cffi module (`_cmark`): the
+# same C call, its buffer then freed.  setup.cfg pins cmarkgfm below its next release;
+# where that module or libc's free is missing, the public function renders (same bytes,
+# tests/test_content.py; it leaks).
+def _freeing_cmark() -> Callable[[str], str] | None:
+    """cmark-gfm's HTML for a body, its buffer freed; None where that cannot be done."""
     try:
-        return _cmark.ffi.string(buffer).decode()
-    finally:
-        _libc_free(int(_cmark.ffi.cast("uintptr_t", buffer)))
+        from cmarkgfm import _cmark
+        ffi, to_html = _cmark.ffi, _cmark.lib.cmark_markdown_to_html
+        free = ctypes.CDLL(None).free
+    except (ImportError, AttributeError, OSError, TypeError):
+        return None
+    free.argtypes, free.restype = [ctypes.c_void_p], None
+
+    def markdown_to_html(body: str) -> str:
+        source = body.encode()
+        buffer = to_html(source, len(source), _CMARK_OPTIONS)
+        try:
+            return ffi.string(buffer).decode()
+        finally:
+            free(int(ffi.cast("uintptr_t", buffer)))
+    return markdown_to_html
+
+
+def public_markdown_to_html(body: str) -> str:
+    """cmark-gfm's HTML for a body through cmarkgfm's public function (which leaks it)."""
+    return cmarkgfm.markdown_to_html(body, options=_CMARK_OPTIONS)
+
+
+markdown_to_html: Callable[[str], str] = _freeing_cmark() or public_markdown_to_html
+if markdown_to_html is public_markdown_to_html:
+    log.warning("cmarkgfm %s: its private module is not as expected; bodies render through "
+                "its public function, which leaks each body's HTML (install the cmarkgfm "
+                "release setup.cfg pins)", versions.installed("cmarkgfm"))
 
 
 # What survives in a body's HTML: nh3's default tags and attributes (vetted by ammonia:

@@ -136,7 +136,7 @@ def load_yaml(rel: str, text: str, first_line: int = 1) -> object:
     try:
         if ("&" in text or "*" in text) and _MAY_SHARE.search(text):
             _refuse_aliases(rel, text, first_line)
-        data = _load(text)
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + first_line}, column {mark.column + 1}" if mark else ""
@@ -161,53 +161,6 @@ def _refuse_aliases(rel: str, text: str, first_line: int) -> None:
             raise DataError(rel, f"invalid YAML{where}: YAML aliases (*name) and anchors "
                                  f"(&name) are not allowed (found {sigil}{anchor}); write "
                                  "the value out in full")
-
-
-_STR, _SEQ, _MAP = (f"tag:yaml.org,2002:{t}" for t in ("str", "seq", "map"))
-_SCALARS = frozenset(f"tag:yaml.org,2002:{t}" for t in ("null", "bool", "int", "float"))
-
-
-def _load(text: str) -> object:
-    """yaml.load(text, Loader=_Loader).  The usual front matter, a mapping of text keys to
-    scalars and lists of text, is made from libyaml's nodes here: PyYAML's constructor
-    walks them generically, about half of a file's YAML time.  Anything else (nesting,
-    a shared list, a merge key, an explicit tag) goes to that constructor.  (Shared
-    lists and merge keys need aliases, which load_yaml refuses before calling this.)"""
-    loader = _Loader(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return None
-        plain = _plain_mapping(loader, node)
-        return plain if plain is not None else loader.construct_document(node)
-    finally:
-        loader.dispose()
-
-
-def _plain_mapping(loader: yaml.BaseLoader, node: yaml.Node) -> dict | None:
-    if not isinstance(node, yaml.MappingNode) or node.tag != _MAP:
-        return None
-    out: dict = {}
-    lists: set[int] = set()
-    for key, value in node.value:
-        if not isinstance(key, yaml.ScalarNode) or key.tag != _STR:
-            return None
-        if isinstance(value, yaml.ScalarNode):
-            if value.tag == _STR:
-                out[key.value] = value.value
-            elif value.tag in _SCALARS:
-                out[key.value] = loader.construct_object(value)
-            else:
-                return None
-        elif isinstance(value, yaml.SequenceNode) and value.tag == _SEQ and \
-                id(value) not in lists and all(
-                    isinstance(item, yaml.ScalarNode) and item.tag == _STR
-                    for item in value.value):
-            lists.add(id(value))                # an alias shares one list: not here
-            out[key.value] = [item.value for item in value.value]
-        else:
-            return None
-    return out
 
 
 _MAX_NESTING = 100      # levels of lists and mappings _clean_tree goes into (libyaml: 1000)

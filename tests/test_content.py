@@ -221,13 +221,40 @@ def test_rendering_keeps_no_c_memory():
     "<div>raw <b>html</b></div>\n\n- a\n- b\n", "é 中文 \U0001F600 &amp; &#1; &copy;\n",
     "```\n<code>\n```\n" * 50])
 def test_markdown_to_html_is_cmarkgfms_output(body):
-    """content.markdown_to_html calls cmark through cmarkgfm's bindings to free the buffer
-    (see above): it must give exactly what cmarkgfm's own function gives."""
+    """content.markdown_to_html calls cmark through cmarkgfm's private module to free the
+    buffer (see above): it must give exactly what cmarkgfm's public function gives, the
+    fallback where that module is not as expected."""
     import cmarkgfm
     from cmarkgfm.cmark import Options
 
-    assert content.markdown_to_html(body) == \
+    assert content.markdown_to_html is not content.public_markdown_to_html
+    assert content.markdown_to_html(body) == content.public_markdown_to_html(body) == \
         cmarkgfm.markdown_to_html(body, options=Options.CMARK_OPT_UNSAFE)
+
+
+def test_the_freeing_call_gives_the_public_functions_bytes():
+    """Differential test over random bodies: the private call and the public fallback
+    give the same HTML (for bodies as `render` hands them over)."""
+    import random
+
+    rng = random.Random(5)
+    for _ in range(2000):
+        body = content._NUMERIC_REFERENCE.sub(content._xml_safe_reference,
+                                              _markdown(rng, raw_html=rng.random() < 0.5))
+        assert content.markdown_to_html(body) == content.public_markdown_to_html(body), body
+
+
+def test_a_cmarkgfm_without_the_private_module_falls_back(monkeypatch):
+    """A cmarkgfm whose cffi module moved (a release past the pin): the public function
+    renders, no error at import or render."""
+    import types
+
+    import cmarkgfm
+
+    monkeypatch.setattr(cmarkgfm, "_cmark", types.ModuleType("cmarkgfm._cmark"))
+    assert content._freeing_cmark() is None
+    monkeypatch.undo()
+    assert content._freeing_cmark() is not None
 
 
 # -- the lxml-free path for bodies without raw HTML (content._plain) ------------------------

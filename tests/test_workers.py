@@ -31,6 +31,8 @@ SCRIPT = textwrap.dedent('''
 
     if __name__ == "__main__":
         root, threaded = sys.argv[1], sys.argv[2] == "threaded"
+        if sys.argv[3:] == ["narrow"]:  # the pool's pipes as multiprocessing makes them
+            workers._widen_pipes = lambda pool: None
         now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
         if threaded:                # a watcher-like thread, running while the pool starts
             stop = threading.Event()
@@ -60,11 +62,11 @@ SCRIPT = textwrap.dedent('''
 ''')
 
 
-def _run(root, threaded: bool) -> dict:
+def _run(root, threaded: bool, narrow: bool = False) -> dict:
     script = root.parent / "pool_case.py"       # a file: spawned workers import it again
     script.write_text(SCRIPT)
     out = subprocess.run([sys.executable, str(script), str(root),
-                          "threaded" if threaded else "alone"],
+                          "threaded" if threaded else "alone", *(["narrow"] if narrow else [])],
                          capture_output=True, text=True, cwd=ROOT, timeout=120,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert out.returncode == 0, out.stderr
@@ -100,3 +102,14 @@ def test_forked_workers_give_what_one_process_gives(bundled):
     alone = publish.Publisher(Cache(None)).build(Library(str(bundled.root)).load(), now)
     forked = _run(bundled.root, threaded=False)
     assert forked["docs"] == {p: d.etag + d.gzip.hex() for p, d in alone.items()}
+
+
+def test_widened_pipes_change_no_byte(bundled):
+    """workers._widen_pipes reaches into the pool's private queues for their pipes; where
+    it cannot (another Python), the pool keeps multiprocessing's pipes: the documents are
+    the same either way."""
+    widened = _run(bundled.root, threaded=False)
+    narrow = _run(bundled.root, threaded=False, narrow=True)
+    assert widened["pipe"] == workers.PIPE_BYTES and narrow["pipe"] < workers.PIPE_BYTES
+    assert widened["renders"] == narrow["renders"] > 0
+    assert widened["docs"] == narrow["docs"]
