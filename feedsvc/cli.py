@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from typing import NoReturn
+from urllib.parse import urlsplit
 
 import click
 
@@ -86,6 +87,10 @@ def serve(**options) -> None:
                lambda: preflight.check_state_dir(config["state_dir"], where["state_dir"]))
     if not config["base_url"] and _same_dir(config["data_dir"], settings.BUNDLED_DATA):
         config["base_url"] = served_url(config["host"], config["port"])
+    elif not config["base_url"]:
+        hint = local_link_hint(_site_base_url(config), config["host"], config["port"])
+        if hint:
+            click.echo(hint, err=True)
     for s in settings.SETTINGS:                  # workers read their settings from here
         os.environ[s.env] = str(config[s.name])
     os.environ[PARENT_PID] = str(os.getpid())
@@ -115,6 +120,34 @@ def served_url(host: str, port: int) -> str:
     """The URL a browser on this machine uses for the address served."""
     host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104
     return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+
+def _site_base_url(config: dict) -> str:
+    """site.yml's base_url, or "" if it cannot be read now (the build reports why)."""
+    from .loader import parse_site, read_text
+    from .model import DataError
+
+    try:
+        text, _ = read_text(config["data_dir"], "site.yml", config["max_file_bytes"])
+        return parse_site("site.yml", text).base_url
+    except (DataError, OSError):
+        return ""
+
+
+def local_link_hint(base_url: str, host: str, port: int) -> str:
+    """A warning when site.yml's base_url is this machine at another port than the one
+    served (a copy of the bundled site served with --port): every link would lead to a
+    port nobody listens on.  "" when the links lead here or to a public address."""
+    try:
+        parts = urlsplit(base_url)
+        linked = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return ""
+    if parts.hostname not in ("localhost", "127.0.0.1", "::1") or linked == port:
+        return ""
+    return (f"feedsvc: warning: site.yml's base_url {base_url} is not the address served "
+            f"({served_url(host, port)}): links in feeds and pages lead there; set "
+            f"FEEDSVC_BASE_URL or --base-url to the public URL")
 
 
 def _run_warm(config: dict) -> None:

@@ -338,3 +338,17 @@ def test_the_respawn_hook_is_granians_or_granians_own_rule_applies(monkeypatch):
     assert not cli._knows_respawn(Other) and not cli._knows_respawn(object)
     monkeypatch.setattr(cli, "_knows_respawn", lambda server: False)
     assert cli.server_class() is Server
+
+
+def test_a_copy_of_the_bundled_site_served_elsewhere_is_told_where_links_lead():
+    """The bundled site.yml links to http://127.0.0.1:8000/; a copy served with --port
+    8050 would publish links to a port nobody listens on: serve says so before it builds."""
+    from feedsvc.cli import local_link_hint
+
+    hint = local_link_hint("http://127.0.0.1:8000/", "127.0.0.1", 8050)
+    assert "http://127.0.0.1:8000/" in hint and "http://127.0.0.1:8050/" in hint
+    assert "FEEDSVC_BASE_URL" in hint
+    assert local_link_hint("http://localhost:8000/", "0.0.0.0", 8000) == ""  # noqa: S104
+    assert local_link_hint("http://[::1]:8000/", "::1", 9000) != ""
+    assert local_link_hint("https://news.example.com/", "127.0.0.1", 8050) == ""
+    assert local_link_hint("http://127.0.0.1/", "127.0.0.1", 80) == ""
