@@ -61,7 +61,7 @@ def _preflight(*checks: Callable[[], None]) -> None:
 
 @click.group(context_settings={"max_content_width": 100})
 def main() -> None:
-    """Publish a folder of articles as RSS 2.0 and Atom 1.0 feeds."""
+    """Publish a folder of articles as RSS 2.0, Atom 1.0 and JSON Feed 1.1 feeds."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
 
