@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from . import preflight, settings
+from . import preflight, settings, workers
 
 PARENT_PID = "FEEDSVC_SERVE_PID"    # set by `serve` for its granian workers
 
@@ -191,6 +191,8 @@ def _interrupted(main: int, message: str):
     def handler(_signum, _frame) -> None:
         if os.getpid() != main:
             os._exit(130)
+        if workers.defer_interrupt():   # a worker is being started: right after that
+            return
         for child in multiprocessing.active_children():
             child.kill()
         click.echo(f"feedsvc: {message}", err=True)

@@ -67,24 +67,29 @@ def check_state_dir(path: str, where: str, mountinfo: str = "/proc/self/mountinf
         raise PreflightError(f"state directory {path} is on a network file system ({kind}), "
                              f"where SQLite cannot keep it safely; choose a local folder "
                              f"with {where}")
-    try:
-        os.makedirs(path, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            pass
-    except OSError as e:
+    problem = _unwritable(path)
+    if problem:
         raise PreflightError(f"state directory {path} cannot be created or written "
-                             f"({e.strerror or e}); fix its permissions or choose another "
-                             f"with {where}") from None
+                             f"({problem}); fix its permissions or choose another "
+                             f"with {where}")
 
 
 def check_out_dir(path: str) -> None:
+    problem = _unwritable(path)
+    if problem:
+        raise PreflightError(f"output directory {path} cannot be created or written "
+                             f"({problem})")
+
+
+def _unwritable(path: str) -> str:
+    """Why a file cannot be written in folder `path` (made if missing), or ""."""
     try:
         os.makedirs(path, exist_ok=True)
         with tempfile.TemporaryFile(dir=path):
             pass
     except OSError as e:
-        raise PreflightError(f"output directory {path} cannot be created or written "
-                             f"({e.strerror or e})") from None
+        return e.strerror or str(e)
+    return ""
 
 
 def check_port(host: str, port: int, where: str, host_where: str) -> None:

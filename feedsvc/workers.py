@@ -13,6 +13,7 @@ import fcntl
 import gc
 import multiprocessing
 import os
+import signal
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -86,13 +87,13 @@ def imap(fn: Callable[[T], R], items: Iterable[T], window: int = 0) -> Iterator[
         every = list(items)
         size = max(1, len(every) // (cores() * 16))
         chunks = iter([every[i:i + size] for i in range(0, len(every), size)])
-    sent = deque(pool.submit(_chunk, fn, c) for c in islice(chunks, window or None))
+    sent = deque(_submit(pool, _chunk, fn, c) for c in islice(chunks, window or None))
 
     def collect() -> Iterator[R]:
         try:
             while sent:
                 done = sent.popleft().result()
-                sent.extend(pool.submit(_chunk, fn, c) for c in islice(chunks, 1))
+                sent.extend(_submit(pool, _chunk, fn, c) for c in islice(chunks, 1))
                 yield from done
         finally:
             for future in sent:
@@ -116,10 +117,43 @@ def _new_pool() -> ProcessPoolExecutor:
     if fork:
         gc.freeze()
         try:
-            pool.submit(int)    # every worker is forked now, before any thread starts
+            _submit(pool, int)  # every worker is forked now, before any thread starts
         finally:
             gc.unfreeze()
     return pool
+
+
+_starting = threading.local()     # set while a submit may be starting a worker
+_deferred = threading.Event()      # a SIGINT came meanwhile: raised once the submit is done
+
+
+def _submit(pool: ProcessPoolExecutor, fn: Callable, *args: object):
+    """`pool.submit`, during which a Ctrl-C waits: a submit may start a worker, and a
+    process that dies while it hands a spawned worker its start-up data leaves that worker
+    printing a traceback ("EOFError: Ran out of input") after the one-line message.  The
+    worker starts with SIGINT blocked (the mask is inherited), so the Ctrl-C a terminal
+    sends the whole group cannot kill it half-started either ("Fatal Python error:
+    init_import_site"); this process stops its workers itself."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    _starting.on = True
+    try:
+        return pool.submit(fn, *args)
+    finally:
+        _starting.on = False
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        if _deferred.is_set():
+            _deferred.clear()
+            signal.raise_signal(signal.SIGINT)
+
+
+def defer_interrupt() -> bool:
+    """For a SIGINT handler (which runs in the main thread): whether the main thread is
+    starting a worker, in which case the interrupt is noted and raised again as soon as
+    that is done, and the handler should return."""
+    if getattr(_starting, "on", False):
+        _deferred.set()
+        return True
+    return False
 
 
 PIPE_BYTES = 1 << 20    # Linux's default limit for an unprivileged process
