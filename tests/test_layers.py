@@ -42,7 +42,8 @@ LAYERS: dict[str, set[str]] = {
     "live": {"corpus", "http", "model", "publish", "state", "versions", "workers"},
     "export": {"corpus", "feeds", "http", "loader", "publish", "settings", "state"},
     # serving and commands
-    "web": {"corpus", "http", "live", "model", "settings"},
+    "pages": {"corpus", "http", "live", "model", "publish"},
+    "web": {"http", "live", "model", "pages", "settings"},
     "cli": {"corpus", "export", "live", "model", "preflight", "settings", "web"},
     "__main__": {"cli"},
 }
