@@ -51,6 +51,7 @@ class ArticlePages:
         self._held: OrderedDict[str, Resource] = OrderedDict()
         self._size = 0
         self._shown: dict[str, tuple[str, int | None]] = {}  # (ETag, second) last served
+        self._asked: dict[str, float] = {}  # the `seen` each held page claimed its second at
 
     def corpus(self) -> Corpus | None:
         """The articles pages are made from: the service's, or after a restart with the data
@@ -76,26 +77,32 @@ class ArticlePages:
             if article is None or article.published.timestamp() > self.service.clock():
                 return None
             res = self._held.get(path)
-            if res is not None and not self._retry(res):
+            if res is not None and not self._retry(path, res, seen):
                 self._held.move_to_end(path)
                 return res
             return self._make(corpus, article, path, seen, res)
 
-    def _retry(self, res: Resource) -> bool:
-        """Whether a page held without Last-Modified may ask for one again."""
+    def _retry(self, path: str, res: Resource, seen: float) -> bool:
+        """Whether a page held without Last-Modified may ask for one again: when the
+        validators say so, or the data it was made from has been scanned again since."""
+        if res.last_modified != NOT_YET:
+            return False
         retry_at = self.service.validators.retry_at
-        return res.last_modified == NOT_YET and \
-            (retry_at is None or self.service.clock() >= retry_at)
+        return (retry_at is not None and self.service.clock() >= retry_at) or \
+            seen > self._asked.get(path, 0.0)
 
     def _make(self, corpus: Corpus, article: Article, path: str, seen: float,
               old: Resource | None) -> Resource:
-        body = self.service.publisher.article_page(corpus, article)
-        etag = etag_of(body)
-        if old is not None and old.identity.etag == etag and old.last_modified != NOT_YET:
-            return old
+        """Render the page (or take `old`'s bytes, held without a second) and claim its
+        Last-Modified."""
+        if old is not None and old.gzip.body is not None:
+            etag, gz = old.identity.etag, old.gzip.body
+        else:
+            body = self.service.publisher.article_page(corpus, article)
+            etag, gz = etag_of(body), compress(body)
         held = {path: self._shown[path]} if path in self._shown else {}
         stamp = self.service.validators.claim({path: etag}, seen, held)[path]
-        gz = compress(body)
+        self._asked[path] = seen
         doc = Document(path, "", CONTENT_TYPE, etag, gz)
         res = Resource.make(CONTENT_TYPE, NOT_YET if stamp is None else stamp, etag, gz,
                             doc.gzip_etag)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import pytest
 from werkzeug.http import http_date, parse_date
@@ -168,3 +169,24 @@ def test_pages_held_stay_within_their_budget(make_app, bundled, monkeypatch):
     held = app.wsgi_app.pages.__self__
     assert 0 < held._size <= 6000 or len(held._held) == 1
     assert {p: client.get(p).get_data() for p in paths} == bodies
+
+
+def test_a_page_changed_within_its_second_gets_one_when_the_next_begins(make_app, bundled):
+    """New bytes in the second the old ones showed go out with their ETag only; once the
+    next second has begun, the page claims one (and a client's old date gets the page)."""
+    app = make_app(bundled.root)
+    client, service = app.test_client(), app.extensions["feedsvc"]
+    now = [float(int(time.time()) - 1000)]      # in the past: FeedApp shows no future date
+    service.clock = service.validators.clock = lambda: now[0]
+    first = client.get(ARTICLE)
+    lm = first.headers["Last-Modified"]
+    author = bundled.root / "authors" / "emad-askarieh.yml"
+    bundled.write("authors/emad-askarieh.yml", author.read_text().replace("name:", "name: Dr.", 1))
+    service.refresh(force=True)
+    second = client.get(ARTICLE, headers={"If-Modified-Since": lm})
+    assert second.status_code == 200 and second.get_data() != first.get_data()
+    assert "Last-Modified" not in second.headers        # that second showed other bytes
+    now[0] += 5
+    third = client.get(ARTICLE, headers={"If-Modified-Since": lm})
+    assert third.status_code == 200 and third.headers["ETag"] == second.headers["ETag"]
+    assert parse_date(third.headers["Last-Modified"]) > parse_date(lm)
