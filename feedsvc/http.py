@@ -199,6 +199,19 @@ def precondition_failed(environ: dict, etag: str, modified: dt.datetime) -> bool
     return since is not None and modified > since
 
 
+def not_modified(environ: dict, etag: str, modified: dt.datetime) -> bool:
+    """RFC 9110 13.2.2 steps 3-4 (werkzeug's `is_resource_modified`, given INM and IMS
+    only): the test `FeedApp` makes inline, for responses made elsewhere (web.py)."""
+    inm = environ.get("HTTP_IF_NONE_MATCH")
+    ims = environ.get("HTTP_IF_MODIFIED_SINCE")
+    return inm == etag or bool((inm or ims) and not is_resource_modified(
+        http_if_none_match=inm, http_if_modified_since=ims, etag=etag[1:-1],
+        last_modified=modified))
+
+
+PRECONDITION_FAILED = "412 precondition failed\n"
+
+
 class CacheControl:
     """`public, max-age=N`, cut short so caches expire when the next article goes live."""
 
@@ -223,11 +236,16 @@ class CacheControl:
 
 
 class FeedApp:
-    """WSGI: answer ready documents directly, hand every other path to `fallback`."""
+    """WSGI: answer ready documents directly, hand every other path to `fallback`.
 
-    def __init__(self, source, fallback: Callable):
+    `pages(path)` gives the documents made on their first request (article pages:
+    pages.py), answered by the same code; None sends the request on to `fallback`."""
+
+    def __init__(self, source, fallback: Callable,
+                 pages: Callable[[str], Resource | None] = lambda path: None):
         self.source = source                # anything with .resources and .cache_control
         self.fallback = fallback
+        self.pages = pages
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         method = environ["REQUEST_METHOD"]
@@ -238,7 +256,7 @@ class FeedApp:
         if "HTTP_IF_MODIFIED_SINCE" in environ or "HTTP_IF_UNMODIFIED_SINCE" in environ or \
                 "HTTP_IF_RANGE" in environ:
             drop_bad_dates(environ)
-        res = self.source.resources.get(path[1:])
+        res = self.source.resources.get(path[1:]) or self.pages(path[1:])
         if res is None:
             return self.fallback(environ, start_response)
         ae = environ.get("HTTP_ACCEPT_ENCODING", "")
@@ -247,8 +265,7 @@ class FeedApp:
         cc = ("Cache-Control", self.source.cache_control.value())
         if ("HTTP_IF_MATCH" in environ or "HTTP_IF_UNMODIFIED_SINCE" in environ) and \
                 precondition_failed(environ, v.etag, res.modified):
-            return plain(start_response, "412 Precondition Failed", "412 precondition failed\n",
-                         method)
+            return plain(start_response, "412 Precondition Failed", PRECONDITION_FAILED, method)
         inm = environ.get("HTTP_IF_NONE_MATCH")
         ims = environ.get("HTTP_IF_MODIFIED_SINCE")
         # Bytes that changed several times within a second carry a Last-Modified a second

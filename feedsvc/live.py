@@ -57,6 +57,7 @@ class Service:
         self.restored: Corpus | None = None     # the checkpoint's, while `corpus` is None
         self.errors: list[DataError] = []
         self.refreshed_at = 0.0
+        self.seen = 0.0                         # when the data served was scanned (pages.py)
         self.rebuilt: list[str] = []            # paths rebuilt by the last refresh
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -282,6 +283,7 @@ class Service:
             fresh[path] = res
         self.resources = fresh
         self.refreshed_at = now
+        self.seen = seen
         state = self.cache.problems + self.validators.problems
         self.errors = [e for e in self.errors if e.path not in self._state_files] + state
 

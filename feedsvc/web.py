@@ -1,7 +1,8 @@
 """The Flask application: composition root, the pages that are not ready-made, errors.
 
-Feeds, the index, scope pages and the OPML never reach Flask: `http.FeedApp`
-sits in front of Flask's WSGI app and answers them from ready bytes.  It also
+Feeds, the index, scope pages, the OPML and article pages never reach Flask:
+`http.FeedApp` sits in front of Flask's WSGI app and answers them from ready bytes
+(article pages are made on their first request: pages.py).  It also
 screens every request first (methods, request target, Host, dates: see http.py),
 so Flask only ever sees GET and HEAD.
 """
@@ -10,19 +11,31 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
 from flask import Flask, Response, abort, jsonify, request
 from flask.typing import ResponseReturnValue
+from werkzeug.datastructures import Headers
 from werkzeug.security import safe_join
 from werkzeug.utils import send_file
 from werkzeug.wrappers import Response as BaseResponse
 
 from . import settings
-from .corpus import Corpus
-from .http import ALLOW, SECURITY_HEADERS, FeedApp
+from .http import (
+    ALLOW,
+    PRECONDITION_FAILED,
+    SECURITY_HEADERS,
+    FeedApp,
+    not_modified,
+    precondition_failed,
+)
 from .live import Service
 from .model import DataError
+from .pages import ArticlePages
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -35,34 +48,15 @@ def create_app(test_config: dict | None = None) -> Flask:
         service.start()
     worker = secrets.token_hex(4)           # tells workers apart at /healthz, says nothing
 
-    pages: list = [None, {}]                # [corpus, {slug: page}] for the current corpus
-
-    def article_response(slug: str, corpus: Corpus) -> tuple[bytes, str]:
-        held, cached = pages                # one read: another thread may swap in a new pair
-        if held is not corpus or len(cached) > 1024:
-            cached = {}
-            pages[:] = [corpus, cached]
-        page = cached.get(slug)
-        if page is None:
-            article = next(a for a in corpus.articles if a.slug == slug)
-            body = service.publisher.article_page(corpus, article)
-            page = cached[slug] = (body, hashlib.sha256(body).hexdigest()[:32])
-        return page
+    pages = ArticlePages(service)
 
     @app.get("/articles/<slug>/")
     def article(slug: str) -> ResponseReturnValue:
-        # after a restart with the data unreadable, the pages of the last checkpoint
-        corpus = service.corpus if service.corpus is not None else service.restored
-        if corpus is None:
+        # FeedApp answers every visible article's page (pages.py); what reaches here is not
+        # one, or cannot be known while the data is unreadable and no checkpoint has pages
+        if pages.corpus() is None:
             return unavailable()
-        now = service.clock()
-        if not any(a.slug == slug and a.published.timestamp() <= now for a in corpus.articles):
-            abort(404)
-        body, etag = article_response(slug, corpus)     # a new corpus after every reload
-        resp = Response(body, content_type="text/html; charset=utf-8")
-        resp.set_etag(etag)
-        resp.headers["Cache-Control"] = service.cache_control.value()
-        return resp.make_conditional(request)
+        abort(404)
 
     def unavailable() -> Response:
         resp = Response("503 the data directory cannot be read; see /healthz\n", 503,
@@ -112,7 +106,7 @@ def create_app(test_config: dict | None = None) -> Flask:
             resp.headers["Location"] = relative(location)   # from Host: keep only the path
         return resp
 
-    app.wsgi_app = FeedApp(service, app.wsgi_app)  # type: ignore[method-assign]
+    app.wsgi_app = FeedApp(service, app.wsgi_app, pages.get)  # type: ignore[method-assign]
     return app
 
 
@@ -139,6 +133,20 @@ def public(error: DataError, config: dict) -> dict:
     return out
 
 
+class NotModified(Response):
+    """A 304 that keeps its Last-Modified, as a ready document's 304 and nginx's do
+    (werkzeug drops it from every 304)."""
+
+    def get_wsgi_headers(self, environ: WSGIEnvironment) -> Headers:
+        headers = super().get_wsgi_headers(environ)
+        headers["Last-Modified"] = self.headers["Last-Modified"]
+        return headers
+
+
+CONDITIONALS = ("HTTP_IF_MATCH", "HTTP_IF_NONE_MATCH", "HTTP_IF_MODIFIED_SINCE",
+                "HTTP_IF_UNMODIFIED_SINCE")
+
+
 def media_response(root: str, name: str, max_age: int) -> BaseResponse:
     """The file `name` below `root`, which it must really be in: a symlink that leads out
     of it is not followed (404).  A GET's body is one bytes object: granian sends that
@@ -150,8 +158,21 @@ def media_response(root: str, name: str, max_age: int) -> BaseResponse:
     real = os.path.realpath(path) if path is not None else root
     if real == root or os.path.commonpath([root, real]) != root or not os.path.isfile(real):
         abort(404)
-    resp = send_file(real, request.environ, download_name=os.path.basename(name))
+    # the conditionals are decided as for every ready document (http.py), not by
+    # send_file, which ignores If-Unmodified-Since and refuses `If-Match: *`; it is left
+    # the ranges (Range, If-Range)
+    environ = {k: v for k, v in request.environ.items() if k not in CONDITIONALS}
+    resp = send_file(real, environ, download_name=os.path.basename(name))
     resp.headers["Cache-Control"] = f"public, max-age={max_age}"
+    etag, modified = resp.headers["ETag"], resp.last_modified
+    assert modified is not None     # noqa: S101 - send_file sets it from the file
+    if precondition_failed(request.environ, etag, modified):
+        resp.close()
+        return Response(PRECONDITION_FAILED, 412, content_type="text/plain; charset=utf-8")
+    if not_modified(request.environ, etag, modified):
+        resp.close()
+        return NotModified(status=304, headers=[(k, resp.headers[k]) for k in (
+            "ETag", "Last-Modified", "Cache-Control")])
     resp.direct_passthrough = False
     body = resp.get_data() if request.method == "GET" and resp.status_code in (200, 206) \
         else None                           # the whole file, or the asked range

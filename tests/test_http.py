@@ -600,7 +600,7 @@ def test_identity_bytes_are_the_gunzipped_gzip_bytes_and_kept_within_a_budget(ap
 # -- hostile and malformed requests (issue 11) --------------------------------------------
 
 MEDIA = "/media/2015/rouhani-erdogan-phone-call.png"
-# one URL of every kind: ready feed, ready page, scope page, OPML, article page (Flask),
+# one URL of every kind: ready feed, ready page, scope page, OPML, article page (pages.py),
 # media (Flask, send_file), health, unknown path
 EVERY_KIND = ["/feeds/all.rss", "/", "/category/middle-east/", "/feeds.opml", "/" + ARTICLE,
               MEDIA, "/healthz", "/feeds/nope.rss"]

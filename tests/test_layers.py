@@ -22,6 +22,80 @@ def imported_roots(module: Path) -> set[str]:
     return roots
 
 
+# Each module's imports from within the package, all of them (a function-level import
+# counts): the README's layer diagram (Design notes, "Layers") drawn as a table.  A module
+# may import only what sits below it; a new module or a new arrow is added here, and to
+# the README's diagram, or the test fails.
+LAYERS: dict[str, set[str]] = {
+    # leaves: no package imports
+    "model": set(), "versions": set(), "workers": set(), "settings": set(),
+    "preflight": set(), "feeds": set(), "http": set(), "__init__": set(),
+    # reading the data
+    "loader": {"model"},
+    "names": {"model"},
+    "state": {"model"},
+    "content": {"loader", "versions", "workers"},
+    "corpus": {"loader", "model", "names", "state", "versions", "workers"},
+    # documents
+    "publish": {"content", "corpus", "feeds", "loader", "model", "state", "versions",
+                "workers"},
+    "live": {"corpus", "http", "model", "publish", "state", "versions", "workers"},
+    "export": {"corpus", "feeds", "http", "loader", "publish", "settings", "state"},
+    # serving and commands
+    "pages": {"corpus", "http", "live", "model", "publish"},
+    "web": {"http", "live", "model", "pages", "settings"},
+    "cli": {"corpus", "export", "live", "model", "preflight", "settings", "web"},
+    "__main__": {"cli"},
+}
+
+
+def package_imports(module: Path) -> set[str]:
+    """The modules of the package that `module` imports, at any depth of its code."""
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(module.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            name = node.module or ""
+            if node.level == 0 and not (name == "feedsvc" or name.startswith("feedsvc.")):
+                continue
+            parts = name.split(".")[1:] if node.level == 0 else name.split(".")
+            parts = [p for p in parts if p]
+            out |= {parts[0]} if parts else {a.name for a in node.names}
+        elif isinstance(node, ast.Import):
+            out |= {a.name.split(".")[1] for a in node.names
+                    if a.name.startswith("feedsvc.")}
+    return out
+
+
+def test_every_module_imports_only_what_the_layer_table_allows():
+    modules = {m.stem: m for m in PACKAGE.glob("*.py")}
+    assert set(modules) == set(LAYERS), "add the module to LAYERS (and the README's Layers)"
+    wrong = {name: sorted(package_imports(path) - LAYERS[name])
+             for name, path in modules.items() if package_imports(path) - LAYERS[name]}
+    assert wrong == {}, "imports the layer table does not allow (README, Design notes)"
+
+
+def test_the_layer_table_has_no_cycle():
+    done: set[str] = set()
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        assert name not in path, " -> ".join(path + (name,))
+        if name not in done:
+            for below in LAYERS[name]:
+                visit(below, path + (name,))
+            done.add(name)
+    for name in LAYERS:
+        visit(name, ())
+
+
+def test_the_import_parser_sees_function_level_and_absolute_imports(tmp_path):
+    code = ("from . import feeds, loader\nimport feedsvc.state\nfrom feedsvc.http import x\n"
+            "def f():\n    from .live import Service\n    from feedsvc import web\n"
+            "import os\nfrom werkzeug import http\n")
+    (tmp_path / "m.py").write_text(code)
+    assert package_imports(tmp_path / "m.py") == {"feeds", "loader", "state", "http", "live",
+                                                  "web"}
+
+
 def test_only_feeds_imports_feedgen_and_only_web_imports_flask():
     users = {name: {m.name for m in PACKAGE.glob("*.py") if name in imported_roots(m)}
              for name in ("feedgen", "flask", "granian")}
