@@ -44,7 +44,8 @@ LAYERS: dict[str, set[str]] = {
     # serving and commands
     "pages": {"corpus", "http", "live", "model", "publish"},
     "web": {"http", "live", "model", "pages", "settings"},
-    "cli": {"corpus", "export", "live", "model", "preflight", "settings", "web"},
+    "cli": {"corpus", "export", "live", "loader", "model", "preflight", "settings", "web",
+            "workers"},
     "__main__": {"cli"},
 }
 
