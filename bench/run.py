@@ -116,7 +116,7 @@ def wait_ready(p: subprocess.Popen, port: int, path: str, timeout: float,
             if healthz:
                 status, _, body = request(port, "/healthz", timeout=5)
                 if status == 200:
-                    pids.add(json.loads(body)["pid"])
+                    pids.add(json.loads(body)["worker"])   # an opaque token per worker
                     if len(pids) >= workers:
                         return time.perf_counter() - t0
             else:
@@ -772,7 +772,7 @@ class Pinned:
             c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
             try:
                 c.request("GET", "/healthz")
-                pid = json.loads(c.getresponse().read())["pid"]
+                pid = json.loads(c.getresponse().read())["worker"]   # a token per worker
             except (OSError, http.client.HTTPException, ValueError, KeyError):
                 c.close()
                 continue
