@@ -59,6 +59,7 @@ from . import feeds, loader, settings
 from .corpus import Library
 from .http import CSP, NOSNIFF
 from .publish import Publisher, compress
+from .scan import Signatures
 from .state import Cache, Validators
 
 MANIFEST = ".feedsvc-manifest"
@@ -149,7 +150,7 @@ def _file_of(path: str) -> str:
     return path + "index.html" if path == "" or path.endswith("/") else path
 
 
-def _media_files(data_dir: str, sigs: dict[str, tuple]) -> list[tuple[str, str]]:
+def _media_files(data_dir: str, sigs: Signatures) -> list[tuple[str, str]]:
     """(OUTDIR-relative path, source path) of every file under data/media, sorted: those
     the data directory's walk keeps (`sigs`: no dot files or backups, no name that is not
     UTF-8, no folder too deep; os.walk would recurse into a thousand nested folders)."""
