@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from . import loader, names, scan, versions, workers
+from .cache import Cache
 from .model import Article, Category, DataError, Person, Site, newest_first, swap_sorted
 from .names import CATEGORIES_FILE, name_key
 from .scan import (  # noqa: F401 - read from here by tests, web
@@ -32,7 +33,6 @@ from .scan import (  # noqa: F401 - read from here by tests, web
     Signatures,
     Unreadable,
 )
-from .state import Cache
 
 PARALLEL_PARSE = 1000        # files to parse before a load uses every core
 

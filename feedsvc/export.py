@@ -56,11 +56,12 @@ from urllib.parse import urlsplit
 import pytz
 
 from . import feeds, loader, settings
+from .cache import Cache
 from .corpus import Library
 from .http import CSP, NOSNIFF
 from .publish import Publisher, compress
 from .scan import Signatures
-from .state import Cache, Validators
+from .validators import Validators
 
 MANIFEST = ".feedsvc-manifest"
 NGINX_CONF = "nginx/feedsvc.conf"

@@ -22,11 +22,12 @@ from contextlib import nullcontext, suppress
 import pytz
 
 from . import versions, workers
+from .cache import Cache
 from .corpus import Corpus, Library
 from .http import CacheControl, Resource
 from .model import DataError
 from .publish import Document, Publisher
-from .state import SETTLE_SECONDS, Cache, Validators
+from .validators import SETTLE_SECONDS, Validators
 
 log = logging.getLogger("feedsvc")
 NO_INOTIFY_POLL = 1.0       # seconds between scans when file events are unavailable

@@ -23,9 +23,9 @@ from isal import igzip
 from markupsafe import Markup, escape
 
 from . import content, feeds, loader, versions, workers
+from .cache import Cache
 from .corpus import Corpus
 from .model import Article, Site, swap_sorted
-from .state import Cache
 
 EPOCH = dt.datetime(2000, 1, 1, tzinfo=pytz.utc)
 PAGE_TYPE = "text/html; charset=utf-8"
