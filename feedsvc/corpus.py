@@ -19,8 +19,9 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
+from typing import NamedTuple
 
-from . import loader, names, scan, versions, workers
+from . import duplicates, loader, names, scan, versions, workers
 from .cache import Cache
 from .model import Article, Category, DataError, Person, Site, newest_first, swap_sorted
 from .names import CATEGORIES_FILE, name_key
@@ -84,6 +85,13 @@ class Corpus:
             found = self._categories_by_names[article.categories] = [
                 self.categories[s] for s in dict.fromkeys(slugs) if s is not None]
         return found
+
+
+class Changes(NamedTuple):
+    """What a load reads again and drops."""
+    changed: list[str]      # files whose signatures changed (or are racy), in path order
+    gone: list[str]         # files deleted since the last load
+    site: bool              # site.yml is to be read again (changed, gone, or never read)
 
 
 class Library:
@@ -188,32 +196,39 @@ class Library:
         hint = self._rescanned if self._rescanned is not None and \
             self._rescanned.sigs == sigs and started >= self._started else None
         self._rescanned = None
-        if hint:
-            changed = [rel for rel in sorted(hint.touched | self.racy) if rel in sigs and (
-                self._sigs.get(rel) != sigs[rel] or rel in self.racy)]
-            gone = sorted(rel for rel in hint.touched if rel in self._sigs and rel not in sigs)
-        else:
-            changed = [rel for rel, sig in sigs.items()
-                       if self._sigs.get(rel) != sig or rel in self.racy]
-            gone = sorted(set(self._sigs) - set(sigs))
-        site_changed = SITE_FILE in changed or SITE_FILE not in sigs or self.site is None
-        for rel in gone:
+        changes = self._changes(sigs, hint)
+        for rel in changes.gone:
             self._records.pop(rel, None)
             self._last_good.pop(rel, None)
-        if self.cache and self.site and gone:       # deleted: nothing to fall back on
-            self.cache.delete("records", [self._good_key(rel) for rel in gone])
+        if self.cache and self.site and changes.gone:   # deleted: nothing to fall back on
+            self.cache.delete("records", [self._good_key(rel) for rel in changes.gone])
 
         site_before = self.site
         try:
-            corpus = self._load(sigs, changed, gone, site_changed, started)
+            corpus = self._load(sigs, changes)
         except BaseException:
             self.site = site_before     # records parsed with a new site were not all made
             self._corpus = None         # and those it did make are not in it: assemble anew
             raise
         # Only now: a load that fails half-way must see these files as changed next time.
         self._sigs = dict(sigs)
-        self._note_times(sigs, changed if hint else None, started)
+        self._note_times(sigs, changes.changed if hint else None, started)
         return corpus
+
+    def _changes(self, sigs: Signatures, hint: Rescanned | None) -> Changes:
+        """The files to read again and the files gone since the last load: among those
+        `hint` touched, when it is given, else among all."""
+        racy = self.racy
+        if hint:
+            changed = [rel for rel in sorted(hint.touched | racy) if rel in sigs and (
+                self._sigs.get(rel) != sigs[rel] or rel in racy)]
+            gone = sorted(rel for rel in hint.touched if rel in self._sigs and rel not in sigs)
+        else:
+            changed = [rel for rel, sig in sigs.items()
+                       if self._sigs.get(rel) != sig or rel in racy]
+            gone = sorted(set(self._sigs) - set(sigs))
+        site = SITE_FILE in changed or SITE_FILE not in sigs or self.site is None
+        return Changes(changed, gone, site)
 
     def _note_times(self, sigs: Signatures, changed: list[str] | None,
                     started: float) -> None:
@@ -231,57 +246,18 @@ class Library:
         self._started = started
         self._loaded = sigs
 
-    def _load(self, sigs: Signatures, changed: list[str], gone: list[str],
-              site_changed: bool, started: float) -> Corpus:
-        if site_changed:
-            try:
-                text, _ = loader.read_text(self.root, SITE_FILE, self.max_file_bytes)
-                site = loader.parse_site(SITE_FILE, text, self.base_url)
-                self._site_error = None
-                if site != self.site:       # dates and ids depend on the site settings
-                    self.site, changed = site, sorted(sigs)
-                if self.cache and text != self._site_text:
-                    self.cache.put_records_later({self._good_site_key: text})
-                self._site_text = text
-            except DataError as e:
-                self._site_error = e        # reported on every load until site.yml is fixed
-                if self.site is None:       # as the running process would: the last good one
-                    self.site = self._recall_site()
-                    if self.site is None:
-                        raise
-                    changed = sorted(sigs)
+    def _load(self, sigs: Signatures, changes: Changes) -> Corpus:
+        changed, gone = changes.changed, changes.gone
+        if changes.site:
+            changed = self._read_site(sigs, changed)
         assert self.site is not None
-        articles = [rel for rel in changed if rel.startswith("articles/")]
         before = {rel: self._records.get(rel) for rel in changed}
-        for rel in changed:
-            if not rel.startswith(("articles/", "media/")):
-                rec = self._records[rel] = self._parse(rel, sigs[rel])
-                if rec is not None and not isinstance(rec, DataError):
-                    self._last_good[rel] = rec
-        self._records.update(self._parse_articles(articles, sigs))
+        self._parse_changed(sigs, changed)
         if any(rel.startswith("media/") for rel in changed + gone):
-            for store in (self._records, self._last_good):
-                for rel, rec in store.items():
-                    if isinstance(rec, Article) and rec.image:
-                        store[rel] = self._with_image(rec, self.site)
+            self._measure_images()
         self._recall_last_good(changed)
-        media = any(rel.startswith("media/") for rel in changed)
-        same = self._corpus is not None and not gone and self.site == self._corpus.site \
-            and self._site_error is None and self._corpus_site_error is None \
-            and not media and self.scan_errors == self._scan_errors \
-            and all(self._records.get(rel) == rec for rel, rec in before.items())
-        # re-read files that turned out the same (a racy file, a touch) make no new corpus
-        if same and self._corpus:
-            corpus = self._corpus
-        else:
-            corpus = (None if gone or media else self._patched(before)) \
-                or self._assemble(self.site)
-        if self.cache and self._good_changed:       # a restart must remember them too, by
-            goods, site = self._good_changed, self.site     # reference (worked out by the
-            self.cache.put_records_later(lambda: {          # cache's writer thread)
-                self._good_key(rel): a if renamed else _record_key(rel, a.digest, site)
-                for rel, (a, renamed) in goods.items()})
-        self._good_changed = {}
+        corpus = self._corpus_after(before, changed, gone)
+        self._persist_good()
         if corpus is not self._corpus:
             corpus.errors[:0] = self.scan_errors
             if self._site_error:
@@ -289,6 +265,76 @@ class Library:
             self._corpus, self._scan_errors = corpus, list(self.scan_errors)
             self._corpus_site_error = self._site_error
         return corpus
+
+    def _read_site(self, sigs: Signatures, changed: list[str]) -> list[str]:
+        """Read site.yml (or, when it is bad, keep the site settings we have, or recall the
+        last good ones); the files to read again: all of them when the settings changed."""
+        try:
+            text, _ = loader.read_text(self.root, SITE_FILE, self.max_file_bytes)
+            site = loader.parse_site(SITE_FILE, text, self.base_url)
+            self._site_error = None
+            if site != self.site:       # dates and ids depend on the site settings
+                self.site, changed = site, sorted(sigs)
+            if self.cache and text != self._site_text:
+                self.cache.put_records_later({self._good_site_key: text})
+            self._site_text = text
+        except DataError as e:
+            self._site_error = e        # reported on every load until site.yml is fixed
+            if self.site is None:       # as the running process would: the last good one
+                self.site = self._recall_site()
+                if self.site is None:
+                    raise
+                changed = sorted(sigs)
+        return changed
+
+    def _parse_changed(self, sigs: Signatures, changed: list[str]) -> None:
+        """Parse the changed files into `_records` (and `_last_good`, those that are good)."""
+        for rel in changed:
+            if not rel.startswith(("articles/", "media/")):
+                rec = self._records[rel] = self._parse(rel, sigs[rel])
+                if rec is not None and not isinstance(rec, DataError):
+                    self._last_good[rel] = rec
+        articles = [rel for rel in changed if rel.startswith("articles/")]
+        self._records.update(self._parse_articles(articles, sigs))
+
+    def _measure_images(self) -> None:
+        """A media file changed: every article's image length again."""
+        assert self.site is not None
+        for store in (self._records, self._last_good):
+            for rel, rec in store.items():
+                if isinstance(rec, Article) and rec.image:
+                    store[rel] = self._with_image(rec, self.site)
+
+    def _corpus_after(self, before: dict[str, object], changed: list[str],
+                      gone: list[str]) -> Corpus:
+        """The corpus the records make now: the last one when nothing it is made from
+        changed, the last one patched when only articles changed in place (see _patched),
+        else one assembled anew."""
+        assert self.site is not None
+        media = any(rel.startswith("media/") for rel in changed)
+        # re-read files that turned out the same (a racy file, a touch) make no new corpus
+        if self._corpus is not None and not gone and not media and self._same(before):
+            return self._corpus
+        return (None if gone or media else self._patched(before)) \
+            or self._assemble(self.site)
+
+    def _same(self, before: dict[str, object]) -> bool:
+        """Whether the last corpus is still what the records make, these read again."""
+        assert self._corpus is not None
+        return self.site == self._corpus.site and self._site_error is None \
+            and self._corpus_site_error is None and self.scan_errors == self._scan_errors \
+            and all(self._records.get(rel) == rec for rel, rec in before.items())
+
+    def _persist_good(self) -> None:
+        """A restart must remember the last good versions noted by this load too, by
+        reference (worked out by the cache's writer thread)."""
+        if self.cache and self._good_changed:
+            goods, site = self._good_changed, self.site
+            assert site is not None
+            self.cache.put_records_later(lambda: {
+                self._good_key(rel): a if renamed else _record_key(rel, a.digest, site)
+                for rel, (a, renamed) in goods.items()})
+        self._good_changed = {}
 
     def _parse_articles(self, rels: list[str], sigs: Signatures) -> dict[str, object]:
         """Read every file; parse only those whose bytes the record cache has not seen
@@ -436,17 +482,7 @@ class Library:
         if old is None or not before or self.site != old.site or self._site_error \
                 or self._corpus_site_error or self.scan_errors != self._scan_errors:
             return None
-        swaps = []
-        for rel, was in before.items():
-            new = self._records.get(rel)
-            if new == was:
-                continue                    # read again (racy, touched), the same record
-            if not (rel.startswith("articles/") and isinstance(was, Article)
-                    and isinstance(new, Article)) or was.draft or new.draft \
-                    or (was.id, was.slug, was.authors, was.categories) != \
-                    (new.id, new.slug, new.authors, new.categories):
-                return None
-            swaps.append((was, new))
+        swaps = self._swaps(before)
         if not swaps:
             return None
         articles = list(old.articles)
@@ -458,6 +494,22 @@ class Library:
         errors = old.errors[len(self.scan_errors):]     # as assembled: see `_load`
         old.base, old.swaps = None, ()      # one step back is all a build looks at
         return replace(old, articles=articles, errors=errors, base=old, swaps=tuple(swaps))
+
+    def _swaps(self, before: dict[str, object]) -> list[tuple[Article, Article]] | None:
+        """(was, now) of every article whose record changed from `before`, when each was
+        and is published and keeps what others depend on; else None."""
+        swaps = []
+        for rel, was in before.items():
+            new = self._records.get(rel)
+            if new == was:
+                continue                    # read again (racy, touched), the same record
+            if not (rel.startswith("articles/") and isinstance(was, Article)
+                    and isinstance(new, Article)) or was.draft or new.draft \
+                    or (was.id, was.slug, was.authors, was.categories) != \
+                    (new.id, new.slug, new.authors, new.categories):
+                return None
+            swaps.append((was, new))
+        return swaps
 
     def _assemble(self, site: Site) -> Corpus:
         errors: list[DataError] = []
@@ -488,91 +540,21 @@ class Library:
                       errors=sorted(errors, key=lambda e: (e.path, e.message)))
 
     def _unique(self, candidates: list[Article], errors: list[DataError]) -> list[Article]:
-        """Settle ids and slugs that more than one file asks for.
-
-        An id names an entry for feed readers, so one file keeps it and every other file
-        asking for it is left out (with an error) until its id is changed.  A slug only
-        names a page: every article is published, and those that cannot have theirs get
-        a fallback (`names.fallback_slugs`), with a warning.  Either way the file that
-        was published with it keeps it, so a new file never moves a published article;
-        among others the earliest `date` wins, ties broken by path.
-        """
+        """Settle ids and slugs that more than one file asks for (see duplicates); an
+        article published as read is its file's last good version."""
         self._recall_clashing(candidates)
-        return self._settle_slugs(self._settle_ids(candidates, errors), errors)
+        kept = duplicates.settle_ids(candidates, self._published_with, errors)
+        published = duplicates.settle_slugs(kept, self._published_with, errors)
+        for a, out in zip(kept, published, strict=True):
+            rec = self._records.get(a.path)
+            if rec is a or rec == a:        # published as read, not a last good version
+                self._note_good(out, renamed=out is not a)
+        return published
 
     def _published_with(self, a: Article) -> Article | None:
         """The last good version of `a`'s file, the one its feeds hold now, if any."""
         good = self._last_good.get(a.path)
         return good if isinstance(good, Article) else None
-
-    def _settle_ids(self, candidates: list[Article], errors: list[DataError]) -> list[Article]:
-        def holds(a: Article) -> bool:
-            good = self._published_with(a)
-            return good is not None and good.id == a.id
-
-        if len({a.id for a in candidates}) == len(candidates):
-            return candidates                   # the usual case: nothing to settle
-        kept: list[Article] = []
-        owner: dict[str, Article] = {}
-        for a in sorted(candidates, key=lambda a: (not holds(a), *_oldest_first(a))):
-            holder = owner.get(a.id)
-            if holder is not None:
-                good = self._published_with(a)
-                stays = good is not None and good != a and good.id not in owner
-                left = ("this edit is not published, its last good version stays," if stays
-                        else "this file is left out of every feed")
-                errors.append(DataError(a.path, f"duplicate id {a.id!r}: {holder.path} keeps "
-                                        f"it ({_why(holder, a)}); {left} until you give it "
-                                        "another 'id'"))
-                if good is None or not stays:
-                    continue
-                a = good                    # the edit is skipped; its last good version stays
-            owner[a.id] = a
-            kept.append(a)
-        return kept
-
-    def _settle_slugs(self, articles: list[Article], errors: list[DataError]) -> list[Article]:
-        """Every article gets a slug of its own.  First the slug each was published with
-        stays with it (a fallback slug only while another file asks for the slug it stands
-        in for); then each takes the slug it asks for; then those left take their first
-        free fallback.  Each round goes in the order of `date`, then path."""
-        asked = Counter(a.slug for a in articles)
-        owner: dict[str, Article] = {}
-        given: dict[str, str] = {}              # path -> slug
-        if len(asked) < len(articles):          # else, as usual, each has the slug it asks for
-            order = sorted(articles, key=_oldest_first)
-            for a in order:
-                good = self._published_with(a) if asked[a.slug] > 1 else None
-                if good is not None and good.slug not in owner and (
-                        good.slug == a.slug or
-                        good.slug in names.fallback_slugs(a.path, a.slug)):
-                    owner[good.slug], given[a.path] = a, good.slug
-            for a in order:
-                if a.path not in given and a.slug not in owner:
-                    owner[a.slug], given[a.path] = a, a.slug
-            for a in order:
-                if a.path in given:
-                    continue
-                fallbacks = names.fallback_slugs(a.path, a.slug)
-                slug, n = next((s for s in fallbacks if s not in owner), ""), 2
-                while not slug or slug in owner:    # only if other files ask for these too
-                    slug, n = f"{fallbacks[-1]}-{n}", n + 1
-                owner[slug], given[a.path] = a, slug
-        out: list[Article] = []
-        for a in articles:
-            slug = given.get(a.path, a.slug)
-            if slug != a.slug:
-                holder = owner[a.slug]
-                errors.append(DataError(a.path, f"slug {a.slug!r} is also asked for by "
-                                        f"{holder.path}, which keeps it ({_why(holder, a)}); "
-                                        f"this article is published as {slug!r} (set 'slug' "
-                                        "to choose another)", warning=True))
-            published = a if slug == a.slug else replace(a, slug=slug)
-            rec = self._records.get(a.path)
-            if rec is a or rec == a:        # published as read, not a last good version
-                self._note_good(published, renamed=published is not a)
-            out.append(published)
-        return out
 
     def _note_good(self, article: Article, renamed: bool = False) -> None:
         """`article`, valid and published, is its file's last good version (persisted
@@ -582,20 +564,6 @@ class Library:
         if good is not article and good != article:
             self._last_good[article.path] = article
             self._good_changed[article.path] = (article, renamed)
-
-
-def _oldest_first(a: Article) -> tuple[float, str]:
-    return -a.sort_key[0], a.path
-
-
-def _why(holder: Article, other: Article) -> str:
-    """Why `holder` keeps an id or slug that `other` asks for too (the same words in every
-    process, unless only this one's history explains it)."""
-    if holder.published < other.published:
-        return "its date is earlier"
-    if holder.published == other.published and holder.path < other.path:
-        return "the same date, and its path sorts first"
-    return "it was published with it first"
 
 
 def _read_and_parse(job: tuple[str, str, FileState, Site, int]) -> tuple[str, str | None, object]:

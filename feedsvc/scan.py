@@ -94,25 +94,38 @@ def walk(root: str, known: Mapping[str, FileState]) -> Walk:
             continue
         if e.name.startswith(".") or e.name.endswith("~"):
             continue
-        rel = f"{rel_dir}/{e.name}" if rel_dir else e.name
-        try:
-            if e.is_dir(follow_symlinks=False):
-                if _entered(rel):
-                    listing = _folder(e, rel, found.errors, unreadable)
-                    if listing is not None:
-                        stack.append(listing)
-            else:
-                _note_file(root, e, rel, found)
-        except OSError as err:  # dangling symlink, vanished file
-            found.sigs[rel] = Unreadable(_reason(err))
+        listing = _visit(root, e, f"{rel_dir}/{e.name}" if rel_dir else e.name, found,
+                         unreadable)
+        if listing is not None:
+            stack.append(listing)
     sigs = {rel: sig for rel, sig in found.sigs.items() if wanted(rel)}
+    _keep_unlisted(sigs, known, unreadable, found.errors)
+    return Walk(sigs, found.errors)
+
+
+def _keep_unlisted(sigs: Signatures, known: Mapping[str, FileState],
+                   unreadable: dict[str, str], errors: list[DataError]) -> None:
+    """What we cannot list is not deleted: the files below a folder that could not be
+    listed keep their `known` states."""
     for folder, reason in unreadable.items():
         prefix = folder + "/" if folder else ""
         sigs.update((rel, sig) for rel, sig in known.items()
                     if rel.startswith(prefix) and rel not in sigs)
-        found.errors.append(DataError(folder or ".", f"cannot be listed ({reason}); "
-                                                     "its files keep their last version"))
-    return Walk(sigs, found.errors)
+        errors.append(DataError(folder or ".", f"cannot be listed ({reason}); "
+                                               "its files keep their last version"))
+
+
+def _visit(root: str, e: os.DirEntry, rel: str, found: Walk,
+           unreadable: dict[str, str]) -> tuple[str, Iterator] | None:
+    """Note the file `e`; the listing of the folder `e` when the walk enters it."""
+    try:
+        if not e.is_dir(follow_symlinks=False):
+            _note_file(root, e, rel, found)
+        elif _entered(rel):
+            return _folder(e, rel, found.errors, unreadable)
+    except OSError as err:  # dangling symlink, vanished file
+        found.sigs[rel] = Unreadable(_reason(err))
+    return None
 
 
 def _entered(rel: str) -> bool:
