@@ -18,6 +18,7 @@ import pickle
 import threading
 import time
 from contextlib import nullcontext, suppress
+from dataclasses import dataclass
 
 import pytz
 
@@ -27,6 +28,7 @@ from .corpus import Corpus, Library
 from .http import CacheControl, Resource
 from .model import DataError
 from .publish import Document, Publisher
+from .scan import Signatures
 from .validators import SETTLE_SECONDS, Validators
 
 log = logging.getLogger("feedsvc")
@@ -63,7 +65,7 @@ class Service:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._next_go_live: float | None = None
-        self._sigs: dict | None = None
+        self._sigs: Signatures | None = None
         self._observer = None
         self._events = _Events()
         self._dirty_since: float | None = None  # changed since the checkpoint was written
@@ -92,24 +94,12 @@ class Service:
             now = self.clock()
             seen = time.time()              # our bytes reflect the data as of this moment
             try:
-                sigs = None
-                if paths is not None and self._sigs is not None and not force:
-                    sigs = self.library.rescan(self._sigs, paths)
-                walked = sigs is None
-                if walked:
-                    sigs = self.library.scan()
-                due = self._next_go_live is not None and now >= self._next_go_live
-                rebuild = force or due or bool(self.publisher.partial)
-                # files re-read (changed, or too recent to trust) may still make no new corpus
-                reread = sigs != self._sigs or bool(self.library.racy)
-                corpus = self.corpus
-                if rebuild or reread or corpus is None:
-                    corpus = self.library.load(sigs)
-                if corpus is self.corpus and not rebuild:
-                    self._sigs = sigs
-                    if walked:
+                loaded = self._load(now, force, paths)
+                if loaded.corpus is self.corpus and not loaded.rebuild:
+                    self._sigs = loaded.sigs
+                    if loaded.walked:
                         self.library.walked_at = seen
-                    self._report(corpus.errors)     # a data directory back, say
+                    self._report(loaded.corpus.errors)     # a data directory back, say
                     self._restamp(now, seen)
                     return False
             except DataError as e:          # the data directory is gone or site.yml is bad
@@ -119,24 +109,46 @@ class Service:
                 self._report([e])           # keep serving what we have
                 self._sigs = None           # and look at everything again once it is back
                 return False
-            when = dt.datetime.fromtimestamp(now, pytz.utc)
-            documents = self.publisher.build(corpus, when, self.documents)
-            self._sigs = sigs               # only once built: a failed build is tried again
-            if walked:
-                self.library.walked_at = seen
-            nxt = corpus.next_go_live(when)
-            self._next_go_live = nxt.timestamp() if nxt else None
-            self.cache_control.next_change = self._next_go_live
-            self.rebuilt = [p for p, d in documents.items() if self.documents.get(p) is not d]
-            self.corpus, self.documents = corpus, documents
-            self.restored = None            # the data is back: its own pages from now on
-            self._dirty_since = self._dirty_since or time.monotonic()
-            if self.rebuilt:                # queued after the documents it names
-                self.cache.put_records_later({self._snapshot_key: {
-                    p: (d.recipe, d.content_type) for p, d in documents.items()}})
-            self._report(corpus.errors)
-            self._restamp(now, seen)
-            return bool(self.rebuilt)
+            return self._publish(loaded, now, seen)
+
+    def _load(self, now: float, force: bool, paths: set[str] | None) -> _Loaded:
+        """Scan (or, given event `paths`, rescan) and load what changed."""
+        sigs = None
+        if paths is not None and self._sigs is not None and not force:
+            sigs = self.library.rescan(self._sigs, paths)
+        walked = sigs is None
+        if sigs is None:
+            sigs = self.library.scan()
+        due = self._next_go_live is not None and now >= self._next_go_live
+        rebuild = force or due or bool(self.publisher.partial)
+        # files re-read (changed, or too recent to trust) may still make no new corpus
+        reread = sigs != self._sigs or bool(self.library.racy)
+        corpus = self.corpus
+        if rebuild or reread or corpus is None:
+            corpus = self.library.load(sigs)
+        return _Loaded(corpus, sigs, walked, rebuild)
+
+    def _publish(self, loaded: _Loaded, now: float, seen: float) -> bool:
+        """Build the documents of a new corpus and serve them; True when any changed."""
+        corpus = loaded.corpus
+        when = dt.datetime.fromtimestamp(now, pytz.utc)
+        documents = self.publisher.build(corpus, when, self.documents)
+        self._sigs = loaded.sigs        # only once built: a failed build is tried again
+        if loaded.walked:
+            self.library.walked_at = seen
+        nxt = corpus.next_go_live(when)
+        self._next_go_live = nxt.timestamp() if nxt else None
+        self.cache_control.next_change = self._next_go_live
+        self.rebuilt = [p for p, d in documents.items() if self.documents.get(p) is not d]
+        self.corpus, self.documents = corpus, documents
+        self.restored = None            # the data is back: its own pages from now on
+        self._dirty_since = self._dirty_since or time.monotonic()
+        if self.rebuilt:                # queued after the documents it names
+            self.cache.put_records_later({self._snapshot_key: {
+                p: (d.recipe, d.content_type) for p, d in documents.items()}})
+        self._report(corpus.errors)
+        self._restamp(now, seen)
+        return bool(self.rebuilt)
 
     # -- checkpoint: a restart re-reads and rebuilds only what changed -------------------
     @property
@@ -320,59 +332,90 @@ class Service:
 
     def _run(self) -> None:
         data_dir = self.config["data_dir"]
-        observer = self._observer
-        if observer is None and not self.config["watch"]:   # else __init__ just tried
-            observer = self._observer = _observe(data_dir, self._wake, self._events)
-        watched = _inode(data_dir)
-        retry_at = time.monotonic() + WATCH_RETRY
+        if self._observer is None and not self.config["watch"]:   # else __init__ just tried
+            self._observer = _observe(data_dir, self._wake, self._events)
+        watch = _Watched(_inode(data_dir), time.monotonic() + WATCH_RETRY)
         while not self._stopped:
             # With inotify a walk is only a safety net; without it, polling is all we have.
             # It comes every `poll` seconds even while events keep waking the loop.
-            poll = self.config["poll_seconds"] if observer else NO_INOTIFY_POLL
-            timeout = max(0.01, poll - (time.monotonic() - self.library.walked_mono))
-            if self._next_go_live is not None:
-                timeout = max(0.01, min(timeout, self._next_go_live - self.clock() + 0.01))
-            if self._dirty_since is not None:
-                timeout = min(timeout, max(0.01, self._dirty_since + CHECKPOINT_QUIET
-                                           - time.monotonic()))
-            if self.library.racy or self.publisher.partial:
-                timeout = min(timeout, 1.0)     # read those again until they are settled
-            if self.validators.retry_at is not None:    # a Last-Modified not yet shown
-                timeout = min(timeout, max(0.01, self.validators.retry_at - self.clock()))
-            if self._failures or self._sigs is None:
-                # a build that keeps failing, or data that cannot be read: no deadline
-                # (a scheduled article, the checkpoint) may make the loop spin on it
-                timeout = max(timeout, min(30.0, 0.5 * 2 ** self._failures), NO_INOTIFY_POLL)
-            if self._wake.wait(timeout):
+            poll = self.config["poll_seconds"] if self._observer else NO_INOTIFY_POLL
+            if self._wake.wait(self._timeout(poll)):
                 time.sleep(0.05)            # let a burst of saves settle into one refresh
                 self._wake.clear()
             if self._stopped:
                 break
             paths = self._events.take()     # stat just the files events named, unless
-            if observer is None or time.monotonic() - self.library.walked_mono >= poll:
+            if self._observer is None or time.monotonic() - self.library.walked_mono >= poll:
                 paths = None                # the safety walk is due
-            try:
-                if not self.refresh(paths=paths) and self._dirty_since is not None and \
-                        time.monotonic() >= self._dirty_since + CHECKPOINT_QUIET:
-                    self.checkpoint()
-                self._failures = 0
-            except Exception:               # never let the watcher die
-                log.exception("refresh failed; serving the previous version")
-                self._failures += 1
-                self._events.add(walk=True)
-            inode = _inode(data_dir)        # a data directory replaced by another one sends
-            if (observer is None and time.monotonic() >= retry_at) or inode != watched or \
-                    (observer is not None and not observer.is_alive()):  # no events
-                if observer is not None:
-                    observer.stop()
-                observer = self._observer = _observe(data_dir, self._wake, self._events)
-                watched = inode
-                # without events every poll walks the tree; trying them again each time
-                # would walk it once more, through watchdog (a folder too deep for it)
-                retry_at = time.monotonic() + max(self.config["poll_seconds"], WATCH_RETRY)
-                self._events.add(walk=True)     # events may have been lost meanwhile:
-                if observer is not None:        # walk now, not at the next safety walk
-                    self._wake.set()
+            self._refresh_in_watcher(paths)
+            self._keep_watching(watch)
+
+    def _timeout(self, poll: float) -> float:
+        """How long the watcher may sleep: until the safety walk, a scheduled article, the
+        checkpoint, a racy file's or a partial feed's retry, or a Last-Modified is due."""
+        timeout = max(0.01, poll - (time.monotonic() - self.library.walked_mono))
+        if self._next_go_live is not None:
+            timeout = max(0.01, min(timeout, self._next_go_live - self.clock() + 0.01))
+        if self._dirty_since is not None:
+            timeout = min(timeout, max(0.01, self._dirty_since + CHECKPOINT_QUIET
+                                       - time.monotonic()))
+        if self.library.racy or self.publisher.partial:
+            timeout = min(timeout, 1.0)     # read those again until they are settled
+        if self.validators.retry_at is not None:    # a Last-Modified not yet shown
+            timeout = min(timeout, max(0.01, self.validators.retry_at - self.clock()))
+        if self._failures or self._sigs is None:
+            # a build that keeps failing, or data that cannot be read: no deadline
+            # (a scheduled article, the checkpoint) may make the loop spin on it
+            timeout = max(timeout, min(30.0, 0.5 * 2 ** self._failures), NO_INOTIFY_POLL)
+        return timeout
+
+    def _refresh_in_watcher(self, paths: set[str] | None) -> None:
+        """Refresh (and write the checkpoint once the data has been quiet); a failure is
+        logged and tried again, with a walk, after a back-off."""
+        try:
+            if not self.refresh(paths=paths) and self._dirty_since is not None and \
+                    time.monotonic() >= self._dirty_since + CHECKPOINT_QUIET:
+                self.checkpoint()
+            self._failures = 0
+        except Exception:               # never let the watcher die
+            log.exception("refresh failed; serving the previous version")
+            self._failures += 1
+            self._events.add(walk=True)
+
+    def _keep_watching(self, watch: _Watched) -> None:
+        """Watch again when there is no watcher (tried every so often), it died, or the
+        data directory was replaced by another one (which sends no events)."""
+        data_dir = self.config["data_dir"]
+        observer = self._observer
+        inode = _inode(data_dir)
+        if (observer is None and time.monotonic() >= watch.retry_at) or \
+                inode != watch.inode or (observer is not None and not observer.is_alive()):
+            if observer is not None:
+                observer.stop()
+            observer = self._observer = _observe(data_dir, self._wake, self._events)
+            watch.inode = inode
+            # without events every poll walks the tree; trying them again each time
+            # would walk it once more, through watchdog (a folder too deep for it)
+            watch.retry_at = time.monotonic() + max(self.config["poll_seconds"], WATCH_RETRY)
+            self._events.add(walk=True)     # events may have been lost meanwhile:
+            if observer is not None:        # walk now, not at the next safety walk
+                self._wake.set()
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """What a refresh scanned and loaded."""
+    corpus: Corpus
+    sigs: Signatures
+    walked: bool                # the whole tree was walked (not only event paths stat'ed)
+    rebuild: bool               # build even if the corpus is the same one
+
+
+@dataclass
+class _Watched:
+    """What the watcher loop knows of the data directory it watches."""
+    inode: int | None           # the directory's inode when the watch began
+    retry_at: float             # (monotonic) when to try watching again, without a watch
 
 
 def _inode(path: str) -> int | None:

@@ -263,7 +263,6 @@ class Validators:
     def _record(self, db: sqlite3.Connection, etags: dict[str, str], seen: float,
                 held: dict[str, tuple[str, int | None]], ahead: bool) -> dict[str, int | None]:
         now = self.clock()
-        now_s = int(now)
         db.execute("BEGIN IMMEDIATE")
         try:
             out: dict[str, int | None] = {}
@@ -275,38 +274,20 @@ class Validators:
                 # nothing written by anyone else since our last stamp: what we hold is
                 # what is recorded, but where we were behind or hold no second yet (an
                 # edit asks about its few paths, not all of them)
-                paths = [p for p, e in etags.items() if held.get(p, ("", None))[0] != e
-                         or held[p][1] is None or p in self._behind]
+                paths = self._unsure(etags, held)
                 out.update((p, held[p][1]) for p in etags.keys() - set(paths))
             known = self._read(db, paths)
             rows: dict[str, Stamp] = {}
             behind: set[str] = set()
+            moment = _Moment(now, seen, settling, ahead)
             for path in paths:
-                etag, old = etags[path], known.get(path)
-                if old and old.etag == etag:
-                    new = old
-                    if old.second is None and settling is None:    # its second may have come
-                        second = max(int(old.first_seen), old.claimed + 1)
-                        if second <= now_s or ahead:
-                            new = old._replace(second=second, claimed=second)
-                elif old and seen <= old.seen:  # we are behind (a tie too): write nothing
-                    mine = held.get(path)
-                    if mine and mine[0] == etag:
-                        out[path] = mine[1]
-                    elif ahead:                 # a file needs a time: one before theirs
-                        out[path] = (old.claimed + 1 if old.second is None else old.second) - 1
-                    else:
-                        out[path] = None
+                old = known.get(path)
+                verdict = _verdict(etags[path], old, held.get(path), moment)
+                out[path] = verdict.second
+                if verdict.stamp is None:
                     behind.add(path)
-                    continue
-                else:                           # new bytes
-                    second = max(now_s, old.claimed + 1) if old else now_s
-                    new = Stamp(etag, now, second, second, seen) \
-                        if (second <= now_s and settling is None) or ahead \
-                        else Stamp(etag, now, None, old.claimed if old else 0, seen)
-                out[path] = new.second
-                if new != old:
-                    rows[path] = new
+                elif verdict.stamp != old:
+                    rows[path] = verdict.stamp
             db.executemany(f"INSERT OR REPLACE INTO stamps ({_COLUMNS}) "   # noqa: S608
                            "VALUES (?, ?, ?, ?, ?, ?)", [(p, *s) for p, s in rows.items()])
             db.execute("COMMIT")
@@ -322,6 +303,12 @@ class Validators:
                    if out[p] is None and p not in behind]
         self.retry_at = min(waiting, default=None)
         return {p: out[p] for p in etags}
+
+    def _unsure(self, etags: dict[str, str], held: dict[str, tuple[str, int | None]]
+                ) -> list[str]:
+        """The paths whose bytes or second we hold may not be those recorded."""
+        return [p for p, e in etags.items() if held.get(p, ("", None))[0] != e
+                or held[p][1] is None or p in self._behind]
 
     def _recorded(self, etags: dict[str, str]) -> dict[str, int | None]:
         """Without a writable file: the second recorded for each path's bytes (read from
@@ -368,3 +355,52 @@ def _floored(theirs: Stamp | None, mine: Stamp) -> Stamp:
         second = newer.second if newer.second is not None and \
             newer.second > older.claimed else None
     return newer._replace(second=second, claimed=claimed)
+
+
+class _Moment(NamedTuple):
+    """When and how a worker stamps."""
+    now: float                  # `clock` time
+    seen: float                 # when the data the bytes were made from was scanned
+    settling: float | None      # no new second until then (the file was made again)
+    ahead: bool                 # a second may be given before it begins (see `stamp`)
+
+
+class _Verdict(NamedTuple):
+    """What one document shows, and what the validators record for it."""
+    second: int | None          # its Last-Modified, None while it may show none
+    stamp: Stamp | None         # its record; None: we are behind, nothing is written
+
+
+def _verdict(etag: str, old: Stamp | None, mine: tuple[str, int | None] | None,
+             moment: _Moment) -> _Verdict:
+    """The second of the bytes `etag` of a document recorded as `old` (if at all), which
+    this worker showed with `mine` (ETag, second) if at all."""
+    if old and old.etag == etag:
+        return _same_bytes(old, moment)
+    if old and moment.seen <= old.seen:     # we are behind (a tie too): write nothing
+        if mine and mine[0] == etag:
+            return _Verdict(mine[1], None)
+        if moment.ahead:                    # a file needs a time: one before theirs
+            return _Verdict((old.claimed + 1 if old.second is None else old.second) - 1, None)
+        return _Verdict(None, None)
+    return _new_bytes(etag, old, moment)
+
+
+def _same_bytes(old: Stamp, moment: _Moment) -> _Verdict:
+    """Bytes already recorded: their second, claimed now if it has come."""
+    new = old
+    if old.second is None and moment.settling is None:    # its second may have come
+        second = max(int(old.first_seen), old.claimed + 1)
+        if second <= int(moment.now) or moment.ahead:
+            new = old._replace(second=second, claimed=second)
+    return _Verdict(new.second, new)
+
+
+def _new_bytes(etag: str, old: Stamp | None, moment: _Moment) -> _Verdict:
+    """Bytes not recorded before: a second later than every one claimed, if it has come."""
+    now, now_s = moment.now, int(moment.now)
+    second = max(now_s, old.claimed + 1) if old else now_s
+    new = Stamp(etag, now, second, second, moment.seen) \
+        if (second <= now_s and moment.settling is None) or moment.ahead \
+        else Stamp(etag, now, None, old.claimed if old else 0, moment.seen)
+    return _Verdict(new.second, new)
