@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import os
 import pickle
 import time
@@ -35,6 +36,7 @@ from .scan import (  # noqa: F401 - read from here by tests, web
     Unreadable,
 )
 
+_SERIALS = itertools.count(1)
 PARALLEL_PARSE = 1000        # files to parse before a load uses every core
 
 
@@ -48,16 +50,24 @@ class Corpus:
     author_slugs: dict[str, str]            # name key -> slug
     category_slugs: dict[str, str]          # name key -> slug
     errors: list[DataError] = field(default_factory=list)
-    # set when this corpus is `base` with articles swapped (old, new) and nothing else
-    # changed (see Library._patched): a build redoes only the scopes those articles are in
-    base: Corpus | None = field(default=None, repr=False, compare=False)
+    # set when this corpus is the one of serial `patched_from` with articles swapped
+    # (old, new) and nothing else changed (see Library._patched): a build redoes only the
+    # scopes those articles are in
+    patched_from: int | None = field(default=None, repr=False, compare=False)
     swaps: tuple[tuple[Article, Article], ...] = field(default=(), repr=False, compare=False)
+    # which corpus this is, unique in this process (a new one for every corpus made)
+    serial: int = field(default_factory=lambda: next(_SERIALS), init=False, repr=False,
+                        compare=False)
     _authors_by_names: dict = field(default_factory=dict, repr=False, compare=False)
     _categories_by_names: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __getstate__(self) -> dict:
-        """A checkpoint keeps this corpus, not the one it was patched from."""
-        return {**self.__dict__, "base": None, "swaps": ()}
+        """A checkpoint keeps this corpus, not what it was patched from."""
+        return {**self.__dict__, "patched_from": None, "swaps": ()}
+
+    def __setstate__(self, state: dict) -> None:
+        """Read back in another process: a serial of this one (none it has given out)."""
+        self.__dict__.update(state, serial=next(_SERIALS))
 
     def visible(self, now: dt.datetime) -> list[Article]:
         return self.articles[self._first_visible(now):]
@@ -492,8 +502,8 @@ class Library:
         for _, new in swaps:
             self._note_good(new)
         errors = old.errors[len(self.scan_errors):]     # as assembled: see `_load`
-        old.base, old.swaps = None, ()      # one step back is all a build looks at
-        return replace(old, articles=articles, errors=errors, base=old, swaps=tuple(swaps))
+        return replace(old, articles=articles, errors=errors, patched_from=old.serial,
+                       swaps=tuple(swaps))
 
     def _swaps(self, before: dict[str, object]) -> list[tuple[Article, Article]] | None:
         """(was, now) of every article whose record changed from `before`, when each was

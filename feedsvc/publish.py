@@ -135,7 +135,7 @@ def members(corpus: Corpus, visible: list[Article]) -> dict[tuple[str, str], lis
 
 @dataclass(frozen=True)
 class _Shape:
-    corpus: Corpus
+    serial: int                                     # of the corpus it is the shape of
     now: dt.datetime
     visible: int                                    # how many articles were visible
     held: dict[tuple[str, str], list[Article]]      # scope -> visible articles, newest first
@@ -421,11 +421,12 @@ class Publisher:
         corpus.Library._patched), the last shape with those articles swapped: only the
         scopes they are in are `affected`, and only those get new recipes."""
         last, self._last = self._last, None
-        shape = last and corpus.base is not None and corpus.base is last.corpus and \
-            len(visible) == last.visible and self._patch(last, corpus, now)
+        shape = last and corpus.patched_from is not None and \
+            corpus.patched_from == last.serial and len(visible) == last.visible and \
+            self._patch(last, corpus, now)
         if not shape:
             pending = members(corpus, corpus.articles[:len(corpus.articles) - len(visible)])
-            shape = _Shape(corpus, now, len(visible), members(corpus, visible),
+            shape = _Shape(corpus.serial, now, len(visible), members(corpus, visible),
                            {key for key, items in pending.items() if items}, max(
                                (a.updated for a in visible), key=lambda d: d.timestamp(),
                                default=EPOCH), None)
@@ -454,7 +455,8 @@ class Publisher:
                 if not swap_sorted(items, was, new):
                     return None
             affected.update(keys)
-        return _Shape(corpus, now, last.visible, held, last.pending, updated_all, affected)
+        return _Shape(corpus.serial, now, last.visible, held, last.pending, updated_all,
+                      affected)
 
     def body_key(self, site: Site, article: Article) -> str:
         """The cache key of the article's body (a hash, asked for several times per build:
