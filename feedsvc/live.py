@@ -30,9 +30,9 @@ from .model import DataError
 from .publish import Document, Publisher
 from .scan import Signatures
 from .validators import SETTLE_SECONDS, Validators
+from .watch import NO_INOTIFY_POLL, WATCH_RETRY, Events, inode, observe
 
 log = logging.getLogger("feedsvc")
-NO_INOTIFY_POLL = 1.0       # seconds between scans when file events are unavailable
 CHECKPOINT_QUIET = 10.0     # seconds without changes before the checkpoint is rewritten
 # The Last-Modified of a document whose bytes may show none yet (see state.Validators):
 # the last second HTTP dates can hold, so http.FeedApp never sends it (it holds back any
@@ -67,13 +67,13 @@ class Service:
         self._next_go_live: float | None = None
         self._sigs: Signatures | None = None
         self._observer = None
-        self._events = _Events()
+        self._events = Events()
         self._dirty_since: float | None = None  # changed since the checkpoint was written
         self._failures = 0                      # refreshes that raised, in a row
         self._checkpoint_error = ""             # the last one, logged once
         self._stopped = False
         if config["watch"]:             # watch first, so no save between scan and watch is lost
-            self._observer = _observe(config["data_dir"], self._wake, self._events)
+            self._observer = observe(config["data_dir"], self._wake, self._events)
         self._events.take()             # from here on, events name what the first scan missed
         if not self._resume():
             self.refresh(force=True)
@@ -333,8 +333,8 @@ class Service:
     def _run(self) -> None:
         data_dir = self.config["data_dir"]
         if self._observer is None and not self.config["watch"]:   # else __init__ just tried
-            self._observer = _observe(data_dir, self._wake, self._events)
-        watch = _Watched(_inode(data_dir), time.monotonic() + WATCH_RETRY)
+            self._observer = observe(data_dir, self._wake, self._events)
+        watch = _Watched(inode(data_dir), time.monotonic() + WATCH_RETRY)
         while not self._stopped:
             # With inotify a walk is only a safety net; without it, polling is all we have.
             # It comes every `poll` seconds even while events keep waking the loop.
@@ -387,13 +387,13 @@ class Service:
         data directory was replaced by another one (which sends no events)."""
         data_dir = self.config["data_dir"]
         observer = self._observer
-        inode = _inode(data_dir)
+        now_inode = inode(data_dir)
         if (observer is None and time.monotonic() >= watch.retry_at) or \
-                inode != watch.inode or (observer is not None and not observer.is_alive()):
+                now_inode != watch.inode or (observer is not None and not observer.is_alive()):
             if observer is not None:
                 observer.stop()
-            observer = self._observer = _observe(data_dir, self._wake, self._events)
-            watch.inode = inode
+            observer = self._observer = observe(data_dir, self._wake, self._events)
+            watch.inode = now_inode
             # without events every poll walks the tree; trying them again each time
             # would walk it once more, through watchdog (a folder too deep for it)
             watch.retry_at = time.monotonic() + max(self.config["poll_seconds"], WATCH_RETRY)
@@ -416,100 +416,3 @@ class _Watched:
     """What the watcher loop knows of the data directory it watches."""
     inode: int | None           # the directory's inode when the watch began
     retry_at: float             # (monotonic) when to try watching again, without a watch
-
-
-def _inode(path: str) -> int | None:
-    try:
-        return os.stat(path).st_ino
-    except OSError:
-        return None
-
-
-class _Events:
-    """The paths file events named since the last `take`; None when only a walk of the
-    whole data directory will do (a folder changed, too many events)."""
-
-    LIMIT = 5000
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._paths: set[str] | None = None     # the first refresh walks anyway
-
-    def add(self, *paths: str, walk: bool = False) -> None:
-        with self._lock:
-            if walk or self._paths is None or len(self._paths) > self.LIMIT:
-                self._paths = None
-            else:
-                self._paths.update(paths)
-
-    def take(self) -> set[str] | None:
-        with self._lock:
-            paths, self._paths = self._paths, set()
-        return paths
-
-
-WATCH_RETRY = 30.0      # at least this many seconds between tries to get file events back
-
-
-def _observe(path: str, wake: threading.Event, events: _Events):
-    """inotify (via watchdog) wakes the loop at once; None if it cannot watch now."""
-    try:
-        from watchdog.events import FileSystemEventHandler
-        from watchdog.observers import Observer
-    except ImportError:  # pragma: no cover
-        return None
-
-    class Handler(FileSystemEventHandler):
-        def on_any_event(self, event):
-            if event.event_type in ("opened", "closed_no_write"):
-                return
-            if event.is_directory and event.event_type == "modified":
-                return              # a folder's own times: its files' events say what changed
-            paths = [p for p in (event.src_path, getattr(event, "dest_path", "")) if p]
-            events.add(*map(os.fsdecode, paths), walk=event.is_directory)
-            wake.set()
-
-    before = set(threading.enumerate())
-    observer = Observer()
-    observer.daemon = True
-    try:
-        observer.schedule(Handler(), path, recursive=True)
-        observer.start()
-        return _Watch(observer, [t for t in threading.enumerate() if t not in before
-                                 and type(t).__module__.startswith("watchdog.")], wake)
-    except OSError as e:
-        reason = e.strerror or str(e)
-    except RecursionError:          # watchdog adds its watches with a recursive os.walk
-        reason = "a folder is nested too deeply for the watcher"
-    observer.stop()     # and with it the inotify reader thread `schedule` started
-    log.warning("%s: file events are unavailable (%s); scanning every %g s instead",
-                path, reason, NO_INOTIFY_POLL)
-    return None
-
-
-class _Watch:
-    """A started watchdog observer and the threads it started (its emitter, its inotify
-    reader).  Those can die while the observer lives on and delivers nothing: the
-    reader runs a recursive os.walk over each new folder tree, which a tree a thousand
-    folders deep ends with a RecursionError."""
-
-    def __init__(self, observer, threads: list[threading.Thread], wake: threading.Event):
-        self.observer = observer
-        self.threads = threads
-        for thread in threads:      # the loop hears of a death at once, not at its next poll
-            threading.Thread(target=_wake_after, args=(thread, wake), daemon=True,
-                             name="feedsvc-watch-sentry").start()
-
-    def is_alive(self) -> bool:
-        return self.observer.is_alive() and all(t.is_alive() for t in self.threads)
-
-    def stop(self) -> None:
-        self.observer.stop()
-
-    def join(self, timeout: float | None = None) -> None:
-        self.observer.join(timeout)
-
-
-def _wake_after(thread: threading.Thread, wake: threading.Event) -> None:
-    thread.join()
-    wake.set()
