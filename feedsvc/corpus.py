@@ -11,31 +11,33 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import os
 import pickle
-import re
-import stat
 import time
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
+from typing import NamedTuple
 
-from . import loader, names, versions, workers
+from . import duplicates, loader, names, scan, versions, workers
+from .cache import Cache
 from .model import Article, Category, DataError, Person, Site, newest_first, swap_sorted
 from .names import CATEGORIES_FILE, name_key
-from .state import Cache
+from .scan import (  # noqa: F401 - read from here by tests, web
+    LARGE_MEDIA_BYTES,
+    MAX_DEPTH,
+    SITE_FILE,
+    FileState,
+    Rescanned,
+    Signatures,
+    Unreadable,
+)
 
-SITE_FILE = "site.yml"
+_SERIALS = itertools.count(1)
 PARALLEL_PARSE = 1000        # files to parse before a load uses every core
-RACY_SECONDS = 3.0           # a file this much younger than a load is read again next time
-# `feedsvc serve` reads a media file whole into memory for each GET (web.media_response:
-# streaming it would hold granian's one WSGI thread for as long as a slow client reads),
-# so a worker holds about 1.25x a file's size per client still reading it.  Up to 32 MB
-# that is a few clients' worth of a small box's memory; above it a file is still served,
-# with a warning that nginx (`feedsvc build`) should serve it.
-LARGE_MEDIA_BYTES = 32 << 20
 
 
 @dataclass
@@ -48,16 +50,24 @@ class Corpus:
     author_slugs: dict[str, str]            # name key -> slug
     category_slugs: dict[str, str]          # name key -> slug
     errors: list[DataError] = field(default_factory=list)
-    # set when this corpus is `base` with articles swapped (old, new) and nothing else
-    # changed (see Library._patched): a build redoes only the scopes those articles are in
-    base: Corpus | None = field(default=None, repr=False, compare=False)
+    # set when this corpus is the one of serial `patched_from` with articles swapped
+    # (old, new) and nothing else changed (see Library._patched): a build redoes only the
+    # scopes those articles are in
+    patched_from: int | None = field(default=None, repr=False, compare=False)
     swaps: tuple[tuple[Article, Article], ...] = field(default=(), repr=False, compare=False)
+    # which corpus this is, unique in this process (a new one for every corpus made)
+    serial: int = field(default_factory=lambda: next(_SERIALS), init=False, repr=False,
+                        compare=False)
     _authors_by_names: dict = field(default_factory=dict, repr=False, compare=False)
     _categories_by_names: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __getstate__(self) -> dict:
-        """A checkpoint keeps this corpus, not the one it was patched from."""
-        return {**self.__dict__, "base": None, "swaps": ()}
+        """A checkpoint keeps this corpus, not what it was patched from."""
+        return {**self.__dict__, "patched_from": None, "swaps": ()}
+
+    def __setstate__(self, state: dict) -> None:
+        """Read back in another process: a serial of this one (none it has given out)."""
+        self.__dict__.update(state, serial=next(_SERIALS))
 
     def visible(self, now: dt.datetime) -> list[Article]:
         return self.articles[self._first_visible(now):]
@@ -87,6 +97,13 @@ class Corpus:
         return found
 
 
+class Changes(NamedTuple):
+    """What a load reads again and drops."""
+    changed: list[str]      # files whose signatures changed (or are racy), in path order
+    gone: list[str]         # files deleted since the last load
+    site: bool              # site.yml is to be read again (changed, gone, or never read)
+
+
 class Library:
     """Incremental loader for one data directory."""
 
@@ -96,7 +113,7 @@ class Library:
         self.root = os.path.abspath(root)
         self.base_url = base_url
         self.max_file_bytes = max_file_bytes
-        self._sigs: dict[str, tuple] = {}
+        self._sigs: dict[str, FileState] = {}
         self._records: dict[str, object] = {}           # rel -> record or DataError
         self._last_good: dict[str, object] = {}        # rel -> last valid record
         self._good_changed: dict[str, tuple[Article, bool]] = {}    # to persist after
@@ -112,10 +129,10 @@ class Library:
         self._future: set[str] = set()  # files dated after the last load started
         self._links = False             # whether the last load's files include a symlink
         self._started = 0.0             # when the last load started
-        # the very dict the last load was given, and what `rescan` made of it: a load of
-        # that needs to compare only the files rescan stat'ed, not all of them
-        self._loaded: dict[str, tuple] | None = None
-        self._rescanned: tuple[dict[str, tuple], set[str]] | None = None
+        # the signatures the last load was given (None until one after `adopt`), and what
+        # `rescan` made of them: a load of that compares only the files rescan stat'ed
+        self._loaded: Signatures | None = None
+        self._rescanned: Rescanned | None = None
         self._corpus: Corpus | None = None              # what the last load returned
         self._scan_errors: list[DataError] = []
         self._corpus_site_error: DataError | None = None
@@ -143,248 +160,114 @@ class Library:
         settled = (state["walked_at"] - 2.0) * 1e9
         # an unsettled file keeps its place with a signature no scan gives: it is read
         # again if it is still there, and dropped (with its record) if it is gone
-        self._sigs = {rel: sig if isinstance(sig[0], int) and sig[0] < settled else ("unsettled",)
-                      for rel, sig in state["sigs"].items()}
+        self._sigs = {rel: scan.settled(sig, settled) for rel, sig in state["sigs"].items()}
         self._loaded = self._rescanned = None
         self._records, self._last_good = state["records"], state["last_good"]
         self.site, self._site_error = state["site"], state["site_error"]
         return True
 
-    def settled(self, sigs: dict[str, tuple]) -> bool:
+    def settled(self, sigs: Signatures) -> bool:
         """Whether `sigs` are exactly the signatures this library has loaded."""
         return sigs == self._sigs
 
     # -- scanning ---------------------------------------------------------------
-    def scan(self) -> dict[str, tuple]:
-        """Stat signatures of every data file (dot files and folders are ignored)."""
-        sigs: dict[str, tuple] = {}
+    def scan(self) -> Signatures:
+        """Stat signatures of every data file (see scan.walk); its errors in `scan_errors`."""
         self.scan_errors = []
         self.walks += 1
         self.walked_mono = time.monotonic()
-        if not os.path.isdir(self.root):
-            raise DataError(".", f"data directory {self.root} is missing or not a directory")
+        found = scan.walk(self.root, self._sigs)
+        self.scan_errors = found.errors
+        return found.sigs
 
-        unreadable: dict[str, str] = {}
-        # depth first, each folder's entries in name order, without recursion: a tree
-        # of a thousand nested folders must not take the process's stack with it
-        stack = [_listing(self.root, "", unreadable)]
-        while stack:
-            rel_dir, entries = stack[-1]
-            e = next(entries, None)
-            if e is None:
-                stack.pop()
-                continue
-            if e.name.startswith(".") or e.name.endswith("~"):
-                continue
-            rel = f"{rel_dir}/{e.name}" if rel_dir else e.name
-            try:
-                if e.is_dir(follow_symlinks=False):
-                    if rel in ("articles", "authors", "media") or \
-                            rel.startswith(("articles/", "media/")):
-                        problem = _bad_name(e.name, "folder") or \
-                            (_TOO_DEEP if rel.count("/") >= MAX_DEPTH else "")
-                        if problem:
-                            self.scan_errors.append(DataError(_shown(rel), problem))
-                        else:
-                            stack.append(_listing(e.path, rel, unreadable))
-                    continue
-                problem = _bad_name(e.name, "file")
-                if problem:
-                    if _wanted(_shown(rel)):
-                        self.scan_errors.append(DataError(
-                            _shown(rel), problem, warning=rel.startswith("media/")))
-                    continue
-                st = e.stat(follow_symlinks=True) if e.is_symlink() else e.stat()
-                sigs[rel] = (st.st_mtime_ns, st.st_size, st.st_ino, e.is_symlink())
-                if _large_media(rel, sigs[rel]):
-                    self.scan_errors.append(_large_media_warning(rel, st.st_size))
-                if e.is_symlink() and rel.startswith("media/") and not _inside(
-                        os.path.join(self.root, "media"), e.path):
-                    self.scan_errors.append(DataError(rel, "is a symlink pointing outside "
-                                                      "media/: it is not served under "
-                                                      "/media/; copy the file in instead"))
-            except OSError as err:  # dangling symlink, vanished file
-                sigs[rel] = ("error", err.strerror)
-        sigs = {rel: sig for rel, sig in sigs.items() if _wanted(rel)}
-        for folder, reason in unreadable.items():
-            # What we cannot list is not deleted: keep every file we knew below it.
-            prefix = folder + "/" if folder else ""
-            sigs.update((rel, sig) for rel, sig in self._sigs.items()
-                        if rel.startswith(prefix) and rel not in sigs)
-            self.scan_errors.append(DataError(folder or ".", f"cannot be listed ({reason}); "
-                                                             "its files keep their last version"))
-        return sigs
-
-    def rescan(self, sigs: dict[str, tuple], paths: set[str]) -> dict[str, tuple] | None:
+    def rescan(self, sigs: Signatures, paths: set[str]) -> Signatures | None:
         """`sigs` with the files at `paths` (absolute, from file events) stat'ed again: a
         save costs a few stats instead of a walk of the whole tree.  None when a walk is
-        needed after all (a folder was among them, or a path the walk would see
-        differently).  `sigs` is not changed (a later `load` relies on it)."""
+        needed after all (a folder was among them, a path the walk would see differently,
+        a link).  `sigs` is not changed.  When `sigs` are those the last load was given,
+        the next load of what this returns compares only the files it stat'ed."""
         self._rescanned = None
-        links = self._links if sigs is self._loaded else _has_links(sigs.values())
-        if links:
+        based = self._loaded is not None and sigs == self._loaded
+        if self._links if based else scan.has_links(sigs.values()):
             return None             # a link's target may have changed under another name
-        out = dict(sigs)
-        touched: set[str] = set()
-        root = os.path.abspath(self.root)
-        for path in paths:
-            rel = os.path.relpath(path, root).replace(os.sep, "/")
-            parts = rel.split("/")
-            if rel == ".":
-                return None
-            if rel.startswith("../") or rel == "..":
-                continue                            # outside the data directory
-            if _large_media(rel, sigs.get(rel)):
-                return None                         # the walk reports it: no more, now
-            if any(p.startswith(".") or p.endswith("~") for p in parts):
-                continue                            # what the walk skips
-            if len(parts) > 1 and parts[0] not in ("articles", "authors", "media"):
-                continue                            # a folder the walk does not enter
-            if len(parts) > MAX_DEPTH + 1:
-                continue                            # below a folder too deep to enter
-            if any(_BAD_NAME_CHARS.search(p) for p in parts):
-                return None                         # the walk reports it, or its folder
-            try:
-                lst = os.lstat(path)
-            except FileNotFoundError:
-                if any(r.startswith(rel + "/") for r in out):
-                    return None                     # a folder went away
-                out.pop(rel, None)
-                touched.add(rel)
-                continue
-            except OSError as err:
-                if _wanted(rel):
-                    out[rel] = ("error", err.strerror)
-                    touched.add(rel)
-                continue
-            if stat.S_ISDIR(lst.st_mode):
-                return None                         # a new folder: walk it
-            if not _wanted(rel):
-                continue
-            link = stat.S_ISLNK(lst.st_mode)
-            touched.add(rel)
-            try:
-                st = os.stat(path) if link else lst
-                out[rel] = (st.st_mtime_ns, st.st_size, st.st_ino, link)
-            except OSError as err:                  # a dangling symlink
-                out[rel] = ("error", err.strerror)
-            if _large_media(rel, out[rel]):
-                return None                         # the walk reports it
-        if sigs is self._loaded:
-            self._rescanned = (out, touched)
-        return out
+        found = scan.rescan(self.root, sigs, paths)
+        if found is None:
+            return None
+        if based:
+            self._rescanned = found
+        return found.sigs
 
-    def load(self, sigs: dict[str, tuple] | None = None) -> Corpus:
+    def load(self, sigs: Signatures | None = None) -> Corpus:
         """Re-read changed files and return the corpus they make now."""
         sigs = self.scan() if sigs is None else sigs
         started = time.time()
         # After `rescan` of what the last load was given, only the files it stat'ed can
         # differ (a refresh at 10,000 files then skips comparing all of them).
-        hint = self._rescanned if self._rescanned and self._rescanned[0] is sigs and \
-            started >= self._started else None
+        hint = self._rescanned if self._rescanned is not None and \
+            self._rescanned.sigs == sigs and started >= self._started else None
         self._rescanned = None
-        if hint:
-            changed = [rel for rel in sorted(hint[1] | self.racy) if rel in sigs and (
-                self._sigs.get(rel) != sigs[rel] or rel in self.racy)]
-            gone = sorted(rel for rel in hint[1] if rel in self._sigs and rel not in sigs)
-        else:
-            changed = [rel for rel, sig in sigs.items()
-                       if self._sigs.get(rel) != sig or rel in self.racy]
-            gone = sorted(set(self._sigs) - set(sigs))
-        site_changed = SITE_FILE in changed or SITE_FILE not in sigs or self.site is None
-        for rel in gone:
+        changes = self._changes(sigs, hint)
+        for rel in changes.gone:
             self._records.pop(rel, None)
             self._last_good.pop(rel, None)
-        if self.cache and self.site and gone:       # deleted: nothing to fall back on
-            self.cache.delete("records", [self._good_key(rel) for rel in gone])
+        if self.cache and self.site and changes.gone:   # deleted: nothing to fall back on
+            self.cache.delete("records", [self._good_key(rel) for rel in changes.gone])
 
         site_before = self.site
         try:
-            corpus = self._load(sigs, changed, gone, site_changed, started)
+            corpus = self._load(sigs, changes)
         except BaseException:
             self.site = site_before     # records parsed with a new site were not all made
             self._corpus = None         # and those it did make are not in it: assemble anew
             raise
         # Only now: a load that fails half-way must see these files as changed next time.
         self._sigs = dict(sigs)
-        self._note_times(sigs, changed if hint else None, started)
+        self._note_times(sigs, changes.changed if hint else None, started)
         return corpus
 
-    def _note_times(self, sigs: dict[str, tuple], changed: list[str] | None,
+    def _changes(self, sigs: Signatures, hint: Rescanned | None) -> Changes:
+        """The files to read again and the files gone since the last load: among those
+        `hint` touched, when it is given, else among all."""
+        racy = self.racy
+        if hint:
+            changed = [rel for rel in sorted(hint.touched | racy) if rel in sigs and (
+                self._sigs.get(rel) != sigs[rel] or rel in racy)]
+            gone = sorted(rel for rel in hint.touched if rel in self._sigs and rel not in sigs)
+        else:
+            changed = [rel for rel, sig in sigs.items()
+                       if self._sigs.get(rel) != sig or rel in racy]
+            gone = sorted(set(self._sigs) - set(sigs))
+        site = SITE_FILE in changed or SITE_FILE not in sigs or self.site is None
+        return Changes(changed, gone, site)
+
+    def _note_times(self, sigs: Signatures, changed: list[str] | None,
                     started: float) -> None:
-        """Which files are too recent to trust (`racy`), dated in the future, or links.
-        A file modified within a few seconds of being read may change again within its
-        timestamp's resolution (coarse on network file systems) without its signature
-        changing: it is read again on the next loads until it is older than that.
-        `changed`: the only files whose signatures changed since the last load, if known;
-        any other file was neither recent nor in the future then, so it is not now."""
-        recent, now = (started - RACY_SECONDS) * 1e9, started * 1e9
+        """Which files are too recent to trust (`racy`), dated in the future, or links
+        (see scan.recent).  `changed`: the only files whose signatures changed since the
+        last load, if known; any other file was neither recent nor in the future then,
+        so it is not now."""
         if changed is None:
             candidates: Iterable[str] = sigs
-            self._links = _has_links(sigs.values())
+            self._links = scan.has_links(sigs.values())
         else:
             candidates = {rel for rel in (*self.racy, *self._future, *changed) if rel in sigs}
-            self._links = self._links or _has_links(sigs[rel] for rel in changed)
-        racy: set[str] = set()          # (a time in the future is no clue: trusted, but
-        future: set[str] = set()        # looked at again on each load until it is past)
-        for rel in candidates:
-            mtime = sigs[rel][0]
-            if isinstance(mtime, int) and mtime >= recent:
-                (racy if mtime <= now else future).add(rel)
-        self.racy, self._future, self._started = racy, future, started
+            self._links = self._links or scan.has_links(sigs[rel] for rel in changed)
+        self.racy, self._future = scan.recent(sigs, candidates, started)
+        self._started = started
         self._loaded = sigs
 
-    def _load(self, sigs: dict[str, tuple], changed: list[str], gone: list[str],
-              site_changed: bool, started: float) -> Corpus:
-        if site_changed:
-            try:
-                text, _ = loader.read_text(self.root, SITE_FILE, self.max_file_bytes)
-                site = loader.parse_site(SITE_FILE, text, self.base_url)
-                self._site_error = None
-                if site != self.site:       # dates and ids depend on the site settings
-                    self.site, changed = site, sorted(sigs)
-                if self.cache and text != self._site_text:
-                    self.cache.put_records_later({self._good_site_key: text})
-                self._site_text = text
-            except DataError as e:
-                self._site_error = e        # reported on every load until site.yml is fixed
-                if self.site is None:       # as the running process would: the last good one
-                    self.site = self._recall_site()
-                    if self.site is None:
-                        raise
-                    changed = sorted(sigs)
+    def _load(self, sigs: Signatures, changes: Changes) -> Corpus:
+        changed, gone = changes.changed, changes.gone
+        if changes.site:
+            changed = self._read_site(sigs, changed)
         assert self.site is not None
-        articles = [rel for rel in changed if rel.startswith("articles/")]
         before = {rel: self._records.get(rel) for rel in changed}
-        for rel in changed:
-            if not rel.startswith(("articles/", "media/")):
-                rec = self._records[rel] = self._parse(rel, sigs[rel])
-                if rec is not None and not isinstance(rec, DataError):
-                    self._last_good[rel] = rec
-        self._records.update(self._parse_articles(articles, sigs))
+        self._parse_changed(sigs, changed)
         if any(rel.startswith("media/") for rel in changed + gone):
-            for store in (self._records, self._last_good):
-                for rel, rec in store.items():
-                    if isinstance(rec, Article) and rec.image:
-                        store[rel] = self._with_image(rec, self.site)
+            self._measure_images()
         self._recall_last_good(changed)
-        media = any(rel.startswith("media/") for rel in changed)
-        same = self._corpus is not None and not gone and self.site == self._corpus.site \
-            and self._site_error is None and self._corpus_site_error is None \
-            and not media and self.scan_errors == self._scan_errors \
-            and all(self._records.get(rel) == rec for rel, rec in before.items())
-        # re-read files that turned out the same (a racy file, a touch) make no new corpus
-        if same and self._corpus:
-            corpus = self._corpus
-        else:
-            corpus = (None if gone or media else self._patched(before)) \
-                or self._assemble(self.site)
-        if self.cache and self._good_changed:       # a restart must remember them too, by
-            goods, site = self._good_changed, self.site     # reference (worked out by the
-            self.cache.put_records_later(lambda: {          # cache's writer thread)
-                self._good_key(rel): a if renamed else _record_key(rel, a.digest, site)
-                for rel, (a, renamed) in goods.items()})
-        self._good_changed = {}
+        corpus = self._corpus_after(before, changed, gone)
+        self._persist_good()
         if corpus is not self._corpus:
             corpus.errors[:0] = self.scan_errors
             if self._site_error:
@@ -393,7 +276,77 @@ class Library:
             self._corpus_site_error = self._site_error
         return corpus
 
-    def _parse_articles(self, rels: list[str], sigs: dict[str, tuple]) -> dict[str, object]:
+    def _read_site(self, sigs: Signatures, changed: list[str]) -> list[str]:
+        """Read site.yml (or, when it is bad, keep the site settings we have, or recall the
+        last good ones); the files to read again: all of them when the settings changed."""
+        try:
+            text, _ = loader.read_text(self.root, SITE_FILE, self.max_file_bytes)
+            site = loader.parse_site(SITE_FILE, text, self.base_url)
+            self._site_error = None
+            if site != self.site:       # dates and ids depend on the site settings
+                self.site, changed = site, sorted(sigs)
+            if self.cache and text != self._site_text:
+                self.cache.put_records_later({self._good_site_key: text})
+            self._site_text = text
+        except DataError as e:
+            self._site_error = e        # reported on every load until site.yml is fixed
+            if self.site is None:       # as the running process would: the last good one
+                self.site = self._recall_site()
+                if self.site is None:
+                    raise
+                changed = sorted(sigs)
+        return changed
+
+    def _parse_changed(self, sigs: Signatures, changed: list[str]) -> None:
+        """Parse the changed files into `_records` (and `_last_good`, those that are good)."""
+        for rel in changed:
+            if not rel.startswith(("articles/", "media/")):
+                rec = self._records[rel] = self._parse(rel, sigs[rel])
+                if rec is not None and not isinstance(rec, DataError):
+                    self._last_good[rel] = rec
+        articles = [rel for rel in changed if rel.startswith("articles/")]
+        self._records.update(self._parse_articles(articles, sigs))
+
+    def _measure_images(self) -> None:
+        """A media file changed: every article's image length again."""
+        assert self.site is not None
+        for store in (self._records, self._last_good):
+            for rel, rec in store.items():
+                if isinstance(rec, Article) and rec.image:
+                    store[rel] = self._with_image(rec, self.site)
+
+    def _corpus_after(self, before: dict[str, object], changed: list[str],
+                      gone: list[str]) -> Corpus:
+        """The corpus the records make now: the last one when nothing it is made from
+        changed, the last one patched when only articles changed in place (see _patched),
+        else one assembled anew."""
+        assert self.site is not None
+        media = any(rel.startswith("media/") for rel in changed)
+        # re-read files that turned out the same (a racy file, a touch) make no new corpus
+        if self._corpus is not None and not gone and not media and self._same(before):
+            return self._corpus
+        return (None if gone or media else self._patched(before)) \
+            or self._assemble(self.site)
+
+    def _same(self, before: dict[str, object]) -> bool:
+        """Whether the last corpus is still what the records make, these read again."""
+        assert self._corpus is not None
+        return self.site == self._corpus.site and self._site_error is None \
+            and self._corpus_site_error is None and self.scan_errors == self._scan_errors \
+            and all(self._records.get(rel) == rec for rel, rec in before.items())
+
+    def _persist_good(self) -> None:
+        """A restart must remember the last good versions noted by this load too, by
+        reference (worked out by the cache's writer thread)."""
+        if self.cache and self._good_changed:
+            goods, site = self._good_changed, self.site
+            assert site is not None
+            self.cache.put_records_later(lambda: {
+                self._good_key(rel): a if renamed else _record_key(rel, a.digest, site)
+                for rel, (a, renamed) in goods.items()})
+        self._good_changed = {}
+
+    def _parse_articles(self, rels: list[str], sigs: Signatures) -> dict[str, object]:
         """Read every file; parse only those whose bytes the record cache has not seen
         (a cold start, with many files, parses all of them on every core)."""
         # racy files whose signature did not change are only checked: read and hashed here
@@ -404,15 +357,16 @@ class Library:
                     **self._parse_in_process(checked, sigs)}
         return self._parse_in_process(rels, sigs)
 
-    def _parse_in_process(self, rels: list[str], sigs: dict[str, tuple]) -> dict[str, object]:
+    def _parse_in_process(self, rels: list[str], sigs: Signatures) -> dict[str, object]:
         site = self.site
         assert site is not None
         out: dict[str, object] = {}
         raws: dict[str, bytes] = {}
         for rel in rels:
             try:
-                if sigs[rel][0] == "error":
-                    raise DataError(rel, f"cannot be read ({sigs[rel][1]})")
+                sig = sigs[rel]
+                if isinstance(sig, Unreadable):
+                    raise DataError(rel, f"cannot be read ({sig.message})")
                 raws[rel] = loader.read_bytes(self.root, rel, self.max_file_bytes)
             except DataError as e:
                 out[rel] = e
@@ -437,7 +391,7 @@ class Library:
             self.cache.put_records(fresh)
         return out
 
-    def _parse_on_every_core(self, rels: list[str], sigs: dict[str, tuple]) -> dict[str, object]:
+    def _parse_on_every_core(self, rels: list[str], sigs: Signatures) -> dict[str, object]:
         """Worker processes read and parse the files and send back pickled records; this
         process unpacks them as they arrive, and the record cache stores them as sent."""
         site = self.site
@@ -514,13 +468,13 @@ class Library:
         self._site_text = text
         return site
 
-    def _parse(self, rel: str, sig: tuple) -> object:
+    def _parse(self, rel: str, sig: FileState) -> object:
         self.reads += 1
         if rel == SITE_FILE:
             return None
         try:
-            if sig[0] == "error":
-                raise DataError(rel, f"cannot be read ({sig[1]})")
+            if isinstance(sig, Unreadable):
+                raise DataError(rel, f"cannot be read ({sig.message})")
             text, _ = loader.read_text(self.root, rel, self.max_file_bytes)
             if rel == CATEGORIES_FILE:
                 return loader.parse_categories(rel, text)
@@ -538,6 +492,22 @@ class Library:
         if old is None or not before or self.site != old.site or self._site_error \
                 or self._corpus_site_error or self.scan_errors != self._scan_errors:
             return None
+        swaps = self._swaps(before)
+        if not swaps:
+            return None
+        articles = list(old.articles)
+        for was, new in swaps:
+            if not swap_sorted(articles, was, new):
+                return None                 # it was not published as it was read
+        for _, new in swaps:
+            self._note_good(new)
+        errors = old.errors[len(self.scan_errors):]     # as assembled: see `_load`
+        return replace(old, articles=articles, errors=errors, patched_from=old.serial,
+                       swaps=tuple(swaps))
+
+    def _swaps(self, before: dict[str, object]) -> list[tuple[Article, Article]] | None:
+        """(was, now) of every article whose record changed from `before`, when each was
+        and is published and keeps what others depend on; else None."""
         swaps = []
         for rel, was in before.items():
             new = self._records.get(rel)
@@ -549,17 +519,7 @@ class Library:
                     (new.id, new.slug, new.authors, new.categories):
                 return None
             swaps.append((was, new))
-        if not swaps:
-            return None
-        articles = list(old.articles)
-        for was, new in swaps:
-            if not swap_sorted(articles, was, new):
-                return None                 # it was not published as it was read
-        for _, new in swaps:
-            self._note_good(new)
-        errors = old.errors[len(self.scan_errors):]     # as assembled: see `_load`
-        old.base, old.swaps = None, ()      # one step back is all a build looks at
-        return replace(old, articles=articles, errors=errors, base=old, swaps=tuple(swaps))
+        return swaps
 
     def _assemble(self, site: Site) -> Corpus:
         errors: list[DataError] = []
@@ -590,91 +550,21 @@ class Library:
                       errors=sorted(errors, key=lambda e: (e.path, e.message)))
 
     def _unique(self, candidates: list[Article], errors: list[DataError]) -> list[Article]:
-        """Settle ids and slugs that more than one file asks for.
-
-        An id names an entry for feed readers, so one file keeps it and every other file
-        asking for it is left out (with an error) until its id is changed.  A slug only
-        names a page: every article is published, and those that cannot have theirs get
-        a fallback (`names.fallback_slugs`), with a warning.  Either way the file that
-        was published with it keeps it, so a new file never moves a published article;
-        among others the earliest `date` wins, ties broken by path.
-        """
+        """Settle ids and slugs that more than one file asks for (see duplicates); an
+        article published as read is its file's last good version."""
         self._recall_clashing(candidates)
-        return self._settle_slugs(self._settle_ids(candidates, errors), errors)
+        kept = duplicates.settle_ids(candidates, self._published_with, errors)
+        published = duplicates.settle_slugs(kept, self._published_with, errors)
+        for a, out in zip(kept, published, strict=True):
+            rec = self._records.get(a.path)
+            if rec is a or rec == a:        # published as read, not a last good version
+                self._note_good(out, renamed=out is not a)
+        return published
 
     def _published_with(self, a: Article) -> Article | None:
         """The last good version of `a`'s file, the one its feeds hold now, if any."""
         good = self._last_good.get(a.path)
         return good if isinstance(good, Article) else None
-
-    def _settle_ids(self, candidates: list[Article], errors: list[DataError]) -> list[Article]:
-        def holds(a: Article) -> bool:
-            good = self._published_with(a)
-            return good is not None and good.id == a.id
-
-        if len({a.id for a in candidates}) == len(candidates):
-            return candidates                   # the usual case: nothing to settle
-        kept: list[Article] = []
-        owner: dict[str, Article] = {}
-        for a in sorted(candidates, key=lambda a: (not holds(a), *_oldest_first(a))):
-            holder = owner.get(a.id)
-            if holder is not None:
-                good = self._published_with(a)
-                stays = good is not None and good != a and good.id not in owner
-                left = ("this edit is not published, its last good version stays," if stays
-                        else "this file is left out of every feed")
-                errors.append(DataError(a.path, f"duplicate id {a.id!r}: {holder.path} keeps "
-                                        f"it ({_why(holder, a)}); {left} until you give it "
-                                        "another 'id'"))
-                if good is None or not stays:
-                    continue
-                a = good                    # the edit is skipped; its last good version stays
-            owner[a.id] = a
-            kept.append(a)
-        return kept
-
-    def _settle_slugs(self, articles: list[Article], errors: list[DataError]) -> list[Article]:
-        """Every article gets a slug of its own.  First the slug each was published with
-        stays with it (a fallback slug only while another file asks for the slug it stands
-        in for); then each takes the slug it asks for; then those left take their first
-        free fallback.  Each round goes in the order of `date`, then path."""
-        asked = Counter(a.slug for a in articles)
-        owner: dict[str, Article] = {}
-        given: dict[str, str] = {}              # path -> slug
-        if len(asked) < len(articles):          # else, as usual, each has the slug it asks for
-            order = sorted(articles, key=_oldest_first)
-            for a in order:
-                good = self._published_with(a) if asked[a.slug] > 1 else None
-                if good is not None and good.slug not in owner and (
-                        good.slug == a.slug or
-                        good.slug in names.fallback_slugs(a.path, a.slug)):
-                    owner[good.slug], given[a.path] = a, good.slug
-            for a in order:
-                if a.path not in given and a.slug not in owner:
-                    owner[a.slug], given[a.path] = a, a.slug
-            for a in order:
-                if a.path in given:
-                    continue
-                fallbacks = names.fallback_slugs(a.path, a.slug)
-                slug, n = next((s for s in fallbacks if s not in owner), ""), 2
-                while not slug or slug in owner:    # only if other files ask for these too
-                    slug, n = f"{fallbacks[-1]}-{n}", n + 1
-                owner[slug], given[a.path] = a, slug
-        out: list[Article] = []
-        for a in articles:
-            slug = given.get(a.path, a.slug)
-            if slug != a.slug:
-                holder = owner[a.slug]
-                errors.append(DataError(a.path, f"slug {a.slug!r} is also asked for by "
-                                        f"{holder.path}, which keeps it ({_why(holder, a)}); "
-                                        f"this article is published as {slug!r} (set 'slug' "
-                                        "to choose another)", warning=True))
-            published = a if slug == a.slug else replace(a, slug=slug)
-            rec = self._records.get(a.path)
-            if rec is a or rec == a:        # published as read, not a last good version
-                self._note_good(published, renamed=published is not a)
-            out.append(published)
-        return out
 
     def _note_good(self, article: Article, renamed: bool = False) -> None:
         """`article`, valid and published, is its file's last good version (persisted
@@ -686,26 +576,12 @@ class Library:
             self._good_changed[article.path] = (article, renamed)
 
 
-def _oldest_first(a: Article) -> tuple[float, str]:
-    return -a.sort_key[0], a.path
-
-
-def _why(holder: Article, other: Article) -> str:
-    """Why `holder` keeps an id or slug that `other` asks for too (the same words in every
-    process, unless only this one's history explains it)."""
-    if holder.published < other.published:
-        return "its date is earlier"
-    if holder.published == other.published and holder.path < other.path:
-        return "the same date, and its path sorts first"
-    return "it was published with it first"
-
-
-def _read_and_parse(job: tuple[str, str, tuple, Site, int]) -> tuple[str, str | None, object]:
+def _read_and_parse(job: tuple[str, str, FileState, Site, int]) -> tuple[str, str | None, object]:
     """In a worker process: (rel, digest or None, pickled Article or DataError)."""
     root, rel, sig, site, max_bytes = job
     try:
-        if sig[0] == "error":
-            raise DataError(rel, f"cannot be read ({sig[1]})")
+        if isinstance(sig, Unreadable):
+            raise DataError(rel, f"cannot be read ({sig.message})")
         raw = loader.read_bytes(root, rel, max_bytes)
     except DataError as e:
         return rel, None, e
@@ -726,72 +602,3 @@ def _record_key(rel: str, digest: str, site: Site) -> str:
 @lru_cache(maxsize=8)
 def _site_key(site: Site, loader_version: str) -> str:
     return hashlib.sha256(repr((loader_version, site)).encode()).hexdigest()
-
-
-def _inside(folder: str, path: str) -> bool:
-    """Whether `path`, links resolved, is `folder` or below it (as web.py serves media)."""
-    real = os.path.realpath(folder)
-    return os.path.commonpath([real, os.path.realpath(path)]) == real
-
-
-def _large_media(rel: str, sig: tuple | None) -> bool:
-    """Whether the file `rel` with signature `sig` is a media file over LARGE_MEDIA_BYTES."""
-    return rel.startswith("media/") and sig is not None and isinstance(sig[1], int) \
-        and sig[1] > LARGE_MEDIA_BYTES
-
-
-def _large_media_warning(rel: str, size: int) -> DataError:
-    return DataError(rel, f"is {size / 2 ** 20:.1f} MB, over {LARGE_MEDIA_BYTES >> 20} MB: "
-                          "feedsvc serve reads a media file whole into memory for each "
-                          "request; serve large files from nginx (feedsvc build) or a CDN",
-                     warning=True)
-
-
-def _has_links(sigs: Iterable[tuple]) -> bool:
-    """Whether any of these signatures is a symbolic link's (errors have no such field)."""
-    return any(len(sig) == 4 and sig[3] for sig in sigs)
-
-
-MAX_DEPTH = 32      # folders a data file may lie below (articles/ is the first)
-_TOO_DEEP = (f"is nested more than {MAX_DEPTH} folders deep; its files are skipped "
-             "(move them up)")
-# what no file name should hold: bytes that are not UTF-8 (read as lone surrogates),
-# control characters (a line break would split a `path: message` line in two)
-_BAD_NAME_CHARS = re.compile("[\x00-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
-
-
-def _listing(path: str, rel: str, unreadable: dict[str, str]) -> tuple[str, Iterator]:
-    """(rel, the folder's entries in name order); an unlistable folder is noted, empty."""
-    try:
-        with os.scandir(path) as it:
-            entries = sorted(it, key=lambda entry: entry.name)
-    except OSError as err:
-        unreadable[rel] = err.strerror or str(err)
-        entries = []
-    return rel, iter(entries)
-
-
-def _bad_name(name: str, kind: str) -> str:
-    """Why the walk skips a file or folder of this name ("" if it does not)."""
-    if name.isprintable() or not _BAD_NAME_CHARS.search(name):   # the first: ~20x faster
-        return ""
-    what = "its files are skipped" if kind == "folder" else "it is skipped"
-    if any("\ud800" <= c <= "\udfff" for c in name):
-        return f"the {kind} name is not valid UTF-8; rename it ({what})"
-    return f"the {kind} name holds control characters; rename it ({what})"
-
-
-def _shown(rel: str) -> str:
-    """`rel` safe to print: bytes that are not UTF-8 as \\xNN, control characters escaped."""
-    text = os.fsencode(rel).decode("utf-8", "backslashreplace")
-    return _BAD_NAME_CHARS.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
-
-
-def _wanted(rel: str) -> bool:
-    if rel in (SITE_FILE, CATEGORIES_FILE):
-        return True
-    if rel.startswith("authors/"):
-        return rel.count("/") == 1 and rel.endswith((".yml", ".yaml"))
-    if rel.startswith("media/"):        # scanned so an image edit updates enclosure lengths
-        return True
-    return rel.startswith("articles/") and rel.endswith(".md")

@@ -56,10 +56,12 @@ from urllib.parse import urlsplit
 import pytz
 
 from . import feeds, loader, settings
+from .cache import Cache
 from .corpus import Library
 from .http import CSP, NOSNIFF
 from .publish import Publisher, compress
-from .state import Cache, Validators
+from .scan import Signatures
+from .validators import Validators
 
 MANIFEST = ".feedsvc-manifest"
 NGINX_CONF = "nginx/feedsvc.conf"
@@ -149,7 +151,18 @@ def _file_of(path: str) -> str:
     return path + "index.html" if path == "" or path.endswith("/") else path
 
 
-def _media_files(data_dir: str, sigs: dict[str, tuple]) -> list[tuple[str, str]]:
+def _to_write(path: str, st: os.stat_result | None, body: bytes | None,
+              source: tuple[str, bytes] | None) -> bytes | None:
+    """The bytes to write at `path` (`st`: its stat, None when there is no file), or None
+    when it holds them already; `body` None: a .gz sibling of `source` (see _Writer.put)."""
+    if body is None:                # a .gz sibling: unzipping is ~10x cheaper than zipping
+        assert source is not None
+        return None if st is not None and _gzip_of(path, source[1]) else compress(source[1])
+    same = st is not None and st.st_size == len(body) and _same_bytes(path, body)
+    return None if same else body
+
+
+def _media_files(data_dir: str, sigs: Signatures) -> list[tuple[str, str]]:
     """(OUTDIR-relative path, source path) of every file under data/media, sorted: those
     the data directory's walk keeps (`sigs`: no dot files or backups, no name that is not
     UTF-8, no folder too deep; os.walk would recurse into a thousand nested folders)."""
@@ -222,24 +235,15 @@ class _Writer:
             st = os.stat(path)
         except FileNotFoundError:
             st = None
-        if body is None:                # a .gz sibling: unzipping is ~10x cheaper than zipping
-            assert source is not None
-            same = st is not None and _gzip_of(path, source[1])
-            if not same:
-                body = compress(source[1])
+        fresh = _to_write(path, st, body, source)
+        if fresh is not None:
+            _atomic_write(path, fresh, mtime_ns)
+            self.written.append(rel)
+        elif st is not None and mtime_ns is not None and st.st_mtime_ns != mtime_ns:
+            os.utime(path, ns=(mtime_ns, mtime_ns))
+            self.touched.append(rel)
         else:
-            same = st is not None and st.st_size == len(body) and _same_bytes(path, body)
-        if same:
-            assert st is not None
-            if mtime_ns is not None and st.st_mtime_ns != mtime_ns:
-                os.utime(path, ns=(mtime_ns, mtime_ns))
-                self.touched.append(rel)
-            else:
-                self.unchanged += 1
-            return
-        assert body is not None
-        _atomic_write(path, body, mtime_ns)
-        self.written.append(rel)
+            self.unchanged += 1
 
     def finish(self) -> list[str]:
         """Remove what an earlier build wrote and this one did not; save the manifest."""

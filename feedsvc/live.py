@@ -18,18 +18,21 @@ import pickle
 import threading
 import time
 from contextlib import nullcontext, suppress
+from dataclasses import dataclass
 
 import pytz
 
 from . import versions, workers
+from .cache import Cache
 from .corpus import Corpus, Library
 from .http import CacheControl, Resource
 from .model import DataError
 from .publish import Document, Publisher
-from .state import SETTLE_SECONDS, Cache, Validators
+from .scan import Signatures
+from .validators import SETTLE_SECONDS, Validators
+from .watch import NO_INOTIFY_POLL, WATCH_RETRY, Events, inode, observe
 
 log = logging.getLogger("feedsvc")
-NO_INOTIFY_POLL = 1.0       # seconds between scans when file events are unavailable
 CHECKPOINT_QUIET = 10.0     # seconds without changes before the checkpoint is rewritten
 # The Last-Modified of a document whose bytes may show none yet (see state.Validators):
 # the last second HTTP dates can hold, so http.FeedApp never sends it (it holds back any
@@ -63,15 +66,15 @@ class Service:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._next_go_live: float | None = None
-        self._sigs: dict | None = None
+        self._sigs: Signatures | None = None
         self._observer = None
-        self._events = _Events()
+        self._events = Events()
         self._dirty_since: float | None = None  # changed since the checkpoint was written
         self._failures = 0                      # refreshes that raised, in a row
         self._checkpoint_error = ""             # the last one, logged once
         self._stopped = False
         if config["watch"]:             # watch first, so no save between scan and watch is lost
-            self._observer = _observe(config["data_dir"], self._wake, self._events)
+            self._observer = observe(config["data_dir"], self._wake, self._events)
         self._events.take()             # from here on, events name what the first scan missed
         if not self._resume():
             self.refresh(force=True)
@@ -92,24 +95,12 @@ class Service:
             now = self.clock()
             seen = time.time()              # our bytes reflect the data as of this moment
             try:
-                sigs = None
-                if paths is not None and self._sigs is not None and not force:
-                    sigs = self.library.rescan(self._sigs, paths)
-                walked = sigs is None
-                if walked:
-                    sigs = self.library.scan()
-                due = self._next_go_live is not None and now >= self._next_go_live
-                rebuild = force or due or bool(self.publisher.partial)
-                # files re-read (changed, or too recent to trust) may still make no new corpus
-                reread = sigs != self._sigs or bool(self.library.racy)
-                corpus = self.corpus
-                if rebuild or reread or corpus is None:
-                    corpus = self.library.load(sigs)
-                if corpus is self.corpus and not rebuild:
-                    self._sigs = sigs
-                    if walked:
+                loaded = self._load(now, force, paths)
+                if loaded.corpus is self.corpus and not loaded.rebuild:
+                    self._sigs = loaded.sigs
+                    if loaded.walked:
                         self.library.walked_at = seen
-                    self._report(corpus.errors)     # a data directory back, say
+                    self._report(loaded.corpus.errors)     # a data directory back, say
                     self._restamp(now, seen)
                     return False
             except DataError as e:          # the data directory is gone or site.yml is bad
@@ -119,24 +110,46 @@ class Service:
                 self._report([e])           # keep serving what we have
                 self._sigs = None           # and look at everything again once it is back
                 return False
-            when = dt.datetime.fromtimestamp(now, pytz.utc)
-            documents = self.publisher.build(corpus, when, self.documents)
-            self._sigs = sigs               # only once built: a failed build is tried again
-            if walked:
-                self.library.walked_at = seen
-            nxt = corpus.next_go_live(when)
-            self._next_go_live = nxt.timestamp() if nxt else None
-            self.cache_control.next_change = self._next_go_live
-            self.rebuilt = [p for p, d in documents.items() if self.documents.get(p) is not d]
-            self.corpus, self.documents = corpus, documents
-            self.restored = None            # the data is back: its own pages from now on
-            self._dirty_since = self._dirty_since or time.monotonic()
-            if self.rebuilt:                # queued after the documents it names
-                self.cache.put_records_later({self._snapshot_key: {
-                    p: (d.recipe, d.content_type) for p, d in documents.items()}})
-            self._report(corpus.errors)
-            self._restamp(now, seen)
-            return bool(self.rebuilt)
+            return self._publish(loaded, now, seen)
+
+    def _load(self, now: float, force: bool, paths: set[str] | None) -> _Loaded:
+        """Scan (or, given event `paths`, rescan) and load what changed."""
+        sigs = None
+        if paths is not None and self._sigs is not None and not force:
+            sigs = self.library.rescan(self._sigs, paths)
+        walked = sigs is None
+        if sigs is None:
+            sigs = self.library.scan()
+        due = self._next_go_live is not None and now >= self._next_go_live
+        rebuild = force or due or bool(self.publisher.partial)
+        # files re-read (changed, or too recent to trust) may still make no new corpus
+        reread = sigs != self._sigs or bool(self.library.racy)
+        corpus = self.corpus
+        if rebuild or reread or corpus is None:
+            corpus = self.library.load(sigs)
+        return _Loaded(corpus, sigs, walked, rebuild)
+
+    def _publish(self, loaded: _Loaded, now: float, seen: float) -> bool:
+        """Build the documents of a new corpus and serve them; True when any changed."""
+        corpus = loaded.corpus
+        when = dt.datetime.fromtimestamp(now, pytz.utc)
+        documents = self.publisher.build(corpus, when, self.documents)
+        self._sigs = loaded.sigs        # only once built: a failed build is tried again
+        if loaded.walked:
+            self.library.walked_at = seen
+        nxt = corpus.next_go_live(when)
+        self._next_go_live = nxt.timestamp() if nxt else None
+        self.cache_control.next_change = self._next_go_live
+        self.rebuilt = [p for p, d in documents.items() if self.documents.get(p) is not d]
+        self.corpus, self.documents = corpus, documents
+        self.restored = None            # the data is back: its own pages from now on
+        self._dirty_since = self._dirty_since or time.monotonic()
+        if self.rebuilt:                # queued after the documents it names
+            self.cache.put_records_later({self._snapshot_key: {
+                p: (d.recipe, d.content_type) for p, d in documents.items()}})
+        self._report(corpus.errors)
+        self._restamp(now, seen)
+        return bool(self.rebuilt)
 
     # -- checkpoint: a restart re-reads and rebuilds only what changed -------------------
     @property
@@ -321,153 +334,87 @@ class Service:
 
     def _run(self) -> None:
         data_dir = self.config["data_dir"]
-        observer = self._observer
-        if observer is None and not self.config["watch"]:   # else __init__ just tried
-            observer = self._observer = _observe(data_dir, self._wake, self._events)
-        watched = _inode(data_dir)
-        retry_at = time.monotonic() + WATCH_RETRY
+        if self._observer is None and not self.config["watch"]:   # else __init__ just tried
+            self._observer = observe(data_dir, self._wake, self._events)
+        watch = _Watched(inode(data_dir), time.monotonic() + WATCH_RETRY)
         while not self._stopped:
             # With inotify a walk is only a safety net; without it, polling is all we have.
             # It comes every `poll` seconds even while events keep waking the loop.
-            poll = self.config["poll_seconds"] if observer else NO_INOTIFY_POLL
-            timeout = max(0.01, poll - (time.monotonic() - self.library.walked_mono))
-            if self._next_go_live is not None:
-                timeout = max(0.01, min(timeout, self._next_go_live - self.clock() + 0.01))
-            if self._dirty_since is not None:
-                timeout = min(timeout, max(0.01, self._dirty_since + CHECKPOINT_QUIET
-                                           - time.monotonic()))
-            if self.library.racy or self.publisher.partial:
-                timeout = min(timeout, 1.0)     # read those again until they are settled
-            if self.validators.retry_at is not None:    # a Last-Modified not yet shown
-                timeout = min(timeout, max(0.01, self.validators.retry_at - self.clock()))
-            if self._failures or self._sigs is None:
-                # a build that keeps failing, or data that cannot be read: no deadline
-                # (a scheduled article, the checkpoint) may make the loop spin on it
-                timeout = max(timeout, min(30.0, 0.5 * 2 ** self._failures), NO_INOTIFY_POLL)
-            if self._wake.wait(timeout):
+            poll = self.config["poll_seconds"] if self._observer else NO_INOTIFY_POLL
+            if self._wake.wait(self._timeout(poll)):
                 time.sleep(0.05)            # let a burst of saves settle into one refresh
                 self._wake.clear()
             if self._stopped:
                 break
             paths = self._events.take()     # stat just the files events named, unless
-            if observer is None or time.monotonic() - self.library.walked_mono >= poll:
+            if self._observer is None or time.monotonic() - self.library.walked_mono >= poll:
                 paths = None                # the safety walk is due
-            try:
-                if not self.refresh(paths=paths) and self._dirty_since is not None and \
-                        time.monotonic() >= self._dirty_since + CHECKPOINT_QUIET:
-                    self.checkpoint()
-                self._failures = 0
-            except Exception:               # never let the watcher die
-                log.exception("refresh failed; serving the previous version")
-                self._failures += 1
-                self._events.add(walk=True)
-            inode = _inode(data_dir)        # a data directory replaced by another one sends
-            if (observer is None and time.monotonic() >= retry_at) or inode != watched or \
-                    (observer is not None and not observer.is_alive()):  # no events
-                if observer is not None:
-                    observer.stop()
-                observer = self._observer = _observe(data_dir, self._wake, self._events)
-                watched = inode
-                # without events every poll walks the tree; trying them again each time
-                # would walk it once more, through watchdog (a folder too deep for it)
-                retry_at = time.monotonic() + max(self.config["poll_seconds"], WATCH_RETRY)
-                self._events.add(walk=True)     # events may have been lost meanwhile:
-                if observer is not None:        # walk now, not at the next safety walk
-                    self._wake.set()
+            self._refresh_in_watcher(paths)
+            self._keep_watching(watch)
+
+    def _timeout(self, poll: float) -> float:
+        """How long the watcher may sleep: until the safety walk, a scheduled article, the
+        checkpoint, a racy file's or a partial feed's retry, or a Last-Modified is due."""
+        timeout = max(0.01, poll - (time.monotonic() - self.library.walked_mono))
+        if self._next_go_live is not None:
+            timeout = max(0.01, min(timeout, self._next_go_live - self.clock() + 0.01))
+        if self._dirty_since is not None:
+            timeout = min(timeout, max(0.01, self._dirty_since + CHECKPOINT_QUIET
+                                       - time.monotonic()))
+        if self.library.racy or self.publisher.partial:
+            timeout = min(timeout, 1.0)     # read those again until they are settled
+        if self.validators.retry_at is not None:    # a Last-Modified not yet shown
+            timeout = min(timeout, max(0.01, self.validators.retry_at - self.clock()))
+        if self._failures or self._sigs is None:
+            # a build that keeps failing, or data that cannot be read: no deadline
+            # (a scheduled article, the checkpoint) may make the loop spin on it
+            timeout = max(timeout, min(30.0, 0.5 * 2 ** self._failures), NO_INOTIFY_POLL)
+        return timeout
+
+    def _refresh_in_watcher(self, paths: set[str] | None) -> None:
+        """Refresh (and write the checkpoint once the data has been quiet); a failure is
+        logged and tried again, with a walk, after a back-off."""
+        try:
+            if not self.refresh(paths=paths) and self._dirty_since is not None and \
+                    time.monotonic() >= self._dirty_since + CHECKPOINT_QUIET:
+                self.checkpoint()
+            self._failures = 0
+        except Exception:               # never let the watcher die
+            log.exception("refresh failed; serving the previous version")
+            self._failures += 1
+            self._events.add(walk=True)
+
+    def _keep_watching(self, watch: _Watched) -> None:
+        """Watch again when there is no watcher (tried every so often), it died, or the
+        data directory was replaced by another one (which sends no events)."""
+        data_dir = self.config["data_dir"]
+        observer = self._observer
+        now_inode = inode(data_dir)
+        if (observer is None and time.monotonic() >= watch.retry_at) or \
+                now_inode != watch.inode or (observer is not None and not observer.is_alive()):
+            if observer is not None:
+                observer.stop()
+            observer = self._observer = observe(data_dir, self._wake, self._events)
+            watch.inode = now_inode
+            # without events every poll walks the tree; trying them again each time
+            # would walk it once more, through watchdog (a folder too deep for it)
+            watch.retry_at = time.monotonic() + max(self.config["poll_seconds"], WATCH_RETRY)
+            self._events.add(walk=True)     # events may have been lost meanwhile:
+            if observer is not None:        # walk now, not at the next safety walk
+                self._wake.set()
 
 
-def _inode(path: str) -> int | None:
-    try:
-        return os.stat(path).st_ino
-    except OSError:
-        return None
+@dataclass(frozen=True)
+class _Loaded:
+    """What a refresh scanned and loaded."""
+    corpus: Corpus
+    sigs: Signatures
+    walked: bool                # the whole tree was walked (not only event paths stat'ed)
+    rebuild: bool               # build even if the corpus is the same one
 
 
-class _Events:
-    """The paths file events named since the last `take`; None when only a walk of the
-    whole data directory will do (a folder changed, too many events)."""
-
-    LIMIT = 5000
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._paths: set[str] | None = None     # the first refresh walks anyway
-
-    def add(self, *paths: str, walk: bool = False) -> None:
-        with self._lock:
-            if walk or self._paths is None or len(self._paths) > self.LIMIT:
-                self._paths = None
-            else:
-                self._paths.update(paths)
-
-    def take(self) -> set[str] | None:
-        with self._lock:
-            paths, self._paths = self._paths, set()
-        return paths
-
-
-WATCH_RETRY = 30.0      # at least this many seconds between tries to get file events back
-
-
-def _observe(path: str, wake: threading.Event, events: _Events):
-    """inotify (via watchdog) wakes the loop at once; None if it cannot watch now."""
-    try:
-        from watchdog.events import FileSystemEventHandler
-        from watchdog.observers import Observer
-    except ImportError:  # pragma: no cover
-        return None
-
-    class Handler(FileSystemEventHandler):
-        def on_any_event(self, event):
-            if event.event_type in ("opened", "closed_no_write"):
-                return
-            if event.is_directory and event.event_type == "modified":
-                return              # a folder's own times: its files' events say what changed
-            paths = [p for p in (event.src_path, getattr(event, "dest_path", "")) if p]
-            events.add(*map(os.fsdecode, paths), walk=event.is_directory)
-            wake.set()
-
-    before = set(threading.enumerate())
-    observer = Observer()
-    observer.daemon = True
-    try:
-        observer.schedule(Handler(), path, recursive=True)
-        observer.start()
-        return _Watch(observer, [t for t in threading.enumerate() if t not in before
-                                 and type(t).__module__.startswith("watchdog.")], wake)
-    except OSError as e:
-        reason = e.strerror or str(e)
-    except RecursionError:          # watchdog adds its watches with a recursive os.walk
-        reason = "a folder is nested too deeply for the watcher"
-    observer.stop()     # and with it the inotify reader thread `schedule` started
-    log.warning("%s: file events are unavailable (%s); scanning every %g s instead",
-                path, reason, NO_INOTIFY_POLL)
-    return None
-
-
-class _Watch:
-    """A started watchdog observer and the threads it started (its emitter, its inotify
-    reader).  Those can die while the observer lives on and delivers nothing: the
-    reader runs a recursive os.walk over each new folder tree, which a tree a thousand
-    folders deep ends with a RecursionError."""
-
-    def __init__(self, observer, threads: list[threading.Thread], wake: threading.Event):
-        self.observer = observer
-        self.threads = threads
-        for thread in threads:      # the loop hears of a death at once, not at its next poll
-            threading.Thread(target=_wake_after, args=(thread, wake), daemon=True,
-                             name="feedsvc-watch-sentry").start()
-
-    def is_alive(self) -> bool:
-        return self.observer.is_alive() and all(t.is_alive() for t in self.threads)
-
-    def stop(self) -> None:
-        self.observer.stop()
-
-    def join(self, timeout: float | None = None) -> None:
-        self.observer.join(timeout)
-
-
-def _wake_after(thread: threading.Thread, wake: threading.Event) -> None:
-    thread.join()
-    wake.set()
+@dataclass
+class _Watched:
+    """What the watcher loop knows of the data directory it watches."""
+    inode: int | None           # the directory's inode when the watch began
+    retry_at: float             # (monotonic) when to try watching again, without a watch

@@ -9,12 +9,13 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from itertools import chain
 from operator import attrgetter
+from typing import NamedTuple
 
 import jinja2
 import pytz
@@ -23,9 +24,9 @@ from isal import igzip
 from markupsafe import Markup, escape
 
 from . import content, feeds, loader, versions, workers
+from .cache import Cache
 from .corpus import Corpus
 from .model import Article, Site, swap_sorted
-from .state import Cache
 
 EPOCH = dt.datetime(2000, 1, 1, tzinfo=pytz.utc)
 PAGE_TYPE = "text/html; charset=utf-8"
@@ -134,13 +135,59 @@ def members(corpus: Corpus, visible: list[Article]) -> dict[tuple[str, str], lis
 
 @dataclass(frozen=True)
 class _Shape:
-    corpus: Corpus
+    serial: int                                     # of the corpus it is the shape of
     now: dt.datetime
     visible: int                                    # how many articles were visible
     held: dict[tuple[str, str], list[Article]]      # scope -> visible articles, newest first
     pending: set[tuple[str, str]]                   # scopes with scheduled articles
     updated_all: dt.datetime                        # the newest update of a visible article
     affected: set[tuple[str, str]] | None           # scopes changed since the last (None: all)
+
+
+class _FeedPlan(NamedTuple):
+    """One feed to make: its scope, the articles it holds, its format."""
+    scope: Scope
+    entries: list[Article]
+    format: str
+
+
+@dataclass
+class _Plan:
+    """What a build makes: every document's recipe, and how to make those not at hand."""
+    recipes: dict[str, tuple[str, str]]         # path -> (recipe, content type)
+    pages: dict[str, Callable[[], bytes]]       # path -> its page (every document but feeds)
+    feed_of: dict[str, _FeedPlan]               # path -> the feed it is
+
+
+class _EntryRecipes:
+    """What an article's feed entry is made from (an article is in up to 7 feeds: worked
+    out once each per build)."""
+
+    def __init__(self, corpus: Corpus):
+        self.corpus = corpus
+        self.made: dict[str, str] = {}
+
+    def __call__(self, a: Article) -> str:
+        r = self.made.get(a.path)
+        if r is None:
+            corpus = self.corpus
+            r = self.made[a.path] = repr((
+                a.path, a.digest, a.image_length,
+                [(p.name, p.url, p.slug) for p in corpus.authors_of(a)],
+                [c.name for c in corpus.categories_of(a)]))
+        return r
+
+
+def _published(scopes: list[Scope], shape: _Shape) -> list[Scope]:
+    """A scope whose only articles are still scheduled stays unpublished: its name, page
+    and feeds would reveal an embargoed article before its time."""
+    return [s for s in scopes if s.kind == "site" or shape.held[(s.kind, s.slug)]
+            or (s.kind, s.slug) not in shape.pending]
+
+
+def _tops(lists: Iterable[list[Article]]) -> list[Article]:
+    """The articles of these lists, each once."""
+    return list({a.path: a for items in lists for a in items}.values())
 
 
 def _hash(*parts: object) -> str:
@@ -216,109 +263,136 @@ class Publisher:
               previous: dict[str, Document] | None = None) -> dict[str, Document]:
         """Every document as of `now`; those whose recipe is unchanged are reused."""
         previous = previous or {}
-        site = corpus.site
         visible = corpus.visible(now)
         shape = self._shape(corpus, visible, now)
-        held = shape.held
-        # a scope whose only articles are still scheduled stays unpublished: its
-        # name, page and feeds would reveal an embargoed article before its time
-        scopes = [s for s in scopes_of(corpus) if s.kind == "site"
-                  or held[(s.kind, s.slug)] or (s.kind, s.slug) not in shape.pending]
-        limit = site.items_per_feed
-        code = versions.version(versions.DOCUMENTS)     # part of every recipe
+        scopes = _published(scopes_of(corpus), shape)
         if not previous or max(len(self._items), len(self._body_keys)) > \
                 2 * len(corpus.articles) + 1000:
             self._items, self._body_keys = {}, {}   # of articles long gone
         # A full build needs the bodies of (nearly) every feed: they start rendering on every
         # core now, while this process works out the recipes (a restart that has lost its
         # checkpoint but kept the caches reads them from the cache, unused, and no more).
-        early = self.start_bodies(corpus, list({
-            a.path: a for s in scopes for a in held[(s.kind, s.slug)][:limit]}.values())) \
-            if not previous else None
-        recipes: dict[str, tuple[str, str]] = {}          # path -> (recipe, content type)
-        pages: dict[str, Callable[[], bytes]] = {}
-        feed_of: dict[str, tuple[Scope, list[Article], str]] = {}
+        early = None if previous else self._start_every_body(corpus, shape, scopes)
+        plan = self._plan(corpus, shape, scopes, visible)
+        out = self._reused(plan, previous)
+        todo = [p for p in sorted(plan.recipes) if p not in out]
+        stored = self.cache.get("gzdocs", [plan.recipes[p][0] for p in todo])   # (gz, ETag)
+        packed = self._make(corpus, plan, [p for p in todo if plan.recipes[p][0] not in stored],
+                            early, shape.updated_all)
+        for path in todo:
+            recipe, ctype = plan.recipes[path]
+            etag, gz = packed[recipe] if recipe in packed else stored[recipe][::-1]
+            out[path] = Document(path, recipe, ctype, etag, gz)
+        if not previous:                  # a full build knows everything still in use
+            self.forget(corpus, {r for r, _ in plan.recipes.values()})
+        return dict(sorted(out.items()))
 
-        entry_recipes: dict[str, str] = {}        # an article is in up to 7 feeds: once each
+    def _start_every_body(self, corpus: Corpus, shape: _Shape, scopes: list[Scope]
+                          ) -> Callable[[], dict[str, tuple[str, str]]]:
+        limit = corpus.site.items_per_feed
+        return self.start_bodies(corpus, _tops(
+            shape.held[(s.kind, s.slug)][:limit] for s in scopes))
 
-        def entry_recipe(a: Article) -> str:
-            r = entry_recipes.get(a.path)
-            if r is None:
-                r = entry_recipes[a.path] = repr((
-                    a.path, a.digest, a.image_length,
-                    [(p.name, p.url, p.slug) for p in corpus.authors_of(a)],
-                    [c.name for c in corpus.categories_of(a)]))
-            return r
+    def _reused(self, plan: _Plan, previous: dict[str, Document]) -> dict[str, Document]:
+        """The documents of `previous` made by the recipes they would be made by now (but
+        those made with a body missing)."""
+        return {p: previous[p] for p, (r, _) in plan.recipes.items()
+                if p in previous and previous[p].recipe == r and r not in self.incomplete}
 
-        updated_all = shape.updated_all
+    def _make(self, corpus: Corpus, plan: _Plan, missing: list[str],
+              early: Callable[[], dict[str, tuple[str, str]]] | None,
+              updated_all: dt.datetime) -> dict[str, tuple[str, bytes]]:
+        """recipe -> (ETag, gzip bytes) of the documents at `missing`, made anew; what
+        may be cached is, later."""
+        new_feeds = [p for p in missing if p in plan.feed_of]
+        # The bodies render on every core while this process renders the pages ...
+        rendering = early or self.start_bodies(corpus, _tops(
+            plan.feed_of[p].entries for p in new_feeds))
+        made = {plan.recipes[p][0]: plan.pages[p]() for p in missing if p in plan.pages}
+        # ... then the writers and gzip run there too, one job per scope (every format)
+        packed, partial_feeds = self._make_feeds(corpus, plan, new_feeds, rendering(),
+                                                 updated_all)
+        # ISA-L releases the GIL: compress the pages in threads.
+        with ThreadPoolExecutor(workers.cores()) as pool:
+            packed.update(zip(made, pool.map(_pack, made.values()), strict=True))
+        self._keep(packed, partial_feeds)
+        return packed
+
+    def _plan(self, corpus: Corpus, shape: _Shape, scopes: list[Scope],
+              visible: list[Article]) -> _Plan:
+        """The recipe of every document, and how to make each page and feed."""
+        site = corpus.site
+        limit = site.items_per_feed
+        code = versions.version(versions.DOCUMENTS)     # part of every recipe
+        plan = _Plan({}, {}, {})
+        entry_recipe = _EntryRecipes(corpus)
         affected = shape.affected or set()
         known = self._recipes if shape.affected is not None else {}
         self._recipes = {}
         for scope in scopes:
             key = (scope.kind, scope.slug)
-            items = held[key]
+            items = shape.held[key]
             top = items[:limit]
-            stamp = (scope, None if top else updated_all)
+            stamp = (scope, None if top else shape.updated_all)
             memo = known.get(key)
             if memo is not None and memo[0] == stamp and key not in affected:
                 recipe, page_recipe = memo[1:]      # nothing it is made from changed
             else:
                 recipe = _hash(code, site, scope, "\n".join(map(entry_recipe, top)),
-                               "" if top else updated_all)
+                               "" if top else shape.updated_all)
                 page_recipe = "" if scope.kind == "site" else _hash(
                     code, site, scope, _listed(items))
             self._recipes[key] = (stamp, recipe, page_recipe)
             for fmt, writer in feeds.WRITERS.items():
                 path = f"{scope.feed_base}.{fmt}"
-                recipes[path] = (recipe + fmt, writer.content_type)
-                feed_of[path] = (scope, top, fmt)
+                plan.recipes[path] = (recipe + fmt, writer.content_type)
+                plan.feed_of[path] = _FeedPlan(scope, top, fmt)
             if scope.kind != "site":
-                recipes[scope.page] = (page_recipe, PAGE_TYPE)
-                pages[scope.page] = partial(self._scope_page, corpus, scope, items)
+                plan.recipes[scope.page] = (page_recipe, PAGE_TYPE)
+                plan.pages[scope.page] = partial(self._scope_page, corpus, scope, items)
         outline = _hash(code, site, [(s.kind, s.slug, s.name, s.description)
                                      for s in scopes])
         recent = [(a.path, a.digest) for a in visible[:limit]]
-        recipes[""] = (_hash(outline, recent), PAGE_TYPE)
-        pages[""] = partial(self._index, corpus, scopes, visible[:limit])
-        recipes["feeds.opml"] = (outline, OPML_TYPE)
-        pages["feeds.opml"] = partial(_render, "feeds.opml", site=site, scopes=scopes)
+        plan.recipes[""] = (_hash(outline, recent), PAGE_TYPE)
+        plan.pages[""] = partial(self._index, corpus, scopes, visible[:limit])
+        plan.recipes["feeds.opml"] = (outline, OPML_TYPE)
+        plan.pages["feeds.opml"] = partial(_render, "feeds.opml", site=site, scopes=scopes)
+        return plan
 
-        out = {p: previous[p] for p, (r, _) in recipes.items()
-               if p in previous and previous[p].recipe == r and r not in self.incomplete}
-        todo = [p for p in sorted(recipes) if p not in out]
-        stored = self.cache.get("gzdocs", [recipes[p][0] for p in todo])   # (gz, ETag)
-        missing = [p for p in todo if recipes[p][0] not in stored]
-        new_feeds = [p for p in missing if p in feed_of]
-        # The bodies render on every core while this process renders the pages ...
-        rendering = early or self.start_bodies(corpus, list(
-            {a.path: a for p in new_feeds for a in feed_of[p][1]}.values()))
-        made = {recipes[p][0]: pages[p]() for p in missing if p not in feed_of}
-        rendered = rendering()
-        # ... then the writers and gzip run there too, one job per scope (every format).  Jobs
-        # are made as they go out, and a body is let go once its last feed has gone out.
+    def _make_feeds(self, corpus: Corpus, plan: _Plan, paths: list[str],
+                    rendered: dict[str, tuple[str, str]], updated_all: dt.datetime
+                    ) -> tuple[dict[str, tuple[str, bytes]], set[str]]:
+        """(recipe -> (ETag, gzip bytes), recipes of feeds made with a body missing) of the
+        feeds at `paths`, written and compressed on every core, one job per scope (every
+        format).  Jobs are made as they go out, and a body is let go (`rendered` is emptied)
+        once its last feed has gone out."""
+        site = corpus.site
         groups: dict[str, list[str]] = {}
-        for p in new_feeds:
-            groups.setdefault(feed_of[p][0].feed_base, []).append(p)
-        uses = Counter(a.path for paths in groups.values() for a in feed_of[paths[0]][1])
+        for p in paths:
+            groups.setdefault(plan.feed_of[p].scope.feed_base, []).append(p)
+        uses = Counter(a.path for group in groups.values()
+                       for a in plan.feed_of[group[0]].entries)
         partial_feeds: set[str] = set()
-
         keep = len(groups) < PARALLEL_FEEDS         # a refresh: see feeds.render
         entries: dict[str, feeds.Entry] = {}        # an article is in about two feeds
         bodiless: set[str] = set()                  # articles whose body is missing
 
+        def entry(a: Article) -> feeds.Entry:
+            if a.path not in entries:           # from here on, the entry holds the body
+                body = rendered.pop(self.body_key(site, a), None)
+                entries[a.path] = self._entry(corpus, a, body or ("", a.summary))
+                if body is None:                # a file changed under us: its reload comes
+                    bodiless.add(a.path)        # next; not cached
+            return entries[a.path]
+
         def jobs() -> Iterator[tuple[feeds.Feed, bool]]:
-            for paths in groups.values():
-                scope, top, _ = feed_of[paths[0]]
-                for a in top:
-                    if a.path not in entries:       # from here on, the entry holds the body
-                        body = rendered.pop(self.body_key(site, a), None)
-                        entries[a.path] = self._entry(corpus, a, body or ("", a.summary))
-                        if body is None:        # a file changed under us: its reload comes
-                            bodiless.add(a.path)                  # next; not cached
+            for group in groups.values():
+                scope, top = plan.feed_of[group[0]].scope, plan.feed_of[group[0]].entries
+                made = tuple(map(entry, top))
                 if any(a.path in bodiless for a in top):
-                    partial_feeds.update(recipes[p][0] for p in paths)
-                yield self._feed(corpus, scope, tuple(entries[a.path] for a in top),
-                                 [feed_of[p][2] for p in paths], updated_all), keep
+                    partial_feeds.update(plan.recipes[p][0] for p in group)
+                yield self._feed(corpus, scope, made, [plan.feed_of[p].format for p in group],
+                                 updated_all), keep
                 for a in top:
                     uses[a.path] -= 1
                     if not uses[a.path]:
@@ -326,26 +400,20 @@ class Publisher:
         packed: dict[str, tuple[str, bytes]] = {}     # recipe -> (ETag, gzip bytes)
         results = workers.map(_feeds_job, jobs(), PARALLEL_FEEDS, window=4 * workers.cores(),
                               count=len(groups))
-        for paths, pairs in zip(groups.values(), results, strict=True):
-            packed.update(zip((recipes[p][0] for p in paths), pairs, strict=True))
-        # ISA-L releases the GIL: compress the pages in threads.
-        with ThreadPoolExecutor(workers.cores()) as pool:
-            packed.update(zip(made, pool.map(_pack, made.values()), strict=True))
+        for group, pairs in zip(groups.values(), results, strict=True):
+            packed.update(zip((plan.recipes[p][0] for p in group), pairs, strict=True))
+        return packed, partial_feeds
+
+    def _keep(self, packed: dict[str, tuple[str, bytes]], partial_feeds: set[str]) -> None:
+        """Cache what was made, but feeds made with a body missing.  A quick retry once;
+        incomplete again right away, the body cannot be had for now (a last good version
+        whose file holds other bytes): made again by every later build, which only a
+        change of the data starts, until the body is back."""
         self.cache.put_later("gzdocs", {
             recipe: (gz, etag) for recipe, (etag, gz) in packed.items()
             if recipe not in partial_feeds})
-        # A quick retry once; incomplete again right away, the body cannot be had for now
-        # (a last good version whose file holds other bytes): made again by every later
-        # build, which only a change of the data starts, until the body is back.
         self.partial = partial_feeds - self.incomplete
         self.incomplete = partial_feeds
-        for path in todo:
-            recipe, ctype = recipes[path]
-            etag, gz = packed[recipe] if recipe in packed else stored[recipe][::-1]
-            out[path] = Document(path, recipe, ctype, etag, gz)
-        if not previous:                  # a full build knows everything still in use
-            self.forget(corpus, {r for r, _ in recipes.values()})
-        return dict(sorted(out.items()))
 
     def _shape(self, corpus: Corpus, visible: list[Article], now: dt.datetime) -> _Shape:
         """Every scope's visible articles, the scopes with scheduled ones, the newest update.
@@ -353,11 +421,12 @@ class Publisher:
         corpus.Library._patched), the last shape with those articles swapped: only the
         scopes they are in are `affected`, and only those get new recipes."""
         last, self._last = self._last, None
-        shape = last and corpus.base is not None and corpus.base is last.corpus and \
-            len(visible) == last.visible and self._patch(last, corpus, now)
+        shape = last and corpus.patched_from is not None and \
+            corpus.patched_from == last.serial and len(visible) == last.visible and \
+            self._patch(last, corpus, now)
         if not shape:
             pending = members(corpus, corpus.articles[:len(corpus.articles) - len(visible)])
-            shape = _Shape(corpus, now, len(visible), members(corpus, visible),
+            shape = _Shape(corpus.serial, now, len(visible), members(corpus, visible),
                            {key for key, items in pending.items() if items}, max(
                                (a.updated for a in visible), key=lambda d: d.timestamp(),
                                default=EPOCH), None)
@@ -386,7 +455,8 @@ class Publisher:
                 if not swap_sorted(items, was, new):
                     return None
             affected.update(keys)
-        return _Shape(corpus, now, last.visible, held, last.pending, updated_all, affected)
+        return _Shape(corpus.serial, now, last.visible, held, last.pending, updated_all,
+                      affected)
 
     def body_key(self, site: Site, article: Article) -> str:
         """The cache key of the article's body (a hash, asked for several times per build:

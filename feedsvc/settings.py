@@ -94,37 +94,47 @@ def resolve(overrides: dict | None = None, environ: Mapping[str, str] | None = N
         if v is not None:
             out[k] = v
     for s in SETTINGS:
-        where = origin(s.name, overrides, env)
-        kind = type(s.default)
-        if kind is bool and isinstance(out[s.name], str):
-            text = out[s.name].strip().lower()
-            if text not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
-                raise SettingError(f"{where} must be true or false (got {out[s.name]!r})")
-            out[s.name] = text in ("1", "true", "yes", "on")
-        elif kind in (int, float):
-            try:
-                out[s.name] = kind(out[s.name])
-            except (TypeError, ValueError):
-                whole = "a whole number" if kind is int else "a number"
-                raise SettingError(f"{where} must be {whole} (got {out[s.name]!r})") from None
-            if out[s.name] < s.minimum or (s.maximum is not None and out[s.name] > s.maximum):
-                bounds = (f"from {s.minimum:g} to {s.maximum:g}" if s.maximum is not None
-                          else f"at least {s.minimum:g}")
-                raise SettingError(f"{where} must be {bounds} (got {out[s.name]!r})")
+        out[s.name] = _typed(s, out[s.name], origin(s.name, overrides, env))
     out["base_url"] = str(out["base_url"]).strip()
     if out["base_url"]:
-        try:
-            parts = urlsplit(out["base_url"])
-            good = parts.scheme in ("http", "https") and bool(parts.hostname)
-        except ValueError:              # e.g. an unclosed [ of an IPv6 address
-            good = False
-        if not good:
-            raise SettingError(f"{origin('base_url', overrides, env)} must be an absolute http "
-                               f"or https URL with a host, like https://news.example.com/ "
-                               f"(got {out['base_url']!r})")
+        _check_base_url(out["base_url"], origin("base_url", overrides, env))
     out["data_dir"] = os.path.abspath(str(out["data_dir"]))
     if not out["state_dir"]:
         base = env.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
         tag = hashlib.sha256(os.fsencode(out["data_dir"])).hexdigest()[:12]
         out["state_dir"] = os.path.join(base, "feedsvc", tag)
     return out
+
+
+def _typed(s: Setting, value: Any, where: str) -> Any:
+    """`value` of the setting `s` as the type of its default, checked (`where`: where the
+    operator set it, for the message)."""
+    kind = type(s.default)
+    if kind is bool and isinstance(value, str):
+        text = value.strip().lower()
+        if text not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+            raise SettingError(f"{where} must be true or false (got {value!r})")
+        return text in ("1", "true", "yes", "on")
+    if kind not in (int, float):
+        return value
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        whole = "a whole number" if kind is int else "a number"
+        raise SettingError(f"{where} must be {whole} (got {value!r})") from None
+    if number < s.minimum or (s.maximum is not None and number > s.maximum):
+        bounds = (f"from {s.minimum:g} to {s.maximum:g}" if s.maximum is not None
+                  else f"at least {s.minimum:g}")
+        raise SettingError(f"{where} must be {bounds} (got {number!r})")
+    return number
+
+
+def _check_base_url(url: str, where: str) -> None:
+    try:
+        parts = urlsplit(url)
+        good = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:              # e.g. an unclosed [ of an IPv6 address
+        good = False
+    if not good:
+        raise SettingError(f"{where} must be an absolute http or https URL with a host, like "
+                           f"https://news.example.com/ (got {url!r})")

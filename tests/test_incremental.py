@@ -78,7 +78,7 @@ def test_a_retitle_is_patched_and_publishes_what_a_fresh_start_does(site):
     site.article("a06", title="Article 6, retitled", date="2024-11-07T10:06:00Z",
                  categories=["Science", "World"], authors=["Omid Rahimi"], slug="article-6")
     corpus = live.refresh()
-    assert corpus.base is not None and len(corpus.swaps) == 1      # the patch path
+    assert corpus.patched_from is not None and len(corpus.swaps) == 1      # the patch path
     assert live.publisher._last.affected == {("site", ""), ("category", "science"),
                                              ("category", "world"), ("author", "omid-rahimi")}
     assert_same_as_fresh(live)
@@ -107,7 +107,7 @@ def test_every_kind_of_edit_publishes_what_a_fresh_start_does(site, edit, patche
               "authors": ["Jane Doe"], "slug": "article-7", **edit}
     site.article("a07", **fields)
     corpus = live.refresh()
-    assert (corpus.base is not None) == patched
+    assert (corpus.patched_from is not None) == patched
     assert_same_as_fresh(live)
 
 
@@ -135,7 +135,7 @@ def test_a_run_of_edits_stays_what_a_fresh_start_makes(site):
     patched = []
     for i, step in enumerate(steps):
         step()
-        patched.append(live.refresh().base is not None)
+        patched.append(live.refresh().patched_from is not None)
         if i == 3:      # a fresh start knows no last good version of the broken file
             assert [a.title for a in live.corpus.articles if a.slug == "article-3"] == ["Three"]
         else:
@@ -151,7 +151,7 @@ def test_an_article_going_live_with_an_edit_rebuilds_in_full(site):
                  slug="article-1")
     later = dt.datetime(2025, 3, 2, tzinfo=dt.UTC)
     live.corpus = live.library.load()
-    assert live.corpus.base is not None
+    assert live.corpus.patched_from is not None
     live.documents = live.publisher.build(live.corpus, later, live.documents)
     assert "feeds/category/embargoed.rss" in live.documents
     assert_same_as_fresh(live, later)
@@ -165,6 +165,7 @@ def test_a_checkpoint_does_not_carry_the_corpus_a_patch_came_from(site):
     site.article("a02", title="Two", date="2024-11-03T10:02:00Z",
                  categories=["Science", "World"], authors=["Jane Doe"], slug="article-2")
     corpus = live.refresh()
-    assert corpus.base is not None
+    assert corpus.patched_from is not None
     again = pickle.loads(pickle.dumps(corpus))
-    assert again.base is None and again.swaps == () and again.articles == corpus.articles
+    assert again.patched_from is None and again.swaps == () and again.serial != corpus.serial
+    assert again.articles == corpus.articles

@@ -391,7 +391,7 @@ def test_edits_to_articles_sharing_a_slug_publish_what_a_fresh_start_does(data):
                           else "2016-12-30T10:00:00Z")
         roundup(data, year, date, categories=["Weekly"], **fields)
         corpus = lib.load()
-        assert (corpus.base is not None) == patched, year
+        assert (corpus.patched_from is not None) == patched, year
         documents = publisher.build(corpus, now, documents)
         fresh = Library(str(data.root)).load()
         assert corpus.articles == fresh.articles and corpus.errors == fresh.errors
