@@ -29,18 +29,26 @@ def imported_roots(module: Path) -> set[str]:
 LAYERS: dict[str, set[str]] = {
     # leaves: no package imports
     "model": set(), "versions": set(), "workers": set(), "settings": set(),
-    "preflight": set(), "feeds": set(), "http": set(), "__init__": set(),
-    # reading the data
+    "preflight": set(), "feeds": set(), "http": set(), "watch": set(), "__init__": set(),
+    # reading the data, and what outlives a process
     "loader": {"model"},
     "names": {"model"},
-    "state": {"model"},
+    "statefile": {"model"},
+    "validators": {"model", "statefile"},
+    "cache": {"model", "statefile"},
+    "state": {"cache", "validators"},              # an overview that re-exports both
+    "scan": {"model", "names"},
+    "duplicates": {"model", "names"},
     "content": {"loader", "versions", "workers"},
-    "corpus": {"loader", "model", "names", "state", "versions", "workers"},
+    "corpus": {"cache", "duplicates", "loader", "model", "names", "scan", "versions",
+               "workers"},
     # documents
-    "publish": {"content", "corpus", "feeds", "loader", "model", "state", "versions",
+    "publish": {"cache", "content", "corpus", "feeds", "loader", "model", "versions",
                 "workers"},
-    "live": {"corpus", "http", "model", "publish", "state", "versions", "workers"},
-    "export": {"corpus", "feeds", "http", "loader", "publish", "settings", "state"},
+    "live": {"cache", "corpus", "http", "model", "publish", "scan", "validators", "versions",
+             "watch", "workers"},
+    "export": {"cache", "corpus", "feeds", "http", "loader", "publish", "scan", "settings",
+               "validators"},
     # serving and commands
     "pages": {"corpus", "http", "live", "model", "publish"},
     "web": {"http", "live", "model", "pages", "settings"},
