@@ -201,7 +201,8 @@ def precondition_failed(environ: dict, etag: str, modified: dt.datetime) -> bool
 
 def not_modified(environ: dict, etag: str, modified: dt.datetime) -> bool:
     """RFC 9110 13.2.2 steps 3-4 (werkzeug's `is_resource_modified`, given INM and IMS
-    only): the test `FeedApp` makes inline, for responses made elsewhere (web.py)."""
+    only), for ready documents and responses made elsewhere (web.py) alike; an exact
+    If-None-Match match, which werkzeug would answer the same way, is decided first."""
     inm = environ.get("HTTP_IF_NONE_MATCH")
     ims = environ.get("HTTP_IF_MODIFIED_SINCE")
     return inm == etag or bool((inm or ims) and not is_resource_modified(
@@ -248,10 +249,8 @@ class FeedApp:
         self.pages = pages
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
-        method = environ["REQUEST_METHOD"]
         path = environ.get("PATH_INFO") or "/"
-        if (method != "GET" and method != "HEAD") or path[0] != "/" or \
-                (not environ.get("HTTP_HOST") and environ.get("SERVER_PROTOCOL") == "HTTP/1.1"):
+        if not admissible(environ, path):
             return refuse(environ, start_response)
         if "HTTP_IF_MODIFIED_SINCE" in environ or "HTTP_IF_UNMODIFIED_SINCE" in environ or \
                 "HTTP_IF_RANGE" in environ:
@@ -259,6 +258,12 @@ class FeedApp:
         res = self.source.resources.get(path[1:]) or self.pages(path[1:])
         if res is None:
             return self.fallback(environ, start_response)
+        return self.answer(environ, start_response, res)
+
+    def answer(self, environ: dict, start_response: StartResponse,
+               res: Resource) -> list[bytes]:
+        """A GET or HEAD of the ready document `res`: 412, 304 or 200 (RFC 9110 13.2.2)."""
+        method = environ["REQUEST_METHOD"]
         ae = environ.get("HTTP_ACCEPT_ENCODING", "")
         v = res.gzip if (accepts_gzip(ae) if len(ae) <= MEMO_HEADER_CHARS else gzip_accepted(ae)) \
             else res.identity
@@ -266,21 +271,25 @@ class FeedApp:
         if ("HTTP_IF_MATCH" in environ or "HTTP_IF_UNMODIFIED_SINCE" in environ) and \
                 precondition_failed(environ, v.etag, res.modified):
             return plain(start_response, "412 Precondition Failed", PRECONDITION_FAILED, method)
-        inm = environ.get("HTTP_IF_NONE_MATCH")
-        ims = environ.get("HTTP_IF_MODIFIED_SINCE")
         # Bytes that changed several times within a second carry a Last-Modified a second
         # or two ahead (it must increase); RFC 9110 8.8.2.1 forbids sending a future one.
         headers, headers_304 = (v.headers, v.headers_304) \
             if res.last_modified <= self.source.cache_control.now else v.early
-        if (inm == v.etag) or ((inm or ims) and not is_resource_modified(
-                http_if_none_match=inm, http_if_modified_since=ims,
-                etag=v.etag[1:-1], last_modified=res.modified)):
+        if not_modified(environ, v.etag, res.modified):
             start_response("304 Not Modified", headers_304 + [cc])
             return []
         start_response("200 OK", headers + [cc])
         if method == "HEAD":
             return []
         return [v.body if v.body is not None else res.identity_body()]
+
+
+def admissible(environ: dict, path: str) -> bool:
+    """Whether any route may see the request: GET or HEAD (case-sensitive), a target that
+    is a path, and a Host header on HTTP/1.1 (`refuse` answers the others)."""
+    method = environ["REQUEST_METHOD"]
+    return (method == "GET" or method == "HEAD") and path[0] == "/" and \
+        bool(environ.get("HTTP_HOST") or environ.get("SERVER_PROTOCOL") != "HTTP/1.1")
 
 
 def refuse(environ: dict, start_response: StartResponse) -> list[bytes]:
