@@ -49,10 +49,10 @@ PHASES = [
      ["feedsvc.publish:_render"]),
     ("  feed data (waits for the bodies)", ["feedsvc.publish:Publisher._feed"]),
     ("  feedgen + gzip of the feeds (on every core)", ["feedsvc.workers:map"]),
-    ("  cache get (SQLite)", ["feedsvc.state:Cache.get"]),
+    ("  cache get (SQLite)", ["feedsvc.cache:Cache.get"]),
     ("restamp (validators + responses)", ["feedsvc.live:Service._restamp"]),
-    ("  Validators.claim (SQLite)", ["feedsvc.state:Validators.claim",
-                                     "feedsvc.state:Validators.stamp"]),
+    ("  Validators.claim (SQLite)", ["feedsvc.validators:Validators.claim",
+                                     "feedsvc.validators:Validators.stamp"]),
 ]
 TIMES: dict[str, list] = {}
 

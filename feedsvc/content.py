@@ -9,7 +9,7 @@ than nh3's safe list (`data:` too).  A site whose editors are trusted can turn
 that off (site.yml `trusted_html: true`).
 
 Rendering is the slow part of a cold start: large batches run on every core,
-and results go to the persistent cache (state.Cache) keyed by what they depend
+and results go to the persistent cache (cache.Cache) keyed by what they depend
 on (body, page URL, trusted or not, the renderer's code and libraries:
 versions.BODIES), so an unchanged article is never rendered twice, not even
 across restarts.

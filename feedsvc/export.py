@@ -21,7 +21,7 @@ caches (``cache.sqlite`` in the state directory).
 Validators.  nginx derives its ETag from a file's mtime and size
 (``"<mtime hex>-<size hex>"``), not from the bytes, and its Last-Modified from
 the mtime.  So each file's mtime is set to the document's Last-Modified from
-`state.Validators` (the same persisted stamps the live service uses, keyed by
+`validators.Validators` (the same persisted stamps the live service uses, keyed by
 the ETag of the bytes): it moves forward, by at least one second, exactly when
 the bytes change, and stays put otherwise.  That makes nginx's ETag and
 Last-Modified stable across rebuilds and identical on every machine that

@@ -34,7 +34,7 @@ from .watch import NO_INOTIFY_POLL, WATCH_RETRY, Events, inode, observe
 
 log = logging.getLogger("feedsvc")
 CHECKPOINT_QUIET = 10.0     # seconds without changes before the checkpoint is rewritten
-# The Last-Modified of a document whose bytes may show none yet (see state.Validators):
+# The Last-Modified of a document whose bytes may show none yet (see validators.Validators):
 # the last second HTTP dates can hold, so http.FeedApp never sends it (it holds back any
 # Last-Modified after now) and an If-Modified-Since never finds it unmodified.
 NOT_YET = 253402300799

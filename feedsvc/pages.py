@@ -3,7 +3,7 @@
 `http.FeedApp` asks `ArticlePages.get` for a path that is not a ready document, so an
 article page is answered by the same code as a feed: the same encodings, ETags,
 conditionals, HEAD, 412 and headers.  Finding the article is a dict lookup (an index by
-page path, made once per corpus).  Its Last-Modified comes from `state.Validators`, keyed
+page path, made once per corpus).  Its Last-Modified comes from `validators.Validators`, keyed
 by the page's path and ETag as `feedsvc build` stamps it, under the same rule as every
 other document: new bytes claim a second no other bytes showed, or go out without
 Last-Modified (ETag only) until they may; so no client gets a false 304.

@@ -64,7 +64,7 @@ def test_a_checkpoint_is_written_after_the_cached_documents_it_names(site, start
     import pickle
     import sqlite3
 
-    from feedsvc.state import Cache
+    from feedsvc.cache import Cache
 
     put = Cache.put
 

@@ -276,49 +276,51 @@ def test_ctrl_c_while_serving_is_quiet(serve, data):
           what="workers gone")
 
 
-@pytest.mark.e2e
-def test_ctrl_c_during_the_start_up_build_is_one_line(data, tmp_path):
+def _interrupt_while_building(data, args: list[str], building) -> tuple[int, str, str]:
+    """Start `feedsvc ARGS` on 1,500 articles, Ctrl-C its process group (as a terminal
+    does) once `building(pid)` says the build's pool runs; (exit status, stdout, stderr)."""
     for i in range(1500):
         data.article(f"a{i:04}", body=f"Article {i}.\n\n" + "Words and more words. " * 40)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "feedsvc", "serve", "--port", str(free_port()),
-         "--data-dir", str(data.root), "--state-dir", str(tmp_path / "state")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen([sys.executable, "-m", "feedsvc", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     try:
-        # the build is a child process; its pool's workers are its children
-        until(lambda: any(children(p) for p in children(proc.pid)), what="the build's pool")
-        build = {p for p in children(proc.pid) if children(p)}
-        pool = set().union(*(children(p) for p in build))
+        until(lambda: building(proc.pid), what="the build's pool")
         os.killpg(proc.pid, signal.SIGINT)
         out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    assert proc.returncode == 130, err
+    return proc.returncode, out, err
+
+
+@pytest.mark.e2e
+def test_ctrl_c_during_the_start_up_build_is_one_line(data, tmp_path):
+    started: set[int] = set()
+
+    def building(pid: int) -> bool:
+        # the build is a child process; its pool's workers are its children
+        build = {p for p in children(pid) if children(p)}
+        started.update(build, *(children(p) for p in build))
+        return bool(build)
+
+    status, out, err = _interrupt_while_building(
+        data, ["serve", "--port", str(free_port()), "--data-dir", str(data.root),
+               "--state-dir", str(tmp_path / "state")], building)
+    assert status == 130, err
     assert err.strip() == "feedsvc: interrupted before serving"
     assert "serving" not in out
-    until(lambda: not any(Path(f"/proc/{p}").exists() for p in build | pool), timeout=10,
+    until(lambda: not any(Path(f"/proc/{p}").exists() for p in started), timeout=10,
           what="the build and its pool gone")
 
 
 @pytest.mark.e2e
 def test_ctrl_c_during_build_is_one_line(data, tmp_path):
-    for i in range(1500):
-        data.article(f"a{i:04}", body=f"Article {i}.\n\n" + "Words and more words. " * 40)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "feedsvc", "build", str(tmp_path / "out"),
-         "--data-dir", str(data.root), "--state-dir", str(tmp_path / "state")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        until(lambda: bool(children(proc.pid)), what="the build's pool")
-        os.killpg(proc.pid, signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    assert proc.returncode == 130, err
+    status, _, err = _interrupt_while_building(
+        data, ["build", str(tmp_path / "out"), "--data-dir", str(data.root),
+               "--state-dir", str(tmp_path / "state")], lambda pid: bool(children(pid)))
+    assert status == 130, err
     assert err.strip() == "feedsvc: build: interrupted"
 
 

@@ -480,7 +480,7 @@ def test_ids_are_the_same_in_a_fresh_library(data):
 
 def test_published_article_keeps_its_slug_across_a_restart(data, tmp_path):
     """A new file copying a published slug loses, even when the process starts afresh."""
-    from feedsvc.state import Cache
+    from feedsvc.cache import Cache
 
     state = str(tmp_path / "state")
     data.article("zeta", title="Zeta", slug="zeta")
@@ -499,7 +499,7 @@ def test_parsing_on_every_core_gives_what_one_process_gives(data, tmp_path, monk
     must be exactly those of the in-process path."""
     from feedsvc import corpus as corpus_module
     from feedsvc import workers
-    from feedsvc.state import Cache
+    from feedsvc.cache import Cache
 
     for n in range(6):
         data.article(f"a{n}", title=f"Story {n}", date=f"2024-10-2{n}T13:00:00")
@@ -572,7 +572,7 @@ def test_a_load_that_fails_half_way_loses_nothing_next_time(data, tmp_path, monk
     the files (queuing their last good versions). The next load, with nothing changed on
     disk, publishes what the failed one read (an edit, a new file, an old-dated one); and
     a file rewritten meanwhile with the same signature (a coarse clock) is read again."""
-    from feedsvc.state import Cache
+    from feedsvc.cache import Cache
 
     data.article("a", title="Version 1", date="2024-10-04T13:00:00Z")
     lib = Library(str(data.root), cache=Cache(str(tmp_path / "state")))
@@ -614,7 +614,7 @@ def test_a_last_good_version_pickled_by_an_older_feedsvc_is_published(data, tmp_
     import pickle
 
     from feedsvc import corpus as corpus_module
-    from feedsvc.state import Cache
+    from feedsvc.cache import Cache
 
     state = str(tmp_path / "state")
     data.article("a", title="Old A", date="2024-10-20T13:00:00Z")

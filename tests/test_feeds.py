@@ -692,8 +692,8 @@ def test_building_on_every_core_gives_the_same_bytes(bundled, tmp_path, monkeypa
     import datetime as dt
 
     from feedsvc import content, publish, workers
+    from feedsvc.cache import Cache
     from feedsvc.corpus import Library
-    from feedsvc.state import Cache
 
     now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     corpus = Library(str(bundled.root)).load()
@@ -718,8 +718,8 @@ def test_a_feed_built_while_a_body_was_missing_is_made_again(bundled, monkeypatc
     import datetime as dt
 
     from feedsvc import content, publish
+    from feedsvc.cache import Cache
     from feedsvc.corpus import Library
-    from feedsvc.state import Cache
 
     now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     corpus = Library(str(bundled.root)).load()
@@ -739,8 +739,8 @@ def test_a_body_that_cannot_be_had_is_tried_once_more_then_left_out(bundled, mon
     import datetime as dt
 
     from feedsvc import content, publish
+    from feedsvc.cache import Cache
     from feedsvc.corpus import Library
-    from feedsvc.state import Cache
 
     now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     corpus = Library(str(bundled.root)).load()

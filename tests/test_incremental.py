@@ -8,8 +8,8 @@ import datetime as dt
 import pytest
 
 from feedsvc import feeds, publish
+from feedsvc.cache import Cache
 from feedsvc.corpus import Library
-from feedsvc.state import Cache
 
 NOW = dt.datetime(2025, 1, 1, 12, 0, tzinfo=dt.UTC)
 

@@ -36,7 +36,6 @@ LAYERS: dict[str, set[str]] = {
     "statefile": {"model"},
     "validators": {"model", "statefile"},
     "cache": {"model", "statefile"},
-    "state": {"cache", "validators"},              # an overview that re-exports both
     "scan": {"model", "names"},
     "duplicates": {"model", "names"},
     "content": {"loader", "versions", "workers"},

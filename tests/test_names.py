@@ -269,7 +269,7 @@ def test_a_file_arriving_later_never_moves_a_published_slug(data, tmp_path):
     """A backdated third file asks for the slug too: the articles already published keep
     theirs, in this process, after a restart from the record cache and from a checkpoint;
     the new one gets its own folder's slug."""
-    from feedsvc.state import Cache
+    from feedsvc.cache import Cache
 
     roundup(data, "2015", "2015-12-25T10:00:00Z")
     roundup(data, "2016", "2016-12-30T10:00:00Z")
@@ -299,7 +299,7 @@ def test_a_file_arriving_later_never_moves_a_published_slug(data, tmp_path):
 def test_a_fallback_slug_stays_when_a_file_asks_for_it_later(data, tmp_path):
     """2016's fallback is 2016-weekly-roundup; a new file named that way asks for it as its
     own slug later, dated earlier: 2016 keeps it, also after a restart from the cache."""
-    from feedsvc.state import Cache
+    from feedsvc.cache import Cache
 
     roundup(data, "2015", "2015-12-25T10:00:00Z")
     roundup(data, "2016", "2016-12-30T10:00:00Z")
@@ -375,7 +375,7 @@ def test_edits_to_articles_sharing_a_slug_publish_what_a_fresh_start_does(data):
     """The incremental path (Library._patched) swaps the holder's edits in; the renamed
     article's edits take the full path; both end where a fresh start does."""
     from feedsvc import publish
-    from feedsvc.state import Cache
+    from feedsvc.cache import Cache
 
     now = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
     roundup(data, "2015", "2015-12-25T10:00:00Z", categories=["Weekly"])

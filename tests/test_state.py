@@ -6,7 +6,8 @@ import sqlite3
 
 import pytest
 
-from feedsvc.state import Cache, Validators
+from feedsvc.cache import Cache
+from feedsvc.validators import Validators
 
 
 def test_new_bytes_get_a_later_time_and_same_bytes_keep_theirs(tmp_path):

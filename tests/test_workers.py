@@ -17,7 +17,7 @@ SCRIPT = textwrap.dedent('''
     import datetime as dt, json, os, sys, threading
     from feedsvc import content, publish, workers
     from feedsvc.corpus import Library
-    from feedsvc.state import Cache
+    from feedsvc.cache import Cache
 
 
     def pid(_):
@@ -95,8 +95,8 @@ def test_forked_workers_give_what_one_process_gives(bundled):
     import datetime as dt
 
     from feedsvc import publish
+    from feedsvc.cache import Cache
     from feedsvc.corpus import Library
-    from feedsvc.state import Cache
 
     now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     alone = publish.Publisher(Cache(None)).build(Library(str(bundled.root)).load(), now)
