@@ -134,7 +134,7 @@ def retitle(text: bytes, mark: str) -> bytes:
 
 def incremental(service: "live.Service", reps: int) -> dict:
     newest = service.corpus.articles[0]
-    path = os.path.join(service.config["data_dir"], newest.path)
+    path = os.path.join(service.config.data_dir, newest.path)
     with open(path, "rb") as f:
         original = f.read()
     # the cold build's cache writes go on in a background thread for a few seconds: they

@@ -7,6 +7,7 @@ stderr and exit status 1.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import logging
 import multiprocessing
 import os
@@ -44,7 +45,7 @@ def _fail(message: str, code: int = 1) -> NoReturn:
     sys.exit(code)
 
 
-def _config(**overrides) -> dict:
+def _config(**overrides) -> settings.Settings:
     try:
         return settings.resolve(overrides)
     except settings.SettingError as e:
@@ -79,30 +80,30 @@ def serve(**options) -> None:
     where = {name: settings.origin(name, options) for name in settings.DEFAULTS}
     # A missing data directory with state from an earlier run still serves what was
     # published (and reports the data directory); with no state there is nothing to serve
-    earlier = os.path.isdir(config["state_dir"])
-    _preflight(lambda: None if earlier else preflight.check_data_dir(config["data_dir"],
+    earlier = os.path.isdir(config.state_dir)
+    _preflight(lambda: None if earlier else preflight.check_data_dir(config.data_dir,
                                                                      where["data_dir"]),
-               lambda: preflight.check_port(config["host"], config["port"], where["port"],
+               lambda: preflight.check_port(config.host, config.port, where["port"],
                                             where["host"]),
-               lambda: preflight.check_state_dir(config["state_dir"], where["state_dir"]))
-    if not config["base_url"] and _same_dir(config["data_dir"], settings.BUNDLED_DATA):
-        config["base_url"] = served_url(config["host"], config["port"])
-    elif not config["base_url"]:
-        hint = local_link_hint(_site_base_url(config), config["host"], config["port"])
+               lambda: preflight.check_state_dir(config.state_dir, where["state_dir"]))
+    if not config.base_url and _same_dir(config.data_dir, settings.BUNDLED_DATA):
+        config = dataclasses.replace(config, base_url=served_url(config.host, config.port))
+    elif not config.base_url:
+        hint = local_link_hint(_site_base_url(config), config.host, config.port)
         if hint:
             click.echo(hint, err=True)
     for s in settings.SETTINGS:                  # workers read their settings from here
-        os.environ[s.env] = str(config[s.name])
+        os.environ[s.env] = str(config.get(s.name))
     os.environ[PARENT_PID] = str(os.getpid())
     # Build once, on every core, before the workers start: each worker then loads from
     # the caches in the state directory instead of parsing and rendering it all again.
     # A separate process, so its peak memory is returned before serving begins.
     _run_warm(config)
-    click.echo(f"feedsvc: serving {config['data_dir']} on "
-               f"http://{config['host']}:{config['port']}/ with {config['workers']} workers")
+    click.echo(f"feedsvc: serving {config.data_dir} on "
+               f"http://{config.host}:{config.port}/ with {config.workers} workers")
     Server = server_class()
-    Server("feedsvc.cli:worker_app", factory=True, address=config["host"], port=config["port"],
-           interface=Interfaces.WSGI, workers=max(1, config["workers"]),
+    Server("feedsvc.cli:worker_app", factory=True, address=config.host, port=config.port,
+           interface=Interfaces.WSGI, workers=max(1, config.workers),
            blocking_threads=1, websockets=False, log_access=False,
            respawn_failed_workers=True,
            # HTTP/1.1 only: the auto mode waits for a first byte to tell HTTP/2 from 1.1,
@@ -122,13 +123,13 @@ def served_url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
 
-def _site_base_url(config: dict) -> str:
+def _site_base_url(config: settings.Settings) -> str:
     """site.yml's base_url, or "" if it cannot be read now (the build reports why)."""
     from .loader import parse_site, read_text
     from .model import DataError
 
     try:
-        text, _ = read_text(config["data_dir"], "site.yml", config["max_file_bytes"])
+        text, _ = read_text(config.data_dir, "site.yml", config.max_file_bytes)
         return parse_site("site.yml", text).base_url
     except (DataError, OSError):
         return ""
@@ -150,7 +151,7 @@ def local_link_hint(base_url: str, host: str, port: int) -> str:
             f"FEEDSVC_BASE_URL or --base-url to the public URL")
 
 
-def _run_warm(config: dict) -> None:
+def _run_warm(config: settings.Settings) -> None:
     """Run `_warm` in its own process group, so that Ctrl-C reaches only this process,
     which then stops the build and all its pool workers at once, quietly."""
     warm = multiprocessing.get_context("spawn").Process(target=_warm, args=(config,))
@@ -202,18 +203,18 @@ def _interrupted(main: int, message: str):
     return handler
 
 
-def _warm(config: dict) -> None:
+def _warm(config: settings.Settings) -> None:
     os.setpgid(0, 0)                    # see _run_warm; the pool's workers join this group
     follow_parent(os.getppid())
     from .live import Service
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    service = Service({**config, "watch": False})          # logs every data problem
+    service = Service(dataclasses.replace(config, watch=False))          # logs every data problem
     if service.corpus is None:
         if not service.documents:
             sys.exit(1)                 # nothing to serve, ever: say so before listening
         logging.getLogger("feedsvc").warning("feedsvc: %s cannot be read; serving the last "
-                                             "published version", config["data_dir"])
+                                             "published version", config.data_dir)
         return
     service.checkpoint()                # the workers start from it
     logging.getLogger("feedsvc").info(
@@ -331,18 +332,18 @@ def check(folder: str | None, **options) -> None:
     options["data_dir"] = folder if folder is not None else options["data_dir"]
     config = _config(**options)
     where = "DATA_DIR" if folder is not None else settings.origin("data_dir", options)
-    _preflight(lambda: preflight.check_data_dir(config["data_dir"], where))
+    _preflight(lambda: preflight.check_data_dir(config.data_dir, where))
     errors = _report_problems(config, echo=True)
     sys.exit(1 if any(not e.warning for e in errors) else 0)
 
 
-def _report_problems(config: dict, echo: bool = False) -> list:
+def _report_problems(config: settings.Settings, echo: bool = False) -> list:
     from .corpus import Library
     from .model import DataError
 
     try:
-        corpus = Library(config["data_dir"], base_url=config["base_url"],
-                         max_file_bytes=config["max_file_bytes"]).load()
+        corpus = Library(config.data_dir, base_url=config.base_url,
+                         max_file_bytes=config.max_file_bytes).load()
     except DataError as e:
         click.echo(str(e), err=True)
         sys.exit(1)
@@ -353,7 +354,7 @@ def _report_problems(config: dict, echo: bool = False) -> list:
         else:
             logging.getLogger("feedsvc").warning(line)
     if echo and not corpus.errors:
-        click.echo(f"{config['data_dir']}: {len(corpus.articles)} articles, no problems")
+        click.echo(f"{config.data_dir}: {len(corpus.articles)} articles, no problems")
     return corpus.errors
 
 
@@ -380,10 +381,10 @@ def build(outdir: str, listen: str, allow_errors: bool, **options) -> None:
     from .model import DataError
 
     config = _config(**options)
-    _preflight(lambda: preflight.check_data_dir(config["data_dir"],
+    _preflight(lambda: preflight.check_data_dir(config.data_dir,
                                                 settings.origin("data_dir", options)),
                lambda: preflight.check_out_dir(os.path.abspath(outdir)),
-               lambda: preflight.check_state_dir(config["state_dir"],
+               lambda: preflight.check_state_dir(config.state_dir,
                                                  settings.origin("state_dir", options)))
     bar = None
     if sys.stdout.isatty():

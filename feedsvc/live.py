@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import pytz
 
-from . import versions, workers
+from . import settings, versions, workers
 from .cache import Cache
 from .corpus import Corpus, Library
 from .http import CacheControl, Resource
@@ -41,19 +41,19 @@ NOT_YET = 253402300799
 
 
 class Service:
-    def __init__(self, config: dict, clock=time.time):
+    def __init__(self, config: settings.Settings, clock=time.time):
         self.config = config
         self.clock = clock
         with suppress(OSError):         # (the state reports what it cannot do, and goes on)
-            os.makedirs(config["state_dir"], exist_ok=True)
-        self.cache = Cache(config["state_dir"])
+            os.makedirs(config.state_dir, exist_ok=True)
+        self.cache = Cache(config.state_dir)
         self.library = self._new_library()
         self.publisher = Publisher(self.cache)
         # (a lost validators file is made again; every worker, each stamping at least once
         # per safety walk, carries its floors over before anyone claims a new second)
-        self.validators = Validators(config["state_dir"], clock,
-                                     settle=max(SETTLE_SECONDS, 2 * config["poll_seconds"]))
-        self.cache_control = CacheControl(config["max_age"])
+        self.validators = Validators(config.state_dir, clock,
+                                     settle=max(SETTLE_SECONDS, 2 * config.poll_seconds))
+        self.cache_control = CacheControl(config.max_age)
         self.resources: dict[str, Resource] = {}
         self.documents: dict[str, Document] = {}
         self.corpus: Corpus | None = None       # None until the data could be read once
@@ -73,8 +73,8 @@ class Service:
         self._failures = 0                      # refreshes that raised, in a row
         self._checkpoint_error = ""             # the last one, logged once
         self._stopped = False
-        if config["watch"]:             # watch first, so no save between scan and watch is lost
-            self._observer = observe(config["data_dir"], self._wake, self._events)
+        if config.watch:             # watch first, so no save between scan and watch is lost
+            self._observer = observe(config.data_dir, self._wake, self._events)
         self._events.take()             # from here on, events name what the first scan missed
         if not self._resume():
             self.refresh(force=True)
@@ -82,8 +82,8 @@ class Service:
 
     def _new_library(self) -> Library:
         config = self.config
-        return Library(config["data_dir"], base_url=config["base_url"],
-                       max_file_bytes=config["max_file_bytes"], cache=self.cache)
+        return Library(config.data_dir, base_url=config.base_url,
+                       max_file_bytes=config.max_file_bytes, cache=self.cache)
 
     # -- loading ----------------------------------------------------------------
     def refresh(self, force: bool = False, paths: set[str] | None = None) -> bool:
@@ -106,7 +106,7 @@ class Service:
             except DataError as e:          # the data directory is gone or site.yml is bad
                 if not self.documents and self._restore(now):
                     log.warning("serving the last published version from %s",
-                                self.config["state_dir"])
+                                self.config.state_dir)
                 self._report([e])           # keep serving what we have
                 self._sigs = None           # and look at everything again once it is back
                 return False
@@ -154,8 +154,8 @@ class Service:
     # -- checkpoint: a restart re-reads and rebuilds only what changed -------------------
     @property
     def _checkpoint_path(self) -> str:
-        name = hashlib.sha256(os.fsencode(os.path.abspath(self.config["data_dir"]))).hexdigest()
-        return os.path.join(self.config["state_dir"], f"checkpoint-{name[:16]}.pickle")
+        name = hashlib.sha256(os.fsencode(os.path.abspath(self.config.data_dir))).hexdigest()
+        return os.path.join(self.config.state_dir, f"checkpoint-{name[:16]}.pickle")
 
     def checkpoint(self) -> None:
         """Persist what the library knows and which documents it published (their bytes
@@ -181,7 +181,7 @@ class Service:
         self.cache.flush(timeout=60)
         tmp = f"{self._checkpoint_path}.{os.getpid()}.tmp"
         try:
-            os.makedirs(self.config["state_dir"], exist_ok=True)    # deleted while running?
+            os.makedirs(self.config.state_dir, exist_ok=True)    # deleted while running?
             with open(tmp, "wb") as f:
                 f.write(blob)
             os.replace(tmp, self._checkpoint_path)
@@ -246,7 +246,7 @@ class Service:
     @property
     def _snapshot_key(self) -> str:
         # (a path that is not UTF-8 is spelled with backslash escapes: keys are SQLite text)
-        return "snapshot\0" + os.fsencode(self.config["data_dir"]).decode("utf-8",
+        return "snapshot\0" + os.fsencode(self.config.data_dir).decode("utf-8",
                                                                           "backslashreplace")
 
     def _restore(self, now: float) -> bool:
@@ -333,14 +333,14 @@ class Service:
         self.validators.close()
 
     def _run(self) -> None:
-        data_dir = self.config["data_dir"]
-        if self._observer is None and not self.config["watch"]:   # else __init__ just tried
+        data_dir = self.config.data_dir
+        if self._observer is None and not self.config.watch:   # else __init__ just tried
             self._observer = observe(data_dir, self._wake, self._events)
         watch = _Watched(inode(data_dir), time.monotonic() + WATCH_RETRY)
         while not self._stopped:
             # With inotify a walk is only a safety net; without it, polling is all we have.
             # It comes every `poll` seconds even while events keep waking the loop.
-            poll = self.config["poll_seconds"] if self._observer else NO_INOTIFY_POLL
+            poll = self.config.poll_seconds if self._observer else NO_INOTIFY_POLL
             if self._wake.wait(self._timeout(poll)):
                 time.sleep(0.05)            # let a burst of saves settle into one refresh
                 self._wake.clear()
@@ -387,7 +387,7 @@ class Service:
     def _keep_watching(self, watch: _Watched) -> None:
         """Watch again when there is no watcher (tried every so often), it died, or the
         data directory was replaced by another one (which sends no events)."""
-        data_dir = self.config["data_dir"]
+        data_dir = self.config.data_dir
         observer = self._observer
         now_inode = inode(data_dir)
         if (observer is None and time.monotonic() >= watch.retry_at) or \
@@ -398,7 +398,7 @@ class Service:
             watch.inode = now_inode
             # without events every poll walks the tree; trying them again each time
             # would walk it once more, through watchdog (a folder too deep for it)
-            watch.retry_at = time.monotonic() + max(self.config["poll_seconds"], WATCH_RETRY)
+            watch.retry_at = time.monotonic() + max(self.config.poll_seconds, WATCH_RETRY)
             self._events.add(walk=True)     # events may have been lost meanwhile:
             if observer is not None:        # walk now, not at the next safety walk
                 self._wake.set()

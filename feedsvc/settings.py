@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -59,6 +59,31 @@ SETTINGS = [
 DEFAULTS = {s.name: s.default for s in SETTINGS}
 
 
+@dataclass(frozen=True)
+class Settings:
+    """The operator's settings, resolved and checked: one field per row of SETTINGS
+    (a test holds the two together).  Build one with `resolve`; change one with
+    `dataclasses.replace(config, name=value)`."""
+    data_dir: str
+    state_dir: str
+    base_url: str
+    max_age: int
+    max_file_bytes: int
+    poll_seconds: float
+    watch: bool
+    host: str
+    port: int
+    workers: int
+
+    def get(self, name: str) -> Any:
+        """The value of the setting called `name` (for code driven by SETTINGS)."""
+        return getattr(self, name)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+
 class SettingError(ValueError):
     pass
 
@@ -77,7 +102,8 @@ def origin(name: str, overrides: Mapping[str, Any] | None = None,
     return f"{variable} or {option}"
 
 
-def resolve(overrides: dict | None = None, environ: Mapping[str, str] | None = None) -> dict:
+def resolve(overrides: Mapping[str, Any] | None = None,
+            environ: Mapping[str, str] | None = None) -> Settings:
     """Defaults, then FEEDSVC_* environment, then explicit overrides; checked and typed.
 
     `environ` (default: os.environ) is the only environment read, XDG_STATE_HOME
@@ -103,7 +129,7 @@ def resolve(overrides: dict | None = None, environ: Mapping[str, str] | None = N
         base = env.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
         tag = hashlib.sha256(os.fsencode(out["data_dir"])).hexdigest()[:12]
         out["state_dir"] = os.path.join(base, "feedsvc", tag)
-    return out
+    return Settings(**out)
 
 
 def _typed(s: Setting, value: Any, where: str) -> Any:

@@ -44,7 +44,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.config.update(FEEDSVC=config)
     service = Service(config)
     app.extensions["feedsvc"] = service
-    if config["watch"]:
+    if config.watch:
         service.start()
     worker = secrets.token_hex(4)           # tells workers apart at /healthz, says nothing
 
@@ -66,8 +66,8 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     @app.get("/media/<path:name>")
     def media(name: str) -> BaseResponse:
-        return media_response(os.path.join(config["data_dir"], "media"), name,
-                              config["max_age"])
+        return media_response(os.path.join(config.data_dir, "media"), name,
+                              config.max_age)
 
     @app.get("/healthz")
     def healthz() -> Response:
@@ -117,14 +117,15 @@ def relative(location: str) -> str:
     return f"{path}?{parts.query}" if parts.query else path
 
 
-def public(error: DataError, config: dict) -> dict:
+def public(error: DataError, config: settings.Settings) -> dict:
     """An error as /healthz shows it to anyone: paths relative to the data directory (a
     state file's as FEEDSVC_STATE_DIR/<name>), with where those directories are on this
     host left out (named by their settings instead)."""
     out = error.as_dict()
     for setting in ("state_dir", "data_dir"):
         name = f"FEEDSVC_{setting.upper()}"
-        for where in {os.path.realpath(config[setting]), os.path.abspath(config[setting])}:
+        value = config.get(setting)
+        for where in {os.path.realpath(value), os.path.abspath(value)}:
             out["message"] = out["message"].replace(where, name)
             if out["path"].startswith(where + os.sep):
                 out["path"] = name + out["path"][len(where):]

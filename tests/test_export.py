@@ -15,6 +15,7 @@ import pytest
 from conftest import free_port
 from werkzeug.http import http_date, parse_date
 
+from feedsvc import settings
 from feedsvc.export import MANIFEST, NGINX_CONF, export, nginx_conf
 from feedsvc.http import SECURITY_HEADERS
 
@@ -54,7 +55,7 @@ def site(bundled, make_app, tmp_path):
                   "base_url": BASE, "max_age": 300}
 
         def build(self, **kw):
-            return export(self.config, str(self.out), **kw)
+            return export(settings.resolve(self.config, environ={}), str(self.out), **kw)
 
         def live(self):
             return make_app(bundled.root, base_url=BASE).test_client()
@@ -66,7 +67,7 @@ def live_paths(client) -> tuple[list[str], list[str], list[str]]:
     service = client.application.extensions["feedsvc"]
     docs = sorted(service.documents)
     arts = [f"articles/{a.slug}/" for a in service.corpus.visible(dt.datetime.now(dt.UTC))]
-    data = Path(service.config["data_dir"])
+    data = Path(service.config.data_dir)
     media = sorted(p.relative_to(data).as_posix()
                    for p in (data / "media").rglob("*") if p.is_file())
     return docs, arts, media
@@ -369,7 +370,8 @@ def test_nginx_server_name_matches_the_host_clients_send(tmp_path, base_url, hos
     (out / "index.html").write_text("<p>the site</p>")
     port = free_port()
     conf = tmp_path / "site.conf"
-    conf.write_text(nginx_conf(str(out), {"base_url": base_url}, listen=f"127.0.0.1:{port}"))
+    config = settings.resolve({"base_url": base_url}, environ={})
+    conf.write_text(nginx_conf(str(out), config, listen=f"127.0.0.1:{port}"))
     both = tmp_path / "both.conf"
     both.write_text(f"server {{ listen 127.0.0.1:{port} default_server; return 418; }}\n"
                     f"include {conf};\n")

@@ -348,7 +348,7 @@ def test_a_data_directory_whose_own_path_is_not_utf8(tmp_path, monkeypatch, make
     assert b"Hello" in client.get("/feeds/all.rss").data
     assert client.get("/articles/hello/").status_code == 200
     service = app.extensions["feedsvc"]
-    assert service.config["state_dir"].startswith(str(tmp_path / "xdg"))
+    assert service.config.state_dir.startswith(str(tmp_path / "xdg"))
     data.write("articles/hello.md", "---\ntitle: [\n---\n")      # bad: the last good stays
     service.refresh()
     assert [e.path for e in service.errors] == ["articles/hello.md"]

@@ -12,6 +12,8 @@ from jsonschema import Draft202012Validator
 from reader import make_reader
 from test_feeds import BASE, channel, entries, get, service_of
 
+from feedsvc import settings
+
 SCHEMA = json.loads((Path(__file__).parent / "jsonfeed-1.1.schema.json").read_text())
 VALIDATOR = Draft202012Validator(SCHEMA, format_checker=Draft202012Validator.FORMAT_CHECKER)
 
@@ -206,7 +208,8 @@ def test_a_new_format_is_one_writer_and_one_registration(make_app, data, monkeyp
     page = lxml.html.fromstring(client.get("/category/world/").data)
     assert page.xpath("//head/link[@rel='alternate'][@type='text/plain']/@href") == [
         "https://news.example.com/feeds/category/world.txt"]
-    assert "text/plain               txt;" in export.nginx_conf(str(tmp_path), {})
+    assert "text/plain               txt;" in export.nginx_conf(
+        str(tmp_path), settings.resolve(environ={}))
     with pytest.raises(ValueError, match="already registered"):
         feeds.register(TitlesWriter())
 

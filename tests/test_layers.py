@@ -44,8 +44,8 @@ LAYERS: dict[str, set[str]] = {
     # documents
     "publish": {"cache", "content", "corpus", "feeds", "loader", "model", "versions",
                 "workers"},
-    "live": {"cache", "corpus", "http", "model", "publish", "scan", "validators", "versions",
-             "watch", "workers"},
+    "live": {"cache", "corpus", "http", "model", "publish", "scan", "settings", "validators",
+             "versions", "watch", "workers"},
     "export": {"cache", "corpus", "feeds", "http", "loader", "publish", "scan", "settings",
                "validators"},
     # serving and commands

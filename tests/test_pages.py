@@ -8,7 +8,7 @@ import pytest
 from werkzeug.http import http_date, parse_date
 
 from feedsvc import pages as pages_module
-from feedsvc import publish
+from feedsvc import publish, settings
 
 ARTICLE = "/articles/rouhani-urges-iran-turkey-cooperation-on-anti-terrorism-fight/"
 # a path of each kind: ready documents (a feed, a page, the OPML), an article page, and
@@ -105,7 +105,8 @@ def test_an_article_page_has_the_last_modified_feedsvc_build_gives_it(make_app, 
     from feedsvc.export import export
     state = str(tmp_path / "state")
     out = tmp_path / "out"
-    export({"data_dir": str(bundled.root), "state_dir": state}, str(out))
+    config = settings.resolve({"data_dir": str(bundled.root), "state_dir": state}, environ={})
+    export(config, str(out))
     client = make_app(bundled.root, state_dir=state).test_client()
     resp = client.get(ARTICLE)
     assert resp.status_code == 200

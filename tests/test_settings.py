@@ -1,6 +1,8 @@
 """settings.resolve: the environment it is given, and bad values named by their source."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from feedsvc import settings
@@ -9,9 +11,9 @@ from feedsvc import settings
 def test_xdg_state_home_comes_from_the_given_environment(monkeypatch):
     monkeypatch.setenv("XDG_STATE_HOME", "/from/os/environ")
     config = settings.resolve({"data_dir": "/srv/data"}, environ={"XDG_STATE_HOME": "/given"})
-    assert config["state_dir"].startswith("/given/feedsvc/")
+    assert config.state_dir.startswith("/given/feedsvc/")
     config = settings.resolve({"data_dir": "/srv/data"}, environ={})
-    assert not config["state_dir"].startswith("/from/os/environ")
+    assert not config.state_dir.startswith("/from/os/environ")
 
 
 @pytest.mark.parametrize("url", ["garbage", "ftp://news.example.com/", "https://", "/news/",
@@ -28,7 +30,7 @@ def test_a_bad_base_url_names_the_variable_or_the_option(url):
 
 def test_a_good_base_url_passes():
     config = settings.resolve(environ={"FEEDSVC_BASE_URL": " https://news.example.com/x/ "})
-    assert config["base_url"] == "https://news.example.com/x/"
+    assert config.base_url == "https://news.example.com/x/"
 
 
 @pytest.mark.parametrize(("name", "value", "message"), [
@@ -54,3 +56,12 @@ def test_origin_names_the_option_then_the_variable_then_both():
     assert settings.origin("state_dir", {"state_dir": None}, {"FEEDSVC_STATE_DIR": "/e"}) \
         == "FEEDSVC_STATE_DIR"
     assert settings.origin("state_dir", {}, {}) == "FEEDSVC_STATE_DIR or --state-dir"
+
+
+def test_settings_object_has_one_field_per_row_of_the_table():
+    """The typed object and the table (which drives env, CLI and README) cannot drift."""
+    assert [f.name for f in dataclasses.fields(settings.Settings)] == \
+        [s.name for s in settings.SETTINGS]
+    config = settings.resolve(environ={})
+    for s in settings.SETTINGS:
+        assert type(config.get(s.name)) is type(s.default), s.name
