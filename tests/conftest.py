@@ -93,6 +93,16 @@ def make_app(tmp_path: Path):
     return make
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Captured output that names a non-UTF-8 path (tests use them on purpose) carries
+    surrogate escapes, which pytest-xdist cannot send from a worker: escape them."""
+    outcome = yield
+    report = outcome.get_result()
+    report.sections = [(title, text.encode("utf-8", "backslashreplace").decode("utf-8"))
+                       for title, text in report.sections]
+
+
 def free_port() -> int:
     """A port free now, for a server that binds it a second or two later.  Chosen below
     the kernel's ephemeral range, which every client connection (these tests make

@@ -17,7 +17,7 @@ import time
 import pytest
 import requests
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.soak]
 
 DURATION = 40.0          # seconds of editing
 SETTLE = 2.0             # seconds for every worker to pick up a batch
