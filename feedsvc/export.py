@@ -59,6 +59,7 @@ from . import feeds, loader, settings
 from .cache import Cache
 from .corpus import Library
 from .http import CSP, NOSNIFF
+from .hubs import Hubs
 from .publish import Publisher, compress
 from .scan import Signatures
 from .validators import Validators
@@ -110,7 +111,8 @@ def export(config: settings.Settings, outdir: str, progress: Progress | None = N
     corpus = library.load()
     validators = Validators(config.state_dir)
     try:
-        publisher = Publisher(cache)
+        # a static site has no hub of its own: it advertises only the external ones
+        publisher = Publisher(cache, Hubs(external=config.external_hubs))
         documents = publisher.build(corpus, when)
         visible = corpus.visible(when)
         media = _media_files(config.data_dir, library.scan())

@@ -12,7 +12,8 @@ handled here and nowhere else: entries are appended in our order; every date com
 the data; skipDays is never used; the self link is added before the alternate one (RSS
 keeps the last link as <link>); authors go out as dc:creator in RSS; HTML is typed as
 html in Atom; enclosures get their length and type, and the Atom entry links get back
-the attributes feedgen drops; building happens under a lock, because feedgen's RSS date
+the attributes feedgen drops; RSS gets its WebSub hub links put back (feedgen drops
+every `<atom:link>` but the self one); building happens under a lock, because feedgen's RSS date
 formatting switches the process locale.
 """
 from __future__ import annotations
@@ -82,6 +83,7 @@ class Feed:
     updated: dt.datetime
     publisher: str                   # feed-level Atom author, for entries without one
     entries: tuple[Entry, ...] = field(default=())
+    hubs: tuple[str, ...] = ()       # WebSub hubs advertised (hubs.py)
 
 
 class _Entry(FeedEntry):
@@ -207,24 +209,41 @@ class _FeedgenWriter(Writer):
                 fg = shared["feedgen"] = _generator(feed, keep)
             # the self link first, the page last: RSS's <link> is the last link added
             fg.link(href=url, rel="self", type=self.media_type, replace=True)
+            for hub in feed.hubs:
+                fg.link(href=hub, rel="hub")
             fg.link(href=feed.page_url, rel="alternate", type="text/html")
-            return self.serialize(fg)
+            return self.serialize(fg, feed)
 
-    def serialize(self, fg: FeedGenerator) -> bytes:
+    def serialize(self, fg: FeedGenerator, feed: Feed) -> bytes:
         raise NotImplementedError
 
 
 class RssWriter(_FeedgenWriter):
+    """RSS 2.0.  feedgen keeps only the self link as `<atom:link>`: the hub links are put
+    after it here, in the tree feedgen's `rss_str` would serialize (`_create_rss`)."""
     name, label, media_type = "rss", "RSS", "application/rss+xml"
 
-    def serialize(self, fg: FeedGenerator) -> bytes:
-        return fg.rss_str(pretty=True, encoding="UTF-8", xml_declaration=True)
+    def serialize(self, fg: FeedGenerator, feed: Feed) -> bytes:
+        if not feed.hubs:
+            return fg.rss_str(pretty=True, encoding="UTF-8", xml_declaration=True)
+        _, doc = fg._create_rss(extensions=True)
+        channel = doc.getroot().find("channel")
+        atom_link = f"{{{ATOM_NS}}}link"
+        after = channel.find(atom_link)             # the self link
+        at = list(channel).index(after) + 1 if after is not None else len(channel)
+        for i, hub in enumerate(feed.hubs):
+            link = etree.Element(atom_link, href=hub, rel="hub")
+            channel.insert(at + i, link)
+        return etree.tostring(doc, pretty_print=True, encoding="UTF-8", xml_declaration=True)
+
+
+ATOM_NS = "http://www.w3.org/2005/Atom"
 
 
 class AtomWriter(_FeedgenWriter):
     name, label, media_type = "atom", "Atom", "application/atom+xml"
 
-    def serialize(self, fg: FeedGenerator) -> bytes:
+    def serialize(self, fg: FeedGenerator, feed: Feed) -> bytes:
         return fg.atom_str(pretty=True, encoding="UTF-8", xml_declaration=True)
 
 
@@ -245,6 +264,8 @@ class JsonFeedWriter(Writer):
                "description": feed.subtitle or feed.title,
                "language": feed.language,
                "authors": [{"name": feed.publisher}],
+               **({"hubs": [{"type": "WebSub", "url": hub} for hub in feed.hubs]}
+                  if feed.hubs else {}),
                "items": [self._item(e) for e in feed.entries]}
         return json.dumps(doc, ensure_ascii=False, separators=(",", ":"),
                           check_circular=False).encode() + b"\n"

@@ -106,17 +106,19 @@ class Resource:
 
     @classmethod
     def make(cls, content_type: str, last_modified: int, etag: str, gz: bytes,
-             gzip_etag: str) -> "Resource":
+             gzip_etag: str, links: tuple[tuple[str, str], ...] = ()) -> "Resource":
         """`gz`: the document's gzip bytes; `etag`, `gzip_etag`: the quoted strong ETags of
-        its identity and its gzip bytes."""
+        its identity and its gzip bytes; `links`: headers for 200 and 304 alike (a feed's
+        WebSub `Link`: hubs.link_header)."""
         lm = http_date(last_modified)
 
         def variant(data: bytes | None, size: int, etag: str,
                     extra: list[tuple[str, str]]) -> Variant:
-            common = [("ETag", etag), ("Last-Modified", lm), ("Vary", "Accept-Encoding")]
+            common = [("ETag", etag), ("Last-Modified", lm), ("Vary", "Accept-Encoding"),
+                      *links]
             head = [("Content-Type", content_type), ("Content-Length", str(size))] + extra \
                 + SECURITY_HEADERS
-            early = [common[0], common[2]]
+            early = [common[0], *common[2:]]
             return Variant(data, etag, head + common, common + [NOSNIFF],
                            (head + early, early + [NOSNIFF]))
         # a single-member gzip ends with the identity size, modulo 2**32 (RFC 1952 ISIZE)
@@ -240,17 +242,23 @@ class FeedApp:
     """WSGI: answer ready documents directly, hand every other path to `fallback`.
 
     `pages(path)` gives the documents made on their first request (article pages:
-    pages.py), answered by the same code; None sends the request on to `fallback`."""
+    pages.py), answered by the same code; None sends the request on to `fallback`.
+    `posts`: the paths a POST goes to `fallback` on (the WebSub hub)."""
 
     def __init__(self, source, fallback: Callable,
-                 pages: Callable[[str], Resource | None] = lambda path: None):
+                 pages: Callable[[str], Resource | None] = lambda path: None,
+                 posts: frozenset[str] = frozenset()):
         self.source = source                # anything with .resources and .cache_control
         self.fallback = fallback
         self.pages = pages
+        self.posts = posts
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO") or "/"
         if not admissible(environ, path):
+            if environ["REQUEST_METHOD"] == "POST" and path in self.posts and \
+                    environ.get("HTTP_HOST"):
+                return self.fallback(environ, start_response)
             return refuse(environ, start_response)
         if "HTTP_IF_MODIFIED_SINCE" in environ or "HTTP_IF_UNMODIFIED_SINCE" in environ or \
                 "HTTP_IF_RANGE" in environ:

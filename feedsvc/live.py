@@ -17,6 +17,7 @@ import os
 import pickle
 import threading
 import time
+from collections.abc import Callable
 from contextlib import nullcontext, suppress
 from dataclasses import dataclass
 
@@ -26,6 +27,7 @@ from . import settings, versions, workers
 from .cache import Cache
 from .corpus import Corpus, Library
 from .http import CacheControl, Resource
+from .hubs import Hubs, is_topic, link_header
 from .model import DataError
 from .publish import Document, Publisher
 from .scan import Signatures
@@ -48,7 +50,8 @@ class Service:
             os.makedirs(config.state_dir, exist_ok=True)
         self.cache = Cache(config.state_dir)
         self.library = self._new_library()
-        self.publisher = Publisher(self.cache)
+        self.hubs = Hubs(config.websub, config.external_hubs)
+        self.publisher = Publisher(self.cache, self.hubs)
         # (a lost validators file is made again; every worker, each stamping at least once
         # per safety walk, carries its floors over before anyone claims a new second)
         self.validators = Validators(config.state_dir, clock,
@@ -62,6 +65,8 @@ class Service:
         self.refreshed_at = 0.0
         self.seen = 0.0                         # when the data served was scanned (pages.py)
         self.rebuilt: list[str] = []            # paths rebuilt by the last refresh
+        # called with the documents and `seen` after each swap (the WebSub hub: websub.py)
+        self.listeners: list[Callable[[dict[str, Document], float], None]] = []
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -149,6 +154,8 @@ class Service:
                 p: (d.recipe, d.content_type) for p, d in documents.items()}})
         self._report(corpus.errors)
         self._restamp(now, seen)
+        for listener in self.listeners:
+            listener(self.documents, seen)
         return bool(self.rebuilt)
 
     # -- checkpoint: a restart re-reads and rebuilds only what changed -------------------
@@ -287,18 +294,26 @@ class Service:
             etags, seen, {p: (r.identity.etag, None if r.last_modified == NOT_YET
                               else r.last_modified) for p, r in old.items()}).items()}
         fresh = {}
+        links = self._links()
         for path, doc in self.documents.items():
             res = old.get(path)
             if res is None or res.identity.etag != etags[path] or \
                     res.last_modified != stamps[path]:
                 res = Resource.make(doc.content_type, stamps[path], doc.etag, doc.gzip,
-                                    doc.gzip_etag)
+                                    doc.gzip_etag, links(path))
             fresh[path] = res
         self.resources = fresh
         self.refreshed_at = now
         self.seen = seen
         state = self.cache.problems + self.validators.problems
         self.errors = [e for e in self.errors if e.path not in self._state_files] + state
+
+    def _links(self) -> Callable[[str], tuple[tuple[str, str], ...]]:
+        """The WebSub `Link` header of the document at a path (none but for feeds)."""
+        corpus = self.corpus or self.restored
+        base = corpus.site.base_url if corpus else ""
+        hubs = self.hubs.urls(base) if base else ()
+        return lambda path: link_header(hubs, base + path) if is_topic(path) else ()
 
     @property
     def _state_files(self) -> tuple[str | None, str | None]:

@@ -26,6 +26,7 @@ from markupsafe import Markup, escape
 from . import content, feeds, loader, versions, workers
 from .cache import Cache
 from .corpus import Corpus
+from .hubs import Hubs
 from .model import Article, Site, swap_sorted
 
 EPOCH = dt.datetime(2000, 1, 1, tzinfo=pytz.utc)
@@ -210,8 +211,9 @@ _templates.globals["writers"] = feeds.WRITERS
 
 
 class Publisher:
-    def __init__(self, cache: Cache | None = None):
+    def __init__(self, cache: Cache | None = None, hubs: Hubs = Hubs()):
         self.cache = cache or Cache(None)
+        self.hubs = hubs                # advertised in every feed (part of its recipe)
         # per article path: (the article, the base URL, its listing line / its body key),
         # worked out once for each article object (see _per_article)
         self._items: dict[str, tuple[Article, str, str]] = {}
@@ -339,7 +341,7 @@ class Publisher:
                 recipe, page_recipe = memo[1:]      # nothing it is made from changed
             else:
                 recipe = _hash(code, site, scope, "\n".join(map(entry_recipe, top)),
-                               "" if top else shape.updated_all)
+                               "" if top else shape.updated_all, self.hubs)
                 page_recipe = "" if scope.kind == "site" else _hash(
                     code, site, scope, _listed(items))
             self._recipes[key] = (stamp, recipe, page_recipe)
@@ -496,7 +498,8 @@ class Publisher:
             subtitle=scope.description or title,
             self_urls={fmt: f"{site.base_url}{scope.feed_base}.{fmt}" for fmt in formats},
             page_url=f"{site.base_url}{scope.page}", language=site.language,
-            updated=updated, publisher=site.title, entries=entries)
+            updated=updated, publisher=site.title, entries=entries,
+            hubs=self.hubs.urls(site.base_url))
 
     def _index(self, corpus: Corpus, scopes: list[Scope], recent: list[Article]) -> bytes:
         outline = (corpus.site, scopes)

@@ -55,6 +55,24 @@ SETTINGS = [
     Setting("host", "127.0.0.1", "Address to listen on (serve)."),
     Setting("port", 8000, "Port to listen on (serve).", minimum=1, maximum=65535),
     Setting("workers", 2, "Worker processes (serve), at least 1.", minimum=1),
+    Setting("websub", True, "Run the built-in WebSub hub at /websub and advertise it in "
+            "every feed (serve)."),
+    Setting("websub_hubs", "", "External WebSub hubs (space-separated http(s) URLs) pinged "
+            "with hub.mode=publish on every change of a feed, and advertised."),
+    Setting("websub_lease_seconds", 864000, "Lease given when a subscriber asks for none.",
+            minimum=1),
+    Setting("websub_lease_min", 3600, "Shortest lease given; shorter requests get this.",
+            minimum=1),
+    Setting("websub_lease_max", 2592000, "Longest lease given; longer requests get this.",
+            minimum=1),
+    Setting("websub_retry_seconds", 3600.0, "How long a failed delivery is retried (backoff "
+            "from 0.5 s, doubling, at most 60 s apart) before it is dropped and logged; the "
+            "subscription is kept."),
+    Setting("websub_rate", 60, "Subscription requests per minute accepted from one client "
+            "address (REMOTE_ADDR)."),
+    Setting("websub_allow_private", False, "Allow callbacks on loopback and private "
+            "addresses (tests, private networks). Risk: anyone who can reach /websub can "
+            "make the hub send requests into this machine or network."),
 ]
 DEFAULTS = {s.name: s.default for s in SETTINGS}
 
@@ -74,6 +92,19 @@ class Settings:
     host: str
     port: int
     workers: int
+    websub: bool
+    websub_hubs: str
+    websub_lease_seconds: int
+    websub_lease_min: int
+    websub_lease_max: int
+    websub_retry_seconds: float
+    websub_rate: int
+    websub_allow_private: bool
+
+    @property
+    def external_hubs(self) -> tuple[str, ...]:
+        """The external hubs of `websub_hubs`, in the order given."""
+        return tuple(dict.fromkeys(self.websub_hubs.replace(",", " ").split()))
 
     def get(self, name: str) -> Any:
         """The value of the setting called `name` (for code driven by SETTINGS)."""
@@ -124,6 +155,11 @@ def resolve(overrides: Mapping[str, Any] | None = None,
     out["base_url"] = str(out["base_url"]).strip()
     if out["base_url"]:
         _check_base_url(out["base_url"], origin("base_url", overrides, env))
+    for hub in str(out["websub_hubs"]).replace(",", " ").split():
+        _check_base_url(hub, origin("websub_hubs", overrides, env))
+    if out["websub_lease_min"] > out["websub_lease_max"]:
+        raise SettingError(f"{origin('websub_lease_min', overrides, env)} must not exceed "
+                           f"{origin('websub_lease_max', overrides, env)}")
     out["data_dir"] = os.path.abspath(str(out["data_dir"]))
     if not out["state_dir"]:
         base = env.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")

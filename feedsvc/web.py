@@ -4,13 +4,14 @@ Feeds, the index, scope pages, the OPML and article pages never reach Flask:
 `http.FeedApp` sits in front of Flask's WSGI app and answers them from ready bytes
 (article pages are made on their first request: pages.py).  It also
 screens every request first (methods, request target, Host, dates: see http.py),
-so Flask only ever sees GET and HEAD.
+so Flask only ever sees GET and HEAD, and POST to the WebSub hub (websub.py).
 """
 from __future__ import annotations
 
 import hashlib
 import os
 import secrets
+from functools import partial
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
@@ -30,9 +31,11 @@ from .http import (
     not_modified,
     precondition_failed,
 )
+from .hubs import HUB_PATH
 from .live import Service
 from .model import DataError
 from .pages import ArticlePages
+from .websub import Hub
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
@@ -106,8 +109,30 @@ def create_app(test_config: dict | None = None) -> Flask:
             resp.headers["Location"] = relative(location)   # from Host: keep only the path
         return resp
 
-    app.wsgi_app = FeedApp(service, app.wsgi_app, pages.get)  # type: ignore[method-assign]
+    posts: frozenset[str] = frozenset()
+    if config.websub or config.external_hubs:   # the hub, or only the pings to others
+        hub = Hub(config, service)
+        app.extensions["websub"] = hub
+        if config.websub:
+            app.add_url_rule(f"/{HUB_PATH}", "websub", partial(websub_request, hub),
+                             methods=["POST"])
+            posts = frozenset({f"/{HUB_PATH}"})
+        if config.watch:
+            hub.start()
+    app.wsgi_app = FeedApp(service, app.wsgi_app, pages.get,  # type: ignore[method-assign]
+                           posts)
     return app
+
+
+def websub_request(hub: Hub) -> Response:
+    """POST /websub: a subscription request to the built-in hub (websub.py)."""
+    answer = hub.screen(request.mimetype, request.content_length, request.remote_addr or "")
+    if answer is None:
+        answer = hub.handle(request.form)
+    resp = Response(answer.text + "\n", answer.status, content_type="text/plain; charset=utf-8")
+    if answer.retry:
+        resp.headers["Retry-After"] = str(answer.retry)
+    return resp
 
 
 def relative(location: str) -> str:

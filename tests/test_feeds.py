@@ -637,9 +637,10 @@ BUILD_SCRIPT = """
 import datetime as dt, hashlib, json, sys
 import pytz
 from feedsvc.corpus import Library
+from feedsvc.hubs import Hubs
 from feedsvc.publish import Publisher
 corpus = Library(sys.argv[1]).load()
-docs = Publisher().build(corpus, dt.datetime(2026, 1, 1, tzinfo=pytz.utc))
+docs = Publisher(hubs=Hubs(builtin=True)).build(corpus, dt.datetime(2026, 1, 1, tzinfo=pytz.utc))
 print(json.dumps({p: hashlib.sha256(d.body).hexdigest() for p, d in sorted(docs.items())}))
 """
 

@@ -1,0 +1,247 @@
+"""The built-in WebSub hub (W3C Recommendation, 2018) at `/websub`: requests and changes.
+
+Subscribers POST a form (`hub.mode` subscribe or unsubscribe, `hub.callback`,
+`hub.topic`, optional `hub.lease_seconds` and `hub.secret` under 200 bytes).
+The answer is 202, then the intent is verified on the pool (deliver.py): a GET
+to the callback with `hub.challenge`, accepted only by a 2xx whose body is the
+challenge.  A topic that is not one of the site's feeds gets `hub.mode=denied`
+at its callback.  Leases are clamped to the settings' minimum and maximum; a
+subscription asked for again is renewed.  Refused at once: a malformed request
+(400), over `MAX_PER_TOPIC` subscriptions to the topic or `MAX_PER_HOST` on the
+callback's host (403), over `websub_rate` requests a minute from one client
+address (429), a pool with no free thread (503).
+
+`Hub.changed` is live.Service's listener: after each refresh it hands the feeds
+whose ETag moved to the store, which queues one delivery per subscriber and
+external hub (websubstore.py says how that is exactly once).
+"""
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from urllib.parse import urlencode, urlsplit
+
+from .deliver import Dispatcher, Sender
+from .hubs import is_topic, link_header
+from .live import Service
+from .netpolicy import NetPolicy, Refused, Resolver, check_url, system_resolver
+from .publish import Document
+from .settings import Settings
+from .websubstore import SqliteStore, Subscription, SubscriptionStore, TopicBytes
+
+log = logging.getLogger("feedsvc")
+MAX_SECRET_BYTES = 199          # "less than 200 bytes"
+MAX_REQUEST_BYTES = 16 << 10
+MAX_PER_TOPIC = 10_000
+MAX_PER_HOST = 1_000
+RATE_CLIENTS = 10_000           # client addresses the rate limit remembers
+
+
+@dataclass(frozen=True)
+class HubRequest:
+    mode: str                   # subscribe | unsubscribe
+    callback: str
+    topic: str
+    lease_seconds: int
+    secret: bytes | None
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The hub's answer to a request: status, a line of text, Retry-After seconds (0: none)."""
+    status: int
+    text: str
+    retry: int = 0
+
+
+class BadRequest(ValueError):
+    """A hub request that is refused at once; the message says which parameter."""
+
+
+class RateLimit:
+    """`per_minute` requests a minute per client (a token bucket each), the most recently
+    seen `RATE_CLIENTS` clients remembered."""
+
+    def __init__(self, per_minute: int, clock=time.monotonic):
+        self.rate = per_minute / 60.0
+        self.burst = float(max(1, per_minute))
+        self.clock = clock
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def allow(self, client: str) -> bool:
+        now = self.clock()
+        with self._lock:
+            tokens, then = self._buckets.pop(client, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - then) * self.rate)
+            allowed = tokens >= 1.0
+            self._buckets[client] = (tokens - 1.0 if allowed else tokens, now)
+            while len(self._buckets) > RATE_CLIENTS:
+                self._buckets.popitem(last=False)
+        return allowed
+
+
+def parse(form: Mapping[str, str], config: Settings) -> HubRequest:
+    """The hub request in `form` (its first value of each name), checked; BadRequest
+    otherwise."""
+    mode = form.get("hub.mode", "")
+    if mode not in ("subscribe", "unsubscribe"):
+        raise BadRequest("hub.mode must be subscribe or unsubscribe")
+    callback, topic = form.get("hub.callback", ""), form.get("hub.topic", "")
+    try:
+        check_url(callback)
+    except Refused as e:
+        raise BadRequest(f"hub.callback: {e}") from None
+    if not topic:
+        raise BadRequest("hub.topic is missing")
+    lease = config.websub_lease_seconds
+    if form.get("hub.lease_seconds"):
+        try:
+            lease = int(form["hub.lease_seconds"])
+        except ValueError:
+            raise BadRequest("hub.lease_seconds must be a whole number of seconds") from None
+    lease = max(config.websub_lease_min, min(config.websub_lease_max, lease))
+    secret = form.get("hub.secret")
+    if secret is not None and len(secret.encode()) > MAX_SECRET_BYTES:
+        raise BadRequest("hub.secret must be less than 200 bytes")
+    return HubRequest(mode, callback, topic, lease, secret.encode() if secret else None)
+
+
+class Hub:
+    """One worker's hub: the /websub route, the change listener and the dispatcher."""
+
+    def __init__(self, config: Settings, service: Service,
+                 store: SubscriptionStore | None = None,
+                 resolver: Resolver = system_resolver, clock=time.time):
+        self.config = config
+        self.service = service
+        self.clock = clock
+        self.store = store or SqliteStore(config.state_dir)
+        self.sender = Sender(NetPolicy(config.websub_allow_private, resolver))
+        self.dispatcher = Dispatcher(self.store, self.sender, config.websub_retry_seconds,
+                                     self.links, clock)
+        self.rate = RateLimit(config.websub_rate)
+        self._etags: dict[str, str] = {}        # topic path -> the ETag last handed over
+        self._lock = threading.Lock()
+
+    # -- changes ---------------------------------------------------------------
+    def start(self) -> None:
+        """Hand over the documents served now (a change made while no worker ran is
+        delivered), follow every refresh, and start sending."""
+        self.service.listeners.append(self.changed)
+        self.changed(self.service.documents, self.service.seen)
+        self.dispatcher.start()
+
+    @property
+    def base_url(self) -> str:
+        corpus = self.service.corpus
+        return corpus.site.base_url if corpus else ""
+
+    def links(self, topic: str) -> str:
+        """The Link header of a delivery of `topic`."""
+        header = link_header(self.service.hubs.urls(self.base_url), topic)
+        return header[0][1] if header else f'<{topic}>; rel="self"'
+
+    def changed(self, documents: dict[str, Document], seen: float) -> None:
+        """live.Service's listener: record the feeds whose bytes moved; never raises."""
+        base = self.base_url
+        if not base:
+            return
+        try:
+            with self._lock:
+                moved = [d for p, d in documents.items()
+                         if is_topic(p) and self._etags.get(p) != d.etag]
+                if not moved:
+                    return
+                changes = [TopicBytes(base + d.path, d.etag, d.content_type, d.gzip)
+                           for d in moved]
+                queued = self.store.record(changes, seen, self.config.external_hubs,
+                                           self.clock())
+                self._etags.update((d.path, d.etag) for d in moved)
+        except Exception:
+            log.exception("websub: cannot record changed feeds; they are tried again at "
+                          "the next refresh")
+            return
+        if queued:
+            self.dispatcher.wake.set()
+
+    # -- requests (web.py routes POST /websub here) ------------------------------
+    def screen(self, mimetype: str, length: int | None, client: str) -> Answer | None:
+        """The refusal of a request before its form is read, or None."""
+        if (length or 0) > MAX_REQUEST_BYTES:
+            return Answer(413, f"a hub request is at most {MAX_REQUEST_BYTES} bytes")
+        if mimetype != "application/x-www-form-urlencoded":
+            return Answer(400, "send the hub request as application/x-www-form-urlencoded")
+        if not self.rate.allow(client):
+            return Answer(429, "too many hub requests from this address; try again later",
+                          retry=60)
+        return None
+
+    def handle(self, form: Mapping[str, str]) -> Answer:
+        """The answer to a screened request whose form is `form`."""
+        try:
+            req = parse(form, self.config)
+        except BadRequest as e:
+            return Answer(400, str(e))
+        return self.accept(req)
+
+    def accept(self, req: HubRequest) -> Answer:
+        """202 and a verification on the pool, or the refusal."""
+        topics = {self.base_url + p for p in self.service.documents if is_topic(p)}
+        if req.topic not in topics:
+            task: Callable[[], object] = partial(self.deny, req, "not a feed of this site")
+        else:
+            if req.mode == "subscribe":
+                per_topic, per_host = self.store.counts(req.topic, _host(req.callback),
+                                                        self.clock())
+                if per_topic >= MAX_PER_TOPIC or per_host >= MAX_PER_HOST:
+                    return Answer(403, "too many subscriptions to this topic or on this "
+                                  "callback host")
+            task = partial(self.verify, req)
+        if not self.dispatcher.submit(task):
+            return Answer(503, "the hub is busy; try again later", retry=10)
+        return Answer(202, "accepted; the hub will verify your intent at the callback")
+
+    def verify(self, req: HubRequest) -> bool:
+        """Verification of intent (WebSub 5.3); on success the store is updated."""
+        challenge = secrets.token_urlsafe(24)
+        query = {"hub.mode": req.mode, "hub.topic": req.topic, "hub.challenge": challenge}
+        if req.mode == "subscribe":
+            query["hub.lease_seconds"] = str(req.lease_seconds)
+        reply = self.sender.send("GET", _with_query(req.callback, query))
+        if not (reply.ok and reply.body == challenge.encode()):
+            log.info("websub: %s of %s to %s not verified (%s)", req.mode, req.callback,
+                     req.topic, reply.error or f"status {reply.status}")
+            return False
+        if req.mode == "subscribe":
+            self.store.subscribe(Subscription(req.topic, req.callback, req.secret,
+                                              req.lease_seconds),
+                                 _host(req.callback), self.clock())
+        else:
+            self.store.unsubscribe(req.topic, req.callback)
+        return True
+
+    def deny(self, req: HubRequest, reason: str) -> None:
+        """Tell the callback its subscription is denied (WebSub 5.2)."""
+        self.sender.send("GET", _with_query(req.callback, {
+            "hub.mode": "denied", "hub.topic": req.topic, "hub.reason": reason}))
+
+    def close(self) -> None:
+        self.dispatcher.stop()
+        self.sender.close()
+
+
+def _host(url: str) -> str:
+    return (urlsplit(url).hostname or "").lower()
+
+
+def _with_query(url: str, params: dict[str, str]) -> str:
+    """`url` with `params` added to its query (a callback may have one of its own)."""
+    base, _, _ = url.partition("#")
+    return base + ("&" if urlsplit(base).query else "?") + urlencode(params)

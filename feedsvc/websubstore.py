@@ -1,0 +1,257 @@
+"""The WebSub hub's state: subscriptions, the last bytes of each topic, pending deliveries.
+
+`SubscriptionStore` is the interface the hub uses; `SqliteStore` keeps it in
+`websub.sqlite` in the state directory, shared by every worker (and instance) on
+it, so subscriptions and undelivered changes survive restarts.
+
+Exactly once per change and subscriber comes from three rules, each one SQL
+transaction (`BEGIN IMMEDIATE`: one writer at a time, across processes):
+- `record` takes a topic's new bytes only if its ETag differs from the stored one
+  and it was scanned later than the stored one (`seen`): every worker reports
+  the same change, one records it; a slow worker never brings back older bytes.
+  Each change queues one pending row per live subscription (and external hub),
+  or moves an existing row to the newest version: a subscriber behind gets the
+  latest bytes once, not every version.
+- `claim` marks due rows as taken until a deadline: no other worker sends them
+  meanwhile; a worker that dies loses its claim at the deadline, and the row is
+  sent again (at least once across crashes).
+- `done` removes a row only if no newer version was queued while it was sent.
+"""
+from __future__ import annotations
+
+import sqlite3
+import threading
+from dataclasses import dataclass
+from typing import Protocol
+
+from .statefile import connect
+
+CLAIM_SECONDS = 60.0        # a claimed delivery is free again after this (its sender died)
+FIRST_RETRY = 0.5           # seconds before the first retry; doubled each time
+LONGEST_RETRY = 60.0
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS subscriptions (
+    id INTEGER PRIMARY KEY, topic TEXT NOT NULL, callback TEXT NOT NULL,
+    host TEXT NOT NULL, secret BLOB, expires REAL NOT NULL, delivered INTEGER NOT NULL,
+    UNIQUE (topic, callback));
+CREATE TABLE IF NOT EXISTS topics (
+    topic TEXT PRIMARY KEY, version INTEGER NOT NULL, etag TEXT NOT NULL,
+    seen REAL NOT NULL, content_type TEXT NOT NULL, gzip BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS pending (
+    kind TEXT NOT NULL, target TEXT NOT NULL, topic TEXT NOT NULL,
+    version INTEGER NOT NULL, attempts INTEGER NOT NULL, due REAL NOT NULL,
+    since REAL NOT NULL, claimed REAL NOT NULL,
+    PRIMARY KEY (kind, target, topic));
+CREATE INDEX IF NOT EXISTS pending_due ON pending (due);
+"""
+
+
+@dataclass(frozen=True)
+class TopicBytes:
+    """A topic's document as one worker serves it."""
+    topic: str                  # absolute URL
+    etag: str
+    content_type: str
+    gzip: bytes
+
+
+@dataclass(frozen=True)
+class Subscription:
+    topic: str
+    callback: str
+    secret: bytes | None
+    lease_seconds: int
+
+
+@dataclass(frozen=True)
+class Job:
+    """One claimed delivery: to a subscription (kind "sub", `target` its id) or a publish
+    ping to an external hub (kind "ping", `target` the hub's URL)."""
+    kind: str
+    target: str
+    topic: str
+    version: int
+    attempts: int
+    since: float
+    callback: str               # where to send it
+    secret: bytes | None
+    content_type: str
+    gzip: bytes
+
+
+class SubscriptionStore(Protocol):
+    """What the hub needs from its storage (SQLite here; a shared store can follow)."""
+
+    def subscribe(self, sub: Subscription, host: str, now: float) -> None: ...
+    def unsubscribe(self, topic: str, callback: str) -> None: ...
+    def counts(self, topic: str, host: str, now: float) -> tuple[int, int]: ...
+    def record(self, changes: list[TopicBytes], seen: float, pings: tuple[str, ...],
+               now: float) -> int: ...
+    def claim(self, now: float, limit: int) -> list[Job]: ...
+    def done(self, job: Job) -> None: ...
+    def failed(self, job: Job, now: float, retry_seconds: float) -> bool: ...
+    def expire(self, now: float) -> int: ...
+    def close(self) -> None: ...
+
+
+class SqliteStore:
+    """`SubscriptionStore` in `<state_dir>/websub.sqlite` (in memory without a state dir)."""
+
+    def __init__(self, state_dir: str | None):
+        self.db = connect(state_dir, "websub.sqlite")
+        self.db.execute("PRAGMA busy_timeout=30000")
+        self._lock = threading.Lock()   # one connection, shared by this process's threads
+        with self._lock:
+            self.db.executescript(SCHEMA)
+
+    def _write(self) -> _Transaction:
+        return _Transaction(self.db, self._lock)
+
+    def subscribe(self, sub: Subscription, host: str, now: float) -> None:
+        """Add the subscription, or renew it (new lease and secret) if it exists."""
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO subscriptions (topic, callback, host, secret, expires, delivered)"
+                " VALUES (?, ?, ?, ?, ?, 0) ON CONFLICT (topic, callback) DO UPDATE SET"
+                " secret = excluded.secret, expires = excluded.expires",
+                (sub.topic, sub.callback, host, sub.secret, now + sub.lease_seconds))
+
+    def unsubscribe(self, topic: str, callback: str) -> None:
+        with self._write() as db:
+            _drop(db, "topic = ? AND callback = ?", (topic, callback))
+
+    def counts(self, topic: str, host: str, now: float) -> tuple[int, int]:
+        """Live subscriptions to `topic`, and with callbacks on `host`."""
+        with self._lock:
+            per_topic = self.db.execute("SELECT count(*) FROM subscriptions WHERE topic = ?"
+                                        " AND expires > ?", (topic, now)).fetchone()[0]
+            per_host = self.db.execute("SELECT count(*) FROM subscriptions WHERE host = ?"
+                                       " AND expires > ?", (host, now)).fetchone()[0]
+        return per_topic, per_host
+
+    def record(self, changes: list[TopicBytes], seen: float, pings: tuple[str, ...],
+               now: float) -> int:
+        """Take the topics' new bytes (see the module docstring) and queue their
+        deliveries; the number of deliveries queued."""
+        queued = 0
+        with self._write() as db:
+            for change in changes:
+                row = db.execute("SELECT version, etag, seen FROM topics WHERE topic = ?",
+                                 (change.topic,)).fetchone()
+                if row is not None and (row[1] == change.etag or row[2] > seen):
+                    continue            # already recorded, or older than what was
+                version = row[0] + 1 if row else 1
+                db.execute("INSERT OR REPLACE INTO topics VALUES (?, ?, ?, ?, ?, ?)",
+                           (change.topic, version, change.etag, seen, change.content_type,
+                            change.gzip))
+                if row is None:
+                    continue            # first sight of the topic: nothing changed
+                targets = [("sub", str(i)) for (i,) in db.execute(
+                    "SELECT id FROM subscriptions WHERE topic = ? AND expires > ?",
+                    (change.topic, now))] + [("ping", hub) for hub in pings]
+                db.executemany(
+                    "INSERT INTO pending VALUES (?, ?, ?, ?, 0, ?, ?, 0)"
+                    " ON CONFLICT DO UPDATE SET version = excluded.version, attempts = 0,"
+                    " due = excluded.due, since = excluded.since",
+                    [(kind, target, change.topic, version, now, now)
+                     for kind, target in targets])
+                queued += len(targets)
+        return queued
+
+    def claim(self, now: float, limit: int) -> list[Job]:
+        """Up to `limit` due deliveries nobody holds, now held by the caller."""
+        if limit <= 0:
+            return []
+        with self._write() as db:
+            rows = db.execute(
+                "SELECT p.kind, p.target, p.topic, t.version, p.attempts, p.since,"
+                " s.callback, s.secret, t.content_type, t.gzip, s.expires, s.delivered"
+                " FROM pending p JOIN topics t ON t.topic = p.topic"
+                " LEFT JOIN subscriptions s ON p.kind = 'sub' AND s.id = p.target"
+                " WHERE p.due <= ? AND p.claimed <= ? ORDER BY p.due LIMIT ?",
+                (now, now, limit)).fetchall()
+            jobs = []
+            for (kind, target, topic, version, attempts, since, callback, secret, ctype,
+                 gz, expires, delivered) in rows:
+                key = (kind, target, topic)
+                if kind == "sub" and (callback is None or expires <= now
+                                      or delivered >= version):
+                    db.execute("DELETE FROM pending WHERE kind = ? AND target = ? AND"
+                               " topic = ?", key)      # gone, expired, or already sent
+                    continue
+                db.execute("UPDATE pending SET claimed = ? WHERE kind = ? AND target = ?"
+                           " AND topic = ?", (now + CLAIM_SECONDS, *key))
+                jobs.append(Job(kind, target, topic, version, attempts, since,
+                                target if kind == "ping" else callback, secret, ctype, gz))
+        return jobs
+
+    def done(self, job: Job) -> None:
+        """`job` was delivered: forget it, unless a newer version is queued meanwhile."""
+        with self._write() as db:
+            key = (job.kind, job.target, job.topic)
+            db.execute("DELETE FROM pending WHERE kind = ? AND target = ? AND topic = ?"
+                       " AND version <= ?", (*key, job.version))
+            db.execute("UPDATE pending SET claimed = 0 WHERE kind = ? AND target = ? AND"
+                       " topic = ?", key)
+            if job.kind == "sub":
+                db.execute("UPDATE subscriptions SET delivered = max(delivered, ?)"
+                           " WHERE id = ?", (job.version, job.target))
+
+    def failed(self, job: Job, now: float, retry_seconds: float) -> bool:
+        """`job` failed: due again after a back-off; False once it has been retried for
+        `retry_seconds` (then dropped; the subscription stays)."""
+        key = (job.kind, job.target, job.topic)
+        with self._write() as db:
+            if now - job.since >= retry_seconds:
+                db.execute("DELETE FROM pending WHERE kind = ? AND target = ? AND topic = ?"
+                           " AND version <= ?", (*key, job.version))
+                db.execute("UPDATE pending SET claimed = 0 WHERE kind = ? AND target = ?"
+                           " AND topic = ?", key)
+                return False
+            delay = min(LONGEST_RETRY, FIRST_RETRY * 2 ** job.attempts)
+            db.execute("UPDATE pending SET attempts = attempts + 1, due = max(due, ?),"
+                       " claimed = 0 WHERE kind = ? AND target = ? AND topic = ?",
+                       (now + delay, *key))
+        return True
+
+    def expire(self, now: float) -> int:
+        """Drop subscriptions whose lease ended, with their pending deliveries."""
+        with self._write() as db:
+            return _drop(db, "expires <= ?", (now,))
+
+    def close(self) -> None:
+        with self._lock:
+            self.db.close()
+
+
+def _drop(db: sqlite3.Connection, where: str, args: tuple) -> int:
+    ids = [str(i) for (i,) in db.execute(f"SELECT id FROM subscriptions WHERE {where}",  # noqa: S608
+                                         args)]
+    db.executemany("DELETE FROM pending WHERE kind = 'sub' AND target = ?",
+                   [(i,) for i in ids])
+    db.executemany("DELETE FROM subscriptions WHERE id = ?", [(i,) for i in ids])
+    return len(ids)
+
+
+class _Transaction:
+    """`with`: the connection inside BEGIN IMMEDIATE (committed, or rolled back on error),
+    under the store's lock."""
+
+    def __init__(self, db: sqlite3.Connection, lock: threading.Lock):
+        self.db, self.lock = db, lock
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.lock.acquire()
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self.lock.release()
+            raise
+        return self.db
+
+    def __exit__(self, kind, value, tb) -> None:
+        try:
+            self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+        finally:
+            self.lock.release()
