@@ -84,7 +84,7 @@ class Sender:
                 if len(body) >= MAX_RESPONSE_BYTES:
                     break
             return Reply(response.status_code, bytes(body[:MAX_RESPONSE_BYTES]))
-        except httpx.HTTPError as e:
+        except (httpx.HTTPError, httpx.StreamError) as e:
             return Reply(response.status_code, b"", str(e) or type(e).__name__)
         finally:
             response.close()
