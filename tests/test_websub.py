@@ -202,3 +202,45 @@ def test_without_allow_private_a_loopback_callback_is_never_verified(serve, data
     assert r.status_code == 202
     settle(1.5)
     assert subscriber.verifications == []
+
+
+
+def test_flask_websub_subscriber_discovers_subscribes_and_receives(serve, data, tmp_path):
+    """An independent subscriber implementation (Flask-WebSub's, a test extra): it finds
+    hub and topic in our Link header, subscribes, verifies, and is notified."""
+    import threading
+
+    from flask import Flask
+    from flask_websub.subscriber import (
+        SQLite3SubscriberStorage,
+        SQLite3TempSubscriberStorage,
+        Subscriber,
+        discover,
+    )
+    from werkzeug.serving import make_server
+
+    data.article("first")
+    srv = start(serve, data)
+    app = Flask("subscriber")
+    subscriber = Subscriber(SQLite3SubscriberStorage(str(tmp_path / "sub.sqlite")),
+                            SQLite3TempSubscriberStorage(str(tmp_path / "tmp.sqlite")))
+    app.register_blueprint(subscriber.build_blueprint(url_prefix="/callbacks"))
+    received: list[tuple[str, bytes]] = []
+    confirmed: list[str] = []
+    subscriber.add_listener(lambda topic, callback_id, body: received.append((topic, body)))
+    subscriber.add_success_handler(lambda topic, callback_id, mode: confirmed.append(mode))
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    app.config["SERVER_NAME"] = f"127.0.0.1:{server.server_port}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        found = discover(f"{srv.url}/feeds/all.atom")
+        assert found == {"hub_url": SITE + "websub", "topic_url": SITE + "feeds/all.atom"}
+        with app.app_context():             # the public hub URL is not this test machine
+            subscriber.subscribe(topic_url=found["topic_url"], hub_url=f"{srv.url}/websub")
+        assert wait_until(lambda: confirmed == ["subscribe"])
+        data.article("second", title="Second")
+        assert wait_until(lambda: len(received) == 1)
+        assert received[0] == (SITE + "feeds/all.atom", current(srv, "feeds/all.atom"))
+    finally:
+        server.shutdown()
