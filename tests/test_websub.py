@@ -244,3 +244,27 @@ def test_flask_websub_subscriber_discovers_subscribes_and_receives(serve, data, 
         assert received[0] == (SITE + "feeds/all.atom", current(srv, "feeds/all.atom"))
     finally:
         server.shutdown()
+
+
+def test_external_hubs_are_pinged_and_alone_advertised_when_the_hub_is_off(
+        serve, data, subscriber):
+    data.article("first")
+    external = subscriber.callback("hub")
+    srv = serve(data.root, feedsvc_websub="false", feedsvc_websub_hubs=external)
+    r = requests.get(f"{srv.url}/feeds/all.json", timeout=10)
+    assert r.headers["Link"] == f'<{external}>; rel="hub", <{SITE}feeds/all.json>; rel="self"'
+    assert r.json()["hubs"] == [{"type": "WebSub", "url": external}]
+    assert requests.post(f"{srv.url}/websub", timeout=10).status_code == 405
+    subscriber.fail = 1                         # a ping is retried too
+    data.article("second")
+    pinged = {f"{SITE}feeds/{p}" for p in
+              ("all.rss", "all.atom", "all.json", "category/world.rss", "category/world.atom",
+               "category/world.json", "author/jane-doe.rss", "author/jane-doe.atom",
+               "author/jane-doe.json")}
+    assert wait_until(lambda: len(subscriber.delivered("hub")) >= len(pinged))
+    settle(1.0)
+    got = [dict(x.split("=", 1) for x in d.body.decode().split("&"))
+           for d in subscriber.delivered("hub")]
+    from urllib.parse import unquote
+    assert sorted(unquote(g["hub.url"]) for g in got) == sorted(pinged)
+    assert {g["hub.mode"] for g in got} == {"publish"}
