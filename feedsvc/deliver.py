@@ -31,6 +31,7 @@ from .websubstore import Job, SubscriptionStore
 
 log = logging.getLogger("feedsvc")
 POOL_THREADS = 16               # requests the hub sends at once, per worker
+KEPT_FOR_REQUESTS = 4           # of them, never taken by deliveries (verifications)
 MAX_RESPONSE_BYTES = 64 << 10   # read of any response; a longer one is cut there
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 POLL_SECONDS = 0.25             # how often a worker looks for deliveries others queued
@@ -111,7 +112,8 @@ class Dispatcher:
         self.clock = clock
         self.pool = ThreadPoolExecutor(POOL_THREADS, thread_name_prefix="feedsvc-websub")
         self.wake = threading.Event()
-        self._free = threading.Semaphore(POOL_THREADS)
+        self._busy = 0                  # pool threads taken (or promised to a task)
+        self._count = threading.Lock()
         self._stopped = False
         self._thread: threading.Thread | None = None
 
@@ -123,8 +125,10 @@ class Dispatcher:
 
     def submit(self, task: Callable[[], object]) -> bool:
         """Run `task` on the pool if a thread is free (verifications); False when busy."""
-        if not self._free.acquire(blocking=False):
-            return False
+        with self._count:
+            if self._busy >= POOL_THREADS:
+                return False
+            self._busy += 1
         self.pool.submit(self._guarded, task)
         return True
 
@@ -134,7 +138,8 @@ class Dispatcher:
         except Exception:
             log.exception("websub: a hub task failed")
         finally:
-            self._free.release()
+            with self._count:
+                self._busy -= 1
             self.wake.set()
 
     def _run(self) -> None:
@@ -153,14 +158,22 @@ class Dispatcher:
                 time.sleep(1.0)
 
     def _take(self, now: float) -> None:
-        free = 0
-        while self._free.acquire(blocking=False):
-            free += 1
-        jobs = self.store.claim(now, free)
+        """Claim as many due deliveries as there are threads for (keeping
+        `KEPT_FOR_REQUESTS` free for verifications) and start them."""
+        with self._count:
+            free = POOL_THREADS - KEPT_FOR_REQUESTS - self._busy
+            if free <= 0:
+                return
+            self._busy += free              # promised, so no verification takes them
+        try:
+            jobs = self.store.claim(now, free)
+        finally:
+            with self._count:
+                self._busy -= free
         for job in jobs:
+            with self._count:
+                self._busy += 1
             self.pool.submit(self._guarded, partial(self.deliver, job))
-        for _ in range(free - len(jobs)):
-            self._free.release()
 
     def deliver(self, job: Job) -> None:
         """Send `job` once; record the outcome."""
