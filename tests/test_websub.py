@@ -223,7 +223,8 @@ def test_flask_websub_subscriber_discovers_subscribes_and_receives(serve, data, 
     srv = start(serve, data)
     app = Flask("subscriber")
     subscriber = Subscriber(SQLite3SubscriberStorage(str(tmp_path / "sub.sqlite")),
-                            SQLite3TempSubscriberStorage(str(tmp_path / "tmp.sqlite")))
+                            SQLite3TempSubscriberStorage(str(tmp_path / "tmp.sqlite")),
+                            REQUEST_TIMEOUT=15)     # its default, 3 s, is short on a busy box
     app.register_blueprint(subscriber.build_blueprint(url_prefix="/callbacks"))
     received: list[tuple[str, bytes]] = []
     confirmed: list[str] = []
@@ -234,7 +235,7 @@ def test_flask_websub_subscriber_discovers_subscribes_and_receives(serve, data, 
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        found = discover(f"{srv.url}/feeds/all.atom")
+        found = discover(f"{srv.url}/feeds/all.atom", timeout=15)
         assert found == {"hub_url": SITE + "websub", "topic_url": SITE + "feeds/all.atom"}
         with app.app_context():             # the public hub URL is not this test machine
             subscriber.subscribe(topic_url=found["topic_url"], hub_url=f"{srv.url}/websub")
