@@ -193,8 +193,9 @@ class Hub:
 
     def accept(self, req: HubRequest) -> Answer:
         """202 and a verification on the pool, or the refusal."""
-        topics = {self.base_url + p for p in self.service.documents if is_topic(p)}
-        if req.topic not in topics:
+        base = self.base_url
+        path = req.topic[len(base):] if base and req.topic.startswith(base) else ""
+        if not (is_topic(path) and path in self.service.documents):
             task: Callable[[], object] = partial(self.deny, req, "not a feed of this site")
         else:
             if req.mode == "subscribe":
