@@ -17,6 +17,7 @@ import hmac
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from .websubstore import Job, SubscriptionStore
 
 log = logging.getLogger("feedsvc")
 POOL_THREADS = 16               # requests the hub sends at once, per worker
+KEPT_BODIES = 8                 # gunzipped bodies kept for the next subscribers
 KEPT_FOR_REQUESTS = 4           # of them, never taken by deliveries (verifications)
 MAX_RESPONSE_BYTES = 64 << 10   # read of any response; a longer one is cut there
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
@@ -112,6 +114,7 @@ class Dispatcher:
         self.clock = clock
         self.pool = ThreadPoolExecutor(POOL_THREADS, thread_name_prefix="feedsvc-websub")
         self.wake = threading.Event()
+        self._bodies: OrderedDict[tuple[str, int], bytes] = OrderedDict()   # see body()
         self._busy = 0                  # pool threads taken (or promised to a task)
         self._count = threading.Lock()
         self._stopped = False
@@ -183,7 +186,7 @@ class Dispatcher:
                 content=urlencode({"hub.mode": "publish", "hub.url": job.topic}).encode(),
                 headers=(("Content-Type", "application/x-www-form-urlencoded"),))
         else:
-            body = igzip.decompress(job.gzip)
+            body = self.body(job)
             headers = [("Content-Type", job.content_type), ("Link", self.links(job.topic))]
             if job.secret:
                 headers.append(("X-Hub-Signature", signature(job.secret, body)))
@@ -200,6 +203,20 @@ class Dispatcher:
         else:
             log.info("websub: sending %s to %s failed (%s); will retry", job.topic,
                      job.callback, why)
+
+    def body(self, job: Job) -> bytes:
+        """The identity bytes `job` delivers, gunzipped once for every subscriber of a
+        change (the last `KEPT_BODIES` versions kept)."""
+        key = (job.topic, job.version)
+        with self._count:
+            body = self._bodies.get(key)
+        if body is None:
+            body = igzip.decompress(job.gzip)
+            with self._count:
+                self._bodies[key] = body
+                while len(self._bodies) > KEPT_BODIES:
+                    self._bodies.popitem(last=False)
+        return body
 
     def stop(self) -> None:
         self._stopped = True

@@ -9,8 +9,10 @@ so Flask only ever sees GET and HEAD, and POST to the WebSub hub (websub.py).
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import secrets
+import sqlite3
 from functools import partial
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
@@ -36,6 +38,8 @@ from .live import Service
 from .model import DataError
 from .pages import ArticlePages
 from .websub import Hub
+
+log = logging.getLogger("feedsvc")
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
@@ -110,18 +114,30 @@ def create_app(test_config: dict | None = None) -> Flask:
         return resp
 
     posts: frozenset[str] = frozenset()
-    if config.websub or config.external_hubs:   # the hub, or only the pings to others
-        hub = Hub(config, service)
+    hub = start_hub(config, service) if config.websub or config.external_hubs else None
+    if hub is not None:                         # the hub, or only the pings to others
         app.extensions["websub"] = hub
         if config.websub:
             app.add_url_rule(f"/{HUB_PATH}", "websub", partial(websub_request, hub),
                              methods=["POST"])
             posts = frozenset({f"/{HUB_PATH}"})
-        if config.watch:
-            hub.start()
     app.wsgi_app = FeedApp(service, app.wsgi_app, pages.get,  # type: ignore[method-assign]
                            posts)
     return app
+
+
+def start_hub(config: settings.Settings, service: Service) -> Hub | None:
+    """The WebSub hub of this worker, following the service when it watches; None (and
+    an error in the log) when its state cannot be opened: feeds are served all the same."""
+    try:
+        hub = Hub(config, service)
+    except (sqlite3.Error, OSError) as e:
+        log.error("websub: the hub is off in this worker: %s/websub.sqlite: %s",
+                  config.state_dir, e)
+        return None
+    if config.watch:
+        hub.start()
+    return hub
 
 
 def websub_request(hub: Hub) -> Response:

@@ -165,8 +165,8 @@ class Hub:
                                            self.clock())
                 self._etags.update((d.path, d.etag) for d in moved)
         except Exception:
-            log.exception("websub: cannot record changed feeds; they are tried again at "
-                          "the next refresh")
+            log.exception("websub: cannot record changed feeds; they are recorded with "
+                          "the next change")
             return
         if queued:
             self.dispatcher.wake.set()

@@ -19,12 +19,16 @@ transaction (`BEGIN IMMEDIATE`: one writer at a time, across processes):
 """
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 from dataclasses import dataclass
 from typing import Protocol
 
-from .statefile import connect
+from .statefile import StateFile, close_quietly, connect, damaged
+
+log = logging.getLogger("feedsvc")
+NAME = "websub.sqlite"
 
 CLAIM_SECONDS = 60.0        # a claimed delivery is free again after this (its sender died)
 FIRST_RETRY = 0.5           # seconds before the first retry; doubled each time
@@ -96,14 +100,33 @@ class SubscriptionStore(Protocol):
 
 
 class SqliteStore:
-    """`SubscriptionStore` in `<state_dir>/websub.sqlite` (in memory without a state dir)."""
+    """`SubscriptionStore` in `<state_dir>/websub.sqlite` (in memory without a state dir).
+    A damaged file is set aside (`websub.sqlite.damaged-<time>`) and started afresh:
+    subscribers subscribe again when their lease ends, or sooner."""
 
     def __init__(self, state_dir: str | None):
-        self.db = connect(state_dir, "websub.sqlite")
-        self.db.execute("PRAGMA busy_timeout=30000")
         self._lock = threading.Lock()   # one connection, shared by this process's threads
-        with self._lock:
-            self.db.executescript(SCHEMA)
+        try:
+            self.db = self._open(state_dir)
+        except sqlite3.DatabaseError as e:
+            if not (state_dir and damaged(e)):
+                raise
+            file = StateFile(state_dir, NAME)
+            aside = file.set_aside(file.identity())
+            log.error("%s: damaged (%s); set aside as %s: subscriptions start afresh",
+                      file.path, e, aside)
+            self.db = self._open(state_dir)
+
+    @staticmethod
+    def _open(state_dir: str | None) -> sqlite3.Connection:
+        db = connect(state_dir, NAME)
+        try:
+            db.execute("PRAGMA busy_timeout=30000")
+            db.executescript(SCHEMA)
+        except BaseException:
+            close_quietly(db)
+            raise
+        return db
 
     def _write(self) -> _Transaction:
         return _Transaction(self.db, self._lock)

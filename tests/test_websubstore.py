@@ -81,3 +81,10 @@ def test_expired_and_unsubscribed_get_nothing(tmp_path):
     assert sorted((j.kind, j.callback) for j in one.claim(10, 10)) == [
         ("ping", "https://hub.example/"), ("sub", "https://cb.example/1")]
     assert one.expire(5000) == 1
+
+
+def test_a_damaged_file_is_set_aside_and_started_afresh(tmp_path):
+    (tmp_path / "websub.sqlite").write_bytes(b"not a database at all, " * 200)
+    store = SqliteStore(str(tmp_path))
+    assert store.counts(TOPIC, "cb.example", 0) == (0, 0)
+    assert [p.name for p in tmp_path.glob("websub.sqlite.damaged-*")]
