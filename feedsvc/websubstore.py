@@ -165,14 +165,14 @@ class SqliteStore:
                 if row is not None and (row[1] == change.etag or row[2] > seen):
                     continue            # already recorded, or older than what was
                 version = row[0] + 1 if row else 1
-                db.execute("INSERT OR REPLACE INTO topics VALUES (?, ?, ?, ?, ?, ?)",
-                           (change.topic, version, change.etag, seen, change.content_type,
-                            change.gzip))
-                if row is None:
-                    continue            # first sight of the topic: nothing changed
-                targets = [("sub", str(i)) for (i,) in db.execute(
+                targets = [] if row is None else [("sub", str(i)) for (i,) in db.execute(
                     "SELECT id FROM subscriptions WHERE topic = ? AND expires > ?",
                     (change.topic, now))] + [("ping", hub) for hub in pings]
+                # the bytes only when someone gets them (first sight of a topic: nothing
+                # changed); a start records every feed, and most have no subscriber
+                db.execute("INSERT OR REPLACE INTO topics VALUES (?, ?, ?, ?, ?, ?)",
+                           (change.topic, version, change.etag, seen, change.content_type,
+                            change.gzip if targets else b""))
                 db.executemany(
                     "INSERT INTO pending VALUES (?, ?, ?, ?, 0, ?, ?, 0)"
                     " ON CONFLICT DO UPDATE SET version = excluded.version, attempts = 0,"

@@ -269,3 +269,15 @@ def test_external_hubs_are_pinged_and_alone_advertised_when_the_hub_is_off(
     from urllib.parse import unquote
     assert sorted(unquote(g["hub.url"]) for g in got) == sorted(pinged)
     assert {g["hub.mode"] for g in got} == {"publish"}
+
+
+def test_with_no_hub_at_all_feeds_advertise_none(data, make_app):
+    data.article("first")
+    client = make_app(data.root, websub=False).test_client()
+    for fmt in FORMATS:
+        r = client.get(f"/feeds/all.{fmt}")
+        assert r.status_code == 200 and "Link" not in r.headers
+        assert b"websub" not in r.data and b'"hubs"' not in r.data
+    assert client.post("/websub").status_code == 405
+    on = make_app(data.root, state_dir=str(data.root.parent / "state-on")).test_client()
+    assert on.get("/feeds/all.rss").headers["Link"].startswith(f'<{SITE}websub>; rel="hub"')
