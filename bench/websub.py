@@ -2,11 +2,12 @@
 
     python bench/websub.py [--subscribers 1000] [--edits 5] [--seconds 3]
 
-Starts `feedsvc serve --workers 2` on a copy of the bundled site (state in
-bench/out/websub/), and subscriber servers on 127.0.0.1-127.0.0.4 (the hub
-allows at most 1,000 subscriptions per callback host).  It measures:
-- 304 throughput (If-None-Match, keep-alive, 2 client threads) with no
-  subscription, then with every subscriber subscribed to the site's Atom feed;
+Starts two `feedsvc serve --workers 2`, each on its own copy of the bundled
+site (state in bench/out/websub/), and subscriber servers on 127.0.0.1-127.0.0.4
+(the hub allows at most 1,000 subscriptions per callback host).  It measures:
+- 304 throughput (If-None-Match, keep-alive, 2 client threads) of the server
+  with no subscription and of the one whose site Atom feed has every
+  subscriber, in interleaved rounds;
 - for each edit of an article: from the file's save to the first delivery, and
   to the last of all subscribers' deliveries.
 Everything listens on and talks to 127.0.0.0/8; every loop is bounded.
@@ -121,40 +122,74 @@ def throughput(port: int, path: str, seconds: float, threads: int = 2) -> float:
     return sum(counts) / seconds
 
 
+def start_server(name: str) -> tuple[subprocess.Popen, int, Path]:
+    """`feedsvc serve --workers 2` on its own copy of the bundled site and state."""
+    data = OUT / name / "data"
+    shutil.copytree(ROOT / "data", data)
+    port = free_port()
+    env = {**os.environ, "FEEDSVC_WEBSUB_ALLOW_PRIVATE": "true", "FEEDSVC_WEBSUB_RATE": "100000",
+           "FEEDSVC_POLL_SECONDS": "10"}
+    log = open(OUT / name / "serve.log", "w")      # noqa: SIM115
+    proc = subprocess.Popen([sys.executable, "-m", "feedsvc", "serve", "--port", str(port),
+                             "--workers", "2", "--data-dir", str(data), "--state-dir",
+                             str(OUT / name / "state"), "--base-url", SITE.format(port=port)],
+                            stdout=log, stderr=subprocess.STDOUT, env=env,
+                            start_new_session=True)
+    _LIVE.append(proc)
+    assert wait(lambda: _up(SITE.format(port=port)), 60), f"{name}: feedsvc did not start"
+    return proc, port, data
+
+
+_LIVE: list[subprocess.Popen] = []
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--subscribers", type=int, default=1000)
     ap.add_argument("--edits", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     shutil.rmtree(OUT, ignore_errors=True)
-    data = OUT / "data"
-    shutil.copytree(ROOT / "data", data)
-    port = free_port()
-    env = {**os.environ, "FEEDSVC_WEBSUB_ALLOW_PRIVATE": "true", "FEEDSVC_WEBSUB_RATE": "100000",
-           "FEEDSVC_POLL_SECONDS": "10"}
-    log = open(OUT / "serve.log", "w")      # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "feedsvc", "serve", "--port", str(port),
-                             "--workers", "2", "--data-dir", str(data), "--state-dir",
-                             str(OUT / "state"), "--base-url", SITE.format(port=port)],
-                            stdout=log, stderr=subprocess.STDOUT, env=env,
-                            start_new_session=True)
     try:
-        run(port, data, args)
+        run(args)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(15)
+        for proc in _LIVE:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(15)
 
 
-def run(port: int, data: Path, args) -> None:
+def run(args) -> None:
+    _, bare_port, _ = start_server("none")
+    _, port, data = start_server("subscribed")
     base = SITE.format(port=port)
-    assert wait(lambda: _up(base), 60), "feedsvc serve did not start"
-    throughput(port, "/feeds/all.atom", args.seconds)      # warm-up, not counted
-    none = [throughput(port, "/feeds/all.atom", args.seconds) for _ in range(2)]
     arrivals = Arrivals()
     servers = [arrivals.make_server(h) for h in HOSTS]
+    subscribe_all(base, servers, args.subscribers)
+    assert wait(lambda: arrivals.verified >= args.subscribers, 120), arrivals.verified
+    time.sleep(1.0)
+    none, subscribed = [], []
+    for p in (bare_port, port):                     # warm-up, not counted
+        throughput(p, "/feeds/all.atom", 1.0)
+    for _ in range(args.rounds):                    # side by side, interleaved
+        none.append(throughput(bare_port, "/feeds/all.atom", args.seconds))
+        subscribed.append(throughput(port, "/feeds/all.atom", args.seconds))
+    first, every = edits(data, arrivals, args)
+    print(f"subscribers: {args.subscribers}, edits: {args.edits}, workers: 2")
+    print(f"save -> first delivery: median {statistics.median(first) * 1000:.0f} ms "
+          f"(all: {', '.join(f'{x * 1000:.0f}' for x in first)})")
+    print(f"save -> all {args.subscribers}: median {statistics.median(every):.2f} s "
+          f"(all: {', '.join(f'{x:.2f}' for x in every)})")
+    print(f"304/s, server with no subscription: {statistics.median(none):,.0f} "
+          f"({', '.join(f'{x:,.0f}' for x in none)}); with {args.subscribers}: "
+          f"{statistics.median(subscribed):,.0f} "
+          f"({', '.join(f'{x:,.0f}' for x in subscribed)}); "
+          f"ratio {statistics.median(subscribed) / statistics.median(none):.2f}")
+
+
+def subscribe_all(base: str, servers: list[ThreadingHTTPServer], count: int) -> None:
     session = requests.Session()
-    for i in range(args.subscribers):
+    for i in range(count):
         server = servers[i % len(servers)]
         host, sport = server.server_address[:2]
         for _ in range(500):            # a busy hub says 503: come back, as subscribers do
@@ -165,9 +200,10 @@ def run(port: int, data: Path, args) -> None:
                 break
             time.sleep(0.02)
         assert r.status_code == 202, r.text
-    assert wait(lambda: arrivals.verified >= args.subscribers, 120), arrivals.verified
-    time.sleep(1.0)
-    subscribed = [throughput(port, "/feeds/all.atom", args.seconds) for _ in range(2)]
+
+
+def edits(data: Path, arrivals: Arrivals, args) -> tuple[list[float], list[float]]:
+    """Save-to-first and save-to-all delivery times of `args.edits` edits."""
     first, every = [], []
     article = next((data / "articles").rglob("*.md"))
     text = article.read_text()
@@ -184,14 +220,7 @@ def run(port: int, data: Path, args) -> None:
         first.append(times[0] - t0)
         every.append(times[args.subscribers - 1] - t0)
         time.sleep(0.5)
-    print(f"subscribers: {args.subscribers}, edits: {args.edits}, workers: 2")
-    print(f"save -> first delivery: median {statistics.median(first) * 1000:.0f} ms "
-          f"(all: {', '.join(f'{x * 1000:.0f}' for x in first)})")
-    print(f"save -> all {args.subscribers}: median {statistics.median(every):.2f} s "
-          f"(all: {', '.join(f'{x:.2f}' for x in every)})")
-    print(f"304/s, no subscription: {statistics.median(none):,.0f}; "
-          f"with {args.subscribers}: {statistics.median(subscribed):,.0f} "
-          f"({statistics.median(subscribed) / statistics.median(none):.2f}x)")
+    return first, every
 
 
 def _up(base: str) -> bool:
