@@ -8,7 +8,8 @@ pool has free threads, and the pool's `POOL_THREADS` threads send them, so the
 hub never holds more than that many threads, whatever the number of
 subscribers, and never a request thread of the server.  A failed delivery is
 retried with a growing back-off for `websub_retry_seconds`, then dropped and
-logged; the subscription stays, and gets the next change.
+logged; the subscription stays, and gets the next change.  A subscriber that
+answers 410 Gone is unsubscribed.
 """
 from __future__ import annotations
 
@@ -194,6 +195,11 @@ class Dispatcher:
                                      headers=tuple(headers))
         if reply.ok:
             self.store.done(job)
+            return
+        if reply.status == 410 and job.kind == "sub":   # Gone: WebSub 7 lets the hub end it
+            self.store.unsubscribe(job.topic, job.callback)
+            log.info("websub: %s answered 410 Gone: unsubscribed from %s", job.callback,
+                     job.topic)
             return
         why = reply.error or f"status {reply.status}"
         if not self.store.failed(job, self.clock(), self.retry_seconds):

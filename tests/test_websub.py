@@ -281,3 +281,16 @@ def test_with_no_hub_at_all_feeds_advertise_none(data, make_app):
     assert client.post("/websub").status_code == 405
     on = make_app(data.root, state_dir=str(data.root.parent / "state-on")).test_client()
     assert on.get("/feeds/all.rss").headers["Link"].startswith(f'<{SITE}websub>; rel="hub"')
+
+
+def test_a_subscriber_answering_410_gone_is_unsubscribed(serve, data, subscriber):
+    data.article("first")
+    srv = start(serve, data)
+    subscribe(srv, subscriber, "gone", "feeds/all.atom")
+    subscriber.gone = True
+    data.article("second")
+    assert wait_until(lambda: subscriber.failures == 1)
+    subscriber.gone = False
+    data.article("third")
+    settle()
+    assert subscriber.failures == 1 and subscriber.delivered("gone") == []

@@ -26,6 +26,7 @@ class Subscriber:
     fail: int = 0
     down: bool = False
     refuse_verification: bool = False
+    gone: bool = False              # every POST gets 410 Gone (counted in failures)
     verifications: list[dict[str, str]] = field(default_factory=list)
     deliveries: list[Received] = field(default_factory=list)
     failures: int = 0
@@ -65,13 +66,13 @@ def start_subscriber() -> tuple[Subscriber, ThreadingHTTPServer]:
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             with sub.lock:
-                failing = sub.down or sub.fail > 0
+                failing = sub.down or sub.gone or sub.fail > 0
                 if failing:
                     sub.fail -= 1
                     sub.failures += 1
                 else:
                     sub.deliveries.append(Received(self.path, dict(self.headers), body))
-            self.send_response(500 if failing else 204)
+            self.send_response((410 if sub.gone else 500) if failing else 204)
             self.send_header("Content-Length", "0")
             self.end_headers()
 
