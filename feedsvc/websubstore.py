@@ -186,6 +186,11 @@ class SqliteStore:
         """Up to `limit` due deliveries nobody holds, now held by the caller."""
         if limit <= 0:
             return []
+        with self._lock:                # most polls find nothing: no write transaction
+            due = self.db.execute("SELECT 1 FROM pending WHERE due <= ? AND claimed <= ?"
+                                  " LIMIT 1", (now, now)).fetchone()
+        if due is None:
+            return []
         with self._write() as db:
             rows = db.execute(
                 "SELECT p.kind, p.target, p.topic, t.version, p.attempts, p.since,"
