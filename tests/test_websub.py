@@ -34,6 +34,12 @@ def current(srv, path: str) -> bytes:
                         timeout=10).content
 
 
+def serves(srv, path: str, body: bytes) -> bool:
+    """Whether every worker comes to serve `body` at `path` (a worker may refresh a moment
+    after the one whose change was delivered; bytes older than served never match)."""
+    return wait_until(lambda: all(current(srv, path) == body for _ in range(4)), timeout=10)
+
+
 def subscribe(srv, sub, name: str, topic_path: str, **extra: str) -> None:
     r = hub_request(f"{srv.url}/websub", "subscribe", SITE + topic_path, sub.callback(name),
                     **extra)
@@ -84,7 +90,7 @@ def test_signed_delivery_after_add_edit_delete_for_each_format(serve, data, subs
             got = subscriber.delivered(fmt)
             assert len(got) == step, (fmt, step)        # once per change, two workers
             last = got[-1]
-            assert last.body == current(srv, f"feeds/all.{fmt}")
+            assert serves(srv, f"feeds/all.{fmt}", last.body)
             secret = f"s3cret-{fmt}".encode()
             assert last.headers["X-Hub-Signature"] == \
                 "sha256=" + hmac.new(secret, last.body, hashlib.sha256).hexdigest()
@@ -143,7 +149,7 @@ def test_a_callback_failing_three_times_then_gets_the_latest_bytes(serve, data, 
     settle(1.0)
     got = subscriber.delivered("flaky")
     assert subscriber.failures == 3
-    assert got[-1].body == current(srv, "feeds/all.rss")
+    assert serves(srv, "feeds/all.rss", got[-1].body)
     assert b"<title>Third" in got[-1].body
     assert len(got) <= 2        # each delivered body at most once; never an older one last
 
@@ -162,7 +168,7 @@ def test_a_restart_between_change_and_delivery_still_delivers(serve, data, subsc
     assert wait_until(lambda: len(subscriber.delivered("later")) == 1)
     settle(1.0)
     got = subscriber.delivered("later")
-    assert len(got) == 1 and got[0].body == current(srv, "feeds/all.atom")
+    assert len(got) == 1 and serves(srv, "feeds/all.atom", got[0].body)
 
 
 def test_a_topic_that_is_not_a_feed_of_the_site_is_denied(serve, data, subscriber):
@@ -242,7 +248,8 @@ def test_flask_websub_subscriber_discovers_subscribes_and_receives(serve, data, 
         assert wait_until(lambda: confirmed == ["subscribe"])
         data.article("second", title="Second")
         assert wait_until(lambda: len(received) == 1)
-        assert received[0] == (SITE + "feeds/all.atom", current(srv, "feeds/all.atom"))
+        assert received[0][0] == SITE + "feeds/all.atom"
+        assert serves(srv, "feeds/all.atom", received[0][1])
     finally:
         server.shutdown()
 
