@@ -263,14 +263,20 @@ def parse_site(rel: str, text: str, base_url_override: str = "") -> Site:
     if not isinstance(items, int) or isinstance(items, bool) or not 1 <= items <= 1000:
         raise DataError(rel, "'items_per_feed' must be a whole number from 1 to 1000 "
                              f"(got {items!r})")
+    page_size = data.get("page_size", 50)
+    if not isinstance(page_size, int) or isinstance(page_size, bool) or \
+            not 1 <= page_size <= 1000:
+        raise DataError(rel, "'page_size' must be a whole number from 1 to 1000 "
+                             f"(got {page_size!r})")
     trusted = data.get("trusted_html", False)
     if not isinstance(trusted, bool):
         raise DataError(rel, f"'trusted_html' must be true or false (got {trusted!r})")
     return Site(title=_text(rel, data, "title", required=True),
                 description=_text(rel, data, "description"),
                 base_url=base_url.rstrip("/") + "/",
-                language=_text(rel, data, "language") or "en",
-                timezone=tzname, items_per_feed=items, trusted_html=trusted)
+                language=_language(rel, data) or "en",
+                timezone=tzname, items_per_feed=items, trusted_html=trusted,
+                page_size=page_size)
 
 
 def parse_person(rel: str, text: str) -> Person:
@@ -354,7 +360,21 @@ def parse_article(rel: str, text: str, digest: str, site: Site, root: str = "") 
         categories=_names(rel, data, "categories", "category"),
         summary=" ".join(_text(rel, data, "summary").split()), link=link,
         image=image, image_type=image_type, image_length=image_length, draft=draft,
-        digest=digest)
+        language=_language(rel, data), image_alt=" ".join(_text(rel, data, "image_alt").split()),
+        image_caption=" ".join(_text(rel, data, "image_caption").split()), digest=digest)
+
+
+# a BCP 47 language tag as people write them (`fa`, `en-GB`, `zh-Hant-TW`); case kept
+_LANGUAGE = re.compile(r"[A-Za-z]{2,8}(?:-[A-Za-z0-9]{1,8})*")
+
+
+def _language(rel: str, data: dict) -> str:
+    """The `language` field: a BCP 47 tag, or "" when absent."""
+    tag = _text(rel, data, "language")
+    if tag and not _LANGUAGE.fullmatch(tag):
+        raise DataError(rel, f"'language' must be a language tag such as fa, en or en-GB "
+                             f"(got {tag!r})")
+    return tag
 
 
 def tag_uri(base_url: str, specific: str) -> str:
