@@ -313,7 +313,8 @@ def _generator(feed: Feed, keep: bool) -> FeedGenerator:
             _kept.move_to_end(key)
             fg.add_entry(_Kept(kept[1]), order="append")
             continue
-        fe = fg.add_entry(_Entry(item if keep else None, item.language), order="append")  # (+ dc extension)
+        fe = fg.add_entry(_Entry(item if keep else None, item.language),
+                          order="append")                                   # (+ dc extension)
         fe.id(item.id)
         fe.title(item.title)
         fe.link(href=item.link, rel="alternate", type="text/html")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -21,9 +21,9 @@ import jinja2
 import pytz
 from isal import __version__ as isal_version
 from isal import igzip
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
-from . import content, feeds, loader, versions, workers
+from . import content, feeds, htmlpages, loader, versions, workers
 from .cache import Cache
 from .corpus import Corpus
 from .model import Article, Site, swap_sorted
@@ -217,7 +217,6 @@ class Publisher:
         self._items: dict[str, tuple[Article, str, str]] = {}
         self._body_keys: dict[str, tuple[Article, str, str]] = {}
         self._last: _Shape | None = None          # of the last build (see _shape)
-        self._directory: tuple[object, Markup] = (None, Markup())   # see _index
         # scope -> (what its recipes depend on besides `affected`, feed recipe, page recipe)
         self._recipes: dict[tuple[str, str], tuple] = {}
         # recipes of feeds made with a body missing (a file changed under us, or a last good
@@ -347,14 +346,26 @@ class Publisher:
                 path = f"{scope.feed_base}.{fmt}"
                 plan.recipes[path] = (recipe + fmt, writer.content_type)
                 plan.feed_of[path] = _FeedPlan(scope, top, fmt)
+            sub = htmlpages.subscribe_page(site, scope, items, self._lines(site))
+            plan.recipes[sub.path] = (_hash(code, site, scope, sub.part), PAGE_TYPE)
+            plan.pages[sub.path] = sub.make
             if scope.kind != "site":
-                plan.recipes[scope.page] = (page_recipe, PAGE_TYPE)
-                plan.pages[scope.page] = partial(self._scope_page, corpus, scope, items)
+                person = corpus.authors.get(scope.slug) if scope.kind == "author" else None
+                for doc in htmlpages.scope_pages(site, scope, items, person, self._lines(site)):
+                    plan.recipes[doc.path] = (_hash(page_recipe, doc.part, person), PAGE_TYPE)
+                    plan.pages[doc.path] = doc.make
+        listed = [htmlpages.Listed(s, len(shape.held[(s.kind, s.slug)]))
+                  for s in scopes if s.kind != "site"]
         outline = _hash(code, site, [(s.kind, s.slug, s.name, s.description)
                                      for s in scopes])
+        counted = _hash(outline, [x.articles for x in listed])
         recent = [(a.path, a.digest) for a in visible[:limit]]
-        plan.recipes[""] = (_hash(outline, recent), PAGE_TYPE)
-        plan.pages[""] = partial(self._index, corpus, scopes, visible[:limit])
+        plan.recipes[""] = (_hash(counted, recent), PAGE_TYPE)
+        plan.pages[""] = partial(htmlpages.index_page, site, scopes[0], listed,
+                                 self._listing(site, visible[:limit]))
+        for kind, path in (("category", "categories/"), ("author", "authors/")):
+            plan.recipes[path] = (_hash(counted, kind), PAGE_TYPE)
+            plan.pages[path] = partial(htmlpages.directory_page, site, kind, listed)
         plan.recipes["feeds.opml"] = (outline, OPML_TYPE)
         plan.pages["feeds.opml"] = partial(_render, "feeds.opml", site=site, scopes=scopes)
         return plan
@@ -499,37 +510,22 @@ class Publisher:
             page_url=f"{site.base_url}{scope.page}", language=site.language,
             updated=updated, publisher=site.title, entries=entries)
 
-    def _index(self, corpus: Corpus, scopes: list[Scope], recent: list[Article]) -> bytes:
-        outline = (corpus.site, scopes)
-        if self._directory[0] != outline:       # a new scope, name or site setting
-            self._directory = (outline, _templates.get_template("_macros.html").module
-                               .directory(corpus.site, scopes))    # type: ignore[attr-defined]
-        return _render("index.html", site=corpus.site, scopes=scopes, articles=recent,
-                       listing=self._listing(corpus.site, recent), scope=scopes[0],
-                       corpus=corpus, directory=self._directory[1])
+    def _lines(self, site: Site) -> Callable[[Sequence[Article]], Markup]:
+        return partial(self._listing, site)
 
-    def _scope_page(self, corpus: Corpus, scope: Scope, items: list[Article]) -> bytes:
-        return _render("scope.html", site=corpus.site, scope=scope, articles=items,
-                       listing=self._listing(corpus.site, items), corpus=corpus)
-
-    def _listing(self, site: Site, articles: list[Article]) -> Markup:
+    def _listing(self, site: Site, articles: Sequence[Article]) -> Markup:
         """The <li> lines of a list of articles.  Each line is rendered once and kept: an
         article is listed on the index, its categories' and its authors' pages."""
         base = site.base_url
-
-        def line(a: Article) -> str:        # what templates/_macros.html lists, escaped
-            return '<li><a href="%sarticles/%s/">%s</a> <span class="meta"><time ' \
-                'datetime="%s">%s</time></span></li>' % (
-                    escape(base), escape(a.slug), escape(a.title),
-                    escape(a.published.isoformat()),
-                    escape(a.published.strftime("%Y-%m-%d %H:%M")))
+        line = partial(htmlpages.listing_line, site)
         lines = [_per_article(self._items, a, base, line) for a in articles]
         return Markup("\n".join(lines))  # noqa: S704 - every value in a line is escaped
 
     def article_page(self, corpus: Corpus, article: Article) -> bytes:
         html, summary = self.bodies(corpus, [article])[article.path]
-        return _render("article.html", site=corpus.site, article=article, html=html,
-                       summary=summary, corpus=corpus)
+        return htmlpages.article_page(
+            corpus.site, article, html, summary, corpus.authors_of(article),
+            {c.slug: c.name for c in corpus.categories_of(article)})
 
 
 def _per_article(memo: dict[str, tuple[Article, str, str]], article: Article, base_url: str,

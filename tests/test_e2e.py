@@ -127,7 +127,7 @@ def raw_request(srv, request: bytes) -> tuple[int, dict[str, str], bytes]:
 
 
 ARTICLE = "/articles/rouhani-urges-iran-turkey-cooperation-on-anti-terrorism-fight/"
-MEDIA = "/media/2015/rouhani-erdogan-phone-call.png"
+MEDIA = "/media/2015/rouhani-erdogan-phone-call.jpg"
 
 
 def test_hostile_requests_over_sockets(serve, bundled):

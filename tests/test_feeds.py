@@ -31,7 +31,8 @@ DRAFT_MARKER = b"DRAFT-SHOULD-NOT-APPEAR"
 
 ROUHANI_ID = "tag:127.0.0.1,2000:2015/rouhani-urges-iran-turkey-cooperation-on-anti-terrorism-fight"
 ROUHANI_LINK = BASE + "articles/rouhani-urges-iran-turkey-cooperation-on-anti-terrorism-fight/"
-IMAGE_URL = BASE + "media/2015/rouhani-erdogan-phone-call.png"
+IMAGE_URL = BASE + "media/2015/rouhani-erdogan-phone-call.jpg"
+IMAGE_SIZE = str(os.path.getsize(ROOT / "data/media/2015/rouhani-erdogan-phone-call.jpg"))
 
 BUNDLED_CATEGORIES = {"hard-news": "Hard News", "judiciary": "Judiciary",
                       "middle-east": "Middle East", "politics": "Politics",
@@ -507,21 +508,22 @@ def test_enclosure_for_the_image(feeds):
     assert len(encs) == 1
     guid, enc = encs[0]
     assert guid == ROUHANI_ID
-    assert enc.get("url") == IMAGE_URL and enc.get("length") == "115" \
-        and enc.get("type") == "image/png"
-    assert os.path.getsize(ROOT / "data/media/2015/rouhani-erdogan-phone-call.png") == 115
+    assert enc.get("url") == IMAGE_URL and enc.get("length") == IMAGE_SIZE \
+        and enc.get("type") == "image/jpeg"
 
     for path, body in feeds.items():
         for e in entries(body, fmt_of(path)):
-            want = (IMAGE_URL, "image/png", "115") if e["id"] == ROUHANI_ID else None
+            want = (IMAGE_URL, "image/jpeg", IMAGE_SIZE) if e["id"] == ROUHANI_ID else None
             assert e["enclosure"] == want, path
     atom = feeds["feeds/all.atom"].decode()
-    assert f'<link href="{IMAGE_URL}" rel="enclosure" type="image/png" length="115"/>' in atom
+    assert f'<link href="{IMAGE_URL}" rel="enclosure" type="image/jpeg" length="{IMAGE_SIZE}" ' \
+        'title="A cable-stayed bridge joins two hilly city shores across a strait at dusk."/>' \
+        in atom
     for fmt in ("rss", "atom"):
         parsed = parse_ok(feeds[f"feeds/all.{fmt}"])
         rouhani = next(e for e in parsed.entries if e.id == ROUHANI_ID)
         assert [(x.href, x.type, x.length) for x in rouhani.enclosures] == \
-            [(IMAGE_URL, "image/png", "115")]
+            [(IMAGE_URL, "image/jpeg", IMAGE_SIZE)]
 
 
 def test_image_url_absolute_without_local_file(make_app, data):
@@ -680,8 +682,8 @@ def test_base_url_override(make_app, bundled, monkeypatch, how):
             assert e["link"].startswith(base + "articles/")
         assert b"127.0.0.1:8000" not in body, path
     (e,) = [e for e in entries(feeds["feeds/all.rss"], "rss") if e["enclosure"]]
-    assert e["enclosure"] == (base + "media/2015/rouhani-erdogan-phone-call.png",
-                              "image/png", "115")
+    assert e["enclosure"] == (base + "media/2015/rouhani-erdogan-phone-call.jpg",
+                              "image/jpeg", IMAGE_SIZE)
     # a root-relative link in a body resolves against the new host (RFC 3986)
     assert b"https://feeds.example.org/category/middle-east/" in feeds["feeds/all.atom"]
 

@@ -507,7 +507,7 @@ def test_article_page_and_conditional_get(client):
     assert "+0430" in text or "+04:30" in text
     assert BASE + "category/middle-east/" in doc.xpath("//article//a/@href")
     assert BASE + "author/emad-askarieh/" in doc.xpath("//article//a/@href")
-    assert BASE + "media/2015/rouhani-erdogan-phone-call.png" in doc.xpath("//img/@src")
+    assert BASE + "media/2015/rouhani-erdogan-phone-call.jpg" in doc.xpath("//img/@src")
     etag = resp.headers["ETag"]
     assert re.fullmatch(r'"[^"]+"', etag)
     assert resp.headers["Cache-Control"].startswith("public, max-age=")
@@ -599,7 +599,7 @@ def test_identity_bytes_are_the_gunzipped_gzip_bytes_and_kept_within_a_budget(ap
 
 # -- hostile and malformed requests (issue 11) --------------------------------------------
 
-MEDIA = "/media/2015/rouhani-erdogan-phone-call.png"
+MEDIA = "/media/2015/rouhani-erdogan-phone-call.jpg"
 # one URL of every kind: ready feed, ready page, scope page, OPML, article page (pages.py),
 # media (Flask, send_file), health, unknown path
 EVERY_KIND = ["/feeds/all.rss", "/", "/category/middle-east/", "/feeds.opml", "/" + ARTICLE,
@@ -734,7 +734,7 @@ def test_media_links_leading_out_of_media_are_not_followed(make_app, bundled, tm
     (media / "root").symlink_to("/")
     (media / "secret.png").symlink_to(tmp_path / "secret.txt")
     (media / "site.png").symlink_to(bundled.root / "site.yml")      # in data/, not media/
-    (media / "alias.png").symlink_to(media / "2015" / "rouhani-erdogan-phone-call.png")
+    (media / "alias.png").symlink_to(media / "2015" / "rouhani-erdogan-phone-call.jpg")
     client = make_app(bundled.root).test_client()
     for path in ("/media/root/etc/passwd", "/media/root/", "/media/secret.png",
                  "/media/site.png", "/media/../site.yml", "/media/%2e%2e/site.yml",

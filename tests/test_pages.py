@@ -14,7 +14,7 @@ ARTICLE = "/articles/rouhani-urges-iran-turkey-cooperation-on-anti-terrorism-fig
 # a path of each kind: ready documents (a feed, a page, the OPML), an article page, and
 # what Flask answers (a media file, with werkzeug's send_file)
 KINDS = {"feed": "/feeds/all.atom", "page": "/category/politics/", "opml": "/feeds.opml",
-         "article": ARTICLE, "media": "/media/2015/rouhani-erdogan-phone-call.png"}
+         "article": ARTICLE, "media": "/media/2015/rouhani-erdogan-phone-call.jpg"}
 MISSING = {"missing": "/nope/", "missing article": "/articles/nope/",
            "missing media": "/media/nope.png", "missing feed": "/feeds/nope.rss"}
 METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "get"]
