@@ -193,9 +193,11 @@ def index_page(site: Site, scope: ScopeLike, listed: Sequence[Listed], listing: 
                    categories=largest(listed, "category"), authors=largest(listed, "author"))
 
 
-def directory_page(site: Site, kind: str, listed: Sequence[Listed]) -> bytes:
-    """`/categories/` or `/authors/`: every one, the largest first."""
-    return _render("directory.html", site, kind=kind, entries=largest(listed, kind))
+def directory_page(site: Site, scope: ScopeLike, kind: str, listed: Sequence[Listed]) -> bytes:
+    """`/categories/` or `/authors/`: every one, the largest first (advertising the site's
+    feeds, `scope`)."""
+    return _render("directory.html", site, scope=scope, kind=kind,
+                   entries=largest(listed, kind))
 
 
 def article_page(site: Site, article: Article, html: str, summary: str,
@@ -205,6 +207,9 @@ def article_page(site: Site, article: Article, html: str, summary: str,
                    html=html, summary=summary, people=people, categories=categories)
 
 
-def not_found_page(site: Site, path: str) -> bytes:
-    """The 404 page; `path` is what was asked ("" in the static export)."""
-    return _render("404.html", site, path=path)
+NOT_FOUND = "404.html"     # the 404 page's document path (nginx: error_page, internal)
+
+
+def not_found_page(site: Site) -> bytes:
+    """The 404 page: the same bytes for every missing path (it echoes none)."""
+    return _render("404.html", site)

@@ -365,7 +365,9 @@ class Publisher:
                                  self._listing(site, visible[:limit]))
         for kind, path in (("category", "categories/"), ("author", "authors/")):
             plan.recipes[path] = (_hash(counted, kind), PAGE_TYPE)
-            plan.pages[path] = partial(htmlpages.directory_page, site, kind, listed)
+            plan.pages[path] = partial(htmlpages.directory_page, site, scopes[0], kind, listed)
+        plan.recipes[htmlpages.NOT_FOUND] = (_hash(code, site), PAGE_TYPE)
+        plan.pages[htmlpages.NOT_FOUND] = partial(htmlpages.not_found_page, site)
         plan.recipes["feeds.opml"] = (outline, OPML_TYPE)
         plan.pages["feeds.opml"] = partial(_render, "feeds.opml", site=site, scopes=scopes)
         return plan

@@ -22,7 +22,7 @@ from werkzeug.utils import send_file
 from werkzeug.wrappers import Response as BaseResponse
 
 from . import settings
-from .htmlpages import FAVICON, not_found_page
+from .htmlpages import FAVICON, NOT_FOUND
 from .http import (
     ALLOW,
     PRECONDITION_FAILED,
@@ -77,7 +77,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.add_url_rule(rule, f"page:{rule}", lambda **_: abort(404))
 
     @app.get("/favicon.ico")
-    def favicon() -> Response:
+    def favicon() -> BaseResponse:
         resp = Response(FAVICON, content_type="image/x-icon")
         resp.headers["Cache-Control"] = f"public, max-age={config.max_age}"
         resp.set_etag(FAVICON_ETAG)
@@ -107,13 +107,11 @@ def create_app(test_config: dict | None = None) -> Flask:
     @app.errorhandler(404)
     def not_found(_e) -> Response:
         # the path as it came, percent-encoded: never a raw CR, LF or NUL in what we echo
-        path = quote(request.path, safe="/")
-        corpus = pages.corpus()
-        if corpus is None:
-            return Response(f"404 not found: {path}\n", 404,
+        page = service.resources.get(NOT_FOUND)     # the published 404 page (htmlpages)
+        if page is None:
+            return Response(f"404 not found: {quote(request.path, safe='/')}\n", 404,
                             content_type="text/plain; charset=utf-8")
-        return Response(not_found_page(corpus.site, path), 404,
-                        content_type="text/html; charset=utf-8")
+        return Response(page.identity_body(), 404, content_type="text/html; charset=utf-8")
 
     @app.errorhandler(405)
     def not_allowed(_e) -> Response:        # FeedApp answers these first; kept the same

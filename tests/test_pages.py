@@ -94,7 +94,7 @@ def test_missing_paths_answer_alike_for_every_method(client):
              for kind, path in MISSING.items() for method in METHODS}
     for method in METHODS:
         assert len({table[(method, kind)] for kind in MISSING}) == 1, method
-    assert table[("GET", "missing article")][:3] == (404, None, "404 not found")
+    assert table[("GET", "missing article")][:3] == (404, None, "document")   # the 404 page
     assert table[("HEAD", "missing article")][:3] == (404, None, "empty")
     assert table[("DELETE", "missing article")][:3] == (405, "GET, HEAD",
                                                          "405 method not allowed")
