@@ -366,6 +366,8 @@ class Publisher:
         for kind, path in (("category", "categories/"), ("author", "authors/")):
             plan.recipes[path] = (_hash(counted, kind), PAGE_TYPE)
             plan.pages[path] = partial(htmlpages.directory_page, site, scopes[0], kind, listed)
+        plan.recipes["favicon.ico"] = (_hash(htmlpages.FAVICON), "image/x-icon")
+        plan.pages["favicon.ico"] = partial(bytes, htmlpages.FAVICON)
         plan.recipes[htmlpages.NOT_FOUND] = (_hash(code, site), PAGE_TYPE)
         plan.pages[htmlpages.NOT_FOUND] = partial(htmlpages.not_found_page, site)
         plan.recipes["feeds.opml"] = (outline, OPML_TYPE)

@@ -22,7 +22,7 @@ from werkzeug.utils import send_file
 from werkzeug.wrappers import Response as BaseResponse
 
 from . import settings
-from .htmlpages import FAVICON, NOT_FOUND
+from .htmlpages import NOT_FOUND
 from .http import (
     ALLOW,
     PRECONDITION_FAILED,
@@ -38,7 +38,6 @@ from .pages import ArticlePages
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
 
-FAVICON_ETAG = hashlib.sha256(FAVICON).hexdigest()[:32]
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -75,13 +74,6 @@ def create_app(test_config: dict | None = None) -> Flask:
                  "/<any(category, author):kind>/<slug>/page/<int:number>/",
                  "/subscribe/", "/categories/", "/authors/"):
         app.add_url_rule(rule, f"page:{rule}", lambda **_: abort(404))
-
-    @app.get("/favicon.ico")
-    def favicon() -> BaseResponse:
-        resp = Response(FAVICON, content_type="image/x-icon")
-        resp.headers["Cache-Control"] = f"public, max-age={config.max_age}"
-        resp.set_etag(FAVICON_ETAG)
-        return resp.make_conditional(request)
 
     @app.get("/media/<path:name>")
     def media(name: str) -> BaseResponse:

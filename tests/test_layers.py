@@ -47,8 +47,8 @@ LAYERS: dict[str, set[str]] = {
                 "versions", "workers"},
     "live": {"cache", "corpus", "http", "model", "publish", "scan", "settings", "validators",
              "versions", "watch", "workers"},
-    "export": {"cache", "corpus", "feeds", "http", "loader", "publish", "scan", "settings",
-               "validators"},
+    "export": {"cache", "corpus", "feeds", "htmlpages", "http", "loader", "publish", "scan",
+               "settings", "validators"},
     # serving and commands
     "pages": {"corpus", "http", "live", "model", "publish"},
     "web": {"htmlpages", "http", "live", "model", "pages", "settings"},
