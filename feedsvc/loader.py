@@ -259,15 +259,8 @@ def parse_site(rel: str, text: str, base_url_override: str = "") -> Site:
         pytz.timezone(tzname)
     except pytz.UnknownTimeZoneError:
         raise DataError(rel, f"'timezone' {tzname!r} is not an IANA time zone name") from None
-    items = data.get("items_per_feed", 50)
-    if not isinstance(items, int) or isinstance(items, bool) or not 1 <= items <= 1000:
-        raise DataError(rel, "'items_per_feed' must be a whole number from 1 to 1000 "
-                             f"(got {items!r})")
-    page_size = data.get("page_size", 50)
-    if not isinstance(page_size, int) or isinstance(page_size, bool) or \
-            not 1 <= page_size <= 1000:
-        raise DataError(rel, "'page_size' must be a whole number from 1 to 1000 "
-                             f"(got {page_size!r})")
+    items = _count(rel, data, "items_per_feed")
+    page_size = _count(rel, data, "page_size")
     trusted = data.get("trusted_html", False)
     if not isinstance(trusted, bool):
         raise DataError(rel, f"'trusted_html' must be true or false (got {trusted!r})")
@@ -277,6 +270,14 @@ def parse_site(rel: str, text: str, base_url_override: str = "") -> Site:
                 language=_language(rel, data) or "en",
                 timezone=tzname, items_per_feed=items, trusted_html=trusted,
                 page_size=page_size)
+
+
+def _count(rel: str, data: dict, key: str) -> int:
+    """A whole number from 1 to 1000 (default 50) in site.yml."""
+    value = data.get(key, 50)
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 1000:
+        raise DataError(rel, f"'{key}' must be a whole number from 1 to 1000 (got {value!r})")
+    return value
 
 
 def parse_person(rel: str, text: str) -> Person:

@@ -346,14 +346,27 @@ class Publisher:
                 path = f"{scope.feed_base}.{fmt}"
                 plan.recipes[path] = (recipe + fmt, writer.content_type)
                 plan.feed_of[path] = _FeedPlan(scope, top, fmt)
-            sub = htmlpages.subscribe_page(site, scope, items, self._lines(site))
-            plan.recipes[sub.path] = (_hash(code, site, scope, sub.part), PAGE_TYPE)
-            plan.pages[sub.path] = sub.make
-            if scope.kind != "site":
-                person = corpus.authors.get(scope.slug) if scope.kind == "author" else None
-                for doc in htmlpages.scope_pages(site, scope, items, person, self._lines(site)):
-                    plan.recipes[doc.path] = (_hash(page_recipe, doc.part, person), PAGE_TYPE)
-                    plan.pages[doc.path] = doc.make
+            self._plan_scope_pages(plan, corpus, scope, items, _hash(code, page_recipe))
+        self._plan_site_pages(plan, corpus, shape, scopes, visible, code)
+        return plan
+
+    def _plan_scope_pages(self, plan: _Plan, corpus: Corpus, scope: Scope,
+                          items: list[Article], recipe: str) -> None:
+        """A scope's subscribe page and (but the site's) its paginated list pages."""
+        site = corpus.site
+        docs = [htmlpages.subscribe_page(site, scope, items, self._lines(site))]
+        person = corpus.authors.get(scope.slug) if scope.kind == "author" else None
+        if scope.kind != "site":
+            docs += htmlpages.scope_pages(site, scope, items, person, self._lines(site))
+        for doc in docs:
+            plan.recipes[doc.path] = (_hash(recipe, site, scope, doc.part, person), PAGE_TYPE)
+            plan.pages[doc.path] = doc.make
+
+    def _plan_site_pages(self, plan: _Plan, corpus: Corpus, shape: _Shape,
+                         scopes: list[Scope], visible: list[Article], code: str) -> None:
+        """The index, the directories, the 404 page, the favicon and the OPML."""
+        site = corpus.site
+        limit = site.items_per_feed
         listed = [htmlpages.Listed(s, len(shape.held[(s.kind, s.slug)]))
                   for s in scopes if s.kind != "site"]
         outline = _hash(code, site, [(s.kind, s.slug, s.name, s.description)
@@ -372,7 +385,6 @@ class Publisher:
         plan.pages[htmlpages.NOT_FOUND] = partial(htmlpages.not_found_page, site)
         plan.recipes["feeds.opml"] = (outline, OPML_TYPE)
         plan.pages["feeds.opml"] = partial(_render, "feeds.opml", site=site, scopes=scopes)
-        return plan
 
     def _make_feeds(self, corpus: Corpus, plan: _Plan, paths: list[str],
                     rendered: dict[str, tuple[str, str]], updated_all: dt.datetime

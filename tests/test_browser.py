@@ -16,7 +16,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from conftest import BUNDLED
 
 ROOT = Path(__file__).resolve().parent.parent
