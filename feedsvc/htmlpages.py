@@ -110,6 +110,15 @@ def scope_label(site: Site, scope: ScopeLike) -> str:
     return site.title if scope.kind == "site" else scope.name
 
 
+def feed_title(site: Site, scope: ScopeLike) -> str:
+    """A scope's feed title, which discovery links show too."""
+    if scope.kind == "site":
+        return site.title
+    if scope.kind == "author":
+        return f"{site.title}: articles by {scope.name}"
+    return f"{site.title}: {scope.name}"
+
+
 def feed_name(label: str, writer: Writer) -> str:
     """A feed's name for screen readers and links: "Hard News RSS feed", "Hard News
     JSON Feed"."""
@@ -130,7 +139,7 @@ def listing_line(site: Site, a: Article) -> str:
 
 # what every template and macro may use
 _env.globals.update(writers=WRITERS, subscribe_path=subscribe_path, scope_label=scope_label,
-                    feed_name=feed_name,
+                    feed_name=feed_name, feed_title=feed_title,
                     local_time=local_time,
                     copy_script=Markup(COPY_SCRIPT))  # noqa: S704 - our file, allowed by hash
 

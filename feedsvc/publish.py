@@ -42,14 +42,6 @@ _templates = jinja2.Environment(
     auto_reload=False)      # package files: no stat of the template on every render
 
 
-def feed_title(site: Site, scope: Scope) -> str:
-    if scope.kind == "site":
-        return site.title
-    if scope.kind == "author":
-        return f"{site.title}: articles by {scope.name}"
-    return f"{site.title}: {scope.name}"
-
-
 @dataclass(frozen=True)
 class Scope:
     kind: str               # "site", "category" or "author"
@@ -204,7 +196,6 @@ def _listed(articles: list[Article]) -> str:
 _PATH_AND_DIGEST = attrgetter("path", "digest")
 
 
-_templates.globals["feed_title"] = feed_title
 # every format, in the order pages list them; the first is the one the OPML lists
 _templates.globals["writers"] = feeds.WRITERS
 
@@ -518,7 +509,7 @@ class Publisher:
         site = corpus.site
         updated = max((e.updated for e in entries), key=lambda d: d.timestamp(),
                       default=updated_all)
-        title = feed_title(site, scope)
+        title = htmlpages.feed_title(site, scope)
         return feeds.Feed(
             id=loader.tag_uri(site.base_url, scope.feed_base), title=title,
             subtitle=scope.description or title,
