@@ -147,8 +147,11 @@ _env.globals.update(writers=WRITERS, subscribe_path=subscribe_path, scope_label=
 def _render(name: str, site: Site, language: str = "", **context: object) -> bytes:
     language = language or site.language
     context.setdefault("scope", None)
+    # the site's own words (navigation, the subscribe box) on a page in another language
+    chrome = "" if language == site.language else Markup(' lang="%s"%s') % (
+        site.language, Markup(' dir="%s"') % direction(site.language))
     return _env.get_template(name).render(
-        site=site, lang=language, dir=direction(language), **context).encode()
+        site=site, lang=language, dir=direction(language), chrome=chrome, **context).encode()
 
 
 def scope_pages(site: Site, scope: ScopeLike, items: Sequence[Article], person: Person | None,

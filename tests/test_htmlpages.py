@@ -121,6 +121,8 @@ def test_favicon_is_answered(client):
 def test_any_script_lang_dir_and_isolation(client):
     doc = page(client, "/articles/farsi/")
     assert doc.get("lang") == "fa" and doc.get("dir") == "rtl"
+    for chrome in doc.xpath("//nav | //aside"):     # the site's own words stay English
+        assert (chrome.get("lang"), chrome.get("dir")) == ("en", "ltr")
     english = page(client, "/articles/story-1/")
     assert english.get("lang") == "en" and english.get("dir") is None
     (item,) = [li for li in page(client, "/").xpath("//main/ul/li")
