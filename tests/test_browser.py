@@ -21,6 +21,8 @@ from conftest import BUNDLED
 ROOT = Path(__file__).resolve().parent.parent
 AXE = Path(os.environ.get("FEEDSVC_AXE_JS")
            or ROOT / ".ci" / "axe" / "node_modules" / "axe-core" / "axe.min.js")
+# read at import: conftest's clean_environment removes FEEDSVC_* before each test
+REQUIRED = os.environ.get("FEEDSVC_REQUIRE_BROWSER") == "1"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 PERSIAN = "/articles/tehran-and-muscat-discuss-shipping-safety/"
@@ -49,7 +51,7 @@ def _missing() -> str:
 def browser():
     why = _missing()
     if why:
-        if os.environ.get("FEEDSVC_REQUIRE_BROWSER") == "1":
+        if REQUIRED:
             pytest.fail(f"FEEDSVC_REQUIRE_BROWSER=1 but {why}")
         pytest.skip(why)
     from selenium import webdriver
