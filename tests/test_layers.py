@@ -42,13 +42,14 @@ LAYERS: dict[str, set[str]] = {
     "corpus": {"cache", "duplicates", "loader", "model", "names", "scan", "versions",
                "workers"},
     # documents
+    "htmlpages": {"feeds", "model"},
     "hubs": {"feeds"},
-    "publish": {"cache", "content", "corpus", "feeds", "hubs", "loader", "model", "versions",
-                "workers"},
+    "publish": {"cache", "content", "corpus", "feeds", "htmlpages", "hubs", "loader", "model",
+                "versions", "workers"},
     "live": {"cache", "corpus", "http", "hubs", "model", "publish", "scan", "settings",
              "validators", "versions", "watch", "workers"},
-    "export": {"cache", "corpus", "feeds", "http", "hubs", "loader", "publish", "scan",
-               "settings", "validators"},
+    "export": {"cache", "corpus", "feeds", "htmlpages", "http", "hubs", "loader", "publish",
+               "scan", "settings", "validators"},
     # the WebSub hub's outgoing side
     "netpolicy": set(),
     "websubstore": {"statefile"},
@@ -56,7 +57,7 @@ LAYERS: dict[str, set[str]] = {
     "websub": {"deliver", "hubs", "live", "netpolicy", "publish", "settings", "websubstore"},
     # serving and commands
     "pages": {"corpus", "http", "live", "model", "publish"},
-    "web": {"http", "hubs", "live", "model", "pages", "settings", "websub"},
+    "web": {"htmlpages", "http", "hubs", "live", "model", "pages", "settings", "websub"},
     "cli": {"corpus", "export", "live", "loader", "model", "preflight", "settings", "web",
             "workers"},
     "__main__": {"cli"},
