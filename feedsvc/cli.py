@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import datetime
 import logging
 import multiprocessing
 import os
@@ -61,6 +62,7 @@ def _preflight(*checks: Callable[[], None]) -> None:
 
 
 @click.group(context_settings={"max_content_width": 100})
+@click.version_option(package_name="feedsvc", message="feedsvc %(version)s")
 def main() -> None:
     """Publish a folder of articles as RSS 2.0, Atom 1.0 and JSON Feed 1.1 feeds."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -322,10 +324,15 @@ def _knows_respawn(server: type) -> bool:
 @main.command(short_help="Report every problem in a data directory.")
 @click.argument("folder", required=False, metavar="[DATA_DIR]")
 @_options(["data_dir"])
-def check(folder: str | None, **options) -> None:
-    """Print every problem in DATA_DIR as `path: message`; exit 1 on any error.
+@click.option("--strict", is_flag=True, help="Exit 1 on warnings too, not only on errors.")
+@click.option("--all", "every", is_flag=True,
+              help="List every warning, also of a kind found in many places.")
+def check(folder: str | None, strict: bool, every: bool, **options) -> None:
+    """Print every problem in DATA_DIR, grouped by file, as `file:line:col: message`
+    lines, then the scheduled articles with when they go live.
 
-    DATA_DIR is the same as --data-dir.
+    DATA_DIR is the same as --data-dir.  Exit status 1 when there are errors (files
+    that are not published as they are), with --strict also when there are warnings.
     """
     if folder is not None and options["data_dir"] is not None:
         _fail("check: give the data directory once, as DATA_DIR or --data-dir")
@@ -333,11 +340,7 @@ def check(folder: str | None, **options) -> None:
     config = _config(**options)
     where = "DATA_DIR" if folder is not None else settings.origin("data_dir", options)
     _preflight(lambda: preflight.check_data_dir(config.data_dir, where))
-    errors = _report_problems(config, echo=True)
-    sys.exit(1 if any(not e.warning for e in errors) else 0)
-
-
-def _report_problems(config: settings.Settings, echo: bool = False) -> list:
+    from . import checks, checktext
     from .corpus import Library
     from .model import DataError
 
@@ -345,17 +348,12 @@ def _report_problems(config: settings.Settings, echo: bool = False) -> list:
         corpus = Library(config.data_dir, base_url=config.base_url,
                          max_file_bytes=config.max_file_bytes).load()
     except DataError as e:
-        click.echo(str(e), err=True)
-        sys.exit(1)
-    for problem in corpus.errors:
-        line = f"{problem.path}: {'warning: ' if problem.warning else ''}{problem.message}"
-        if echo:
-            click.echo(line)
-        else:
-            logging.getLogger("feedsvc").warning(line)
-    if echo and not corpus.errors:
-        click.echo(f"{config.data_dir}: {len(corpus.articles)} articles, no problems")
-    return corpus.errors
+        _fail(f"check: {e}")
+    report = checks.report(corpus, datetime.datetime.now(datetime.UTC),
+                           config.max_file_bytes)
+    for line in checktext.lines(report, config.data_dir, every):
+        click.echo(line)
+    sys.exit(1 if report.errors or (strict and report.warnings) else 0)
 
 
 REJECTED = 2            # `build`: the site was written, but some files were left out

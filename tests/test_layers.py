@@ -48,10 +48,13 @@ LAYERS: dict[str, set[str]] = {
              "versions", "watch", "workers"},
     "export": {"cache", "corpus", "feeds", "http", "loader", "publish", "scan", "settings",
                "validators"},
+    # editors' checks
+    "checks": {"corpus", "loader", "model", "names"},
+    "checktext": {"checks"},
     # serving and commands
     "pages": {"corpus", "http", "live", "model", "publish"},
     "web": {"http", "live", "model", "pages", "settings"},
-    "cli": {"corpus", "export", "live", "loader", "model", "preflight", "settings", "web",
+    "cli": {"checks", "checktext", "corpus", "export", "live", "loader", "model", "preflight", "settings", "web",
             "workers"},
     "__main__": {"cli"},
 }
