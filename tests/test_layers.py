@@ -54,8 +54,8 @@ LAYERS: dict[str, set[str]] = {
     # serving and commands
     "pages": {"corpus", "http", "live", "model", "publish"},
     "web": {"http", "live", "model", "pages", "settings"},
-    "cli": {"checks", "checktext", "corpus", "export", "live", "loader", "model", "preflight", "settings", "web",
-            "workers"},
+    "cli": {"checks", "checktext", "corpus", "export", "live", "loader", "model",
+            "preflight", "settings", "web", "workers"},
     "__main__": {"cli"},
 }
 
