@@ -425,6 +425,13 @@ def _image(rel: str, image: str, site: Site, root: str) -> tuple[str, str, int]:
     return url, _IMAGE_TYPES[ext], local_length(url, site, root)
 
 
+def missing_locally(article: Article, site: Site) -> bool:
+    """Whether `article`'s image is one of this site's that is not in the data directory
+    (no enclosure then: a length 0 pointing at a 404 is worse than none; an empty
+    file counts as missing)."""
+    return article.image_length == 0 and article.image.startswith(site.base_url)
+
+
 def local_length(url: str, site: Site, root: str) -> int:
     """Size of an image that lies under the data directory, else 0 (unknown)."""
     if root and url.startswith(site.base_url):

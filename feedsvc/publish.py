@@ -483,7 +483,8 @@ class Publisher:
                           for p in corpus.authors_of(a)),
             categories=tuple(c.name for c in corpus.categories_of(a)),
             summary=summary, content=html,
-            enclosure=(a.image, a.image_type, a.image_length) if a.image else None)
+            enclosure=(a.image, a.image_type, a.image_length)
+            if a.image and not loader.missing_locally(a, site) else None)
 
     def _feed(self, corpus: Corpus, scope: Scope, entries: tuple[feeds.Entry, ...],
               formats: list[str], updated_all: dt.datetime) -> feeds.Feed:
