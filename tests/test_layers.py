@@ -34,6 +34,7 @@ LAYERS: dict[str, set[str]] = {
     "loader": {"model"},
     "names": {"model"},
     "statefile": {"model"},
+    "oplog": {"model"},
     "validators": {"model", "statefile"},
     "cache": {"model", "statefile"},
     "scan": {"model", "names"},
@@ -44,8 +45,8 @@ LAYERS: dict[str, set[str]] = {
     # documents
     "publish": {"cache", "content", "corpus", "feeds", "loader", "model", "versions",
                 "workers"},
-    "live": {"cache", "corpus", "http", "model", "publish", "scan", "settings", "validators",
-             "versions", "watch", "workers"},
+    "live": {"cache", "checks", "corpus", "http", "model", "oplog", "publish", "scan",
+             "settings", "validators", "versions", "watch", "workers"},
     "export": {"cache", "corpus", "feeds", "http", "loader", "publish", "scan", "settings",
                "validators"},
     # editors' checks
