@@ -54,7 +54,8 @@ LAYERS: dict[str, set[str]] = {
     "checktext": {"checks"},
     # serving and commands
     "pages": {"corpus", "http", "live", "model", "publish"},
-    "web": {"http", "live", "model", "pages", "settings"},
+    "status": {"checks", "live"},
+    "web": {"http", "live", "model", "pages", "settings", "status"},
     "cli": {"checks", "checktext", "corpus", "export", "live", "loader", "model",
             "preflight", "settings", "web", "workers"},
     "__main__": {"cli"},
