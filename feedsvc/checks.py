@@ -34,7 +34,8 @@ AUTHOR_KEYS = ("name", "bio", "email", "url")
 # names editors reach for that difflib cannot tell apart from nothing
 SYNONYMS = {"tags": "categories", "tag": "category", "keywords": "categories",
             "writer": "authors", "writers": "authors", "byline": "authors",
-            "published": "date", "modified": "updated", "pubdate": "date"}
+            "published": "date", "modified": "updated", "pubdate": "date",
+            "biography": "bio", "website": "url", "homepage": "url"}
 # the warnings of these checks, by code: what a long list of one kind is summed up as
 KINDS = {"unknown-key": "unknown front matter keys", "new-author": "authors without a file",
          "comma": "names with a comma", "missing-image": "images that do not exist"}
