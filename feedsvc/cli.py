@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from . import preflight, settings, workers
+from . import early, preflight, progress, settings, workers
 
 PARENT_PID = "FEEDSVC_SERVE_PID"    # set by `serve` for its granian workers
 
@@ -98,6 +98,10 @@ def serve(**options) -> None:
     for s in settings.SETTINGS:                  # workers read their settings from here
         os.environ[s.env] = str(config.get(s.name))
     os.environ[PARENT_PID] = str(os.getpid())
+    try:                        # the port answers 503 from now until a worker serves
+        starting = early.Early(config.host, config.port).start()
+    except OSError as e:
+        _fail(f"cannot listen on {config.host}:{config.port} ({e.strerror or e})")
     # Build once, on every core, before the workers start: each worker then loads from
     # the caches in the state directory instead of parsing and rendering it all again.
     # A separate process, so its peak memory is returned before serving begins.
@@ -105,6 +109,7 @@ def serve(**options) -> None:
     click.echo(f"feedsvc: serving {config.data_dir} on "
                f"http://{config.host}:{config.port}/ with {config.workers} workers")
     Server = server_class()
+    starting.hand_over()
     Server("feedsvc.cli:worker_app", factory=True, address=config.host, port=config.port,
            interface=Interfaces.WSGI, workers=max(1, config.workers),
            blocking_threads=1, websockets=False, log_access=False,
@@ -212,7 +217,11 @@ def _warm(config: settings.Settings) -> None:
     from .live import Service
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    report = progress.Progress.to(sys.stderr)
+    workers.observe(report.update)      # files read, bodies rendered, feeds written
     service = Service(dataclasses.replace(config, watch=False))          # logs every data problem
+    report.end()
+    workers.observe(None)
     if service.corpus is None:
         if not service.documents:
             sys.exit(1)                 # nothing to serve, ever: say so before listening
@@ -239,7 +248,10 @@ def worker_app():
         # both signals at once sometimes lost them and hung the server's shutdown.
         os.setpgid(0, 0)
     from .web import create_app
-    return create_app()
+    app = create_app()
+    if parent:
+        early.ready(int(parent))        # the 503 listener steps aside
+    return app
 
 
 def follow_parent(parent: int) -> None:
@@ -385,28 +397,23 @@ def build(outdir: str, listen: str, allow_errors: bool, **options) -> None:
                lambda: preflight.check_out_dir(os.path.abspath(outdir)),
                lambda: preflight.check_state_dir(config.state_dir,
                                                  settings.origin("state_dir", options)))
-    bar = None
-    if sys.stdout.isatty():
-        bar = click.progressbar(length=1, label="feedsvc build", show_pos=True)
+    report = progress.Progress.to(sys.stderr)
+    workers.observe(report.update)      # files read, bodies rendered, feeds written
 
-    def progress(done: int, total: int) -> None:
-        assert bar is not None
-        bar.length = total
-        bar.update(done - bar.pos)
+    def written(done: int, total: int) -> None:
+        report.update("written", done, total)
 
     previous = signal.signal(signal.SIGINT, _interrupted(os.getpid(), "build: interrupted"))
     try:
-        if bar is not None:
-            with bar:
-                result = export(config, outdir, progress, listen=listen)
-        else:
-            result = export(config, outdir, listen=listen)
+        result = export(config, outdir, written, listen=listen)
+        report.end()
     except (DataError, ValueError) as e:
         _fail(f"build: {e}")
     except OSError as e:
         _fail(f"build: {e.filename or outdir}: {e.strerror or e}")
     finally:
         signal.signal(signal.SIGINT, previous)
+        workers.observe(None)
     for problem in result["errors"]:
         click.echo(f"{problem.path}: {'warning: ' if problem.warning else ''}{problem.message}",
                    err=True)

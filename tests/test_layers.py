@@ -30,6 +30,7 @@ LAYERS: dict[str, set[str]] = {
     # leaves: no package imports
     "model": set(), "versions": set(), "workers": set(), "settings": set(),
     "preflight": set(), "feeds": set(), "http": set(), "watch": set(), "__init__": set(),
+    "progress": set(), "early": set(),
     # reading the data, and what outlives a process
     "loader": {"model"},
     "names": {"model"},
@@ -56,8 +57,8 @@ LAYERS: dict[str, set[str]] = {
     "pages": {"corpus", "http", "live", "model", "publish"},
     "status": {"checks", "live"},
     "web": {"http", "live", "model", "pages", "settings", "status"},
-    "cli": {"checks", "checktext", "corpus", "export", "live", "loader", "model",
-            "preflight", "settings", "web", "workers"},
+    "cli": {"checks", "checktext", "corpus", "early", "export", "live", "loader", "model",
+            "preflight", "progress", "settings", "web", "workers"},
     "__main__": {"cli"},
 }
 

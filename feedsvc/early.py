@@ -1,0 +1,118 @@
+"""The port's answer while `feedsvc serve` warms up: 503 with Retry-After, never a
+refused connection.
+
+`feedsvc serve` reads and renders the whole site before granian's workers start, which
+takes seconds on a large site.  This listener takes the port first (with SO_REUSEPORT,
+as granian's workers bind it) and answers every request with 503 and `Retry-After`,
+so load balancers and browsers see "starting" instead of "connection refused".  It
+steps aside once a worker says it is about to serve (`ready()`, a signal to the server
+process) and has had a moment to bind: from then on the kernel hands every new
+connection to the workers.  The standard library's threading HTTP server does the HTTP.
+"""
+from __future__ import annotations
+
+import contextlib
+import http.server
+import logging
+import os
+import signal
+import socket
+import threading
+
+READY_SIGNAL = signal.SIGUSR1   # a worker to the server process: "my app is made"
+BIND_GRACE = 0.2                # seconds a worker gets to bind after its app is made
+RETRY_AFTER = 2                 # seconds, in the 503's Retry-After
+BODY = b"503 feedsvc is starting: reading the data directory; try again shortly\n"
+
+log = logging.getLogger("feedsvc")
+
+
+class _Starting(http.server.BaseHTTPRequestHandler):
+    """Every request: 503, Retry-After, the connection closed."""
+    timeout = 5                          # a client that sends nothing is let go
+    protocol_version = "HTTP/1.1"
+
+    def _answer(self, body: bool = True) -> None:
+        self.send_response(503)
+        self.send_header("Retry-After", str(RETRY_AFTER))
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(BODY)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if body:
+            self.wfile.write(BODY)
+        self.close_connection = True
+
+    def do_GET(self) -> None:      # noqa: N802 (the name http.server calls)
+        self._answer()
+
+    def do_HEAD(self) -> None:     # noqa: N802
+        self._answer(body=False)
+
+    do_POST = do_PUT = do_DELETE = do_OPTIONS = do_PATCH = do_GET    # noqa: N815
+
+    def log_message(self, format: str, *args: object) -> None:      # noqa: A002
+        pass                            # quiet: the operator sees the progress lines
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def server_bind(self) -> None:
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
+class Early:
+    """The 503 listener of one `feedsvc serve`, from `start()` until the workers serve."""
+
+    def __init__(self, host: str, port: int):
+        kind = _Server6 if ":" in host else _Server
+        self.server = kind((host, port), _Starting)
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={
+            "poll_interval": 0.1}, name="feedsvc-early", daemon=True)
+        self._closer = threading.Thread(target=self._close_when_ready,
+                                        name="feedsvc-early-close", daemon=True)
+        self._open = True
+        # granian forks its workers: a worker holding this listener open would keep
+        # taking connections nobody answers once the server process closes it
+        os.register_at_fork(after_in_child=self._forget)
+
+    def start(self) -> Early:
+        self._thread.start()
+        return self
+
+    def hand_over(self) -> None:
+        """From now on, step aside as soon as a worker says it is ready (see `ready`)."""
+        signal.signal(READY_SIGNAL, lambda _s, _f: self._ready.set())
+        self._closer.start()
+
+    def _close_when_ready(self) -> None:
+        self._ready.wait()
+        threading.Event().wait(BIND_GRACE)
+        self.close()
+
+    def close(self) -> None:
+        self._open = False
+        self.server.shutdown()
+        self.server.server_close()
+
+    def _forget(self) -> None:
+        """In a forked child: close the inherited listener (the parent keeps its own)."""
+        if self._open:
+            self._open = False
+            with contextlib.suppress(OSError):
+                self.server.socket.close()
+
+
+def ready(server_pid: int) -> None:
+    """In a worker whose app is made: tell the server process (`server_pid`)."""
+    with contextlib.suppress(OSError):
+        os.kill(server_pid, READY_SIGNAL)
