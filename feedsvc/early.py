@@ -6,8 +6,8 @@ takes seconds on a large site.  This listener takes the port first (with SO_REUS
 as granian's workers bind it) and answers every request with 503 and `Retry-After`,
 so load balancers and browsers see "starting" instead of "connection refused".  It
 steps aside once a worker says it is about to serve (`ready()`, a signal to the server
-process) and has had a moment to bind: from then on the kernel hands every new
-connection to the workers.  The standard library's threading HTTP server does the HTTP.
+process) and listens beside it (seen in /proc/net/tcp): from then on the kernel hands
+every new connection to the workers.  The standard library's threading HTTP server does the HTTP.
 """
 from __future__ import annotations
 
@@ -18,9 +18,11 @@ import os
 import signal
 import socket
 import threading
+import time
 
 READY_SIGNAL = signal.SIGUSR1   # a worker to the server process: "my app is made"
-BIND_GRACE = 0.2                # seconds a worker gets to bind after its app is made
+BIND_WAIT = 10.0                # seconds to wait for a worker to listen beside us
+BIND_GRACE = 0.5                # ... or, where that cannot be seen, to give it
 RETRY_AFTER = 2                 # seconds, in the 503's Retry-After
 BODY = b"503 feedsvc is starting: reading the data directory; try again shortly\n"
 
@@ -96,7 +98,17 @@ class Early:
 
     def _close_when_ready(self) -> None:
         self._ready.wait()
-        threading.Event().wait(BIND_GRACE)
+        port = self.server.server_address[1]
+        mine = _listeners(port)
+        deadline = time.monotonic() + BIND_WAIT
+        # until a worker listens beside us (Linux: /proc/net/tcp), else for a grace time
+        while mine is not None and time.monotonic() < deadline:
+            now = _listeners(port)
+            if now is None or now > mine:
+                break
+            time.sleep(0.02)
+        if mine is None:
+            time.sleep(BIND_GRACE)
         self.close()
 
     def close(self) -> None:
@@ -110,6 +122,23 @@ class Early:
             self._open = False
             with contextlib.suppress(OSError):
                 self.server.socket.close()
+
+
+def _listeners(port: int) -> int | None:
+    """How many sockets listen on TCP `port` on this machine (Linux), None if unknown."""
+    hexport = f":{port:04X} "
+    count = 0
+    try:
+        for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with contextlib.suppress(FileNotFoundError), open(name) as f:
+                for line in f:
+                    fields = line.split()
+                    if len(fields) > 3 and fields[3] == "0A" and (fields[1] + " ").endswith(
+                            hexport):
+                        count += 1
+    except OSError:
+        return None
+    return count
 
 
 def ready(server_pid: int) -> None:

@@ -31,7 +31,8 @@ class Stage:
     done: int
     total: int | None
     started: float
-    said: float                          # when it was last logged or drawn
+    said: float                          # when it was last logged
+    drawn: float = float("-inf")         # when it was last drawn
 
     def line(self, now: float) -> str:
         took = max(now - self.started, 1e-6)
@@ -47,11 +48,13 @@ class Progress:
         self.stream = stream
         self.clock = clock
         self.stage: Stage | None = None
+        self.since = clock()        # when the next stage began: the last one's end (the
+                                    # pool says how far a stage is only after a batch)
 
     @classmethod
-    def to(cls, stream: TextIO) -> Progress:
+    def to(cls, stream: TextIO, clock: Callable[[], float] = time.monotonic) -> Progress:
         """Drawn on `stream` if it is a terminal, else logged."""
-        return cls(stream if stream.isatty() else None)
+        return cls(stream if stream.isatty() else None, clock)
 
     def update(self, what: str, done: int, total: int | None = None) -> None:
         """`done` items of stage `what` (a pool function's name or a stage name)."""
@@ -60,7 +63,7 @@ class Progress:
         stage = self.stage
         if stage is None or stage.name != name or done < stage.done:
             self.end()
-            stage = self.stage = Stage(name, 0, total, now, now)
+            stage = self.stage = Stage(name, 0, total, self.since, self.since)
         stage.done, stage.total = done, total or stage.total
         if self.stream is not None:
             self._draw(stage, now)
@@ -75,7 +78,7 @@ class Progress:
         stage, self.stage = self.stage, None
         if stage is None:
             return
-        now = self.clock()
+        now = self.since = self.clock()
         line = stage.line(now)
         if self.stream is not None:
             self.stream.write(f"\r\x1b[2Kfeedsvc: {line}\n")
@@ -84,9 +87,9 @@ class Progress:
             log.info("feedsvc: %s", line)
 
     def _draw(self, stage: Stage, now: float) -> None:
-        if now - stage.said < 0.1 and stage.done != stage.total:
+        if now - stage.drawn < 0.1 and stage.done != stage.total:
             return                          # ten redraws a second are enough
-        stage.said = now
+        stage.drawn = now
         bar = ""
         if stage.total:
             filled = BAR * min(stage.done, stage.total) // stage.total

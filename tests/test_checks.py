@@ -2,12 +2,21 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
-from conftest import run_feedsvc
+import requests
+from conftest import free_port, run_feedsvc
 
 from feedsvc import checktext, settings
 from feedsvc.live import Service
+from feedsvc.progress import Progress
 
 TYPOS = """---
 title: Typos
@@ -199,3 +208,85 @@ def test_a_scheduled_article_going_live_is_logged_once(data, tmp_path, caplog):
     said = [r.getMessage() for r in caplog.records if "went live" in r.getMessage()]
     assert said == ["articles/later.md: scheduled article 'Later' went live "
                     "(2030-01-01T00:00:00+00:00)"]
+
+
+# -- operators: the port answers at once, problems logged once, progress --------------------
+
+def test_the_port_answers_503_while_serve_warms_up(data, tmp_path):
+    for i in range(300):                    # enough to take a moment to read and render
+        data.article(f"a{i}", date=f"2024-10-{1 + i % 28:02d}T13:00:00+03:30")
+    port = free_port()
+    log = open(tmp_path / "serve.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen([sys.executable, "-m", "feedsvc", "serve", "--port", str(port),
+                             "--workers", "1", "--data-dir", str(data.root),
+                             "--state-dir", str(tmp_path / "state")],
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    seen: list[object] = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and seen[-3:] != [200, 200, 200]:
+            try:
+                r = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
+                seen.append(r.status_code)
+                if r.status_code == 503:
+                    assert r.headers["Retry-After"] == "2"
+            except requests.ConnectionError:
+                seen.append("refused")
+            time.sleep(0.01)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+        log.close()
+    assert seen[-3:] == [200, 200, 200], (tmp_path / "serve.log").read_text()
+    answered = seen[next(i for i, s in enumerate(seen) if s != "refused"):]
+    assert answered[0] == 503                       # the warm-up: an answer, not a refusal
+    assert "refused" not in answered               # from the first answer on, never again
+
+
+def test_serve_logs_a_problem_once_not_once_per_worker(serve, data, tmp_path):
+    data.article("good")
+    data.article("bad", date="yesterday")
+    srv = serve(data.root, workers=2)
+    log = Path(srv.log.name)
+    line = "articles/bad.md: 'date' is not an ISO 8601 datetime (got 'yesterday')"
+    assert log.read_text().count(line) == 1, log.read_text()
+    data.article("bad")                                 # fixed: every worker reloads
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and "fixed" not in log.read_text():
+        time.sleep(0.1)
+    time.sleep(1.5)                                     # (three of the workers' polls)
+    assert log.read_text().count("articles/bad.md: fixed, no problems left") == 1
+
+
+def test_progress_in_a_log_is_a_few_lines(caplog):
+    caplog.set_level(logging.INFO, logger="feedsvc")
+    now = [0.0]
+    report = Progress.to(io.StringIO(), clock=lambda: now[0])     # not a terminal: a log
+    for done in range(0, 10001, 100):                   # 10,000 files over 25 s
+        now[0] = done / 400
+        report.update("_read_and_parse", done, 10000)
+    report.update("_feeds_job", 5, None)                # a quick stage: not logged
+    report.end()
+    assert [r.getMessage() for r in caplog.records] == [
+        "feedsvc: files read: 4000 of 10000 in 10.0 s (400/s)",
+        "feedsvc: files read: 8000 of 10000 in 20.0 s (400/s)",
+        "feedsvc: files read: 10000 of 10000 in 25.0 s (400/s)",
+    ]
+
+
+def test_progress_on_a_terminal_is_a_bar():
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    screen = Terminal()
+    now = [0.0]
+    report = Progress(screen, clock=lambda: now[0])
+    now[0] = 1.0
+    report.update("_feeds_job", 50, 100)
+    now[0] = 2.0
+    report.update("_feeds_job", 100, 100)
+    drawn = screen.getvalue().split("\r\x1b[2K")
+    assert drawn[1] == "feedsvc: [###############...............] feeds written: 50 of 100 " \
+                       "in 1.0 s (50/s)"
+    assert drawn[-1] == "feedsvc: feeds written: 100 of 100 in 2.0 s (50/s)\n"
