@@ -15,6 +15,7 @@ import contextlib
 import http.server
 import logging
 import os
+import select
 import signal
 import socket
 import threading
@@ -24,6 +25,7 @@ READY_SIGNAL = signal.SIGUSR1   # a worker to the server process: "my app is mad
 BIND_WAIT = 10.0                # seconds to wait for a worker to listen beside us
 BIND_GRACE = 0.5                # ... or, where that cannot be seen, to give it
 RETRY_AFTER = 2                 # seconds, in the 503's Retry-After
+CLOSED = "a worker listens: the start-up listener (503) is closed"
 BODY = b"503 feedsvc is starting: reading the data directory; try again shortly\n"
 
 log = logging.getLogger("feedsvc")
@@ -78,11 +80,12 @@ class Early:
         kind = _Server6 if ":" in host else _Server
         self.server = kind((host, port), _Starting)
         self._ready = threading.Event()
-        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={
-            "poll_interval": 0.1}, name="feedsvc-early", daemon=True)
+        self._closing = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="feedsvc-early", daemon=True)
         self._closer = threading.Thread(target=self._close_when_ready,
                                         name="feedsvc-early-close", daemon=True)
         self._open = True
+        self._alone: int | None = None         # sockets on the port before the workers
         # granian forks its workers: a worker holding this listener open would keep
         # taking connections nobody answers once the server process closes it
         os.register_at_fork(after_in_child=self._forget)
@@ -93,28 +96,41 @@ class Early:
 
     def hand_over(self) -> None:
         """From now on, step aside as soon as a worker says it is ready (see `ready`)."""
+        self._alone = _listeners(self.server.server_address[1])    # before any worker
         signal.signal(READY_SIGNAL, lambda _s, _f: self._ready.set())
         self._closer.start()
 
     def _close_when_ready(self) -> None:
         self._ready.wait()
         port = self.server.server_address[1]
-        mine = _listeners(port)
+        mine = self._alone
         deadline = time.monotonic() + BIND_WAIT
         # until a worker listens beside us (Linux: /proc/net/tcp), else for a grace time
         while mine is not None and time.monotonic() < deadline:
             now = _listeners(port)
             if now is None or now > mine:
                 break
-            time.sleep(0.02)
+            time.sleep(0.001)          # (a request the worker answers may come next)
         if mine is None:
             time.sleep(BIND_GRACE)
         self.close()
 
-    def close(self) -> None:
+    def _serve(self) -> None:
+        """Answer until told to close; then answer what is queued and close at once: a
+        connection still queued on a listener that closes is reset."""
+        server = self.server
+        server.timeout = 0.05
+        while not self._closing.is_set():
+            server.handle_request()
+        while select.select([server.socket], [], [], 0)[0]:
+            server.handle_request()
         self._open = False
-        self.server.shutdown()
-        self.server.server_close()
+        server.server_close()
+        log.info("feedsvc: %s", CLOSED)
+
+    def close(self) -> None:
+        self._closing.set()
+        self._thread.join(5)
 
     def _forget(self) -> None:
         """In a forked child: close the inherited listener (the parent keeps its own)."""
