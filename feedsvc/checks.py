@@ -19,7 +19,7 @@ from urllib.parse import unquote, urlsplit
 
 import yaml
 
-from . import loader, names
+from . import loader, names, scan
 from .corpus import Corpus
 from .model import DataError, Site
 
@@ -156,6 +156,7 @@ class Checker:
         self.root = corpus.root
         self.max_bytes = max_file_bytes
         self.errors = {e.path for e in corpus.errors if not e.warning}
+        self._walked: list[str] | None = None
 
     def run(self) -> list[Problem]:
         out = self._keys_of("site.yml", SITE_KEYS)
@@ -171,13 +172,12 @@ class Checker:
         return out
 
     def _files(self, folder: str, exts: tuple[str, ...]) -> list[str]:
-        found = []
-        for dirpath, dirs, files in os.walk(os.path.join(self.root, folder)):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            rel = os.path.relpath(dirpath, self.root).replace(os.sep, "/")
-            found += [f"{rel}/{f}" for f in sorted(files)
-                      if f.endswith(exts) and not f.startswith(".")]
-        return found
+        """The files under `folder` the loader reads (scan.walk: the same names, depths
+        and skips; what it skips the loader reports)."""
+        if self._walked is None:
+            self._walked = sorted(scan.walk(self.root, {}).sigs)
+        return [rel for rel in self._walked if rel.startswith(folder + "/") and
+                rel.endswith(exts)]
 
     def _author_file(self, slug: str) -> bool:
         return any(os.path.isfile(os.path.join(self.root, "authors", slug + ext))

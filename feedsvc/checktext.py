@@ -7,6 +7,7 @@ articles, then one summary line.
 """
 from __future__ import annotations
 
+import os
 from collections import Counter
 
 from .checks import KINDS, Report
@@ -50,7 +51,8 @@ def summary(report: Report, data_dir: str) -> str:
     else:
         counted = f"{_count(report.errors, 'error')}, {_count(report.warnings, 'warning')}"
     scheduled = f", {len(report.scheduled)} scheduled" if report.scheduled else ""
-    return f"{data_dir}: {report.articles} articles{scheduled}, {counted}"
+    shown = os.fsencode(data_dir).decode("utf-8", "backslashreplace")  # (a path not UTF-8)
+    return f"{shown}: {report.articles} articles{scheduled}, {counted}"
 
 
 def _count(n: int, what: str) -> str:

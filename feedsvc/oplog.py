@@ -33,7 +33,8 @@ class Said:
 
 
 def _key(e: DataError) -> str:
-    return hashlib.sha256(f"{e.path}\0{e.message}\0{e.warning}".encode()).hexdigest()[:20]
+    text = f"{e.path}\0{e.message}\0{e.warning}"         # (a path may not be UTF-8)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:20]
 
 
 class SharedLog:

@@ -51,7 +51,7 @@ LAYERS: dict[str, set[str]] = {
     "export": {"cache", "corpus", "feeds", "http", "loader", "publish", "scan", "settings",
                "validators"},
     # editors' checks
-    "checks": {"corpus", "loader", "model", "names"},
+    "checks": {"corpus", "loader", "model", "names", "scan"},
     "checktext": {"checks"},
     # serving and commands
     "pages": {"corpus", "http", "live", "model", "publish"},
