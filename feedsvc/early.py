@@ -22,6 +22,7 @@ import threading
 import time
 
 READY_SIGNAL = signal.SIGUSR1   # a worker to the server process: "my app is made"
+READY_WAIT = 60.0               # seconds for a worker's ready signal, at most
 BIND_WAIT = 10.0                # seconds to wait for a worker to listen beside us
 BIND_GRACE = 0.5                # ... or, where that cannot be seen, to give it
 RETRY_AFTER = 2                 # seconds, in the 503's Retry-After
@@ -101,7 +102,7 @@ class Early:
         self._closer.start()
 
     def _close_when_ready(self) -> None:
-        self._ready.wait()
+        self._ready.wait(READY_WAIT)       # (a lost signal must not keep it open for good)
         port = self.server.server_address[1]
         mine = self._alone
         deadline = time.monotonic() + BIND_WAIT
