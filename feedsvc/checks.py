@@ -157,6 +157,7 @@ class Checker:
         self.max_bytes = max_file_bytes
         self.errors = {e.path for e in corpus.errors if not e.warning}
         self._walked: list[str] | None = None
+        self._author_key: dict[str, tuple[int, int]] = {}  # article -> its authors: key
 
     def run(self) -> list[Problem]:
         out = self._keys_of("site.yml", SITE_KEYS)
@@ -219,6 +220,9 @@ class Checker:
         if rel in self.errors:
             out += self._field_errors(rel, data, nodes)
         out += self._names(rel, data, nodes)
+        where = nodes.get("authors", nodes.get("author"))
+        if where:
+            self._author_key[rel] = where
         out += self._images(rel, data, nodes, text[m.end():], text.count("\n", 0, m.end()) + 1)
         return out
 
@@ -268,9 +272,9 @@ class Checker:
             hint = f"; did you mean {close[0]!r}?" if close else \
                 f"; add authors/{slug}.yml to give them a bio"
             more = f" (and {uses - 1} more articles)" if uses > 1 else ""
-            out.append(Problem(path, 0, 0, WARNING,
-                               f"author {name!r}{more} has no authors/{slug}.yml{hint}",
-                               "new-author"))
+            out.append(_at(path, self._author_key.get(path), WARNING,
+                           f"author {name!r}{more} has no authors/{slug}.yml{hint}",
+                           "new-author"))
         return out
 
     def _images(self, rel: str, data: dict, nodes: Keys, body: str,

@@ -78,7 +78,7 @@ def test_a_new_author_names_the_closest_known_one(data):
     result = check(data)
     assert result.returncode == 0           # warnings never block publishing
     assert result.stdout.splitlines()[0] == (
-        "articles/one.md: warning: author 'Jane Doee' (and 1 more articles) has no "
+        "articles/one.md:4:1: warning: author 'Jane Doee' (and 1 more articles) has no "
         "authors/jane-doee.yml; did you mean 'Jane Doe'?")
 
 
