@@ -501,7 +501,8 @@ class Publisher:
                           for p in corpus.authors_of(a)),
             categories=tuple(c.name for c in corpus.categories_of(a)),
             summary=summary, content=html,
-            enclosure=(a.image, a.image_type, a.image_length) if a.image else None,
+            enclosure=(a.image, a.image_type, a.image_length)
+            if a.image and not loader.missing_locally(a, site) else None,
             enclosure_title=a.image_alt if a.image else "", language=a.language)
 
     def _feed(self, corpus: Corpus, scope: Scope, entries: tuple[feeds.Entry, ...],

@@ -63,10 +63,22 @@ def session() -> Iterator[None]:
             pool.shutdown()
 
 
-def imap(fn: Callable[[T], R], items: Iterable[T], window: int = 0) -> Iterator[R]:
+Observer = Callable[[str, int, "int | None"], None]   # (fn's name, done, total if known)
+_observer: Observer | None = None
+
+
+def observe(observer: Observer | None) -> None:
+    """Have `observer` told how far each batch on every core is (progress.py), or no one."""
+    global _observer
+    _observer = observer
+
+
+def imap(fn: Callable[[T], R], items: Iterable[T], window: int = 0,
+         total: int | None = None) -> Iterator[R]:
     """`fn` over `items` on every core, the results in order as they arrive (so the caller
     works on them while the workers go on).  Items go out in chunks, all at once, or with
-    `window`, at most that many chunks in flight: large items then never queue up in memory."""
+    `window`, at most that many chunks in flight: large items then never queue up in memory.
+    `total`: how many items there are, for the observer, if `items` cannot say."""
     global _pool
     with _lock:
         pool = _pool
@@ -85,15 +97,20 @@ def imap(fn: Callable[[T], R], items: Iterable[T], window: int = 0) -> Iterator[
         chunks: Iterator[Sequence[T]] = ([item] for item in items)
     else:
         every = list(items)
+        total = len(every)
         size = max(1, len(every) // (cores() * 16))
         chunks = iter([every[i:i + size] for i in range(0, len(every), size)])
     sent = deque(_submit(pool, _chunk, fn, c) for c in islice(chunks, window or None))
 
     def collect() -> Iterator[R]:
+        count = 0
         try:
             while sent:
                 done = sent.popleft().result()
                 sent.extend(_submit(pool, _chunk, fn, c) for c in islice(chunks, 1))
+                count += len(done)
+                if _observer is not None:
+                    _observer(getattr(fn, "__name__", "work"), count, total)
                 yield from done
         finally:
             for future in sent:
@@ -205,4 +222,4 @@ def map(fn: Callable[[T], R], items: Iterable[T], threshold: int,  # noqa: A001
         count = len(items)
     if count < threshold or cores() < 2:
         return [fn(item) for item in items]
-    return list(imap(fn, items, window))
+    return list(imap(fn, items, window, total=count))

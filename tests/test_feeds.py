@@ -535,9 +535,13 @@ def test_image_url_absolute_without_local_file(make_app, data):
         parse_ok(body)
         got = {e["title"]: e["enclosure"] for e in entries(body, fmt)}
         assert got["Pic"][:2] == ("https://cdn.example.org/a/b.jpg", "image/jpeg")
-        assert got["Local"][:2] == ("https://news.example.com/media/none.webp", "image/webp")
-        for _url, _type, length in got.values():
-            assert length is not None and length.isdigit()     # never length="None"
+        assert got["Local"] is None     # this site's own file is missing: no 404 enclosure
+        _url, _type, length = got["Pic"]
+        assert length is not None and length.isdigit()     # never length="None"
+    data.write("media/none.webp", b"RIFF....WEBP")          # the file comes: so does the image
+    app = make_app(data.root)
+    got = {e["title"]: e["enclosure"] for e in entries(get(app, "feeds/all.rss"), "rss")}
+    assert got["Local"] == ("https://news.example.com/media/none.webp", "image/webp", "12")
 
 
 # -- feed level ------------------------------------------------------------------------
