@@ -648,9 +648,11 @@ def warm_page_cache(data: Path) -> None:
 
 
 def feedsvc_start(data: Path, state: Path, incremental: int = 0,
-                  profile: Path | None = None) -> dict:
+                  profile: Path | None = None, off: tuple[str, ...] = ()) -> dict:
     warm_page_cache(data)
     cmd = [PY, str(BENCH / "coldstart.py"), "--data", str(data), "--state", str(state)]
+    for name in off:
+        cmd += ["--off", name]
     if incremental:
         cmd += ["--incremental", str(incremental)]
     if profile:

@@ -29,6 +29,10 @@ _lock = threading.Lock()
 _pool: ProcessPoolExecutor | None = None
 _holders = 0
 _paused = False         # the garbage collector, by a session
+# Speed tricks the bench turns off to measure them (bench/tricks.py); read once per session
+# or pool, never per item.  Both are held to the plain path by tests (same bytes).
+PAUSE_GC = True         # a session pauses this process's cyclic garbage collector
+FREEZE_BEFORE_FORK = True   # forked workers never walk what they inherit (gc.freeze)
 
 
 def cores() -> int:
@@ -47,7 +51,7 @@ def session() -> Iterator[None]:
     global _holders, _pool, _paused
     with _lock:
         _holders += 1
-        if _holders == 1 and gc.isenabled():
+        if _holders == 1 and PAUSE_GC and gc.isenabled():
             gc.disable()
             _paused = True
     try:
@@ -115,11 +119,14 @@ def _new_pool() -> ProcessPoolExecutor:
                                mp_context=multiprocessing.get_context("fork" if fork else "spawn"))
     _widen_pipes(pool)
     if fork:
-        gc.freeze()
+        freeze = FREEZE_BEFORE_FORK
+        if freeze:
+            gc.freeze()
         try:
             _submit(pool, int)  # every worker is forked now, before any thread starts
         finally:
-            gc.unfreeze()
+            if freeze:
+                gc.unfreeze()
     return pool
 
 
