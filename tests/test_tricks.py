@@ -1,0 +1,94 @@
+"""Speed tricks held to the plain path: with each one on and off, the same bytes and rows.
+
+bench/tricks.py measures what each trick saves; bench/coldstart.py `--off NAME` turns
+one off the way these tests do.  The lxml-free body path (`content._plain`) has its
+own differential tests in tests/test_content.py; forked against spawned workers and
+the pool's pipes in tests/test_workers.py.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import sqlite3
+from contextlib import nullcontext
+from pathlib import Path
+
+from feedsvc import feeds, live, publish, settings
+from feedsvc.cache import Cache
+from feedsvc.corpus import Library
+
+NOW = dt.datetime(2025, 1, 1, 12, 0, tzinfo=dt.UTC)
+
+
+def _rows(state_dir: Path) -> dict[str, list[tuple]]:
+    db = sqlite3.connect(state_dir / "cache.sqlite")
+    try:
+        return {table: db.execute(f"SELECT * FROM {table} ORDER BY key").fetchall()  # noqa: S608
+                for table in Cache.TABLES}
+    finally:
+        db.close()
+
+
+def _cold_start(data_dir: Path, state_dir: Path) -> None:
+    service = live.Service(settings.resolve({"data_dir": str(data_dir), "watch": False,
+                                             "state_dir": str(state_dir)}, environ={}))
+    service.cache.flush()
+    service.close()
+
+
+def test_held_and_unheld_cache_writes_end_with_the_same_rows(bundled, tmp_path, monkeypatch):
+    """A first build holds its cache writes until every feed is servable (Cache.held);
+    written as they come instead, the cache ends with the same rows."""
+    let_go: list[int] = []
+    real_let_go = Cache._let_go
+
+    def counting(self: Cache) -> None:
+        let_go.append(len(self._held))
+        real_let_go(self)
+    monkeypatch.setattr(Cache, "_let_go", counting)
+    _cold_start(bundled.root, tmp_path / "held")
+    assert max(let_go) > 0                          # the build did hold its writes
+    let_go.clear()
+    monkeypatch.setattr(Cache, "held", lambda self: nullcontext())
+    _cold_start(bundled.root, tmp_path / "unheld")
+    assert not any(let_go)                          # and here it did not
+    held, unheld = _rows(tmp_path / "held"), _rows(tmp_path / "unheld")
+    assert all(held.values())
+    assert held == unheld
+
+
+def _edited_documents(root: Path) -> dict[str, tuple[str, bytes]]:
+    """Publish `root`, retitle one article, publish again with the same publisher (as a
+    refresh does); the documents' ETags and gzip bytes."""
+    library, publisher = Library(str(root)), publish.Publisher(Cache(None))
+    documents = publisher.build(library.load(), NOW, {})
+    path = root / "articles" / "a03.md"
+    path.write_text(path.read_text().replace("Article 3", "Article 3 again"))
+    documents = publisher.build(library.load(), NOW, documents)
+    return {p: (d.etag, d.gzip) for p, d in documents.items()}
+
+
+def test_kept_entries_give_the_bytes_of_fresh_ones(data, tmp_path, monkeypatch):
+    """A refresh takes feedgen's entries kept from the last build (feeds._kept) for the
+    articles it did not change; made afresh, every document has the same bytes."""
+    for i in range(6):
+        data.article(f"a{i:02d}", title=f"Article {i}", date=f"2024-11-0{i + 1}T10:00:00Z",
+                     categories=["World"], authors=["Jane Doe"], slug=f"article-{i}")
+    twin = tmp_path / "twin"
+    shutil.copytree(data.root, twin)
+    taken: list[int] = []
+    real = feeds._Kept
+
+    def spy(elements: dict) -> feeds._Kept:
+        taken.append(1)
+        return real(elements)
+    monkeypatch.setattr(feeds, "_Kept", spy)
+    feeds._kept.clear()
+    kept = _edited_documents(data.root)
+    assert taken                                    # entries were taken from the kept ones
+    taken.clear()
+    feeds._kept.clear()
+    monkeypatch.setattr(feeds, "_keep", lambda item, fmt, element: element)
+    fresh = _edited_documents(twin)
+    assert not taken
+    assert kept == fresh
