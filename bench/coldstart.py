@@ -80,11 +80,6 @@ def _off_held() -> None:            # a first build's cache writes go out as the
     cache.Cache.held = lambda self: nullcontext()       # type: ignore[method-assign]
 
 
-def _off_gc_pause() -> None:        # the garbage collector runs during builds and refreshes
-    from feedsvc import workers
-    workers.PAUSE_GC = False
-
-
 def _off_freeze() -> None:          # forked workers may walk (and copy) inherited objects
     from feedsvc import workers
     workers.FREEZE_BEFORE_FORK = False
@@ -95,14 +90,9 @@ def _off_fork() -> None:            # the pool is always spawned
     workers._one_thread = lambda: False
 
 
-def _off_pipes() -> None:           # the pool's pipes keep Linux's 64 KB
-    from feedsvc import workers
-    workers._widen_pipes = lambda pool: None
-
-
 # name -> the patch that turns the trick off
-OFF = {"plain": _off_plain, "kept": _off_kept, "held": _off_held, "gc-pause": _off_gc_pause,
-       "freeze": _off_freeze, "fork": _off_fork, "pipes": _off_pipes}
+OFF = {"plain": _off_plain, "kept": _off_kept, "held": _off_held, "freeze": _off_freeze,
+       "fork": _off_fork}
 OFF_ENV = "FEEDSVC_BENCH_OFF"
 
 

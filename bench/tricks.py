@@ -30,10 +30,8 @@ TRICKS = {
     "plain": ("content._plain: bodies without raw HTML skip lxml", "cpu_s"),
     "kept": ("feeds.KEPT_BYTES: feedgen entries kept for the next refresh", "refresh_ms"),
     "held": ("cache.Cache.held: a first build's cache writes wait", "ready_s"),
-    "gc-pause": ("workers.PAUSE_GC: no cyclic GC during a build or refresh", "cpu_s"),
     "freeze": ("workers.FREEZE_BEFORE_FORK: gc.freeze before forking", "rss_mb"),
     "fork": ("workers._new_pool: fork rather than spawn", "ready_s"),
-    "pipes": ("workers._widen_pipes: 1 MB pool pipes", "ready_s"),
 }
 FIGURES = {"ready_s": "s to servable", "cpu_s": "build CPU s", "rss_mb": "peak MB",
            "refresh_ms": "refresh CPU ms"}

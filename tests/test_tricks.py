@@ -2,8 +2,8 @@
 
 bench/tricks.py measures what each trick saves; bench/coldstart.py `--off NAME` turns
 one off the way these tests do.  The lxml-free body path (`content._plain`) has its
-own differential tests in tests/test_content.py; forked against spawned workers and
-the pool's pipes in tests/test_workers.py.
+own differential tests in tests/test_content.py; forked workers (gc.freeze before the
+fork) and spawned ones against one process in tests/test_workers.py.
 """
 from __future__ import annotations
 
