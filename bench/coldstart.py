@@ -73,11 +73,6 @@ def _off_kept() -> None:            # feedgen makes every entry of a refresh aga
     feeds._keep = lambda item, fmt, element: element
 
 
-def _off_kept_json() -> None:       # every JSON Feed item of a refresh written again
-    from feedsvc import feeds
-    feeds._kept_json = lambda entry, item: feeds._json(item(entry))
-
-
 def _off_held() -> None:            # a first build's cache writes go out as they come
     from contextlib import nullcontext
 
@@ -96,8 +91,8 @@ def _off_fork() -> None:            # the pool is always spawned
 
 
 # name -> the patch that turns the trick off
-OFF = {"plain": _off_plain, "kept": _off_kept, "kept-json": _off_kept_json,
-       "held": _off_held, "freeze": _off_freeze, "fork": _off_fork}
+OFF = {"plain": _off_plain, "kept": _off_kept, "held": _off_held, "freeze": _off_freeze,
+       "fork": _off_fork}
 OFF_ENV = "FEEDSVC_BENCH_OFF"
 
 

@@ -22,7 +22,6 @@ import datetime as dt
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from operator import attrgetter
 from typing import Any, ClassVar
@@ -245,14 +244,10 @@ class JsonFeedWriter(Writer):
                "feed_url": url,
                "description": feed.subtitle or feed.title,
                "language": feed.language,
-               "authors": [{"name": feed.publisher}]}
-        # "items" last, each item's text as json.dumps writes it in a list (kept by `keep`)
-        if keep:
-            with _lock:                         # the kept items are shared by every thread
-                items = ",".join(_kept_json(e, self._item) for e in feed.entries)
-        else:
-            items = ",".join(_json(self._item(e)) for e in feed.entries)
-        return (_json(doc)[:-1] + ',"items":[' + items + "]}\n").encode()
+               "authors": [{"name": feed.publisher}],
+               "items": [self._item(e) for e in feed.entries]}
+        return json.dumps(doc, ensure_ascii=False, separators=(",", ":"),
+                          check_circular=False).encode() + b"\n"
 
     @staticmethod
     def _item(e: Entry) -> dict[str, Any]:
@@ -276,30 +271,6 @@ class JsonFeedWriter(Writer):
             item["attachments"] = [{"url": href, "mime_type": media_type,
                                     **({"size_in_bytes": length} if length > 0 else {})}]
         return item
-
-
-def _json(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), check_circular=False)
-
-
-# entry key (as _key) -> its JSON Feed item's text, least recent first; within KEPT_BYTES
-_kept_items: OrderedDict[tuple, str] = OrderedDict()
-_kept_items_size = 0
-
-
-def _kept_json(entry: Entry, item: Callable[[Entry], dict[str, Any]]) -> str:
-    """The JSON text of `item(entry)`, kept for the next refresh: as the feedgen entries
-    are (_keep), an edit writes one item of each JSON feed that holds it, not fifty."""
-    global _kept_items_size
-    key = _key(entry)
-    text = _kept_items.pop(key, None)
-    if text is None:
-        text = _json(item(entry))
-        _kept_items_size += len(text)
-    _kept_items[key] = text                     # now the most recent
-    while _kept_items_size > KEPT_BYTES and _kept_items:
-        _kept_items_size -= len(_kept_items.popitem(last=False)[1])
-    return text
 
 
 register(RssWriter())
