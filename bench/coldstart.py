@@ -68,11 +68,6 @@ def _off_plain() -> None:           # every body through lxml (content._tree, _h
     content._plain = lambda html, page_url, trusted=False: None
 
 
-def _off_kept() -> None:            # feedgen makes every entry of a refresh again
-    from feedsvc import feeds
-    feeds._keep = lambda item, fmt, element: element
-
-
 def _off_held() -> None:            # a first build's cache writes go out as they come
     from contextlib import nullcontext
 
@@ -91,8 +86,7 @@ def _off_fork() -> None:            # the pool is always spawned
 
 
 # name -> the patch that turns the trick off
-OFF = {"plain": _off_plain, "kept": _off_kept, "held": _off_held, "freeze": _off_freeze,
-       "fork": _off_fork}
+OFF = {"plain": _off_plain, "held": _off_held, "freeze": _off_freeze, "fork": _off_fork}
 OFF_ENV = "FEEDSVC_BENCH_OFF"
 
 

@@ -28,7 +28,6 @@ import run  # noqa: E402
 # trick -> (what it is, the figure it is for: a key of `measure`'s result)
 TRICKS = {
     "plain": ("content._plain: bodies without raw HTML skip lxml", "cpu_s"),
-    "kept": ("feeds.KEPT_BYTES: feedgen entries kept for the next refresh", "refresh_ms"),
     "held": ("cache.Cache.held: a first build's cache writes wait", "ready_s"),
     "freeze": ("workers.FREEZE_BEFORE_FORK: gc.freeze before forking", "rss_mb"),
     "fork": ("workers._new_pool: fork rather than spawn", "ready_s"),

@@ -7,17 +7,13 @@ fork) and spawned ones against one process in tests/test_workers.py.
 """
 from __future__ import annotations
 
-import datetime as dt
-import shutil
 import sqlite3
 from contextlib import nullcontext
 from pathlib import Path
 
-from feedsvc import feeds, live, publish, settings
+from feedsvc import live, settings
 from feedsvc.cache import Cache
-from feedsvc.corpus import Library
 
-NOW = dt.datetime(2025, 1, 1, 12, 0, tzinfo=dt.UTC)
 
 
 def _rows(state_dir: Path) -> dict[str, list[tuple]]:
@@ -55,40 +51,3 @@ def test_held_and_unheld_cache_writes_end_with_the_same_rows(bundled, tmp_path, 
     held, unheld = _rows(tmp_path / "held"), _rows(tmp_path / "unheld")
     assert all(held.values())
     assert held == unheld
-
-
-def _edited_documents(root: Path) -> dict[str, tuple[str, bytes]]:
-    """Publish `root`, retitle one article, publish again with the same publisher (as a
-    refresh does); the documents' ETags and gzip bytes."""
-    library, publisher = Library(str(root)), publish.Publisher(Cache(None))
-    documents = publisher.build(library.load(), NOW, {})
-    path = root / "articles" / "a03.md"
-    path.write_text(path.read_text().replace("Article 3", "Article 3 again"))
-    documents = publisher.build(library.load(), NOW, documents)
-    return {p: (d.etag, d.gzip) for p, d in documents.items()}
-
-
-def test_kept_entries_give_the_bytes_of_fresh_ones(data, tmp_path, monkeypatch):
-    """A refresh takes feedgen's entries kept from the last build (feeds._kept) for the
-    articles it did not change; made afresh, every document has the same bytes."""
-    for i in range(6):
-        data.article(f"a{i:02d}", title=f"Article {i}", date=f"2024-11-0{i + 1}T10:00:00Z",
-                     categories=["World"], authors=["Jane Doe"], slug=f"article-{i}")
-    twin = tmp_path / "twin"
-    shutil.copytree(data.root, twin)
-    taken: list[int] = []
-    real = feeds._Kept
-
-    def spy(elements: dict) -> feeds._Kept:
-        taken.append(1)
-        return real(elements)
-    monkeypatch.setattr(feeds, "_Kept", spy)
-    feeds._kept.clear()
-    kept = _edited_documents(data.root)
-    assert taken                                    # entries were taken from the kept ones
-    taken.clear()
-    feeds._kept.clear()
-    monkeypatch.setattr(feeds, "_keep", lambda item, fmt, element: element)
-    fresh = _edited_documents(twin)
-    assert not taken
-    assert kept == fresh
