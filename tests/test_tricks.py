@@ -15,7 +15,6 @@ from feedsvc import live, settings
 from feedsvc.cache import Cache
 
 
-
 def _rows(state_dir: Path) -> dict[str, list[tuple]]:
     db = sqlite3.connect(state_dir / "cache.sqlite")
     try:
