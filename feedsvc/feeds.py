@@ -64,6 +64,8 @@ class Entry:
     summary: str                     # plain text
     content: str                     # HTML with absolute URLs
     enclosure: tuple[str, str, int] | None = None   # url, media type, length
+    enclosure_title: str = ""        # the image's text alternative (Atom title, JSON title)
+    language: str = ""               # BCP 47 tag when the article sets one (xml:lang)
 
 
 @_pickled_by_fields
@@ -81,17 +83,27 @@ class Feed:
 
 
 class _Entry(FeedEntry):
-    """feedgen entry whose Atom links keep rel, type and length (upstream issue #135)."""
+    """feedgen entry whose Atom links keep rel, type and length (upstream issue #135),
+    with the article's own language as xml:lang."""
+
+    def __init__(self, language: str = ""):
+        super().__init__()
+        self.language = language
 
     def atom_entry(self, extensions=True):
         element = super().atom_entry(extensions)
         wanted = self.link() or []
         links = element.findall("link")     # feedgen writes them in self.link() order
         for el, link in zip(links, wanted, strict=True):
-            for attr in ("rel", "type", "length"):
+            for attr in ("rel", "type", "length", "title"):
                 if link.get(attr):
                     el.set(attr, str(link[attr]))
+        if self.language:
+            element.set(_XML_LANG, self.language)
         return element
+
+
+_XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 
 
 class Writer:
@@ -204,9 +216,13 @@ class JsonFeedWriter(Writer):
                                for a in e.authors]
         if e.categories:
             item["tags"] = list(e.categories)
+        if e.language:
+            item["language"] = e.language
         if e.enclosure:
             href, media_type, length = e.enclosure
             item["attachments"] = [{"url": href, "mime_type": media_type,
+                                    **({"title": e.enclosure_title} if e.enclosure_title
+                                       else {}),
                                     **({"size_in_bytes": length} if length > 0 else {})}]
         return item
 
@@ -233,7 +249,7 @@ def _generator(feed: Feed) -> FeedGenerator:
     fg.generator("feedsvc")
     fg.author({"name": feed.publisher})
     for item in feed.entries:
-        fe = fg.add_entry(_Entry(), order="append")        # (+ the dc extension)
+        fe = fg.add_entry(_Entry(item.language), order="append")  # (+ the dc extension)
         fe.id(item.id)
         fe.title(item.title)
         fe.link(href=item.link, rel="alternate", type="text/html")
@@ -249,5 +265,7 @@ def _generator(feed: Feed) -> FeedGenerator:
             fe.content(item.content, type="html")
         if item.enclosure:
             url, media_type, length = item.enclosure
-            fe.enclosure(url=url, length=str(length), type=media_type)
+            # what fe.enclosure() does, with Atom's link title (RSS has no place for it)
+            fe.link(href=url, rel="enclosure", type=media_type, length=str(length),
+                    **({"title": item.enclosure_title} if item.enclosure_title else {}))
     return fg
