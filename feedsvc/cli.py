@@ -419,3 +419,12 @@ def build(outdir: str, listen: str, allow_errors: bool, **options) -> None:
     if rejected and not allow_errors:
         _fail(f"build: {rejected} data file(s) rejected (see above); their articles are left "
               f"out or kept at their last good version. --allow-errors accepts this", REJECTED)
+
+
+def _add_stats_commands() -> None:
+    from .statscli import admin_group, stats_group
+    main.add_command(admin_group)
+    main.add_command(stats_group)
+
+
+_add_stats_commands()
