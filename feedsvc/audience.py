@@ -99,11 +99,14 @@ def _reported(reader: Reader, user_agent: str) -> Client:
                   ident.group(1)[:FEED_ID_CHARS] if ident else "")
 
 
+BOT_NAME = re.compile(r"(?i)\b([a-z][\w.-]{0,30}(?:bot|crawler|spider))\b")
+
+
 def _product(user_agent: str) -> str:
-    """The first product token of a User-Agent (`curl/8.5.0` is curl), at most 40
-    characters of letters, digits, `.`, `-` and `_`."""
-    found = re.match(r"[A-Za-z][\w.-]{0,39}", user_agent)
-    return found.group(0) if found else ""
+    """A crawler's name: its bot token (`Googlebot`), else the first product token
+    (`curl/8.5.0` is curl), at most 40 characters of letters, digits, `.`, `-`, `_`."""
+    found = BOT_NAME.search(user_agent) or re.match(r"([A-Za-z][\w.-]{0,39})", user_agent)
+    return found.group(1) if found else ""
 
 
 @dataclass

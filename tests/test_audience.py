@@ -43,7 +43,7 @@ REPORTED = [
     ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
      "Chrome/124.0.0.0 Safari/537.36", Client("browser", "browser")),
     ("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
-     Client("crawler", "Mozilla")),
+     Client("crawler", "Googlebot")),
     ("curl/8.5.0", Client("crawler", "curl")),
     ("", Client("crawler", "(none)")),
     ("SomeNewReader/0.1", Client("reader", "other")),
