@@ -5,14 +5,17 @@
 a feed reader, a browser or a crawler; it is memoized in a bounded LRU cache, so
 a flood of distinct User-Agents costs at most `MEMO_SIZE` entries of at most
 `UA_CHARS` characters.  `Tally` is what one worker counted since its last flush:
-the request path adds to a dict under a lock; `Flusher` hands the tally to the
+the request path adds to a dict under a lock, keyed by feed and User-Agent (at
+most `MAX_KEYS`, then unnamed); `Flusher` classifies it and hands it to the
 stats store every few seconds (statsstore.py merges workers and instances).
-Direct pollers are kept as keyed BLAKE2b hashes of address and User-Agent with
-the day's salt: no raw address is kept past the request.
+Direct pollers are written as keyed BLAKE2b hashes of address and User-Agent
+with the day's salt: an address stays in the worker's memory until the next
+flush and is never written or logged.
 """
 from __future__ import annotations
 
 import atexit
+import datetime as dt
 import hashlib
 import logging
 import re
@@ -29,8 +32,8 @@ from .statsstore import Batch, StatsStore, day_of
 log = logging.getLogger("feedsvc")
 UA_CHARS = 512              # longer User-Agents are classified by their first 512 characters
 MEMO_SIZE = 4096            # User-Agents whose classification is kept
-MAX_POLLERS = 100_000       # distinct poller hashes held between two flushes
-MAX_REPORTS = 10_000        # distinct (feed, aggregator, feed id) held between two flushes
+MAX_KEYS = 10_000           # distinct (feed, User-Agent) held between two flushes
+MAX_POLLERS = 50_000        # distinct (feed, User-Agent, address) held between two flushes
 FEED_ID_CHARS = 64
 
 
@@ -111,76 +114,130 @@ def _product(user_agent: str) -> str:
 
 @dataclass
 class Tally:
-    """What one worker counted since the last flush (see `Batch` for the fields)."""
-    totals: dict[tuple[str, str, str, str], list[int]] = field(default_factory=dict)
-    reports: dict[tuple[str, str, str, str], tuple[int, float]] = field(default_factory=dict)
-    pollers: set[tuple[str, str, str, bytes]] = field(default_factory=set)
+    """What one worker counted on one day since the last flush, raw: per (path,
+    User-Agent) a row [200s, 304s, bytes sent, bytes saved, last seen, the User-Agent],
+    and the (path, User-Agent, address) triples seen, which `Counter.drain` turns into
+    keyed hashes of readers' pollers (addresses are never written anywhere)."""
+    day: str
+    day_starts: float
+    day_ends: float
+    hits: dict[tuple[str, str], list] = field(default_factory=dict)
+    seen: set[tuple[str, str, str]] = field(default_factory=set)
+
+
+def _tally(now: float) -> Tally:
+    day = day_of(now)
+    starts = dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC).timestamp()
+    return Tally(day, starts, starts + 86400)
 
 
 class Counter:
-    """The request path's side: `record` adds one answered request to the tally;
-    `drain` takes the tally away for a flush.  Thread-safe (one lock, held for a few
-    dict operations)."""
+    """The request path's side: `record` adds one answered request to the tally (a dict
+    increment under a lock); `drain` takes the tallies away for a flush and classifies
+    them there, off the request path."""
 
     def __init__(self, store: StatsStore, forwarded_for: bool = False):
         self.store = store
         self.forwarded_for = forwarded_for
-        self._tally = Tally()
+        self._tally = _tally(time.time())
+        self._ended: list[Tally] = []
         self._lock = threading.Lock()
-        self._salts: dict[str, bytes] = {}
 
     def observe(self, environ: dict, status: int, sent: int, full: int) -> None:
-        """http.FeedApp's hook: count an answer if it is a feed's."""
+        """http.FeedApp's hook: count an answer if it is a feed's (`record`, inlined:
+        this runs on every feed request)."""
         path = environ.get("PATH_INFO", "")
-        if path.startswith("/feeds/"):
-            address = environ.get("REMOTE_ADDR", "")
-            if self.forwarded_for and "HTTP_X_FORWARDED_FOR" in environ:
-                address = environ["HTTP_X_FORWARDED_FOR"].rsplit(",", 1)[-1].strip()
-            self.record(path[1:], environ.get("HTTP_USER_AGENT", ""), address, status, sent,
-                        full, time.time())
+        if path[:7] != "/feeds/":
+            return
+        address = environ.get("REMOTE_ADDR", "")
+        if self.forwarded_for and "HTTP_X_FORWARDED_FOR" in environ:
+            address = environ["HTTP_X_FORWARDED_FOR"].rsplit(",", 1)[-1].strip()
+        now = time.time()
+        tally = self._tally
+        if tally.day_starts <= now < tally.day_ends and len(tally.hits) < MAX_KEYS and \
+                len(tally.seen) < MAX_POLLERS:
+            key = (path[1:], environ.get("HTTP_USER_AGENT", "")[:UA_CHARS])
+            with self._lock:
+                if tally is self._tally:
+                    row = tally.hits.get(key)
+                    if row is None:
+                        row = tally.hits[key] = [0, 0, 0, 0, now, key[1]]
+                    if status == 304:
+                        row[1] += 1
+                        row[3] += full
+                    else:
+                        row[0] += 1
+                        row[2] += sent
+                    row[4] = now
+                    tally.seen.add((key[0], row[5], address))
+                    return
+        self.record(path[1:], environ.get("HTTP_USER_AGENT", ""), address, status, sent,
+                    full, now)
 
     def record(self, path: str, user_agent: str, address: str, status: int, sent: int,
                full: int, now: float) -> None:
         """One answer to a feed at `path`: `status` 200 or 304, `sent` body bytes,
-        `full` the size of the representation (what a 304 saved)."""
-        client = classify(user_agent[:UA_CHARS])
-        day = day_of(now)
-        key = (day, path, client.kind, client.name)
-        digest = None
-        if client.kind == "reader":
-            salt = self._salts.get(day)
-            if salt is None:
-                salt = self._salts[day] = self.store.salt(day)
-                self._salts = {day: salt}           # yesterday's salt is forgotten
-            digest = hashlib.blake2b(f"{address}\n{user_agent[:UA_CHARS]}".encode(),
-                                     key=salt, digest_size=16).digest()
+        `full` the size of the representation (what a 304 saved), at Unix time `now`."""
+        key = (path, user_agent[:UA_CHARS])
         with self._lock:
             tally = self._tally
-            row = tally.totals.get(key)
+            if not tally.day_starts <= now < tally.day_ends:
+                tally = self._next_day(now)
+            row = tally.hits.get(key)
             if row is None:
-                row = tally.totals[key] = [0, 0, 0, 0, 0]
-            row[0] += 1
+                if len(tally.hits) >= MAX_KEYS:
+                    key = (path, "")            # a flood of User-Agents: counted, unnamed
+                    row = tally.hits.get(key)
+                if row is None:
+                    row = tally.hits[key] = [0, 0, 0, 0, now, key[1]]
             if status == 304:
-                row[2] += 1
-                row[4] += full
-            else:
                 row[1] += 1
-                row[3] += sent
-            if client.subscribers is not None and len(tally.reports) < MAX_REPORTS:
-                tally.reports[(day, path, client.name, client.feed_id)] = \
-                    (client.subscribers, now)
-            elif digest is not None and len(tally.pollers) < MAX_POLLERS:
-                tally.pollers.add((day, path, client.name, digest))
+                row[3] += full
+            else:
+                row[0] += 1
+                row[2] += sent
+            row[4] = now
+            if len(tally.seen) < MAX_POLLERS:
+                tally.seen.add((path, row[5], address))
 
-    def drain(self) -> Batch:
+    def _next_day(self, now: float) -> Tally:
+        """Start the tally of `now`'s day (the lock is held)."""
+        self._ended.append(self._tally)
+        self._tally = _tally(now)
+        return self._tally
+
+    def drain(self) -> list[Batch]:
+        """The tallies so far, classified: one Batch per day."""
         with self._lock:
-            tally, self._tally = self._tally, Tally()
-        return Batch({k: tuple(v) for k, v in tally.totals.items()},  # type: ignore[misc]
-                     tally.reports, tally.pollers)
+            tallies = [*self._ended, self._tally]
+            self._ended, self._tally = [], _tally(self._tally.day_ends - 1)
+        return [self._batch(t) for t in tallies if t.hits]
+
+    def _batch(self, tally: Tally) -> Batch:
+        totals: dict[tuple[str, str, str, str], list[int]] = {}
+        reports: dict[tuple[str, str, str, str], tuple[int, float]] = {}
+        for (path, ua), (ok, nm, sent, saved, seen, _) in tally.hits.items():
+            client = classify(ua)
+            row = totals.setdefault((tally.day, path, client.kind, client.name), [0] * 5)
+            for n, value in enumerate((ok + nm, ok, nm, sent, saved)):
+                row[n] += value
+            report = (tally.day, path, client.name, client.feed_id)
+            if client.subscribers is not None and seen >= reports.get(report, (0, 0.0))[1]:
+                reports[report] = (client.subscribers, seen)
+        salt = b""
+        pollers = set()
+        for path, ua, address in tally.seen:
+            client = classify(ua)
+            if client.kind == "reader":
+                salt = salt or self.store.salt(tally.day)
+                digest = hashlib.blake2b(f"{address}\n{ua}".encode(), key=salt,
+                                         digest_size=16).digest()
+                pollers.add((tally.day, path, client.name, digest))
+        return Batch({k: (v[0], v[1], v[2], v[3], v[4]) for k, v in totals.items()},
+                     reports, pollers)
 
     def flush(self) -> None:
-        batch = self.drain()
-        if batch.totals or batch.reports or batch.pollers:
+        for batch in self.drain():
             self.store.add(batch)
 
 

@@ -1,0 +1,162 @@
+"""Audience statistics: what counting costs the 304 path, and memory under a UA flood.
+
+    python bench/stats.py [--rounds 5] [--calls 200000] [--server] [--duration 3]
+
+1. In process, side by side: the WSGI app (http.FeedApp over the bundled site) answers
+   `--calls` conditional GETs of /feeds/all.rss with a ready 304, counting off and on,
+   interleaved for `--rounds` rounds; for an aggregator's User-Agent (a reported
+   count: two dict updates) and a self-hosted reader's (plus the keyed hash of address
+   and User-Agent).  Prints calls/s and the ratio on/off (goal: at least 0.9x).
+2. `--server`: the same through real `feedsvc serve --workers 1` servers (stats on and
+   off, started side by side, 127.0.0.1), loaded in turn by bench/pyload.py; the Python
+   client can be the bottleneck, so this ratio is a floor of what a faster client sees.
+3. A flood of 300,000 distinct User-Agents through one Counter: the memo's size and
+   the process's peak memory growth (tracemalloc), before and after a flush.
+Everything runs on 127.0.0.1 and in temporary directories; every loop is bounded.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from feedsvc import audience  # noqa: E402
+from feedsvc.statsstore import SQLiteStats  # noqa: E402
+
+AGENTS = {
+    "aggregator": "Feedly/1.0 (+http://www.feedly.com/fetcher.html; 462 subscribers; )",
+    "reader": "Mozilla/5.0 (compatible; Miniflux/2.0.50; +https://miniflux.app)",
+}
+
+
+def make_app(state: str, stats: bool):
+    from feedsvc.web import create_app
+    return create_app({"state_dir": state, "watch": False, "stats": stats,
+                       "stats_flush_seconds": 1.0})
+
+
+def environ_for(app, ua: str) -> dict:
+    """A GET of /feeds/all.rss that gets a 304 (the gzip ETag)."""
+    resp = app.test_client().get("/feeds/all.rss", headers={"Accept-Encoding": "gzip"})
+    return {"REQUEST_METHOD": "GET", "PATH_INFO": "/feeds/all.rss", "SERVER_PROTOCOL":
+            "HTTP/1.1", "HTTP_HOST": "127.0.0.1", "HTTP_ACCEPT_ENCODING": "gzip",
+            "HTTP_IF_NONE_MATCH": resp.headers["ETag"], "HTTP_USER_AGENT": ua,
+            "REMOTE_ADDR": "203.0.113.9"}
+
+
+def calls_per_second(app, environ: dict, calls: int) -> float:
+    wsgi = app.wsgi_app
+    statuses: list[str] = []
+
+    def start_response(status, headers):
+        statuses.append(status)
+    started = time.perf_counter()
+    for _ in range(calls):
+        wsgi(dict(environ), start_response)
+    elapsed = time.perf_counter() - started
+    assert statuses[-1].startswith("304"), statuses[-1]
+    return calls / elapsed
+
+
+def in_process(rounds: int, calls: int) -> dict:
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        off = make_app(os.path.join(tmp, "off"), stats=False)
+        on = make_app(os.path.join(tmp, "on"), stats=True)
+        for kind, ua in AGENTS.items():
+            env_off, env_on = environ_for(off, ua), environ_for(on, ua)
+            pairs = []
+            for _ in range(rounds):
+                pairs.append((calls_per_second(off, env_off, calls),
+                              calls_per_second(on, env_on, calls)))
+            off_rate = statistics.median(p[0] for p in pairs)
+            on_rate = statistics.median(p[1] for p in pairs)
+            out[kind] = {"off": round(off_rate), "on": round(on_rate),
+                         "ratio": round(on_rate / off_rate, 3)}
+    return out
+
+
+def server(duration: float, rounds: int) -> dict:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import Server  # noqa: PLC0415 - the tests' server helper
+    out: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        srv = {}
+        try:
+            for name, flag in (("off", "0"), ("on", "1")):
+                state = Path(tmp, name, "state")
+                state.parent.mkdir()
+                srv[name] = Server(None, state, workers=1, env={"FEEDSVC_STATS": flag})
+            import requests
+            etag = requests.get(srv["on"].url + "/feeds/all.rss").headers["ETag"]
+            for kind, ua in AGENTS.items():
+                rates: dict[str, list[float]] = {"off": [], "on": []}
+                for _ in range(rounds):
+                    for name in ("off", "on"):
+                        rates[name].append(_load(srv[name].port, etag, ua, duration))
+                off, on = statistics.median(rates["off"]), statistics.median(rates["on"])
+                out[kind] = {"off": round(off), "on": round(on), "ratio": round(on / off, 3)}
+        finally:
+            for s in srv.values():
+                s.stop()
+    return out
+
+
+def _load(port: int, etag: str, ua: str, duration: float) -> float:
+    cmd = [sys.executable, str(ROOT / "bench" / "pyload.py"), "--port", str(port), "--path",
+           "/feeds/all.rss", "--duration", str(duration), "--connections", "16",
+           "-H", "Accept-Encoding: gzip", "-H", f"If-None-Match: {etag}",
+           "-H", f"User-Agent: {ua}"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60, check=True)
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    return res["requests"] / (res["duration_us"] / 1e6)
+
+
+def flood(count: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SQLiteStats(tmp)
+        counter = audience.Counter(store)
+        audience.classify.cache_clear()
+        tracemalloc.start()
+        now = time.time()
+        for n in range(count):
+            ua = f"FloodReader/{n} (+https://flood.example/{n}) " + "x" * 600
+            counter.record("feeds/all.rss", ua, f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}",
+                           304, 0, 5000, now)
+        _, peak = tracemalloc.get_traced_memory()
+        counter.flush()
+        after, _ = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        rows = store.db.execute("SELECT count(*) FROM poller_hashes").fetchone()[0]
+        return {"user_agents": count, "memo_entries": audience.classify.cache_info().currsize,
+                "peak_mb": round(peak / 1e6, 1), "after_flush_mb": round(after / 1e6, 1),
+                "poller_hashes_stored": rows}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--calls", type=int, default=100_000)
+    ap.add_argument("--server", action="store_true")
+    ap.add_argument("--duration", type=float, default=3.0)
+    ap.add_argument("--flood", type=int, default=300_000)
+    args = ap.parse_args()
+    report = {"in_process_304_calls_per_s": in_process(args.rounds, args.calls)}
+    if args.server:
+        report["server_304_req_per_s"] = server(args.duration, args.rounds)
+    report["flood"] = flood(args.flood)
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
