@@ -57,7 +57,12 @@ def import_logs(files: tuple[str, ...], state_dir: str | None, data_dir: str | N
     store = SQLiteStats(config.state_dir)
     try:
         for name in files:
-            done = import_log(name, store)
+            try:
+                done = import_log(name, store)
+            except (OSError, EOFError) as e:        # gzip.BadGzipFile is an OSError
+                click.echo(f"feedsvc: {name}: cannot be read ({e}); import it again once "
+                           f"it is whole (what was counted is not counted twice)", err=True)
+                sys.exit(1)
             note = " (already imported)" if done.already else ""
             click.echo(f"{name}: {done.lines} new lines, {done.counted} feed requests counted, "
                        f"{done.skipped} not in the combined format{note}")
