@@ -115,9 +115,9 @@ def _product(user_agent: str) -> str:
 @dataclass
 class Tally:
     """What one worker counted on one day since the last flush, raw: per (path,
-    User-Agent) a row [200s, 304s, bytes sent, bytes saved, last seen, the User-Agent],
-    and the (path, User-Agent, address) triples seen, which `Counter.drain` turns into
-    keyed hashes of readers' pollers (addresses are never written anywhere)."""
+    User-Agent) a row [200s, 304s, bytes sent, bytes saved, last seen, the User-Agent,
+    whether it is a reader's], and the readers' (path, User-Agent, address) triples,
+    which `Counter.drain` turns into keyed hashes (addresses are never written)."""
     day: str
     day_starts: float
     day_ends: float
@@ -144,41 +144,42 @@ class Counter:
         self._lock = threading.Lock()
 
     def observe(self, environ: dict, status: int, sent: int, full: int) -> None:
-        """http.FeedApp's hook: count an answer if it is a feed's (`record`, inlined:
-        this runs on every feed request)."""
+        """http.FeedApp's hook: count an answer if it is a feed's.  This runs on every
+        feed request: a known (feed, User-Agent) row of today is added to here, in
+        place; anything else goes through `record`."""
         path = environ.get("PATH_INFO", "")
-        if path[:7] != "/feeds/":
+        if not path.startswith("/feeds/"):
             return
-        address = environ.get("REMOTE_ADDR", "")
-        if self.forwarded_for and "HTTP_X_FORWARDED_FOR" in environ:
-            address = environ["HTTP_X_FORWARDED_FOR"].rsplit(",", 1)[-1].strip()
         now = time.time()
-        tally = self._tally
-        if tally.day_starts <= now < tally.day_ends and len(tally.hits) < MAX_KEYS and \
-                len(tally.seen) < MAX_POLLERS:
-            key = (path[1:], environ.get("HTTP_USER_AGENT", "")[:UA_CHARS])
-            with self._lock:
-                if tally is self._tally:
-                    row = tally.hits.get(key)
-                    if row is None:
-                        row = tally.hits[key] = [0, 0, 0, 0, now, key[1]]
-                    if status == 304:
-                        row[1] += 1
-                        row[3] += full
-                    else:
-                        row[0] += 1
-                        row[2] += sent
-                    row[4] = now
-                    tally.seen.add((key[0], row[5], address))
-                    return
-        self.record(path[1:], environ.get("HTTP_USER_AGENT", ""), address, status, sent,
-                    full, now)
+        key = (path, environ.get("HTTP_USER_AGENT", "")[:UA_CHARS])
+        with self._lock:
+            tally = self._tally
+            row = tally.hits.get(key) if now < tally.day_ends else None
+            if row is not None:
+                if status == 304:
+                    row[1] += 1
+                    row[3] += full
+                else:
+                    row[0] += 1
+                    row[2] += sent
+                row[4] = now
+                if row[6] and len(tally.seen) < MAX_POLLERS:
+                    tally.seen.add((path, row[5], self._address(environ)))
+                return
+        self.record(path, key[1], self._address(environ), status, sent, full, now)
+
+    def _address(self, environ: dict) -> str:
+        if self.forwarded_for and "HTTP_X_FORWARDED_FOR" in environ:
+            return environ["HTTP_X_FORWARDED_FOR"].rsplit(",", 1)[-1].strip()
+        return environ.get("REMOTE_ADDR", "")
 
     def record(self, path: str, user_agent: str, address: str, status: int, sent: int,
                full: int, now: float) -> None:
-        """One answer to a feed at `path`: `status` 200 or 304, `sent` body bytes,
-        `full` the size of the representation (what a 304 saved), at Unix time `now`."""
+        """One answer to the feed at `path` (`/feeds/...`): `status` 200 or 304, `sent`
+        body bytes, `full` the size of the representation (what a 304 saved), at Unix
+        time `now`."""
         key = (path, user_agent[:UA_CHARS])
+        reader = classify(key[1]).kind == "reader"
         with self._lock:
             tally = self._tally
             if not tally.day_starts <= now < tally.day_ends:
@@ -186,10 +187,10 @@ class Counter:
             row = tally.hits.get(key)
             if row is None:
                 if len(tally.hits) >= MAX_KEYS:
-                    key = (path, "")            # a flood of User-Agents: counted, unnamed
+                    key, reader = (path, ""), False     # a flood: counted, unnamed
                     row = tally.hits.get(key)
                 if row is None:
-                    row = tally.hits[key] = [0, 0, 0, 0, now, key[1]]
+                    row = tally.hits[key] = [0, 0, 0, 0, now, key[1], reader]
             if status == 304:
                 row[1] += 1
                 row[3] += full
@@ -197,7 +198,7 @@ class Counter:
                 row[0] += 1
                 row[2] += sent
             row[4] = now
-            if len(tally.seen) < MAX_POLLERS:
+            if reader and len(tally.seen) < MAX_POLLERS:
                 tally.seen.add((path, row[5], address))
 
     def _next_day(self, now: float) -> Tally:
@@ -216,12 +217,12 @@ class Counter:
     def _batch(self, tally: Tally) -> Batch:
         totals: dict[tuple[str, str, str, str], list[int]] = {}
         reports: dict[tuple[str, str, str, str], tuple[int, float]] = {}
-        for (path, ua), (ok, nm, sent, saved, seen, _) in tally.hits.items():
+        for (path, ua), (ok, nm, sent, saved, seen, _, _) in tally.hits.items():
             client = classify(ua)
-            row = totals.setdefault((tally.day, path, client.kind, client.name), [0] * 5)
+            row = totals.setdefault((tally.day, path[1:], client.kind, client.name), [0] * 5)
             for n, value in enumerate((ok + nm, ok, nm, sent, saved)):
                 row[n] += value
-            report = (tally.day, path, client.name, client.feed_id)
+            report = (tally.day, path[1:], client.name, client.feed_id)
             if client.subscribers is not None and seen >= reports.get(report, (0, 0.0))[1]:
                 reports[report] = (client.subscribers, seen)
         salt = b""
@@ -232,7 +233,7 @@ class Counter:
                 salt = salt or self.store.salt(tally.day)
                 digest = hashlib.blake2b(f"{address}\n{ua}".encode(), key=salt,
                                          digest_size=16).digest()
-                pollers.add((tally.day, path, client.name, digest))
+                pollers.add((tally.day, path[1:], client.name, digest))
         return Batch({k: (v[0], v[1], v[2], v[3], v[4]) for k, v in totals.items()},
                      reports, pollers)
 

@@ -14,7 +14,8 @@ If-Match and If-Unmodified-Since are checked first (RFC 9110 13.2.2) with
 werkzeug's parsers and answer 412 when false.
 
 `FeedApp` also screens every request before either stack sees it: methods other
-than GET and HEAD get 405 (methods are case-sensitive: `get` is not GET), a
+than GET and HEAD get 405 (methods are case-sensitive: `get` is not GET; POST
+under /admin/ goes on to the admin forms), a
 request target that is not a path (`GET *`) and an HTTP/1.1 request without a
 Host (or with an empty one) get 400, and a date werkzeug cannot parse without
 overflowing (a year past 2**31) is removed, so it is ignored as RFC 9110 says an

@@ -105,5 +105,5 @@ def _count(line: str, counter: Counter, sizes: dict[str, int]) -> bool | None:
     if status == 200 and m["method"] == "GET":
         sizes[path] = sent
     ua = ESCAPED.sub(lambda e: chr(int(e[1], 16)), m["ua"])
-    counter.record(path[1:], ua, m["addr"], status, sent, sizes.get(path, 0), when)
+    counter.record(path, ua, m["addr"], status, sent, sizes.get(path, 0), when)
     return True

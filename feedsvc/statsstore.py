@@ -141,19 +141,23 @@ class SQLiteStats:
             for table in ("totals", "reported", "pollers"):
                 db.execute(f"DELETE FROM {table} WHERE day < ?", (oldest,))  # noqa: S608
 
+    def _select(self, sql: str, args: tuple) -> list[tuple]:
+        with self._lock:
+            return self.db.execute(sql, args).fetchall()
+
     def totals(self, first: str, last: str) -> list[Total]:
-        rows = self.db.execute("SELECT * FROM totals WHERE day BETWEEN ? AND ? "
+        rows = self._select("SELECT * FROM totals WHERE day BETWEEN ? AND ? "
                                "ORDER BY day, path, kind, client", (first, last))
         return [Total(*row) for row in rows]
 
     def reported(self, first: str, last: str) -> list[Count]:
-        rows = self.db.execute("SELECT day, path, client, sum(subscribers) FROM reported "
+        rows = self._select("SELECT day, path, client, sum(subscribers) FROM reported "
                                "WHERE day BETWEEN ? AND ? GROUP BY day, path, client "
                                "ORDER BY day, path, client", (first, last))
         return [Count(*row) for row in rows]
 
     def pollers(self, first: str, last: str) -> list[Count]:
-        rows = self.db.execute(
+        rows = self._select(
             "SELECT day, path, client, sum(n) FROM (SELECT day, path, client, "
             "distinct_count AS n FROM pollers WHERE day BETWEEN ?1 AND ?2 UNION ALL "
             "SELECT day, path, client, count(*) FROM poller_hashes WHERE day BETWEEN ?1 AND ?2 "
@@ -163,9 +167,8 @@ class SQLiteStats:
 
     def imported(self, source: str) -> int:
         """How many bytes of the log `source` were imported already (0: none)."""
-        row = self.db.execute("SELECT offset FROM imports WHERE source = ?",
-                              (source,)).fetchone()
-        return int(row[0]) if row else 0
+        rows = self._select("SELECT offset FROM imports WHERE source = ?", (source,))
+        return int(rows[0][0]) if rows else 0
 
     def mark_imported(self, source: str, offset: int) -> None:
         with self._lock:

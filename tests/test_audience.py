@@ -81,7 +81,7 @@ def test_a_bad_readers_table_names_the_row(tmp_path):
         audience.load_readers(bad)
 
 
-def _record(counter, ua, status=200, address="192.0.2.1", path="feeds/all.rss", when=NOON):
+def _record(counter, ua, status=200, address="192.0.2.1", path="/feeds/all.rss", when=NOON):
     counter.record(path, ua, address, status, 0 if status == 304 else 1000, 1000, when)
 
 
@@ -133,8 +133,8 @@ def test_two_state_writers_merge_into_one_report(tmp_path):
     _record(a, "Feedly/1.0 (+http://www.feedly.com/fetcher.html; 40 subscribers; )")
     _record(b, "Feedly/1.0 (+http://www.feedly.com/fetcher.html; 41 subscribers; )", 304,
             when=NOON + 5)
-    _record(a, "NetNewsWire (RSS Reader; https://netnewswire.com/)", path="feeds/all.atom")
-    _record(b, "NetNewsWire (RSS Reader; https://netnewswire.com/)", path="feeds/all.atom")
+    _record(a, "NetNewsWire (RSS Reader; https://netnewswire.com/)", path="/feeds/all.atom")
+    _record(b, "NetNewsWire (RSS Reader; https://netnewswire.com/)", path="/feeds/all.atom")
     a.flush()
     b.flush()
     got = statsreport.report(one, dt.date(2026, 12, 1), 7, "feeds/all")
