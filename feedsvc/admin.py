@@ -8,8 +8,9 @@ over TLS or the base URL is https, valid 12 hours and only while the password
 is the one it was given for.  Every POST carries a CSRF token derived from the
 session (or, on the login form, from a cookie set with the form), and a
 cross-site Sec-Fetch-Site or a foreign Origin is refused.  Failed logins are
-counted in `admin.sqlite` by a keyed hash of the address: 5 per address or 100
-in all within 15 minutes, then 429 until the window passes.
+counted in `admin.sqlite` by a keyed hash of the address (behind a proxy, with
+`stats_forwarded_for`, the one it forwarded for): 5 per address or 100 in all
+within 15 minutes, then 429 until the window passes.
 
 `logged_in(request)` and `require_login(view)` are what other pages use.
 """
@@ -103,9 +104,10 @@ def _secret(state_dir: str) -> bytes:
 class Admin:
     """The admin access of one state directory (see the module docstring)."""
 
-    def __init__(self, state_dir: str, secure: bool):
+    def __init__(self, state_dir: str, secure: bool, forwarded_for: bool = False):
         self.state_dir = state_dir
         self.secure = secure
+        self.forwarded_for = forwarded_for
         self.key = _secret(state_dir)
         self.signer = URLSafeTimedSerializer(self.key, salt="feedsvc-admin-session")
         self.db = statefile.connect(state_dir, "admin.sqlite")
@@ -150,7 +152,13 @@ class Admin:
         return bool(token_for) and hmac.compare_digest(sent, token_for)
 
     def _who(self, req: Request) -> str:
-        return self._mac("address", req.remote_addr or "")[:32]
+        """The client, for the rate limit: a keyed hash of its address (behind a proxy,
+        with `stats_forwarded_for`, the last X-Forwarded-For entry)."""
+        address = req.remote_addr or ""
+        forwarded = req.headers.get("X-Forwarded-For")
+        if self.forwarded_for and forwarded:
+            address = forwarded.rsplit(",", 1)[-1].strip()
+        return self._mac("address", address)[:32]
 
     def throttled(self, req: Request, now: float) -> bool:
         since = now - WINDOW_SECONDS
@@ -208,9 +216,9 @@ def page(template: str, status: int = 200, **context: Any) -> Response:
     return resp
 
 
-def install(app: Flask, state_dir: str, secure: bool) -> None:
+def install(app: Flask, state_dir: str, secure: bool, forwarded_for: bool = False) -> None:
     """Add the login and logout routes, and `csrf_token()` for every admin template."""
-    app.extensions["feedsvc-admin"] = Admin(state_dir, secure)
+    app.extensions["feedsvc-admin"] = Admin(state_dir, secure, forwarded_for)
 
     @app.context_processor
     def tokens() -> dict[str, Any]:

@@ -61,8 +61,8 @@ SETTINGS = [
             "stats.sqlite.", minimum=0.1, maximum=3600),
     Setting("stats_retention_days", 400, "Days of statistics kept.", minimum=1),
     Setting("stats_forwarded_for", False, "Take the client address for counting distinct "
-            "readers from the last X-Forwarded-For entry: set it only behind a proxy that "
-            "sets that header."),
+            "readers and the login rate limit from the last X-Forwarded-For entry: set it "
+            "only behind a proxy that sets that header."),
 ]
 DEFAULTS = {s.name: s.default for s in SETTINGS}
 

@@ -124,7 +124,8 @@ def _install_stats(app: Flask, feed_app: FeedApp, config: settings.Settings) -> 
         flusher = Flusher(counter, config.stats_flush_seconds, config.stats_retention_days)
         app.extensions["feedsvc-stats"] = flusher
         flusher.start()
-    admin.install(app, config.state_dir, config.base_url.startswith("https:"))
+    admin.install(app, config.state_dir, config.base_url.startswith("https:"),
+                  config.stats_forwarded_for)
     statspage.install(app, store, lambda: dt.datetime.now(dt.UTC).date())
 
 

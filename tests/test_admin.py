@@ -7,6 +7,7 @@ import pytest
 from itsdangerous import URLSafeTimedSerializer
 
 from feedsvc import admin
+from feedsvc.statsstore import SQLiteStats
 
 PASSWORD = "correct horse battery"
 ADMIN_GETS = ["/admin/", "/admin/stats", "/admin/stats?days=365", "/admin/stats?feed=feeds/all",
@@ -130,3 +131,29 @@ def test_the_password_hash_is_argon2_and_private(tmp_path):
     assert path.stat().st_mode & 0o077 == 0
     with pytest.raises(ValueError, match="10 characters"):
         admin.set_password(str(tmp_path), "short")
+
+
+def test_behind_a_proxy_the_limit_is_per_forwarded_address(make_app, data, tmp_path):
+    admin.set_password(str(tmp_path / "state"), PASSWORD)
+    app = make_app(data.root, stats_forwarded_for=True)
+    mallory = app.test_client()
+    mallory.environ_base["HTTP_X_FORWARDED_FOR"] = "203.0.113.66"
+    for _ in range(admin.PER_ADDRESS):
+        assert login(mallory, "wrong password!").status_code == 403
+    assert login(mallory).status_code == 429
+    editor = app.test_client()
+    editor.environ_base["HTTP_X_FORWARDED_FOR"] = "198.51.100.7"
+    assert login(editor).status_code == 303
+
+
+def test_with_stats_off_nothing_is_counted(make_app, data, tmp_path):
+    off = make_app(data.root, stats=False)
+    assert off.wsgi_app.observe is None and "feedsvc-stats" not in off.extensions
+    off.test_client().get("/feeds/all.atom", headers={"User-Agent": "Wget/1.21"})
+    on = make_app(data.root, stats_flush_seconds=3600)
+    on.test_client().get("/feeds/all.rss", headers={"User-Agent": "curl/8.5.0"})
+    on.test_client().get("/", headers={"User-Agent": "curl/8.5.0"})     # not a feed
+    on.extensions["feedsvc-stats"].counter.flush()
+    store = SQLiteStats(str(tmp_path / "state"))
+    assert [(t.path, t.client, t.ok) for t in store.totals("2000-01-01", "2100-01-01")] == \
+        [("feeds/all.rss", "curl", 1)]
