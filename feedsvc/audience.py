@@ -243,8 +243,8 @@ class Counter:
 
 
 class Flusher(threading.Thread):
-    """Flushes a Counter every `seconds`, closes ended days and prunes old ones hourly,
-    and once more when the process exits."""
+    """Flushes a Counter every `seconds` (and once more when the process exits), ends
+    the days before today as soon as one ends, and deletes days past the retention."""
 
     def __init__(self, counter: Counter, seconds: float, retention_days: int):
         super().__init__(name="feedsvc-stats", daemon=True)
@@ -262,7 +262,8 @@ class Flusher(threading.Thread):
     def once(self, now: float) -> None:
         try:
             self.counter.flush()
-            if now - self._kept_at > 3600:
+            # at start, hourly, and at once when a day ends (its poller hashes go)
+            if now - self._kept_at > 3600 or day_of(now) != day_of(self._kept_at):
                 self.counter.store.keep(day_of(now), self.retention_days)
                 self._kept_at = now
         except Exception:       # noqa: BLE001 - statistics never take serving down

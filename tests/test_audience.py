@@ -152,3 +152,18 @@ def test_csv_cells_cannot_become_formulas(tmp_path):
     text = statsreport.as_csv(statsreport.rows(store, DAY, DAY))
     assert "\n'=HYPERLINK" not in text and ",=" not in text
     assert day_of(NOON) == DAY
+
+
+def test_the_flusher_ends_the_day_at_its_first_flush_after_midnight(tmp_path):
+    store = SQLiteStats(str(tmp_path))
+    counter = Counter(store)
+    flusher = audience.Flusher(counter, 5.0, 400)
+    late = NOON + 11.5 * 3600                           # 23:30
+    _record(counter, "Miniflux/2.0 (+https://miniflux.app/)", when=late)
+    flusher.once(late)
+    assert store.db.execute("SELECT count(*) FROM poller_hashes").fetchone()[0] == 1
+    flusher.once(late + 600)                            # same day, within the hour: kept
+    assert store.db.execute("SELECT count(*) FROM poller_hashes").fetchone()[0] == 1
+    flusher.once(late + 1801)                           # the next day, 00:00:01
+    assert store.db.execute("SELECT count(*) FROM poller_hashes").fetchone()[0] == 0
+    assert [tuple(c) for c in store.pollers(DAY, DAY)] == [(DAY, "feeds/all.rss", "Miniflux", 1)]
