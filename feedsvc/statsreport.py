@@ -19,7 +19,7 @@ import json
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 
-from .statsstore import StatsStore
+from .statsstore import ClientDay, ScopeDay, StatsStore
 
 RANGES = (7, 30, 365)
 COLUMNS = ("day", "feed", "client", "kind", "requests", "ok", "not_modified", "bytes_sent",
@@ -70,10 +70,6 @@ class Report:
     ranking: list[Ranked]
 
 
-def scope_of(path: str) -> str:
-    return path.rsplit(".", 1)[0]
-
-
 def span(today: dt.date, days: int) -> list[str]:
     return [(today - dt.timedelta(days=n)).isoformat() for n in range(days - 1, -1, -1)]
 
@@ -95,11 +91,11 @@ def rows(store: StatsStore, first: str, last: str) -> list[Row]:
 
 
 def report(store: StatsStore, today: dt.date, days: int, scope: str) -> Report:
-    """The page's numbers for `scope` ("" for the site) over the `days` up to `today`."""
+    """The page's numbers for `scope` ("" for the site) over the `days` up to `today`
+    (summed by the store: a year of a large site is a few thousand rows here)."""
     dates = span(today, days)
-    everything = rows(store, dates[0], dates[-1])
-    scopes = sorted({scope_of(r.feed) for r in everything})
-    mine = [r for r in everything if not scope or scope_of(r.feed) == scope]
+    mine = store.by_client(dates[0], dates[-1], scope)
+    by_scope = store.by_scope(dates[0], dates[-1])
     index = {d: n for n, d in enumerate(dates)}
     subscribers: dict[str, list[int]] = defaultdict(lambda: [0] * len(dates))
     answered = {"200": [0] * len(dates), "304": [0] * len(dates)}
@@ -108,34 +104,30 @@ def report(store: StatsStore, today: dt.date, days: int, scope: str) -> Report:
             subscribers[r.client][index[r.day]] += r.subscribers
         answered["200"][index[r.day]] += r.ok
         answered["304"][index[r.day]] += r.not_modified
-    return Report(dates, scope, scopes, dict(sorted(subscribers.items())), answered,
+    return Report(dates, scope, sorted({s.scope for s in by_scope}),
+                  dict(sorted(subscribers.items())), answered,
                   sum(r.bytes_sent for r in mine), sum(r.bytes_saved for r in mine),
-                  top_readers(mine), ranking(everything))
+                  top_readers(mine), ranking(by_scope))
 
 
-def _latest(found: list[Row]) -> int:
-    """Subscribers on the last day of `found` that has any requests or counts."""
-    if not found:
-        return 0
-    last = max(r.day for r in found)
-    return sum(r.subscribers for r in found if r.day == last)
-
-
-def top_readers(found: list[Row], limit: int = 15) -> list[Reader]:
-    by_client: dict[tuple[str, str], list[Row]] = defaultdict(list)
+def top_readers(found: list[ClientDay], limit: int = 15) -> list[Reader]:
+    """Clients by subscribers on the last day each was seen, then by requests."""
+    by_client: dict[tuple[str, str], list[ClientDay]] = defaultdict(list)
     for r in found:
         by_client[(r.client, r.kind)].append(r)
-    readers = [Reader(client, kind, sum(r.requests for r in group), _latest(group))
+    readers = [Reader(client, kind, sum(r.requests for r in group),
+                      max(group, key=lambda r: r.day).subscribers)
                for (client, kind), group in by_client.items()]
     return sorted(readers, key=lambda r: (-r.subscribers, -r.requests, r.client))[:limit]
 
 
-def ranking(found: list[Row]) -> list[Ranked]:
-    by_scope: dict[str, list[Row]] = defaultdict(list)
+def ranking(found: list[ScopeDay]) -> list[Ranked]:
+    """Scopes by subscribers on the last day each has numbers, then by requests."""
+    by_scope: dict[str, list[ScopeDay]] = defaultdict(list)
     for r in found:
-        by_scope[scope_of(r.feed)].append(r)
-    ranked = [Ranked(scope, _latest(group), sum(r.requests for r in group),
-                     sum(r.not_modified for r in group))
+        by_scope[r.scope].append(r)
+    ranked = [Ranked(scope, max(group, key=lambda r: r.day).subscribers,
+                     sum(r.requests for r in group), sum(r.not_modified for r in group))
               for scope, group in by_scope.items()]
     return sorted(ranked, key=lambda r: (-r.subscribers, -r.requests, r.scope))
 

@@ -21,6 +21,8 @@ from typing import NamedTuple, Protocol
 from . import statefile
 
 FILE = "stats.sqlite"
+# a feed path's scope: `feeds/all.rss` without its extension (letters after the last dot)
+SCOPE = "rtrim(rtrim(path, 'abcdefghijklmnopqrstuvwxyz'), '.')"
 
 
 def day_of(unix: float) -> str:
@@ -59,6 +61,28 @@ class Count(NamedTuple):
     subscribers: int
 
 
+class ClientDay(NamedTuple):
+    """One client's numbers on one day, summed over the feeds asked for."""
+    day: str
+    client: str
+    kind: str
+    requests: int
+    ok: int
+    not_modified: int
+    bytes_sent: int
+    bytes_saved: int
+    subscribers: int
+
+
+class ScopeDay(NamedTuple):
+    """One scope's numbers (its formats summed) on one day."""
+    scope: str
+    day: str
+    requests: int
+    not_modified: int
+    subscribers: int
+
+
 class StatsStore(Protocol):
     """What the counting, the log import and the statistics page need of a store."""
 
@@ -68,6 +92,8 @@ class StatsStore(Protocol):
     def totals(self, first: str, last: str) -> list[Total]: ...
     def reported(self, first: str, last: str) -> list[Count]: ...
     def pollers(self, first: str, last: str) -> list[Count]: ...
+    def by_client(self, first: str, last: str, scope: str) -> list[ClientDay]: ...
+    def by_scope(self, first: str, last: str) -> list[ScopeDay]: ...
     def imported(self, source: str) -> int: ...
     def mark_imported(self, source: str, offset: int) -> None: ...
 
@@ -164,6 +190,47 @@ class SQLiteStats:
             "GROUP BY day, path, client) GROUP BY day, path, client "
             "ORDER BY day, path, client", (first, last))
         return [Count(*row) for row in rows]
+
+    @staticmethod
+    def _subscribers(columns: str, group: str, where: str) -> str:
+        """SQL for (group..., subscribers): reported counts plus distinct pollers, with
+        `columns` selected (they may name aliases) grouped by `group` (the aliases).
+        Every argument is one of this module's constants, never a request's text."""
+        parts = [f"SELECT {columns}, {n} FROM {table} WHERE {where} GROUP BY {group}"  # noqa: S608
+                 for n, table in (("sum(subscribers) AS n", "reported"),
+                                  ("sum(distinct_count)", "pollers"),
+                                  ("count(*)", "poller_hashes"))]
+        union = " UNION ALL ".join(parts)
+        return f"SELECT {group}, sum(n) FROM ({union}) GROUP BY {group}"  # noqa: S608
+
+    def by_client(self, first: str, last: str, scope: str) -> list[ClientDay]:
+        """Each client's numbers each day, over the feeds of `scope` ("": all)."""
+        where = "day BETWEEN ?1 AND ?2" + (f" AND {SCOPE} = ?3" if scope else "")
+        args = (first, last, scope) if scope else (first, last)
+        merged: dict[tuple[str, str], list] = {}
+        for day, client, kind, *numbers in self._select(
+                "SELECT day, client, kind, sum(requests), sum(ok), sum(not_modified), "  # noqa: S608
+                f"sum(bytes_sent), sum(bytes_saved) FROM totals WHERE {where} "
+                "GROUP BY day, client, kind", args):
+            merged[(day, client)] = [kind, *numbers, 0]
+        for day, client, n in self._select(
+                self._subscribers("day, client", "day, client", where), args):
+            merged.setdefault((day, client), ["aggregator", 0, 0, 0, 0, 0, 0])[-1] += n
+        return [ClientDay(day, client, *row) for (day, client), row in sorted(merged.items())]
+
+    def by_scope(self, first: str, last: str) -> list[ScopeDay]:
+        """Each scope's numbers each day."""
+        where = "day BETWEEN ?1 AND ?2"
+        merged: dict[tuple[str, str], list[int]] = {}
+        for scope, day, requests, not_modified in self._select(
+                f"SELECT {SCOPE} AS scope, day, sum(requests), sum(not_modified) "  # noqa: S608
+                f"FROM totals WHERE {where} GROUP BY scope, day", (first, last)):
+            merged[(scope, day)] = [requests, not_modified, 0]
+        for scope, day, n in self._select(
+                self._subscribers(f"{SCOPE} AS scope, day", "scope, day", where),
+                (first, last)):
+            merged.setdefault((scope, day), [0, 0, 0])[2] += n
+        return [ScopeDay(scope, day, *row) for (scope, day), row in sorted(merged.items())]
 
     def imported(self, source: str) -> int:
         """How many bytes of the log `source` were imported already (0: none)."""
