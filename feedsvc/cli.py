@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from . import preflight, settings, workers
+from . import preflight, settings, statscli, workers
 
 PARENT_PID = "FEEDSVC_SERVE_PID"    # set by `serve` for its granian workers
 
@@ -421,10 +421,5 @@ def build(outdir: str, listen: str, allow_errors: bool, **options) -> None:
               f"out or kept at their last good version. --allow-errors accepts this", REJECTED)
 
 
-def _add_stats_commands() -> None:
-    from .statscli import admin_group, stats_group
-    main.add_command(admin_group)
-    main.add_command(stats_group)
-
-
-_add_stats_commands()
+main.add_command(statscli.admin_group)
+main.add_command(statscli.stats_group)

@@ -1,4 +1,6 @@
-"""The `feedsvc admin` and `feedsvc stats` commands: the admin password, log import."""
+"""The `feedsvc admin` and `feedsvc stats` commands: the admin password, log import.
+
+Imported by every `feedsvc` command, so it loads neither Flask nor argon2 itself."""
 from __future__ import annotations
 
 import sys
@@ -6,7 +8,7 @@ import time
 
 import click
 
-from . import admin, settings
+from . import settings
 from .logimport import import_log
 from .statsstore import SQLiteStats, day_of
 
@@ -31,6 +33,8 @@ def admin_group() -> None:
 @click.password_option(prompt="New admin password")
 def set_password(state_dir: str | None, data_dir: str | None, password: str) -> None:
     """Store the admin password's argon2 hash in the state directory."""
+    from . import admin  # Flask and argon2: loaded by this command only
+
     config = _config(state_dir, data_dir)
     try:
         admin.set_password(config.state_dir, password)

@@ -4,7 +4,7 @@ Feeds, the index, scope pages, the OPML and article pages never reach Flask:
 `http.FeedApp` sits in front of Flask's WSGI app and answers them from ready bytes
 (article pages are made on their first request: pages.py).  It also
 screens every request first (methods, request target, Host, dates: see http.py),
-so Flask only ever sees GET and HEAD.
+so Flask only ever sees GET and HEAD (and POST under /admin/: admin.py).
 """
 from __future__ import annotations
 

@@ -157,3 +157,18 @@ def test_with_stats_off_nothing_is_counted(make_app, data, tmp_path):
     store = SQLiteStats(str(tmp_path / "state"))
     assert [(t.path, t.client, t.ok) for t in store.totals("2000-01-01", "2100-01-01")] == \
         [("feeds/all.rss", "curl", 1)]
+
+
+def test_set_password_command(tmp_path):
+    from click.testing import CliRunner
+
+    from feedsvc.cli import main
+    state = tmp_path / "state"
+    runner = CliRunner()
+    done = runner.invoke(main, ["admin", "set-password", "--state-dir", str(state)],
+                         input=f"{PASSWORD}\n{PASSWORD}\n")
+    assert done.exit_code == 0, done.output
+    assert (state / admin.PASSWORD_FILE).read_text().startswith("$argon2id$")
+    short = runner.invoke(main, ["admin", "set-password", "--state-dir", str(state)],
+                          input="short\nshort\n")
+    assert short.exit_code == 1 and "at least 10 characters" in short.output
