@@ -10,7 +10,10 @@
 2. `--server`: the same through real `feedsvc serve --workers 1` servers (stats on and
    off, started side by side, 127.0.0.1), loaded in turn, `--rounds` interleaved rounds,
    by wrk (`-t2 -c32`) or, without it, bench/pyload.py (then the Python client is the
-   bottleneck and the ratio says little).
+   bottleneck and the ratio says little).  Besides requests per second it reports the
+   server's CPU time per request (its process tree, from /proc), which other load on
+   the machine disturbs much less: `cpu_ratio` is off/on, the throughput ratio of a
+   CPU-bound server.
 3. A flood of 300,000 distinct User-Agents through one Counter: the memo's size and
    the process's peak memory growth (tracemalloc), before and after a flush.
 Everything runs on 127.0.0.1 and in temporary directories; every loop is bounded.
@@ -104,15 +107,47 @@ def server(duration: float, rounds: int) -> dict:
             etag = requests.get(srv["on"].url + "/feeds/all.rss").headers["ETag"]
             for kind, ua in AGENTS.items():
                 rates: dict[str, list[float]] = {"off": [], "on": []}
+                cpu: dict[str, list[float]] = {"off": [], "on": []}
                 for _ in range(rounds):
                     for name in ("off", "on"):
-                        rates[name].append(_load(srv[name].port, etag, ua, duration))
+                        before = cpu_seconds(srv[name].proc.pid)
+                        rate = _load(srv[name].port, etag, ua, duration)
+                        used = cpu_seconds(srv[name].proc.pid) - before
+                        rates[name].append(rate)
+                        cpu[name].append(used / (rate * duration) * 1e6)
                 off, on = statistics.median(rates["off"]), statistics.median(rates["on"])
-                out[kind] = {"off": round(off), "on": round(on), "ratio": round(on / off, 3)}
+                cpu_off, cpu_on = statistics.median(cpu["off"]), statistics.median(cpu["on"])
+                out[kind] = {"off": round(off), "on": round(on), "ratio": round(on / off, 3),
+                             "cpu_us_per_request_off": round(cpu_off, 2),
+                             "cpu_us_per_request_on": round(cpu_on, 2),
+                             "cpu_ratio": round(cpu_off / cpu_on, 3)}
         finally:
             for s in srv.values():
                 s.stop()
     return out
+
+
+def cpu_seconds(root: int) -> float:
+    """User + system CPU seconds of process `root` and all its descendants (Linux)."""
+    parent: dict[int, int] = {}
+    times: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parent[int(entry)] = int(fields[1])
+        times[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
+    tree, grew = {root}, True
+    while grew:
+        more = {pid for pid, ppid in parent.items() if ppid in tree} - tree
+        tree |= more
+        grew = bool(more)
+    return sum(times.get(pid, 0.0) for pid in tree)
 
 
 def _load(port: int, etag: str, ua: str, duration: float) -> float:
