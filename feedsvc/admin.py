@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import os
 import re
 import secrets
@@ -37,6 +38,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from . import statefile
 
+log = logging.getLogger("feedsvc")
 PASSWORD_FILE = "admin-password"    # noqa: S105 - a file name
 SECRET_FILE = "admin-secret"        # noqa: S105 - a file name
 SESSION = "feedsvc_admin"
@@ -84,21 +86,30 @@ def _password_hash(state_dir: str) -> str | None:
 
 
 def _secret(state_dir: str) -> bytes:
-    """The key sessions and tokens are signed with, made once per state directory."""
+    """The key sessions and tokens are signed with, made once per state directory.  A
+    key file of the wrong size is replaced (its sessions end); a state directory that
+    cannot be written gives a key of this process only (each worker its own: a login
+    then holds on one worker only), logged."""
     path = os.path.join(state_dir, SECRET_FILE)
-    os.makedirs(state_dir, exist_ok=True)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        for _ in range(50):                 # another worker is writing it: bounded wait
-            data = Path(path).read_bytes()
-            if len(data) == 32:
-                return data
-            time.sleep(0.01)
-        raise RuntimeError(f"{path}: not a 32-byte key; delete it to make a new one") from None
-    with os.fdopen(fd, "wb") as f:
-        f.write(secrets.token_bytes(32))
-    return Path(path).read_bytes()
+        os.makedirs(state_dir, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            for _ in range(50):             # another worker may be writing it: bounded wait
+                data = Path(path).read_bytes()
+                if len(data) == 32:
+                    return data
+                time.sleep(0.01)
+            log.warning("%s: not a 32-byte key; made a new one (admin sessions end)", path)
+            _write_private(path, secrets.token_bytes(32))
+            return Path(path).read_bytes()
+        with os.fdopen(fd, "wb") as f:
+            f.write(secrets.token_bytes(32))
+        return Path(path).read_bytes()
+    except OSError as e:
+        log.warning("%s: cannot be used (%s); admin sessions hold in one worker only", path, e)
+        return secrets.token_bytes(32)
 
 
 class Admin:
@@ -110,8 +121,8 @@ class Admin:
         self.forwarded_for = forwarded_for
         self.key = _secret(state_dir)
         self.signer = URLSafeTimedSerializer(self.key, salt="feedsvc-admin-session")
-        self.db = statefile.connect(state_dir, "admin.sqlite")
-        self.db.execute("CREATE TABLE IF NOT EXISTS failures (who TEXT, at REAL)")
+        self.db = statefile.open_with(state_dir, "admin.sqlite",
+                                      "CREATE TABLE IF NOT EXISTS failures (who TEXT, at REAL);")
         self._lock = threading.Lock()
 
     def _mac(self, purpose: str, value: str) -> str:

@@ -117,8 +117,7 @@ class SQLiteStats:
     """The stats store in one SQLite file (WAL: the page reads while workers write)."""
 
     def __init__(self, state_dir: str | None):
-        self.db = statefile.connect(state_dir, FILE)
-        self.db.executescript(SCHEMA)
+        self.db = statefile.open_with(state_dir, FILE, SCHEMA)
         self._lock = threading.Lock()
 
     def close(self) -> None:

@@ -172,3 +172,13 @@ def test_set_password_command(tmp_path):
     short = runner.invoke(main, ["admin", "set-password", "--state-dir", str(state)],
                           input="short\nshort\n")
     assert short.exit_code == 1 and "at least 10 characters" in short.output
+
+
+def test_a_bad_key_file_is_replaced_and_the_service_runs(make_app, data, tmp_path):
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / admin.SECRET_FILE).write_bytes(b"short")
+    admin.set_password(str(state), PASSWORD)
+    app = make_app(data.root)
+    assert len((state / admin.SECRET_FILE).read_bytes()) == 32
+    assert login(app.test_client()).status_code == 303

@@ -167,3 +167,15 @@ def test_the_flusher_ends_the_day_at_its_first_flush_after_midnight(tmp_path):
     flusher.once(late + 1801)                           # the next day, 00:00:01
     assert store.db.execute("SELECT count(*) FROM poller_hashes").fetchone()[0] == 0
     assert [tuple(c) for c in store.pollers(DAY, DAY)] == [(DAY, "feeds/all.rss", "Miniflux", 1)]
+
+
+def test_a_damaged_stats_file_is_set_aside_and_counting_goes_on(tmp_path, make_app, data):
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "stats.sqlite").write_bytes(b"this is not a database" * 100)
+    app = make_app(data.root, stats_flush_seconds=3600)
+    app.test_client().get("/feeds/all.rss", headers={"User-Agent": "curl/8.5.0"})
+    app.extensions["feedsvc-stats"].counter.flush()
+    assert list(state.glob("stats.sqlite.damaged-*"))
+    assert [t.client for t in SQLiteStats(str(state)).totals("2000-01-01", "2100-01-01")] == \
+        ["curl"]
