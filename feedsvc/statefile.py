@@ -133,7 +133,7 @@ def open_with(state_dir: str | None, name: str, schema: str) -> sqlite3.Connecti
             db = connect(state_dir, name)
             db.executescript(schema)
             return db
-        except sqlite3.Error as e:
+        except (sqlite3.Error, OSError) as e:       # OSError: the directory is a file
             close_quietly(db)
             if attempt == 1 and state.path and damaged(e):
                 with suppress(OSError):
