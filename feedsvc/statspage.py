@@ -18,7 +18,7 @@ from . import statsreport
 from .admin import page, require_login
 from .statsstore import StatsStore
 
-WIDTH, HEIGHT, PAD = 720, 220, 34
+WIDTH, HEIGHT, PAD = 720, 220, 56
 COLOURS = 8
 
 
@@ -33,6 +33,14 @@ def _scale(top: int) -> int:
     return 10 * step
 
 
+def _short(n: int) -> str:
+    """An axis label: 500, 2k, 10M."""
+    for size, unit in ((1_000_000, "M"), (1_000, "k")):
+        if n >= size:
+            return f"{n / size:g}{unit}"
+    return str(n)
+
+
 def stacked_bars(days: list[str], series: dict[str, list[int]], label: str) -> str:
     """An SVG bar chart, one bar a day, `series` stacked bottom up in the given order."""
     totals = [sum(values[n] for values in series.values()) for n in range(len(days))]
@@ -43,7 +51,7 @@ def stacked_bars(days: list[str], series: dict[str, list[int]], label: str) -> s
              f'aria-label="{escape(label)}"><title>{escape(label)}</title>',
              f'<line class="axis" x1="{PAD}" y1="{8 + plot_h}" x2="{WIDTH - 8}" '
              f'y2="{8 + plot_h}"/>',
-             f'<text class="tick" x="{PAD - 4}" y="14" text-anchor="end">{top:,}</text>',
+             f'<text class="tick" x="{PAD - 4}" y="14" text-anchor="end">{_short(top)}</text>',
              f'<text class="tick" x="{PAD - 4}" y="{8 + plot_h}" text-anchor="end">0</text>']
     for n, day in enumerate(days):
         base = 8.0 + plot_h
