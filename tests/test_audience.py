@@ -179,3 +179,11 @@ def test_a_damaged_stats_file_is_set_aside_and_counting_goes_on(tmp_path, make_a
     assert list(state.glob("stats.sqlite.damaged-*"))
     assert [t.client for t in SQLiteStats(str(state)).totals("2000-01-01", "2100-01-01")] == \
         ["curl"]
+
+
+def test_charts_stack_each_day_and_escape_names():
+    from feedsvc.statspage import stacked_bars
+    svg = stacked_bars(["2026-12-01", "2026-12-02"], {"<b>x</b>": [1, 2], "B": [0, 3]}, "t")
+    assert "<b>" not in svg and "&lt;b&gt;x&lt;/b&gt;" in svg
+    assert svg.count("<rect") == 3                      # a zero draws nothing
+    assert ">5<" in svg                                 # the axis top: the tallest stack
