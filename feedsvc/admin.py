@@ -4,8 +4,9 @@
 directory (`admin-password`, mode 0600).  A login gives a session cookie signed
 with a random key of the state directory (`admin-secret`; itsdangerous, as
 Flask's own sessions): HttpOnly, SameSite=Strict, Secure when the request came
-over TLS or the base URL is https, valid 12 hours and only while the password
-is the one it was given for.  Every POST carries a CSRF token derived from the
+over TLS or the base URL is https, valid 12 hours, only while the password is
+the one it was given for, and not after its logout (ended sessions are kept in
+`admin.sqlite` until they would have expired).  Every POST carries a CSRF token derived from the
 session (or, on the login form, from a cookie set with the form), and a
 cross-site Sec-Fetch-Site or a foreign Origin is refused.  Failed logins are
 counted in `admin.sqlite` by a keyed hash of the address (behind a proxy, with
@@ -121,8 +122,9 @@ class Admin:
         self.forwarded_for = forwarded_for
         self.key = _secret(state_dir)
         self.signer = URLSafeTimedSerializer(self.key, salt="feedsvc-admin-session")
-        self.db = statefile.open_with(state_dir, "admin.sqlite",
-                                      "CREATE TABLE IF NOT EXISTS failures (who TEXT, at REAL);")
+        self.db = statefile.open_with(
+            state_dir, "admin.sqlite", "CREATE TABLE IF NOT EXISTS failures (who TEXT, at REAL);"
+            "CREATE TABLE IF NOT EXISTS ended (nonce TEXT PRIMARY KEY, until REAL);")
         self._lock = threading.Lock()
 
     def _mac(self, purpose: str, value: str) -> str:
@@ -145,7 +147,18 @@ class Admin:
         if not isinstance(data, dict) or data.get("p") != fingerprint:
             return None
         nonce = data.get("n")
-        return nonce if isinstance(nonce, str) else None
+        if not isinstance(nonce, str):
+            return None
+        with self._lock:
+            ended = self.db.execute("SELECT 1 FROM ended WHERE nonce = ?", (nonce,)).fetchone()
+        return None if ended else nonce
+
+    def end(self, nonce: str, now: float) -> None:
+        """Log the session `nonce` out for good (kept until it would have expired)."""
+        with self._lock:
+            self.db.execute("DELETE FROM ended WHERE until < ?", (now,))
+            self.db.execute("INSERT OR IGNORE INTO ended VALUES (?, ?)",
+                            (nonce, now + SESSION_SECONDS))
 
     def csrf_token(self, req: Request) -> str:
         nonce = self.session(req)
@@ -265,6 +278,9 @@ def install(app: Flask, state_dir: str, secure: bool, forwarded_for: bool = Fals
         adm = admin()
         if not adm.post_allowed(request, adm.csrf_token(request)):
             return page("admin_login.html", 403, token="", error="The form expired: reload it.")
+        nonce = adm.session(request)
+        if nonce:
+            adm.end(nonce, time.time())     # a copy of the cookie is worth nothing now
         resp = redirect("/admin/login", 303)
         resp.delete_cookie(SESSION, path="/admin/")
         return resp

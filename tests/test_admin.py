@@ -182,3 +182,15 @@ def test_a_bad_key_file_is_replaced_and_the_service_runs(make_app, data, tmp_pat
     app = make_app(data.root)
     assert len((state / admin.SECRET_FILE).read_bytes()) == 32
     assert login(app.test_client()).status_code == 303
+
+
+def test_logout_ends_the_session_for_a_copy_of_the_cookie_too(app):
+    client = app.test_client()
+    assert login(client).status_code == 303
+    copy = app.test_client()
+    copy.set_cookie(admin.SESSION, client.get_cookie(admin.SESSION, path="/admin/").value,
+                    path="/admin/")
+    assert copy.get("/admin/stats").status_code == 200
+    token = _token(client.get("/admin/stats"))
+    assert client.post("/admin/logout", data={"csrf": token}).status_code == 303
+    _refused(copy.get("/admin/stats"))
