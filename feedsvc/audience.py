@@ -237,9 +237,11 @@ class Counter:
         return Batch({k: (v[0], v[1], v[2], v[3], v[4]) for k, v in totals.items()},
                      reports, pollers)
 
-    def flush(self) -> None:
-        for batch in self.drain():
-            self.store.add(batch)
+    def flush(self, mark: tuple[str, int] | None = None) -> None:
+        """Write the tallies to the store (with a log import's `mark`, in one go)."""
+        batches = self.drain()
+        if batches or mark is not None:
+            self.store.add(batches, mark)
 
 
 class Flusher(threading.Thread):

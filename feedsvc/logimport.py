@@ -79,10 +79,8 @@ def import_log(path: str, store: StatsStore) -> Imported:
             counted += result is True
             skipped += result is None
             if lines % BATCH_LINES == 0:
-                counter.flush()
-                store.mark_imported(source, offset)
-    counter.flush()
-    store.mark_imported(source, offset)
+                counter.flush((source, offset))
+    counter.flush((source, offset))
     return Imported(lines, counted, skipped, already=lines == 0 and done > 0)
 
 

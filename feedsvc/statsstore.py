@@ -86,7 +86,7 @@ class ScopeDay(NamedTuple):
 class StatsStore(Protocol):
     """What the counting, the log import and the statistics page need of a store."""
 
-    def add(self, batch: Batch) -> None: ...
+    def add(self, batches: list[Batch], mark: tuple[str, int] | None = None) -> None: ...
     def salt(self, day: str) -> bytes: ...
     def keep(self, today: str, retention_days: int) -> None: ...
     def totals(self, first: str, last: str) -> list[Total]: ...
@@ -95,7 +95,6 @@ class StatsStore(Protocol):
     def by_client(self, first: str, last: str, scope: str) -> list[ClientDay]: ...
     def by_scope(self, first: str, last: str) -> list[ScopeDay]: ...
     def imported(self, source: str) -> int: ...
-    def mark_imported(self, source: str, offset: int) -> None: ...
 
 
 SCHEMA = """
@@ -123,22 +122,32 @@ class SQLiteStats:
     def close(self) -> None:
         statefile.close_quietly(self.db)
 
-    def add(self, batch: Batch) -> None:
+    def add(self, batches: list[Batch], mark: tuple[str, int] | None = None) -> None:
+        """Add the batches and, for a log import, record `mark` (the log, bytes read):
+        all in one transaction, so a log is never counted twice nor half marked."""
         with self._lock, self._transaction() as db:
-            db.executemany(
-                "INSERT INTO totals VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT DO UPDATE SET "
-                "requests=requests+excluded.requests, ok=ok+excluded.ok, "
-                "not_modified=not_modified+excluded.not_modified, "
-                "bytes_sent=bytes_sent+excluded.bytes_sent, "
-                "bytes_saved=bytes_saved+excluded.bytes_saved",
-                [(*k, *v) for k, v in batch.totals.items()])
-            db.executemany(
-                "INSERT INTO reported VALUES (?,?,?,?,?,?) ON CONFLICT DO UPDATE SET "
-                "subscribers=excluded.subscribers, seen=excluded.seen "
-                "WHERE excluded.seen >= reported.seen",
-                [(*k, *v) for k, v in batch.reports.items()])
-            db.executemany("INSERT OR IGNORE INTO poller_hashes VALUES (?,?,?,?)",
-                           sorted(batch.pollers))
+            for batch in batches:
+                self._add(db, batch)
+            if mark is not None:
+                db.execute("INSERT INTO imports VALUES (?, ?) ON CONFLICT DO UPDATE SET "
+                           "offset = excluded.offset", mark)
+
+    @staticmethod
+    def _add(db: sqlite3.Connection, batch: Batch) -> None:
+        db.executemany(
+            "INSERT INTO totals VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT DO UPDATE SET "
+            "requests=requests+excluded.requests, ok=ok+excluded.ok, "
+            "not_modified=not_modified+excluded.not_modified, "
+            "bytes_sent=bytes_sent+excluded.bytes_sent, "
+            "bytes_saved=bytes_saved+excluded.bytes_saved",
+            [(*k, *v) for k, v in batch.totals.items()])
+        db.executemany(
+            "INSERT INTO reported VALUES (?,?,?,?,?,?) ON CONFLICT DO UPDATE SET "
+            "subscribers=excluded.subscribers, seen=excluded.seen "
+            "WHERE excluded.seen >= reported.seen",
+            [(*k, *v) for k, v in batch.reports.items()])
+        db.executemany("INSERT OR IGNORE INTO poller_hashes VALUES (?,?,?,?)",
+                       sorted(batch.pollers))
 
     def _transaction(self) -> sqlite3.Connection:
         self.db.execute("BEGIN IMMEDIATE")
@@ -235,8 +244,3 @@ class SQLiteStats:
         """How many bytes of the log `source` were imported already (0: none)."""
         rows = self._select("SELECT offset FROM imports WHERE source = ?", (source,))
         return int(rows[0][0]) if rows else 0
-
-    def mark_imported(self, source: str, offset: int) -> None:
-        with self._lock:
-            self.db.execute("INSERT INTO imports VALUES (?, ?) ON CONFLICT DO UPDATE SET "
-                            "offset = excluded.offset", (source, offset))
