@@ -42,12 +42,13 @@ LAYERS: dict[str, set[str]] = {
     "corpus": {"cache", "duplicates", "loader", "model", "names", "scan", "versions",
                "workers"},
     # documents
-    "publish": {"cache", "content", "corpus", "feeds", "loader", "model", "versions",
-                "workers"},
+    "htmlpages": {"feeds", "model"},
+    "publish": {"cache", "content", "corpus", "feeds", "htmlpages", "loader", "model",
+                "versions", "workers"},
     "live": {"cache", "corpus", "http", "model", "publish", "scan", "settings", "validators",
              "versions", "watch", "workers"},
-    "export": {"cache", "corpus", "feeds", "http", "loader", "publish", "scan", "settings",
-               "validators"},
+    "export": {"cache", "corpus", "feeds", "htmlpages", "http", "loader", "publish", "scan",
+               "settings", "validators"},
     # serving and commands
     "pages": {"corpus", "http", "live", "model", "publish"},
     # audience statistics and admin access
@@ -58,8 +59,8 @@ LAYERS: dict[str, set[str]] = {
     "admin": {"statefile"},
     "statspage": {"admin", "statsreport", "statsstore"},
     "statscli": {"admin", "logimport", "settings", "statsstore"},
-    "web": {"admin", "audience", "http", "live", "model", "pages", "settings", "statspage",
-            "statsstore"},
+    "web": {"admin", "audience", "htmlpages", "http", "live", "model", "pages", "settings",
+            "statspage", "statsstore"},
     "cli": {"corpus", "export", "live", "loader", "model", "preflight", "settings", "statscli",
             "web", "workers"},
     "__main__": {"cli"},
