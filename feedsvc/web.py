@@ -4,10 +4,12 @@ Feeds, the index, scope pages, the OPML and article pages never reach Flask:
 `http.FeedApp` sits in front of Flask's WSGI app and answers them from ready bytes
 (article pages are made on their first request: pages.py).  It also
 screens every request first (methods, request target, Host, dates: see http.py),
-so Flask only ever sees GET and HEAD, and POST to the WebSub hub (websub.py).
+so Flask only ever sees GET and HEAD (and POST under /admin/: admin.py, and to
+the WebSub hub: websub.py).
 """
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
 import os
@@ -24,7 +26,8 @@ from werkzeug.security import safe_join
 from werkzeug.utils import send_file
 from werkzeug.wrappers import Response as BaseResponse
 
-from . import settings
+from . import admin, settings, statspage, status
+from .audience import Counter, Flusher
 from .htmlpages import NOT_FOUND
 from .http import (
     ALLOW,
@@ -38,6 +41,7 @@ from .hubs import HUB_PATH
 from .live import Service
 from .model import DataError
 from .pages import ArticlePages
+from .statsstore import SQLiteStats
 from .websub import Hub
 
 log = logging.getLogger("feedsvc")
@@ -127,6 +131,17 @@ def create_app(test_config: dict | None = None) -> Flask:
             resp.headers["Location"] = relative(location)   # from Host: keep only the path
         return resp
 
+    status_page = status.StatusPage(service, config.max_file_bytes)
+
+    @app.get("/status/")
+    def status_() -> Response:
+        if not status.allowed(request, config.status_public):
+            return Response(status.REFUSED, 403, content_type="text/plain; charset=utf-8")
+        resp = Response(status_page.render(), 200, content_type="text/html; charset=utf-8")
+        resp.headers["Cache-Control"] = "no-store"
+        resp.headers["X-Robots-Tag"] = "noindex"
+        return resp
+
     posts: frozenset[str] = frozenset()
     hub = start_hub(config, service) if config.websub or config.external_hubs else None
     if hub is not None:                         # the hub, or only the pings to others
@@ -135,9 +150,24 @@ def create_app(test_config: dict | None = None) -> Flask:
             app.add_url_rule(f"/{HUB_PATH}", "websub", partial(websub_request, hub),
                              methods=["POST"])
             posts = frozenset({f"/{HUB_PATH}"})
-    app.wsgi_app = FeedApp(service, app.wsgi_app, pages.get,  # type: ignore[method-assign]
-                           posts)
+    feed_app = FeedApp(service, app.wsgi_app, pages.get, posts)
+    app.wsgi_app = feed_app                 # type: ignore[method-assign]
+    _install_stats(app, feed_app, config)
     return app
+
+
+def _install_stats(app: Flask, feed_app: FeedApp, config: settings.Settings) -> None:
+    """Counting in the request path (audience.py), the admin login and /admin/stats."""
+    store = SQLiteStats(config.state_dir)
+    if config.stats:
+        counter = Counter(store, config.stats_forwarded_for)
+        feed_app.observe = counter.observe
+        flusher = Flusher(counter, config.stats_flush_seconds, config.stats_retention_days)
+        app.extensions["feedsvc-stats"] = flusher
+        flusher.start()
+    admin.install(app, config.state_dir, config.base_url.startswith("https:"),
+                  config.stats_forwarded_for)
+    statspage.install(app, store, lambda: dt.datetime.now(dt.UTC).date())
 
 
 def start_hub(config: settings.Settings, service: Service) -> Hub | None:

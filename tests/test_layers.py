@@ -30,10 +30,12 @@ LAYERS: dict[str, set[str]] = {
     # leaves: no package imports
     "model": set(), "versions": set(), "workers": set(), "settings": set(),
     "preflight": set(), "feeds": set(), "http": set(), "watch": set(), "__init__": set(),
+    "progress": set(), "early": set(),
     # reading the data, and what outlives a process
     "loader": {"model"},
     "names": {"model"},
     "statefile": {"model"},
+    "oplog": {"model"},
     "validators": {"model", "statefile"},
     "cache": {"model", "statefile"},
     "scan": {"model", "names"},
@@ -46,8 +48,8 @@ LAYERS: dict[str, set[str]] = {
     "hubs": {"feeds"},
     "publish": {"cache", "content", "corpus", "feeds", "htmlpages", "hubs", "loader", "model",
                 "versions", "workers"},
-    "live": {"cache", "corpus", "http", "hubs", "model", "publish", "scan", "settings",
-             "validators", "versions", "watch", "workers"},
+    "live": {"cache", "checks", "corpus", "http", "hubs", "model", "oplog", "publish", "scan",
+             "settings", "validators", "versions", "watch", "workers"},
     "export": {"cache", "corpus", "feeds", "htmlpages", "http", "hubs", "loader", "publish",
                "scan", "settings", "validators"},
     # the WebSub hub's outgoing side
@@ -55,11 +57,24 @@ LAYERS: dict[str, set[str]] = {
     "websubstore": {"statefile"},
     "deliver": {"netpolicy", "websubstore"},
     "websub": {"deliver", "hubs", "live", "netpolicy", "publish", "settings", "websubstore"},
+    # editors' checks
+    "checks": {"corpus", "loader", "model", "names", "scan"},
+    "checktext": {"checks"},
     # serving and commands
     "pages": {"corpus", "http", "live", "model", "publish"},
-    "web": {"htmlpages", "http", "hubs", "live", "model", "pages", "settings", "websub"},
-    "cli": {"corpus", "export", "live", "loader", "model", "preflight", "settings", "web",
-            "workers"},
+    "status": {"checks", "live"},
+    # audience statistics and admin access
+    "statsstore": {"statefile"},
+    "audience": {"statsstore"},
+    "statsreport": {"statsstore"},
+    "logimport": {"audience", "statsstore"},
+    "admin": {"statefile"},
+    "statspage": {"admin", "statsreport", "statsstore"},
+    "statscli": {"admin", "logimport", "settings", "statsstore"},
+    "web": {"admin", "audience", "htmlpages", "http", "hubs", "live", "model", "pages",
+            "settings", "status", "statspage", "statsstore", "websub"},
+    "cli": {"checks", "checktext", "corpus", "early", "export", "live", "loader", "model",
+            "preflight", "progress", "settings", "statscli", "web", "workers"},
     "__main__": {"cli"},
 }
 
@@ -115,7 +130,7 @@ def test_only_feeds_imports_feedgen_and_only_web_imports_flask():
     users = {name: {m.name for m in PACKAGE.glob("*.py") if name in imported_roots(m)}
              for name in ("feedgen", "flask", "granian")}
     assert users["feedgen"] == {"feeds.py"}
-    assert users["flask"] == {"web.py"}
+    assert users["flask"] == {"web.py", "admin.py", "statspage.py"}
     assert users["granian"] <= {"cli.py"}
 
 
