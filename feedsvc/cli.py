@@ -69,8 +69,7 @@ def main() -> None:
 
 
 @main.command(short_help="Run the production server.")
-@_options(["host", "port", "workers", "data_dir", "state_dir", "base_url", "max_age",
-           "status_public"])
+@_options(["host", "port", "workers", "data_dir", "state_dir", "base_url", "max_age"])
 def serve(**options) -> None:
     """Run the production server (granian, WSGI) on the data directory.
 
