@@ -79,7 +79,7 @@ def test_a_retitle_is_patched_and_publishes_what_a_fresh_start_does(site):
                  categories=["Science", "World"], authors=["Omid Rahimi"], slug="article-6")
     corpus = live.refresh()
     assert corpus.patched_from is not None and len(corpus.swaps) == 1      # the patch path
-    assert live.publisher._last.affected == {("site", ""), ("category", "science"),
+    assert live.publisher.recipes.last.affected == {("site", ""), ("category", "science"),
                                              ("category", "world"), ("author", "omid-rahimi")}
     assert_same_as_fresh(live)
     rebuilt = {p for p, d in live.documents.items() if before[p] is not d}
