@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from . import content
+from .assembly import Corpus
 from .cache import Cache
-from .corpus import Corpus
 from .model import Article, Site
 
 Body = tuple[str, str]              # (html, summary)

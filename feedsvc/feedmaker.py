@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from . import feeds, loader, workers
+from .assembly import Corpus
 from .bodies import Body, page_url
-from .corpus import Corpus
 from .documents import pack
 from .model import Article
 from .scopes import Scope, feed_title

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from . import feedmaker, workers
+from .assembly import Corpus
 from .bodies import Bodies, Body
 from .cache import Cache
-from .corpus import Corpus
 from .documents import (  # noqa: F401 - read from here by tests, pages and callers
     GZIP_LEVEL,
     OPML_TYPE,

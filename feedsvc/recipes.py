@@ -20,7 +20,7 @@ from typing import NamedTuple
 import pytz
 
 from . import feeds, versions
-from .corpus import Corpus
+from .assembly import Corpus
 from .documents import OPML_TYPE, PAGE_TYPE
 from .model import Article, swap_sorted
 from .scopes import Scope, ScopeKey, members, scope_keys

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .corpus import Corpus
+from .assembly import Corpus
 from .model import Article, Site
 
 ScopeKey = tuple[str, str]          # (kind, slug)

@@ -6,8 +6,8 @@ import jinja2
 from markupsafe import Markup, escape
 
 from . import feeds
+from .assembly import Corpus
 from .bodies import Bodies
-from .corpus import Corpus
 from .model import Article, Site
 from .recipes import PagePlan
 from .scopes import Scope, feed_title
