@@ -223,27 +223,38 @@ class Library:
         return Recency(sigs, started, racy, future, links)
 
     def _load(self, sigs: Signatures, changes: Changes) -> Corpus:
-        changed, gone = changes.changed, changes.gone
+        changed = changes.changed
         if changes.site and self.sitefile.read():
             changed = sorted(sigs)          # dates and ids depend on the site settings
         site = self.site
         assert site is not None
-        records = self.records
-        before = {rel: records.parsed.get(rel) for rel in changed}
+        before = {rel: self.records.parsed.get(rel) for rel in changed}
+        self._read(sigs, changed, changes.gone, site)
+        corpus = self._corpus_after(before, changed, changes.gone, site)
+        self.records.persist_good(site)
+        return corpus
+
+    def _read(self, sigs: Signatures, changed: list[str], gone: list[str], site: Site) -> None:
+        """Parse the changed files into the records; image lengths again when a media
+        file changed; the persisted last good versions of files that are bad now."""
         # racy files whose signature did not change are only checked (read and hashed)
         unchanged = {rel for rel in changed
                      if rel in self.racy and self._sigs.get(rel) == sigs[rel]}
-        records.parse(sigs, changed, site, unchanged)
+        self.records.parse(sigs, changed, site, unchanged)
+        if any(rel.startswith("media/") for rel in changed + gone):
+            self.records.measure_images(site)
+        self.records.recall_last_good(changed, site)
+
+    def _corpus_after(self, before: dict[str, Record], changed: list[str], gone: list[str],
+                      site: Site) -> Corpus:
+        """The corpus the records make now: the last one when nothing it is made from
+        changed (re-read files that turned out the same: a racy file, a touch), the last
+        one patched when only articles changed in place, else one assembled anew."""
         media = any(rel.startswith("media/") for rel in changed)
-        if media or any(rel.startswith("media/") for rel in gone):
-            records.measure_images(site)
-        records.recall_last_good(changed, site)
         if self._made is not None and not gone and not media and self._same(before):
-            records.persist_good(site)
-            return self._made.corpus        # re-read files that turned out the same
+            return self._made.corpus
         corpus = (None if gone or media else self._patched(before)) or \
-            assemble(self.root, site, records)
-        records.persist_good(site)
+            assemble(self.root, site, self.records)
         corpus.errors[:0] = self.scan_errors
         if self.sitefile.error:
             corpus.errors.insert(0, self.sitefile.error)
