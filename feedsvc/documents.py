@@ -19,6 +19,7 @@ GZIP_TAG = hashlib.sha256(f"isal {isal_version} {GZIP_LEVEL}".encode()).hexdiges
 
 @dataclass(frozen=True)
 class Document:
+    """One published document as it is served: its recipe, type, ETag and gzip bytes."""
     path: str               # URL path without the leading "/"
     recipe: str
     content_type: str

@@ -31,7 +31,7 @@ size differs, so its ETag differs from the identity one.  Media keep the mtime
 of their source file, as the live service's ``/media/`` route reports it.
 Article pages are stamped under ``articles/<slug>/`` in the same state.
 
-Incremental.  A file is written only when its bytes differ from what is on
+Incremental (see outdir).  A file is written only when its bytes differ from what is on
 disk (sizes first, then bytes), through a temporary dot file that gets its
 final mtime before `os.replace`, so nginx never shows new bytes with an old
 validator or a half-written file.  A re-run on unchanged data writes nothing.

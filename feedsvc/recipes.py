@@ -64,6 +64,7 @@ class Plan:
 
 
 class _ScopeRecipes(NamedTuple):
+    """A scope's feed and page recipes, and what they depend on besides its articles."""
     stamp: tuple            # what they depend on besides the scope's articles
     feed: str
     page: str

@@ -12,6 +12,7 @@ ScopeKey = tuple[str, str]          # (kind, slug)
 
 @dataclass(frozen=True)
 class Scope:
+    """What a feed and a page are of: the whole site, one category or one author."""
     kind: str               # "site", "category" or "author"
     slug: str
     name: str
