@@ -21,14 +21,13 @@ from .cache import Cache
 from .model import DataError, Site
 from .names import name_key  # noqa: F401 - read from here by tests
 from .records import Record, Records
-from .scan import (  # noqa: F401 - read from here by tests, web
+from .scan import (  # noqa: F401 - the first two read from here by tests
     LARGE_MEDIA_BYTES,
     MAX_DEPTH,
     SITE_FILE,
     FileState,
     Rescanned,
     Signatures,
-    Unreadable,
 )
 from .sitefile import SiteFile
 
