@@ -7,12 +7,12 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from . import feeds, loader, workers
+from . import feeds, htmlpages, loader, workers
 from .assembly import Corpus
 from .bodies import Body, page_url
 from .documents import pack
 from .model import Article
-from .scopes import Scope, feed_title
+from .scopes import Scope
 
 PARALLEL_FEEDS = 40     # scopes whose feeds must be made before a build uses every core
 
@@ -92,7 +92,8 @@ def entry(corpus: Corpus, a: Article, body: Body) -> feeds.Entry:
                       for p in corpus.authors_of(a)),
         categories=tuple(c.name for c in corpus.categories_of(a)),
         summary=summary, content=html,
-        enclosure=(a.image, a.image_type, a.image_length) if a.image else None)
+        enclosure=(a.image, a.image_type, a.image_length) if a.image else None,
+        enclosure_title=a.image_alt if a.image else "", language=a.language)
 
 
 def feed(corpus: Corpus, scope: Scope, entries: tuple[feeds.Entry, ...],
@@ -100,7 +101,7 @@ def feed(corpus: Corpus, scope: Scope, entries: tuple[feeds.Entry, ...],
     site = corpus.site
     updated = max((e.updated for e in entries), key=lambda d: d.timestamp(),
                   default=updated_all)
-    title = feed_title(site, scope)
+    title = htmlpages.feed_title(site, scope)
     return feeds.Feed(
         id=loader.tag_uri(site.base_url, scope.feed_base), title=title,
         subtitle=scope.description or title,

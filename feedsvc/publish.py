@@ -4,13 +4,14 @@ A document is rebuilt only when its recipe (a hash of exactly what it is made
 from, see recipes) changed, so an edit to one article re-renders only the
 documents that hold it, and every other document keeps its bytes.  The steps:
 `Recipes` plans every document, `Bodies` renders the article bodies the new
-feeds need, `feedmaker` writes those feeds, `Views` renders the pages.
+feeds need, `feedmaker` writes those feeds, `htmlpages` and `Views` render the pages.
 """
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 from . import feedmaker, workers
 from .assembly import Corpus
@@ -61,7 +62,8 @@ class Publisher:
         # checkpoint but kept the caches reads them from the cache, unused, and no more).
         early = None if previous else self.bodies.start(corpus, tops(
             shape.held[s.key][:corpus.site.items_per_feed] for s in scopes))
-        plan = self.recipes.plan(corpus, shape, scopes, visible)
+        plan = self.recipes.plan(corpus, shape, scopes, visible,
+                                 partial(self.views.listing, corpus.site))
         out = self._reused(plan, previous)
         todo = [p for p in sorted(plan.recipes) if p not in out]
         stored = self.cache.get("gzdocs", [plan.recipes[p][0] for p in todo])   # (gz, ETag)
@@ -89,8 +91,7 @@ class Publisher:
         groups = _feed_groups(plan, [p for p in missing if p in plan.feed_of])
         # The bodies render on every core while this process renders the pages ...
         rendering = early or self.bodies.start(corpus, tops(g.entries for g in groups))
-        made = {plan.recipes[p][0]: self.views.page(corpus, plan.scopes, plan.pages[p])
-                for p in missing if p in plan.pages}
+        made = {plan.recipes[p][0]: plan.pages[p]() for p in missing if p in plan.pages}
         # ... then the writers and gzip run there too, one job per scope (every format)
         rendered = rendering()
         key = self._body_key(corpus)

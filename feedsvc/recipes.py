@@ -11,19 +11,23 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import chain
 from operator import attrgetter
 from typing import NamedTuple
 
 import pytz
+from markupsafe import Markup
 
-from . import feeds, versions
+from . import feeds, htmlpages, versions, views
 from .assembly import Corpus
 from .documents import OPML_TYPE, PAGE_TYPE
 from .model import Article, swap_sorted
 from .scopes import Scope, ScopeKey, members, scope_keys
+
+Listing = Callable[[Sequence[Article]], Markup]     # the <li> lines of a list
 
 EPOCH = dt.datetime(2000, 1, 1, tzinfo=pytz.utc)
 
@@ -47,19 +51,11 @@ class FeedPlan(NamedTuple):
     format: str
 
 
-class PagePlan(NamedTuple):
-    """One page (or the OPML) to make: its template, its scope, the articles it lists."""
-    template: str           # "index.html", "scope.html" or "feeds.opml"
-    scope: Scope | None
-    articles: list[Article]
-
-
 @dataclass
 class Plan:
     """What a build makes: every document's recipe, and what each is made of."""
-    scopes: list[Scope]                             # the published scopes
     recipes: dict[str, tuple[str, str]] = field(default_factory=dict)  # path -> (recipe, type)
-    pages: dict[str, PagePlan] = field(default_factory=dict)    # every document but feeds
+    pages: dict[str, Callable[[], bytes]] = field(default_factory=dict)     # but feeds
     feed_of: dict[str, FeedPlan] = field(default_factory=dict)  # path -> the feed it is
 
 
@@ -114,12 +110,13 @@ class Recipes:
         return shape
 
     def plan(self, corpus: Corpus, shape: Shape, scopes: list[Scope],
-             visible: list[Article]) -> Plan:
-        """The recipe of every document, and what each page and feed is made of."""
+             visible: list[Article], listing: Listing) -> Plan:
+        """The recipe of every document, what each feed is made of, and the maker of
+        each page (`listing`: the lines of a list of articles)."""
         site = corpus.site
         limit = site.items_per_feed
         code = versions.version(versions.DOCUMENTS)     # part of every recipe
-        plan = Plan(scopes)
+        plan = Plan()
         entry_recipe = _EntryRecipes(corpus)
         affected = shape.affected or set()
         known = self._known if shape.affected is not None else {}
@@ -139,17 +136,42 @@ class Recipes:
                 path = f"{scope.feed_base}.{fmt}"
                 plan.recipes[path] = (memo.feed + fmt, writer.content_type)
                 plan.feed_of[path] = FeedPlan(scope, top, fmt)
-            if scope.kind != "site":
-                plan.recipes[scope.page] = (memo.page, PAGE_TYPE)
-                plan.pages[scope.page] = PagePlan("scope.html", scope, items)
-        outline = _hash(code, site, [(s.kind, s.slug, s.name, s.description)
-                                     for s in scopes])
-        recent = [(a.path, a.digest) for a in visible[:limit]]
-        plan.recipes[""] = (_hash(outline, recent), PAGE_TYPE)
-        plan.pages[""] = PagePlan("index.html", scopes[0], visible[:limit])
-        plan.recipes["feeds.opml"] = (outline, OPML_TYPE)
-        plan.pages["feeds.opml"] = PagePlan("feeds.opml", None, [])
+            _scope_pages(plan, corpus, scope, items, _hash(code, memo.page), listing)
+        _site_pages(plan, corpus, shape, scopes, visible[:limit], code, listing)
         return plan
+
+
+def _scope_pages(plan: Plan, corpus: Corpus, scope: Scope, items: list[Article],
+                 recipe: str, listing: Listing) -> None:
+    """A scope's subscribe page and (but the site's) its paginated list pages."""
+    site = corpus.site
+    docs = [htmlpages.subscribe_page(site, scope, items, listing)]
+    person = corpus.authors.get(scope.slug) if scope.kind == "author" else None
+    if scope.kind != "site":
+        docs += htmlpages.scope_pages(site, scope, items, person, listing)
+    for doc in docs:
+        plan.recipes[doc.path] = (_hash(recipe, site, scope, doc.part, person), PAGE_TYPE)
+        plan.pages[doc.path] = doc.make
+
+
+def _site_pages(plan: Plan, corpus: Corpus, shape: Shape, scopes: list[Scope],
+                recent: list[Article], code: str, listing: Listing) -> None:
+    """The index, the directories, the 404 page, the favicon and the OPML."""
+    site = corpus.site
+    listed = [htmlpages.Listed(s, len(shape.held[s.key])) for s in scopes if s.kind != "site"]
+    outline = _hash(code, site, [(s.kind, s.slug, s.name, s.description) for s in scopes])
+    counted = _hash(outline, [x.articles for x in listed])
+    plan.recipes[""] = (_hash(counted, [(a.path, a.digest) for a in recent]), PAGE_TYPE)
+    plan.pages[""] = partial(htmlpages.index_page, site, scopes[0], listed, listing(recent))
+    for kind, path in (("category", "categories/"), ("author", "authors/")):
+        plan.recipes[path] = (_hash(counted, kind), PAGE_TYPE)
+        plan.pages[path] = partial(htmlpages.directory_page, site, scopes[0], kind, listed)
+    plan.recipes["favicon.ico"] = (_hash(htmlpages.FAVICON), "image/x-icon")
+    plan.pages["favicon.ico"] = partial(bytes, htmlpages.FAVICON)
+    plan.recipes[htmlpages.NOT_FOUND] = (_hash(code, site), PAGE_TYPE)
+    plan.pages[htmlpages.NOT_FOUND] = partial(htmlpages.not_found_page, site)
+    plan.recipes["feeds.opml"] = (outline, OPML_TYPE)
+    plan.pages["feeds.opml"] = partial(views.render, "feeds.opml", site=site, scopes=scopes)
 
 
 def _patch(last: Shape, corpus: Corpus, now: dt.datetime) -> Shape | None:

@@ -1,11 +1,11 @@
-"""The scopes a corpus publishes (the site, each category, each author), their titles,
-and which visible articles each one holds."""
+"""The scopes a corpus publishes (the site, each category, each author), and which
+visible articles each one holds."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from .assembly import Corpus
-from .model import Article, Site
+from .model import Article
 
 ScopeKey = tuple[str, str]          # (kind, slug)
 
@@ -29,14 +29,6 @@ class Scope:
     @property
     def page(self) -> str:
         return "" if self.kind == "site" else f"{self.kind}/{self.slug}/"
-
-
-def feed_title(site: Site, scope: Scope) -> str:
-    if scope.kind == "site":
-        return site.title
-    if scope.kind == "author":
-        return f"{site.title}: articles by {scope.name}"
-    return f"{site.title}: {scope.name}"
 
 
 def scopes_of(corpus: Corpus) -> list[Scope]:
