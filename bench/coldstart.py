@@ -46,7 +46,7 @@ PHASES = [
     ("  parse_article in this process (YAML + checks)", ["feedsvc.loader:parse_article"]),
     ("publish.build (recipes + documents)", ["feedsvc.publish:Publisher.build"]),
     ("  pages (Jinja: index, scope pages, OPML), while bodies render",
-     ["feedsvc.views:render", "feedsvc.publish:_render"]),
+     ["feedsvc.htmlpages:_render", "feedsvc.publish:_render"]),
     ("  feed data (waits for the bodies)",
      ["feedsvc.feedmaker:feed", "feedsvc.publish:Publisher._feed"]),
     ("  feedgen + gzip of the feeds (on every core)", ["feedsvc.workers:map"]),
