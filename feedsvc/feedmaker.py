@@ -40,9 +40,8 @@ def make(corpus: Corpus, groups: list[FeedGroup], rendered: dict[str, Body],
     """recipe -> (ETag, gzip bytes) of the feeds of `groups`, written and compressed on
     every core, one job per scope.  `rendered` (body key -> body) is handed over: it is
     emptied as the feeds go out."""
-    keep = len(groups) < PARALLEL_FEEDS         # a refresh: see feeds.render
     jobs = _Jobs(corpus, groups, rendered, key, updated_all)
-    results = workers.map(_feeds_job, ((feed, keep) for feed in jobs), PARALLEL_FEEDS,
+    results = workers.map(_feeds_job, jobs, PARALLEL_FEEDS,
                           window=4 * workers.cores(), count=len(groups))
     packed: dict[str, tuple[str, bytes]] = {}
     for group, pairs in zip(groups, results, strict=True):
@@ -92,7 +91,8 @@ def entry(corpus: Corpus, a: Article, body: Body) -> feeds.Entry:
                       for p in corpus.authors_of(a)),
         categories=tuple(c.name for c in corpus.categories_of(a)),
         summary=summary, content=html,
-        enclosure=(a.image, a.image_type, a.image_length) if a.image else None,
+        enclosure=(a.image, a.image_type, a.image_length)
+        if a.image and not loader.missing_locally(a, site) else None,
         enclosure_title=a.image_alt if a.image else "", language=a.language)
 
 
@@ -110,8 +110,7 @@ def feed(corpus: Corpus, scope: Scope, entries: tuple[feeds.Entry, ...],
         updated=updated, publisher=site.title, entries=entries)
 
 
-def _feeds_job(job: tuple[feeds.Feed, bool]) -> list[tuple[str, bytes]]:
+def _feeds_job(feed: feeds.Feed) -> list[tuple[str, bytes]]:
     """In a worker (or here, for a few): the ETag and gzip bytes of one scope's feeds, in
     the order of its formats (only the gzip bytes travel back and stay: see Document)."""
-    feed, keep = job
-    return [pack(body) for body in feeds.render(feed, keep).values()]
+    return [pack(body) for body in feeds.render(feed).values()]

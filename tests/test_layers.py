@@ -30,11 +30,12 @@ LAYERS: dict[str, set[str]] = {
     # leaves: no package imports
     "model": set(), "versions": set(), "workers": set(), "settings": set(),
     "preflight": set(), "feeds": set(), "http": set(), "watch": set(), "__init__": set(),
-    "documents": set(),
+    "documents": set(), "progress": set(), "early": set(),
     # reading the data, and what outlives a process
     "loader": {"model"},
     "names": {"model"},
     "statefile": {"model"},
+    "oplog": {"model"},
     "validators": {"model", "statefile"},
     "cache": {"model", "statefile"},
     "scan": {"model", "names"},
@@ -57,17 +58,21 @@ LAYERS: dict[str, set[str]] = {
     "views": {"assembly", "bodies", "feeds", "htmlpages", "model"},
     "publish": {"assembly", "bodies", "cache", "documents", "feedmaker", "model",
                 "recipes", "scopes", "views", "workers"},
-    "live": {"cache", "corpus", "http", "model", "publish", "scan", "settings", "validators",
-             "versions", "watch", "workers"},
+    "live": {"cache", "checks", "corpus", "http", "model", "oplog", "publish", "scan",
+             "settings", "validators", "versions", "watch", "workers"},
     "outdir": {"documents"},
     "nginx": {"feeds", "htmlpages", "http", "loader", "settings"},
     "export": {"cache", "corpus", "nginx", "outdir", "publish", "scan", "settings",
                "validators"},
+    # editors' checks
+    "checks": {"corpus", "loader", "model", "names", "scan"},
+    "checktext": {"checks"},
     # serving and commands
     "pages": {"corpus", "documents", "http", "live", "model"},
-    "web": {"htmlpages", "http", "live", "model", "pages", "settings"},
-    "cli": {"corpus", "export", "live", "loader", "model", "preflight", "settings", "web",
-            "workers"},
+    "status": {"checks", "live"},
+    "web": {"htmlpages", "http", "live", "model", "pages", "settings", "status"},
+    "cli": {"checks", "checktext", "corpus", "early", "export", "live", "loader", "model",
+            "preflight", "progress", "settings", "web", "workers"},
     "__main__": {"cli"},
 }
 
