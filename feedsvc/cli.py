@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from . import early, preflight, progress, settings, workers
+from . import early, preflight, progress, settings, statscli, workers
 
 PARENT_PID = "FEEDSVC_SERVE_PID"    # set by `serve` for its granian workers
 
@@ -69,8 +69,7 @@ def main() -> None:
 
 
 @main.command(short_help="Run the production server.")
-@_options(["host", "port", "workers", "data_dir", "state_dir", "base_url", "max_age",
-           "status_public"])
+@_options(["host", "port", "workers", "data_dir", "state_dir", "base_url", "max_age"])
 def serve(**options) -> None:
     """Run the production server (granian, WSGI) on the data directory.
 
@@ -425,3 +424,7 @@ def build(outdir: str, listen: str, allow_errors: bool, **options) -> None:
     if rejected and not allow_errors:
         _fail(f"build: {rejected} data file(s) rejected (see above); their articles are left "
               f"out or kept at their last good version. --allow-errors accepts this", REJECTED)
+
+
+main.add_command(statscli.admin_group)
+main.add_command(statscli.stats_group)
