@@ -102,7 +102,8 @@ class Service:
             seen = time.time()              # our bytes reflect the data as of this moment
             try:
                 loaded = self._load(now, force, paths)
-                if loaded.corpus is self.corpus and not loaded.rebuild:
+                if self.corpus is not None and loaded.corpus.serial == self.corpus.serial \
+                        and not loaded.rebuild:
                     self._sigs = loaded.sigs
                     if loaded.walked:
                         self.library.walked_at = seen

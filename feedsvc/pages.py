@@ -21,9 +21,9 @@ import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
+from .documents import Document, compress, etag_of
 from .http import Resource
 from .live import NOT_YET
-from .publish import Document, compress, etag_of
 
 if TYPE_CHECKING:
     from .corpus import Corpus
@@ -46,7 +46,7 @@ class ArticlePages:
         self.service = service
         self.budget = PAGE_CACHE_BYTES if budget is None else budget
         self._lock = threading.Lock()
-        self._corpus: Corpus | None = None
+        self._serial: int | None = None    # of the corpus `_index` is made from
         self._index: dict[str, Article] = {}
         self._held: OrderedDict[str, Resource] = OrderedDict()
         self._size = 0
@@ -68,8 +68,8 @@ class ArticlePages:
         if corpus is None:
             return None
         with self._lock:
-            if corpus is not self._corpus:
-                self._corpus = corpus
+            if corpus.serial != self._serial:
+                self._serial = corpus.serial
                 self._index = {page_path(a): a for a in corpus.articles}
                 self._held.clear()
                 self._size = 0

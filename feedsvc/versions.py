@@ -35,7 +35,9 @@ RECORDS = Makers(("loader.py", "model.py"), ("PyYAML", "pytz"))
 BODIES = Makers(("content.py", "loader.py"), ("cmarkgfm", "lxml", "nh3"))
 # feeds, pages and the OPML (publish's recipes): made from records and bodies
 DOCUMENTS = RECORDS + BODIES + Makers(
-    ("corpus.py", "names.py", "feeds.py", "publish.py", "htmlpages.py", "templates/*"),
+    ("corpus.py", "assembly.py", "records.py", "sitefile.py", "names.py", "feeds.py",
+     "publish.py", "documents.py", "scopes.py", "recipes.py", "bodies.py", "feedmaker.py",
+     "views.py", "htmlpages.py", "templates/*"),
     ("feedgen", "lxml", "isal", "Jinja2", "MarkupSafe", "python-slugify"))
 # a checkpoint holds what every module knows
 CHECKPOINT = DOCUMENTS + Makers(("*.py",), ())

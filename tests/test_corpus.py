@@ -497,7 +497,7 @@ def test_published_article_keeps_its_slug_across_a_restart(data, tmp_path):
 def test_parsing_on_every_core_gives_what_one_process_gives(data, tmp_path, monkeypatch):
     """A cold start parses in worker processes; records, errors and the record cache
     must be exactly those of the in-process path."""
-    from feedsvc import corpus as corpus_module
+    from feedsvc import records as records_module
     from feedsvc import workers
     from feedsvc.cache import Cache
 
@@ -509,7 +509,7 @@ def test_parsing_on_every_core_gives_what_one_process_gives(data, tmp_path, monk
         os.utime(f, (time.time() - 60,) * 2)      # settled: the record cache may skip them
     one = Library(str(data.root))
     serial = one.load()
-    monkeypatch.setattr(corpus_module, "PARALLEL_PARSE", 3)
+    monkeypatch.setattr(records_module, "PARALLEL_PARSE", 3)
     monkeypatch.setattr(workers, "cores", lambda: 2)
     cache = Cache(str(tmp_path / "state"))
     lib = Library(str(data.root), cache=cache)
@@ -517,7 +517,7 @@ def test_parsing_on_every_core_gives_what_one_process_gives(data, tmp_path, monk
     assert lib.reads == one.reads == 10     # site, author, 8 articles
     assert parallel.articles == serial.articles
     assert [e.as_dict() for e in parallel.errors] == [e.as_dict() for e in serial.errors]
-    monkeypatch.setattr(corpus_module, "PARALLEL_PARSE", 1000)
+    monkeypatch.setattr(records_module, "PARALLEL_PARSE", 1000)
     again = Library(str(data.root), cache=cache)
     assert again.load().articles == serial.articles
     assert again.reads == 4     # the workers' records were cached: site, author, the 2 bad
@@ -613,7 +613,7 @@ def test_a_last_good_version_pickled_by_an_older_feedsvc_is_published(data, tmp_
     __init__ (Article.sort_key). It is made again from its fields and published."""
     import pickle
 
-    from feedsvc import corpus as corpus_module
+    from feedsvc import records as records_module
     from feedsvc.cache import Cache
 
     state = str(tmp_path / "state")
@@ -624,8 +624,8 @@ def test_a_last_good_version_pickled_by_an_older_feedsvc_is_published(data, tmp_
     first.cache.flush()                             # its writer thread stores the records
     a = next(x for x in published.articles if x.title == "Old A")
     cache = Cache(state)
-    ref = cache.get_records([first._good_key(a.path)])[first._good_key(a.path)]
-    assert ref == corpus_module._record_key(a.path, a.digest, published.site)
+    ref = cache.get_records([first.records.good_key(a.path)])[first.records.good_key(a.path)]
+    assert ref == records_module.record_key(a.path, a.digest, published.site)
     older = object.__new__(type(a))                 # what an older version pickled
     older.__dict__.update({k: v for k, v in vars(a).items() if k != "sort_key"})
     cache.put_pickled({ref: pickle.dumps(older, protocol=5)})
@@ -680,7 +680,8 @@ def test_a_load_after_rescan_compares_only_the_files_it_stat_ed(data, monkeypatc
         got = fast.load(new)
         want = full.load(dict(new))
         assert fast.reads - before[0] == full.reads - before[1], step
-        assert (fast.racy, fast._future, fast._links) == (full.racy, full._future, full._links)
+        assert (fast.racy, fast.recency.future, fast.recency.links) == \
+            (full.racy, full.recency.future, full.recency.links)
         assert got.articles == want.articles and \
             [e.as_dict() for e in got.errors] == [e.as_dict() for e in want.errors], step
         sigs = new

@@ -698,7 +698,7 @@ def test_building_on_every_core_gives_the_same_bytes(bundled, tmp_path, monkeypa
     what one process makes."""
     import datetime as dt
 
-    from feedsvc import content, publish, workers
+    from feedsvc import content, feedmaker, publish, workers
     from feedsvc.cache import Cache
     from feedsvc.corpus import Library
 
@@ -707,7 +707,7 @@ def test_building_on_every_core_gives_the_same_bytes(bundled, tmp_path, monkeypa
     alone = publish.Publisher(Cache(None)).build(corpus, now)
     monkeypatch.setattr(workers, "cores", lambda: 2)
     monkeypatch.setattr(content, "PARALLEL_THRESHOLD", 1)
-    monkeypatch.setattr(publish, "PARALLEL_FEEDS", 1)
+    monkeypatch.setattr(feedmaker, "PARALLEL_FEEDS", 1)
     cache = Cache(str(tmp_path / "state"))
     with workers.session():
         shared = publish.Publisher(cache).build(corpus, now)

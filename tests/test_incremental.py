@@ -70,7 +70,7 @@ def test_a_retitle_is_patched_and_publishes_what_a_fresh_start_does(site):
                  categories=["Science", "World"], authors=["Omid Rahimi"], slug="article-6")
     corpus = live.refresh()
     assert corpus.patched_from is not None and len(corpus.swaps) == 1      # the patch path
-    assert live.publisher._last.affected == {("site", ""), ("category", "science"),
+    assert live.publisher.recipes.last.affected == {("site", ""), ("category", "science"),
                                              ("category", "world"), ("author", "omid-rahimi")}
     assert_same_as_fresh(live)
     rebuilt = {p for p, d in live.documents.items() if before[p] is not d}
@@ -162,3 +162,20 @@ def test_a_checkpoint_does_not_carry_the_corpus_a_patch_came_from(site):
     again = pickle.loads(pickle.dumps(corpus))
     assert again.patched_from is None and again.swaps == () and again.serial != corpus.serial
     assert again.articles == corpus.articles
+
+
+def test_new_site_settings_remake_listing_lines_and_body_keys(site, tmp_path):
+    """Listing lines and body keys are kept with the values they are made from, not by
+    article object: a new time zone or base URL (each article the same file with the
+    same bytes) publishes what a fresh start does, and so does going back.  (A body
+    cached under a stale key would keep links resolved against the old base URL.)"""
+    site.article("linked", "See [the about page](/about/).\n", title="Linked",
+                 date="2024-12-01T10:00:00Z", categories=["World"], slug="linked")
+    live = Live(str(site.root))
+    live.publisher = publish.Publisher(Cache(str(tmp_path / "state")))
+    live.refresh()
+    for settings in ({"timezone": "Europe/London"}, {"base_url": "https://other.example.org/"},
+                     {}):
+        site.site(**settings)
+        live.refresh()
+        assert_same_as_fresh(live)
