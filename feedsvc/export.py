@@ -56,12 +56,11 @@ from urllib.parse import urlsplit
 import pytz
 
 from . import feeds, loader, settings
-from .cache import Cache
 from .corpus import Library
 from .http import CSP, NOSNIFF
 from .publish import Publisher, compress
 from .scan import Signatures
-from .validators import Validators
+from .store import newest_mtime, open_store
 
 MANIFEST = ".feedsvc-manifest"
 NGINX_CONF = "nginx/feedsvc.conf"
@@ -104,11 +103,13 @@ def export(config: settings.Settings, outdir: str, progress: Progress | None = N
     os.makedirs(config.state_dir, exist_ok=True)
 
     seen = time.time()                  # the data as of now is what this build writes
-    cache = Cache(config.state_dir)
+    state = open_store(config.state_dir, config.database_url)
+    cache = state.cache
     library = Library(config.data_dir, base_url=config.base_url,
                       max_file_bytes=config.max_file_bytes, cache=cache)
     corpus = library.load()
-    validators = Validators(config.state_dir)
+    validators = state.validators
+    seen = state.seen(seen, newest_mtime(library.scan()))
     try:
         publisher = Publisher(cache)
         documents = publisher.build(corpus, when)
@@ -135,8 +136,7 @@ def export(config: settings.Settings, outdir: str, progress: Progress | None = N
         writer.tick()
         removed = writer.finish()
     finally:
-        cache.close()
-        validators.close()
+        state.close()
     return {"written": len(writer.written), "unchanged": writer.unchanged,
             "touched": len(writer.touched), "removed": len(removed),
             "written_paths": writer.written, "removed_paths": removed,

@@ -23,13 +23,12 @@ from dataclasses import dataclass
 import pytz
 
 from . import settings, versions, workers
-from .cache import Cache
 from .corpus import Corpus, Library
 from .http import CacheControl, Resource
 from .model import DataError
 from .publish import Document, Publisher
 from .scan import Signatures
-from .validators import SETTLE_SECONDS, Validators
+from .store import SETTLE_SECONDS, newest_mtime, open_store
 from .watch import NO_INOTIFY_POLL, WATCH_RETRY, Events, inode, observe
 
 log = logging.getLogger("feedsvc")
@@ -46,13 +45,15 @@ class Service:
         self.clock = clock
         with suppress(OSError):         # (the state reports what it cannot do, and goes on)
             os.makedirs(config.state_dir, exist_ok=True)
-        self.cache = Cache(config.state_dir)
-        self.library = self._new_library()
-        self.publisher = Publisher(self.cache)
         # (a lost validators file is made again; every worker, each stamping at least once
         # per safety walk, carries its floors over before anyone claims a new second)
-        self.validators = Validators(config.state_dir, clock,
-                                     settle=max(SETTLE_SECONDS, 2 * config.poll_seconds))
+        self.store = open_store(config.state_dir, config.database_url, clock,
+                                settle=max(SETTLE_SECONDS, 2 * config.poll_seconds),
+                                strict=False)
+        self.cache = self.store.cache
+        self.library = self._new_library()
+        self.publisher = Publisher(self.cache)
+        self.validators = self.store.validators
         self.cache_control = CacheControl(config.max_age)
         self.resources: dict[str, Resource] = {}
         self.documents: dict[str, Document] = {}
@@ -283,6 +284,7 @@ class Service:
         when the watcher wakes at `validators.retry_at`."""
         etags = {p: d.etag for p, d in self.documents.items()}
         old = self.resources
+        seen = self.store.seen(seen, newest_mtime(self._sigs) if self._sigs else None)
         stamps = {p: NOT_YET if s is None else s for p, s in self.validators.claim(
             etags, seen, {p: (r.identity.etag, None if r.last_modified == NOT_YET
                               else r.last_modified) for p, r in old.items()}).items()}
@@ -297,19 +299,19 @@ class Service:
         self.resources = fresh
         self.refreshed_at = now
         self.seen = seen
-        state = self.cache.problems + self.validators.problems
+        state = self.store.problems
         self.errors = [e for e in self.errors if e.path not in self._state_files] + state
 
     @property
-    def _state_files(self) -> tuple[str | None, str | None]:
-        return self.cache.file.path, self.validators.file.path
+    def _state_files(self) -> tuple[str | None, ...]:
+        return self.store.places
 
     def _report(self, errors: list[DataError]) -> None:
         new = [e for e in errors if e not in self.errors]
         for e in new:
             (log.warning if e.warning else log.error)("%s: %s", e.path, e.message)
         # with what the state files report (logged by them): listed at /healthz too
-        self.errors = errors + self.cache.problems + self.validators.problems
+        self.errors = errors + self.store.problems
 
     # -- watching ---------------------------------------------------------------
     def start(self) -> None:
@@ -329,8 +331,7 @@ class Service:
             self._observer.stop()
             self._observer.join(timeout=5)
         self.checkpoint()
-        self.cache.close()
-        self.validators.close()
+        self.store.close()
 
     def _run(self) -> None:
         data_dir = self.config.data_dir

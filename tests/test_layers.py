@@ -36,6 +36,9 @@ LAYERS: dict[str, set[str]] = {
     "statefile": {"model"},
     "validators": {"model", "statefile"},
     "cache": {"model", "statefile"},
+    "pglink": set(),
+    "pgstore": {"cache", "model", "pglink", "validators"},
+    "store": {"cache", "model", "pglink", "pgstore", "validators"},
     "scan": {"model", "names"},
     "duplicates": {"model", "names"},
     "content": {"loader", "versions", "workers"},
@@ -44,15 +47,14 @@ LAYERS: dict[str, set[str]] = {
     # documents
     "publish": {"cache", "content", "corpus", "feeds", "loader", "model", "versions",
                 "workers"},
-    "live": {"cache", "corpus", "http", "model", "publish", "scan", "settings", "validators",
-             "versions", "watch", "workers"},
-    "export": {"cache", "corpus", "feeds", "http", "loader", "publish", "scan", "settings",
-               "validators"},
+    "live": {"corpus", "http", "model", "publish", "scan", "settings", "store", "versions",
+             "watch", "workers"},
+    "export": {"corpus", "feeds", "http", "loader", "publish", "scan", "settings", "store"},
     # serving and commands
     "pages": {"corpus", "http", "live", "model", "publish"},
     "web": {"http", "live", "model", "pages", "settings"},
-    "cli": {"corpus", "export", "live", "loader", "model", "preflight", "settings", "web",
-            "workers"},
+    "cli": {"corpus", "export", "live", "loader", "model", "preflight", "settings", "store",
+            "web", "workers"},
     "__main__": {"cli"},
 }
 
