@@ -10,8 +10,10 @@ and mtime, which mean nothing on another machine.
 """
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -44,10 +46,17 @@ def check(database_url: str) -> None:
         open_store("", database_url, strict=True).close()
 
 
-def newest_mtime(sigs: Mapping[str, object]) -> float | None:
-    """The newest modification time (Unix seconds) among scanned files' signatures."""
+def newest_mtime(sigs: Mapping[str, object], root: str | None = None) -> float | None:
+    """The newest modification time (Unix seconds) among scanned files' signatures and,
+    given the data directory `root`, the folders holding them (a deletion changes only
+    its folder's time)."""
     times = [t for t in (getattr(sig, "mtime_ns", None) for sig in sigs.values())
              if isinstance(t, int)]
+    if root is not None:
+        folders = {os.path.dirname(os.path.join(root, rel)) for rel in sigs} | {root}
+        for folder in folders:
+            with suppress(OSError):
+                times.append(os.stat(folder).st_mtime_ns)
     return max(times) / 1e9 if times else None
 
 

@@ -3,6 +3,7 @@ validators' rule and the caches behave the same through `store.open_store`."""
 from __future__ import annotations
 
 import logging
+import os
 import random
 import shutil
 import time
@@ -179,7 +180,8 @@ def test_an_unreachable_database_at_start_is_one_line_without_the_password(tmp_p
 def test_a_lost_database_keeps_the_seconds_known_logs_once_and_comes_back(
         pg_url, tmp_path, caplog, monkeypatch):  # noqa: F811
     monkeypatch.setattr(pglink, "BACKOFF", (0.2,))
-    store = open_store(str(tmp_path), pg_url)
+    clock = Clock()
+    store = open_store(str(tmp_path), pg_url, clock)
     v = store.validators
     first = v.claim({"f": '"1"'}, seen=100.0)["f"]
     store.cache.put("gzdocs", {"r": (b"gz", '"e"')})
@@ -195,6 +197,7 @@ def test_a_lost_database_keeps_the_seconds_known_logs_once_and_comes_back(
     assert len(lost) == 2, [r.getMessage() for r in caplog.records]   # once each
     assert store.problems and all("retrying" in p.message for p in store.problems)
     time.sleep(0.3)
+    clock.now += 2
     assert v.claim({"f": '"2"'}, seen=103.0)["f"] is not None   # resumed, no restart
     assert store.cache.get("gzdocs", ["r"]) == {"r": (b"gz", '"e"')}
     assert store.problems == []
@@ -221,3 +224,22 @@ def test_a_second_instance_with_an_empty_disk_starts_warm(pg_url, data, tmp_path
     assert {p: r.last_modified for p, r in second.resources.items()} == \
         {p: r.last_modified for p, r in first.resources.items()}
     second.close()
+
+
+def test_across_machines_the_data_is_as_new_as_its_newest_file_or_folder(data, tmp_path):
+    from feedsvc.scan import walk
+    from feedsvc.store import newest_mtime
+    paths = [data.article(f"story-{n}") for n in range(2)]
+    for path in [*data.root.rglob("*"), data.root]:
+        os.utime(path, (900_000_000, 900_000_000))
+    for path, when in zip(paths, (1_000_000_000, 1_500_000_000), strict=True):
+        os.utime(path, (when, when))
+    sigs = walk(str(data.root), {}).sigs
+    assert newest_mtime(sigs) == newest_mtime(sigs, str(data.root)) == 1_500_000_000
+    data.remove("articles/story-1.md")            # a deletion dates its folder
+    sigs = walk(str(data.root), {}).sigs
+    assert newest_mtime(sigs) == 1_000_000_000
+    assert newest_mtime(sigs, str(data.root)) > 1_500_000_000
+    single = open_store(str(tmp_path / "s"))
+    assert single.seen(5.0, 1_000_000_000) == 5.0     # one machine: when it was scanned
+    single.close()
