@@ -42,8 +42,8 @@ SETTINGS = [
     Setting("data_dir", BUNDLED_DATA, "The data directory to publish."),
     Setting("state_dir", "", "Where validators and the rendered-HTML cache persist "
             "(default: $XDG_STATE_HOME/feedsvc/<hash of data_dir>). Share it between "
-            "instances on one data directory and one machine to share Last-Modified; "
-            "not on a network file system."),
+            "instances on one data directory and one machine to share Last-Modified "
+            "(several machines: database_url); not on a network file system."),
     Setting("database_url", "", "PostgreSQL URL (postgresql://user:password@host/db) "
             "holding validators and caches for several instances on several machines; "
             "empty: SQLite in the state directory."),
