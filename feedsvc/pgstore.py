@@ -38,11 +38,16 @@ _UPSERT = (f"INSERT INTO feedsvc_stamps ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s,
            "claimed = EXCLUDED.claimed, seen = EXCLUDED.seen")
 
 
+PLACE = "FEEDSVC_DATABASE_URL"      # what problems name (/healthz shows them to anyone)
+
+
 def _problems(link: PgLink, what: str) -> list[DataError]:
+    """The problem while the database is lost: by setting name, without host or error
+    text (which may name the host); the log has both, with the password hidden."""
     if link.lost is None:
         return []
-    return [DataError(link.where, f"unreachable ({link.lost.splitlines()[0]}); {what}; "
-                      "retrying with backoff", warning=True)]
+    return [DataError(PLACE, f"the database is unreachable; {what}; retrying with backoff",
+                      warning=True)]
 
 
 class PgValidators:
@@ -148,7 +153,7 @@ class PgCache(Cache):
     def __init__(self, link: PgLink):
         self.link = link
         super().__init__(None)
-        self.file.path = link.where     # what the problems name
+        self.file.path = PLACE          # what the problems name
 
     def _open(self, error: BaseException | None = None) -> None:
         return None                     # (the link connects on use)

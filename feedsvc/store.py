@@ -102,7 +102,7 @@ def open_store(state_dir: str, database_url: str = "",
     import psycopg
 
     from .pglink import PgLink, connect, redact
-    from .pgstore import PgCache, PgValidators
+    from .pgstore import PLACE, PgCache, PgValidators
     where = redact(database_url)
     conn = None
     try:
@@ -115,4 +115,4 @@ def open_store(state_dir: str, database_url: str = "",
                 "check FEEDSVC_DATABASE_URL and that the server is up") from e
     pg = PgValidators(PgLink(database_url, "Last-Modified", conn), clock)
     return Store(pg, PgCache(PgLink(database_url, "caching")), where, shared=True,
-                 places=(where,))
+                 places=(PLACE,))

@@ -55,12 +55,17 @@ class Cluster:
     def start(self) -> None:
         self._run(os.path.join(self.bindir, "initdb"), "-D", self.data, "-U", "postgres",
                   "--auth=trust", "--no-sync", "-E", "UTF8")
+        self.resume()
+
+    def resume(self) -> None:
+        """Start the server (again, after `stop`)."""
         self._run(os.path.join(self.bindir, "pg_ctl"), "-D", self.data, "-w", "-t", "60",
                   "-l", os.path.join(self.root, "log"), "-o",
                   f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} "
                   "-c fsync=off -c max_connections=200", "start")
 
     def stop(self) -> None:
+        """Stop the server at once (every connection lost); `resume` starts it again."""
         subprocess.run([*self.user, os.path.join(self.bindir, "pg_ctl"), "-D", self.data,
                         "-m", "immediate", "-w", "stop"], capture_output=True, timeout=60)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import time
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 
 import requests
 from pgcluster import pg_cluster, pg_url  # noqa: F401  (fixtures)
@@ -96,3 +97,38 @@ def test_two_instances_one_database_agree_and_never_send_a_false_304(
     # a new instance with an empty state directory agrees too
     c = serve(copy, workers=1, state_dir=tmp_path / "sc", FEEDSVC_DATABASE_URL=pg_url)
     assert validators(c) == after
+
+
+def test_a_database_lost_while_serving_never_costs_a_response(
+        data, tmp_path, serve, pg_cluster, pg_url):  # noqa: F811
+    data.article("story-0")
+    server = serve(data.root, workers=1, FEEDSVC_DATABASE_URL=pg_url)
+    before = validators(server)
+    pg_cluster.stop()
+    try:
+        data.article("story-x", body="Written while the database is down.\n")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:      # (validators() asserts 200 for each)
+            now = validators(server)
+            if now["/feeds/all.rss"][0] != before["/feeds/all.rss"][0]:
+                break
+            time.sleep(0.2)
+        # the new bytes are served, without a second nobody else could see
+        assert now["/feeds/all.rss"][0] != before["/feeds/all.rss"][0]
+        assert now["/feeds/all.rss"][1] == ""
+        health = requests.get(server.url + "/healthz", timeout=10).json()
+        assert any(e["path"] == "FEEDSVC_DATABASE_URL" and "unreachable" in e["message"]
+                   for e in health["errors"]), health
+        assert "127.0.0.1" not in str(health)     # (nothing about the database host)
+    finally:
+        pg_cluster.resume()
+    deadline = time.monotonic() + 60                # backoff: at most 30 s between tries
+    while time.monotonic() < deadline:
+        now = validators(server)
+        if now["/feeds/all.rss"][1]:
+            break
+        time.sleep(0.5)
+    assert now["/feeds/all.rss"][1], "no Last-Modified once the database was back"
+    assert requests.get(server.url + "/healthz", timeout=10).json()["errors"] == []
+    log = Path(server.log.name).read_text()
+    assert log.count("lost (") <= 2 and "reachable again" in log      # logged once each
