@@ -56,8 +56,12 @@ def redact(url: str) -> str:
 def connect(url: str) -> psycopg.Connection:
     """A connection in autocommit mode (transactions are explicit), schema brought up to
     date.  psycopg.Error when the server cannot be reached or refuses."""
+    # a server gone without a word (a network partition) is noticed in seconds, not at
+    # the TCP timeout: keepalives, and no unacknowledged write waits longer than 5 s
     conn = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT,
-                           options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}")
+                           options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+                           keepalives=1, keepalives_idle=5, keepalives_interval=2,
+                           keepalives_count=2, tcp_user_timeout=5000)
     try:
         upgrade(conn)
     except BaseException:

@@ -243,3 +243,17 @@ def test_across_machines_the_data_is_as_new_as_its_newest_file_or_folder(data, t
     single = open_store(str(tmp_path / "s"))
     assert single.seen(5.0, 1_000_000_000) == 5.0     # one machine: when it was scanned
     single.close()
+
+
+def test_feedsvc_build_on_postgresql_keeps_its_times(data, tmp_path, pg_url):  # noqa: F811
+    from conftest import run_feedsvc
+    data.article("story-0")
+    env = {"FEEDSVC_DATABASE_URL": pg_url}
+    runs = []
+    for n in range(2):                      # two machines, each its own state directory
+        out = tmp_path / f"site{n}"
+        done = run_feedsvc("build", str(out), "--data-dir", str(data.root), "--state-dir",
+                           str(tmp_path / f"state{n}"), env=env)
+        assert done.returncode == 0, done.stderr
+        runs.append({p.relative_to(out): p.stat().st_mtime for p in out.rglob("*.rss")})
+    assert runs[0] and runs[0] == runs[1]   # the same Last-Modified (file times) on both
