@@ -28,7 +28,7 @@ import psycopg
 from .cache import Cache
 from .model import DataError
 from .pglink import PgLink, Unavailable
-from .validators import Stamp, _Moment, _verdict
+from .validators import Moment, Stamp, verdict_of
 
 STAMP_LOCK = 0x66656565             # advisory lock held by each stamping transaction
 _COLUMNS = "path, etag, first_seen, second, claimed, seen"
@@ -107,10 +107,10 @@ class PgValidators:
             (paths,))}
         rows: dict[str, Stamp] = {}
         behind: set[str] = set()
-        moment = _Moment(now, seen, None, ahead)
+        moment = Moment(now, seen, None, ahead)
         for path in paths:
             old = known.get(path)
-            verdict = _verdict(etags[path], old, held.get(path), moment)
+            verdict = verdict_of(etags[path], old, held.get(path), moment)
             out[path] = verdict.second
             if verdict.stamp is None:
                 behind.add(path)
