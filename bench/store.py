@@ -80,11 +80,38 @@ def refresh_db_ms(data: Path, state: Path, url: str, reps: int) -> dict:
             "db_ms_max": round(max(dbs), 1)}
 
 
+def throughput(data: Path, work: Path, url: str, seconds: float) -> dict:
+    """304 and 200 (gzip) requests per second of /feeds/all.rss from `feedsvc serve`
+    (2 workers) on SQLite and on PostgreSQL, alternated twice (A B A B) against drift."""
+    import run
+    (run.OUT / "logs").mkdir(parents=True, exist_ok=True)
+    out: dict[str, dict[str, list[float]]] = {"sqlite": {}, "postgresql": {}}
+    for rep in range(2):
+        for kind, db in (("sqlite", ""), ("postgresql", url)):
+            port = run.free_port()
+            p = run.start([sys.executable, "-m", "feedsvc", "serve", "--port", str(port),
+                           "--workers", "2"], name=f"store-{kind}",
+                          env=run.feedsvc_env(data, work / f"tp-{kind}",
+                                              FEEDSVC_DATABASE_URL=db))
+            try:
+                run.wait_ready(p, port, "/feeds/all.rss", 600, workers=2, healthz=True)
+                _, headers, _ = run.request(port, "/feeds/all.rss", {"Accept-Encoding": "gzip"})
+                for case in ("304", "200 gzip"):
+                    res = run.load(port, "/feeds/all.rss",
+                                   run.case_headers(case, headers["etag"]), seconds, 8, 2)
+                    out[kind].setdefault(case, []).append(round(res["rps"]))
+            finally:
+                run.stop(p)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=10000)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--database-url", default="")
+    ap.add_argument("--load-seconds", type=float, default=5.0,
+                    help="per throughput case (on a 1,000-article corpus); 0: skip")
     a = ap.parse_args()
     from run import corpus
     data = corpus(a.n)
@@ -110,6 +137,8 @@ def main() -> None:
                "refresh_one_article": refresh_db_ms(copy, work / "s-pg2", url, a.reps)}
         out["pg_over_sqlite_cold_wall"] = round(
             out["postgresql_cold"]["build_s"] / out["sqlite_cold"]["build_s"], 2)
+        if a.load_seconds:
+            out["rps_all_rss_1k"] = throughput(corpus(1000), work, url, a.load_seconds)
         print(json.dumps(out, indent=1))
     finally:
         if cluster is not None:
