@@ -109,7 +109,8 @@ def export(config: settings.Settings, outdir: str, progress: Progress | None = N
                       max_file_bytes=config.max_file_bytes, cache=cache)
     corpus = library.load()
     validators = state.validators
-    seen = state.seen(seen, newest_mtime(library.scan(), config.data_dir))
+    if state.shared:                    # across machines: how new this copy is
+        seen = state.seen(seen, newest_mtime(library.scan(), config.data_dir))
     try:
         publisher = Publisher(cache)
         documents = publisher.build(corpus, when)
