@@ -6,9 +6,9 @@ and operators never run SQL by hand.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
-import time
 from collections.abc import Callable
 from contextlib import suppress
 from typing import TypeVar
@@ -92,21 +92,20 @@ def upgrade(conn: psycopg.Connection) -> int:
 
 class PgLink:
     """One connection for one user (the validators, or the cache), used by one thread at a
-    time.  Lost, it is reconnected on use after a backoff (1 s ... 30 s); in between,
-    `run` raises `Unavailable` at once, so nobody waits on a dead server.  The loss and
-    the recovery are each logged once."""
+    time.  The first use connects; once lost, a background thread reconnects with backoff
+    (1 s ... 30 s) and meanwhile `run` raises `Unavailable` at once, so no caller (an
+    article page's first request, say) waits on a dead server.  The loss and the
+    recovery are each logged once."""
 
-    def __init__(self, url: str, what: str, conn: psycopg.Connection | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(self, url: str, what: str, conn: psycopg.Connection | None = None):
         self.url = url
         self.where = redact(url)
         self.what = what
-        self.clock = clock
         self.lost: str | None = None        # why, while lost
         self._conn = conn
         self._lock = threading.Lock()
-        self._failures = 0
-        self._retry_at = 0.0
+        self._closed = threading.Event()
+        self._retrying: threading.Thread | None = None
 
     def run(self, work: Callable[[psycopg.Connection], T]) -> T:
         """`work(conn)` in one transaction; Unavailable if the server cannot be used."""
@@ -114,7 +113,7 @@ class PgLink:
             conn = self._ready()
             try:
                 with conn.transaction():
-                    out = work(conn)
+                    return work(conn)
             except psycopg.OperationalError as e:
                 self._failed(e)
                 raise Unavailable(str(e)) from e
@@ -122,18 +121,15 @@ class PgLink:
                 if conn.closed or conn.broken:
                     self._failed(Exception("connection closed"))
                 raise
-            if self.lost is not None:
-                log.info("%s: reachable again; %s resumed", self.where, self.what)
-                self.lost, self._failures = None, 0
-            return out
 
     def _ready(self) -> psycopg.Connection:
+        """(Holding the lock.)"""
         conn = self._conn
         if conn is not None and not conn.closed and not conn.broken:
             return conn
-        if self.clock() < self._retry_at:
-            raise Unavailable(self.lost or "not connected")
-        try:
+        if self._closed.is_set() or self.lost is not None:
+            raise Unavailable(self.lost or "closed")
+        try:                                # the first use: connect now
             self._conn = connect(self.url)
         except psycopg.Error as e:
             self._failed(e)
@@ -141,22 +137,42 @@ class PgLink:
         return self._conn
 
     def _failed(self, error: BaseException) -> None:
+        """(Holding the lock.)  Drop the connection; reconnect in the background."""
+        text = str(error).strip()
         if self.lost is None:
             log.warning("%s: lost (%s); %s goes on without it (ready documents are "
                         "served), retrying with backoff", self.where,
-                        str(error).strip().splitlines()[0] if str(error).strip() else
-                        type(error).__name__, self.what)
-        self.lost = str(error) or type(error).__name__
-        self._retry_at = self.clock() + BACKOFF[min(self._failures, len(BACKOFF) - 1)]
-        self._failures += 1
+                        text.splitlines()[0] if text else type(error).__name__, self.what)
+        self.lost = text or type(error).__name__
         conn, self._conn = self._conn, None
         if conn is not None:
             with suppress(psycopg.Error):
                 conn.close()
+        if self._retrying is None and not self._closed.is_set():
+            self._retrying = threading.Thread(target=self._reconnect, daemon=True,
+                                              name=f"feedsvc-db-{self.what}")
+            self._retrying.start()
+
+    def _reconnect(self) -> None:
+        for attempt in itertools.count():
+            if self._closed.wait(BACKOFF[min(attempt, len(BACKOFF) - 1)]):
+                return
+            try:
+                conn = connect(self.url)
+            except psycopg.Error:
+                continue
+            with self._lock:
+                self._retrying = None
+                if self._closed.is_set():
+                    conn.close()
+                    return
+                self._conn, self.lost = conn, None
+            log.info("%s: reachable again; %s resumed", self.where, self.what)
+            return
 
     def close(self) -> None:
+        self._closed.set()
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
             self._conn = None
-            self._retry_at = float("inf")

@@ -6,6 +6,7 @@ import logging
 import os
 import random
 import shutil
+import threading
 import time
 from collections.abc import Callable
 
@@ -188,6 +189,10 @@ def test_a_lost_database_keeps_the_seconds_known_logs_once_and_comes_back(
     with psycopg.connect(pg_url, autocommit=True) as conn:      # the server drops us
         conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                      "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    connects: list[str] = []               # who reconnects: never the caller
+    real = pglink.connect
+    monkeypatch.setattr(pglink, "connect", lambda url: (
+        connects.append(threading.current_thread().name), real(url))[1])
     with caplog.at_level(logging.WARNING, logger="feedsvc"):
         assert v.claim({"f": '"1"'}, seen=101.0, held={"f": ('"1"', first)})["f"] == first
         assert v.claim({"f": '"2"'}, seen=102.0)["f"] is None   # no second claimed alone
@@ -201,6 +206,7 @@ def test_a_lost_database_keeps_the_seconds_known_logs_once_and_comes_back(
     assert v.claim({"f": '"2"'}, seen=103.0)["f"] is not None   # resumed, no restart
     assert store.cache.get("gzdocs", ["r"]) == {"r": (b"gz", '"e"')}
     assert store.problems == []
+    assert connects and all(name.startswith("feedsvc-db-") for name in connects), connects
     store.close()
 
 
