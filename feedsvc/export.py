@@ -57,7 +57,8 @@ import pytz
 
 from . import feeds, loader, settings
 from .corpus import Library
-from .http import CSP, NOSNIFF
+from .htmlpages import NOT_FOUND
+from .http import CSP, NOSNIFF, OPML_FILE_NAME
 from .publish import Publisher, compress
 from .scan import Signatures
 from .store import newest_mtime, open_store
@@ -421,7 +422,8 @@ server {{
     add_header Content-Security-Policy "{CSP}" always;
     add_header {NOSNIFF[0]} {NOSNIFF[1]} always;
 
-    error_page 404 @feedsvc_404;
+    # the published 404 page (htmlpages: one file, the same bytes as the live service's)
+    error_page 404 /{NOT_FOUND};
     error_page 405 @feedsvc_405;
 
     location / {{
@@ -442,6 +444,19 @@ server {{
         try_files $uri =404;
     }}
 
+    # The OPML downloads (a list to import), as the live service sends it (http.DISPOSITION);
+    # a location's add_header replaces the server's: all of them again.
+    location = /feeds.opml {{
+        if ($request_method !~ ^(GET|HEAD)$) {{
+            return 405;
+        }}
+        add_header Content-Disposition 'attachment; filename="{OPML_FILE_NAME}"';
+        add_header Vary "Accept-Encoding";
+        add_header Cache-Control "public, max-age={max_age}";
+        add_header Content-Security-Policy "{CSP}" always;
+        add_header {NOSNIFF[0]} {NOSNIFF[1]} always;
+    }}
+
     # The manifest, temporary files and this configuration are not part of the site.
     location ~ /\\. {{
         return 404;
@@ -450,17 +465,6 @@ server {{
         return 404;
     }}
 
-    # The path as the client sent it (percent-encoded; nginx refuses raw control
-    # characters in a request line), never $uri, which nginx decodes: %0D%0A would come
-    # back as a raw CR LF.
-    location @feedsvc_404 {{
-        types {{ }}
-        default_type text/plain;
-        if ($request_uri ~ "^([^?]*)") {{
-            return 404 "404 not found: $1\\n";
-        }}
-        return 404 "404 not found\\n";
-    }}
     location @feedsvc_405 {{
         types {{ }}
         default_type text/plain;

@@ -68,6 +68,8 @@ class Entry:
     summary: str                     # plain text
     content: str                     # HTML with absolute URLs
     enclosure: tuple[str, str, int] | None = None   # url, media type, length
+    enclosure_title: str = ""        # the image's text alternative (Atom title, JSON title)
+    language: str = ""               # BCP 47 tag when the article sets one (xml:lang)
 
 
 @_pickled_by_fields
@@ -88,22 +90,28 @@ class _Entry(FeedEntry):
     """feedgen entry whose Atom links keep rel, type and length (upstream issue #135), and
     whose elements are kept for the next feeds that hold the same entry (see _Kept)."""
 
-    def __init__(self, item: Entry | None):
+    def __init__(self, item: Entry | None, language: str = ""):
         super().__init__()
         self.item = item                    # None: made once, not kept
+        self.language = language
 
     def atom_entry(self, extensions=True):
         element = super().atom_entry(extensions)
         wanted = self.link() or []
         links = element.findall("link")     # feedgen writes them in self.link() order
         for el, link in zip(links, wanted, strict=True):
-            for attr in ("rel", "type", "length"):
+            for attr in ("rel", "type", "length", "title"):
                 if link.get(attr):
                     el.set(attr, str(link[attr]))
+        if self.language:
+            element.set(_XML_LANG, self.language)
         return _keep(self.item, "atom", element)
 
     def rss_entry(self, extensions=True):
         return _keep(self.item, "rss", super().rss_entry(extensions))
+
+
+_XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 
 
 class _Kept(FeedEntry):
@@ -266,9 +274,13 @@ class JsonFeedWriter(Writer):
                                for a in e.authors]
         if e.categories:
             item["tags"] = list(e.categories)
+        if e.language:
+            item["language"] = e.language
         if e.enclosure:
             href, media_type, length = e.enclosure
             item["attachments"] = [{"url": href, "mime_type": media_type,
+                                    **({"title": e.enclosure_title} if e.enclosure_title
+                                       else {}),
                                     **({"size_in_bytes": length} if length > 0 else {})}]
         return item
 
@@ -301,7 +313,8 @@ def _generator(feed: Feed, keep: bool) -> FeedGenerator:
             _kept.move_to_end(key)
             fg.add_entry(_Kept(kept[1]), order="append")
             continue
-        fe = fg.add_entry(_Entry(item if keep else None), order="append")  # (+ dc extension)
+        fe = fg.add_entry(_Entry(item if keep else None, item.language),
+                          order="append")                                   # (+ dc extension)
         fe.id(item.id)
         fe.title(item.title)
         fe.link(href=item.link, rel="alternate", type="text/html")
@@ -317,5 +330,7 @@ def _generator(feed: Feed, keep: bool) -> FeedGenerator:
             fe.content(item.content, type="html")
         if item.enclosure:
             url, media_type, length = item.enclosure
-            fe.enclosure(url=url, length=str(length), type=media_type)
+            # what fe.enclosure() does, with Atom's link title (RSS has no place for it)
+            fe.link(href=url, rel="enclosure", type=media_type, length=str(length),
+                    **({"title": item.enclosure_title} if item.enclosure_title else {}))
     return fg

@@ -52,12 +52,26 @@ def _style_source() -> str:
     return f"'sha256-{base64.b64encode(digest).decode()}'"
 
 
-# No script at all, the pages' own stylesheet only (style attributes and <style> in an
-# article body are ignored), images and audio/video from anywhere (article images are
-# absolute URLs on any host), no forms, no plugins, not framed.
+def _script_source() -> str:
+    """The CSP source of the pages' one script (templates/copy.js, inlined by
+    subscribe.html exactly as the file holds it): its hash."""
+    text = (Path(__file__).parent / "templates" / "copy.js").read_text("utf-8")
+    return f"'sha256-{base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()}'"
+
+
+# One script only (the copy buttons), the pages' own stylesheet only (scripts, style
+# attributes and <style> in an article body are ignored), images and audio/video from
+# anywhere (article images are absolute URLs on any host), no forms, no plugins, not
+# framed.
 CSP = (f"default-src 'none'; img-src * data:; media-src *; style-src {_style_source()}; "
+       f"script-src {_script_source()}; "
        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 NOSNIFF = ("X-Content-Type-Options", "nosniff")
+# Documents a browser should save rather than show: the OPML (a list to import into a feed
+# reader; shown, it is raw text).  By media type; nginx adds the same (export.py).
+OPML_FILE_NAME = "feeds.opml"
+DISPOSITION = {"text/x-opml": [("Content-Disposition",
+                                f'attachment; filename="{OPML_FILE_NAME}"')]}
 SECURITY_HEADERS = [("Content-Security-Policy", CSP), NOSNIFF]
 
 
@@ -115,7 +129,7 @@ class Resource:
                     extra: list[tuple[str, str]]) -> Variant:
             common = [("ETag", etag), ("Last-Modified", lm), ("Vary", "Accept-Encoding")]
             head = [("Content-Type", content_type), ("Content-Length", str(size))] + extra \
-                + SECURITY_HEADERS
+                + DISPOSITION.get(content_type.split(";")[0], []) + SECURITY_HEADERS
             early = [common[0], common[2]]
             return Variant(data, etag, head + common, common + [NOSNIFF],
                            (head + early, early + [NOSNIFF]))

@@ -259,18 +259,25 @@ def parse_site(rel: str, text: str, base_url_override: str = "") -> Site:
         pytz.timezone(tzname)
     except pytz.UnknownTimeZoneError:
         raise DataError(rel, f"'timezone' {tzname!r} is not an IANA time zone name") from None
-    items = data.get("items_per_feed", 50)
-    if not isinstance(items, int) or isinstance(items, bool) or not 1 <= items <= 1000:
-        raise DataError(rel, "'items_per_feed' must be a whole number from 1 to 1000 "
-                             f"(got {items!r})")
+    items = _count(rel, data, "items_per_feed")
+    page_size = _count(rel, data, "page_size")
     trusted = data.get("trusted_html", False)
     if not isinstance(trusted, bool):
         raise DataError(rel, f"'trusted_html' must be true or false (got {trusted!r})")
     return Site(title=_text(rel, data, "title", required=True),
                 description=_text(rel, data, "description"),
                 base_url=base_url.rstrip("/") + "/",
-                language=_text(rel, data, "language") or "en",
-                timezone=tzname, items_per_feed=items, trusted_html=trusted)
+                language=_language(rel, data) or "en",
+                timezone=tzname, items_per_feed=items, trusted_html=trusted,
+                page_size=page_size)
+
+
+def _count(rel: str, data: dict, key: str) -> int:
+    """A whole number from 1 to 1000 (default 50) in site.yml."""
+    value = data.get(key, 50)
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 1000:
+        raise DataError(rel, f"'{key}' must be a whole number from 1 to 1000 (got {value!r})")
+    return value
 
 
 def parse_person(rel: str, text: str) -> Person:
@@ -354,7 +361,21 @@ def parse_article(rel: str, text: str, digest: str, site: Site, root: str = "") 
         categories=_names(rel, data, "categories", "category"),
         summary=" ".join(_text(rel, data, "summary").split()), link=link,
         image=image, image_type=image_type, image_length=image_length, draft=draft,
-        digest=digest)
+        language=_language(rel, data), image_alt=" ".join(_text(rel, data, "image_alt").split()),
+        image_caption=" ".join(_text(rel, data, "image_caption").split()), digest=digest)
+
+
+# a BCP 47 language tag as people write them (`fa`, `en-GB`, `zh-Hant-TW`); case kept
+_LANGUAGE = re.compile(r"[A-Za-z]{2,8}(?:-[A-Za-z0-9]{1,8})*")
+
+
+def _language(rel: str, data: dict) -> str:
+    """The `language` field: a BCP 47 tag, or "" when absent."""
+    tag = _text(rel, data, "language")
+    if tag and not _LANGUAGE.fullmatch(tag):
+        raise DataError(rel, f"'language' must be a language tag such as fa, en or en-GB "
+                             f"(got {tag!r})")
+    return tag
 
 
 def tag_uri(base_url: str, specific: str) -> str:

@@ -60,6 +60,7 @@ class Site:
     timezone: str
     items_per_feed: int = 50
     trusted_html: bool = False  # publish bodies' raw HTML unsanitized (see content.py)
+    page_size: int = 50         # articles per category or author page (htmlpages.py)
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,9 @@ class Article:
     image_type: str = ""
     image_length: int = 0
     draft: bool = False
+    language: str = ""              # BCP 47 tag from front matter; "" means the site's
+    image_alt: str = ""             # the image's text alternative ("" : decorative)
+    image_caption: str = ""
     digest: str = ""                # sha256 of the file's bytes; the body is read again from
                                     # the file only to render it (loader.body_of)
     # newest first, ties broken by path so every process agrees: worked out once, as

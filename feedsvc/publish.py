@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -21,9 +21,9 @@ import jinja2
 import pytz
 from isal import __version__ as isal_version
 from isal import igzip
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
-from . import content, feeds, loader, versions, workers
+from . import content, feeds, htmlpages, loader, versions, workers
 from .cache import Cache
 from .corpus import Corpus
 from .model import Article, Site, swap_sorted
@@ -40,14 +40,6 @@ _templates = jinja2.Environment(
     autoescape=jinja2.select_autoescape(("html", "xml", "opml")),
     trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
     auto_reload=False)      # package files: no stat of the template on every render
-
-
-def feed_title(site: Site, scope: Scope) -> str:
-    if scope.kind == "site":
-        return site.title
-    if scope.kind == "author":
-        return f"{site.title}: articles by {scope.name}"
-    return f"{site.title}: {scope.name}"
 
 
 @dataclass(frozen=True)
@@ -204,7 +196,6 @@ def _listed(articles: list[Article]) -> str:
 _PATH_AND_DIGEST = attrgetter("path", "digest")
 
 
-_templates.globals["feed_title"] = feed_title
 # every format, in the order pages list them; the first is the one the OPML lists
 _templates.globals["writers"] = feeds.WRITERS
 
@@ -217,7 +208,6 @@ class Publisher:
         self._items: dict[str, tuple[Article, str, str]] = {}
         self._body_keys: dict[str, tuple[Article, str, str]] = {}
         self._last: _Shape | None = None          # of the last build (see _shape)
-        self._directory: tuple[object, Markup] = (None, Markup())   # see _index
         # scope -> (what its recipes depend on besides `affected`, feed recipe, page recipe)
         self._recipes: dict[tuple[str, str], tuple] = {}
         # recipes of feeds made with a body missing (a file changed under us, or a last good
@@ -347,17 +337,45 @@ class Publisher:
                 path = f"{scope.feed_base}.{fmt}"
                 plan.recipes[path] = (recipe + fmt, writer.content_type)
                 plan.feed_of[path] = _FeedPlan(scope, top, fmt)
-            if scope.kind != "site":
-                plan.recipes[scope.page] = (page_recipe, PAGE_TYPE)
-                plan.pages[scope.page] = partial(self._scope_page, corpus, scope, items)
+            self._plan_scope_pages(plan, corpus, scope, items, _hash(code, page_recipe))
+        self._plan_site_pages(plan, corpus, shape, scopes, visible, code)
+        return plan
+
+    def _plan_scope_pages(self, plan: _Plan, corpus: Corpus, scope: Scope,
+                          items: list[Article], recipe: str) -> None:
+        """A scope's subscribe page and (but the site's) its paginated list pages."""
+        site = corpus.site
+        docs = [htmlpages.subscribe_page(site, scope, items, self._lines(site))]
+        person = corpus.authors.get(scope.slug) if scope.kind == "author" else None
+        if scope.kind != "site":
+            docs += htmlpages.scope_pages(site, scope, items, person, self._lines(site))
+        for doc in docs:
+            plan.recipes[doc.path] = (_hash(recipe, site, scope, doc.part, person), PAGE_TYPE)
+            plan.pages[doc.path] = doc.make
+
+    def _plan_site_pages(self, plan: _Plan, corpus: Corpus, shape: _Shape,
+                         scopes: list[Scope], visible: list[Article], code: str) -> None:
+        """The index, the directories, the 404 page, the favicon and the OPML."""
+        site = corpus.site
+        limit = site.items_per_feed
+        listed = [htmlpages.Listed(s, len(shape.held[(s.kind, s.slug)]))
+                  for s in scopes if s.kind != "site"]
         outline = _hash(code, site, [(s.kind, s.slug, s.name, s.description)
                                      for s in scopes])
+        counted = _hash(outline, [x.articles for x in listed])
         recent = [(a.path, a.digest) for a in visible[:limit]]
-        plan.recipes[""] = (_hash(outline, recent), PAGE_TYPE)
-        plan.pages[""] = partial(self._index, corpus, scopes, visible[:limit])
+        plan.recipes[""] = (_hash(counted, recent), PAGE_TYPE)
+        plan.pages[""] = partial(htmlpages.index_page, site, scopes[0], listed,
+                                 self._listing(site, visible[:limit]))
+        for kind, path in (("category", "categories/"), ("author", "authors/")):
+            plan.recipes[path] = (_hash(counted, kind), PAGE_TYPE)
+            plan.pages[path] = partial(htmlpages.directory_page, site, scopes[0], kind, listed)
+        plan.recipes["favicon.ico"] = (_hash(htmlpages.FAVICON), "image/x-icon")
+        plan.pages["favicon.ico"] = partial(bytes, htmlpages.FAVICON)
+        plan.recipes[htmlpages.NOT_FOUND] = (_hash(code, site), PAGE_TYPE)
+        plan.pages[htmlpages.NOT_FOUND] = partial(htmlpages.not_found_page, site)
         plan.recipes["feeds.opml"] = (outline, OPML_TYPE)
         plan.pages["feeds.opml"] = partial(_render, "feeds.opml", site=site, scopes=scopes)
-        return plan
 
     def _make_feeds(self, corpus: Corpus, plan: _Plan, paths: list[str],
                     rendered: dict[str, tuple[str, str]], updated_all: dt.datetime
@@ -483,14 +501,15 @@ class Publisher:
                           for p in corpus.authors_of(a)),
             categories=tuple(c.name for c in corpus.categories_of(a)),
             summary=summary, content=html,
-            enclosure=(a.image, a.image_type, a.image_length) if a.image else None)
+            enclosure=(a.image, a.image_type, a.image_length) if a.image else None,
+            enclosure_title=a.image_alt if a.image else "", language=a.language)
 
     def _feed(self, corpus: Corpus, scope: Scope, entries: tuple[feeds.Entry, ...],
               formats: list[str], updated_all: dt.datetime) -> feeds.Feed:
         site = corpus.site
         updated = max((e.updated for e in entries), key=lambda d: d.timestamp(),
                       default=updated_all)
-        title = feed_title(site, scope)
+        title = htmlpages.feed_title(site, scope)
         return feeds.Feed(
             id=loader.tag_uri(site.base_url, scope.feed_base), title=title,
             subtitle=scope.description or title,
@@ -498,37 +517,22 @@ class Publisher:
             page_url=f"{site.base_url}{scope.page}", language=site.language,
             updated=updated, publisher=site.title, entries=entries)
 
-    def _index(self, corpus: Corpus, scopes: list[Scope], recent: list[Article]) -> bytes:
-        outline = (corpus.site, scopes)
-        if self._directory[0] != outline:       # a new scope, name or site setting
-            self._directory = (outline, _templates.get_template("_macros.html").module
-                               .directory(corpus.site, scopes))    # type: ignore[attr-defined]
-        return _render("index.html", site=corpus.site, scopes=scopes, articles=recent,
-                       listing=self._listing(corpus.site, recent), scope=scopes[0],
-                       corpus=corpus, directory=self._directory[1])
+    def _lines(self, site: Site) -> Callable[[Sequence[Article]], Markup]:
+        return partial(self._listing, site)
 
-    def _scope_page(self, corpus: Corpus, scope: Scope, items: list[Article]) -> bytes:
-        return _render("scope.html", site=corpus.site, scope=scope, articles=items,
-                       listing=self._listing(corpus.site, items), corpus=corpus)
-
-    def _listing(self, site: Site, articles: list[Article]) -> Markup:
+    def _listing(self, site: Site, articles: Sequence[Article]) -> Markup:
         """The <li> lines of a list of articles.  Each line is rendered once and kept: an
         article is listed on the index, its categories' and its authors' pages."""
         base = site.base_url
-
-        def line(a: Article) -> str:        # what templates/_macros.html lists, escaped
-            return '<li><a href="%sarticles/%s/">%s</a> <span class="meta"><time ' \
-                'datetime="%s">%s</time></span></li>' % (
-                    escape(base), escape(a.slug), escape(a.title),
-                    escape(a.published.isoformat()),
-                    escape(a.published.strftime("%Y-%m-%d %H:%M")))
+        line = partial(htmlpages.listing_line, site)
         lines = [_per_article(self._items, a, base, line) for a in articles]
         return Markup("\n".join(lines))  # noqa: S704 - every value in a line is escaped
 
     def article_page(self, corpus: Corpus, article: Article) -> bytes:
         html, summary = self.bodies(corpus, [article])[article.path]
-        return _render("article.html", site=corpus.site, article=article, html=html,
-                       summary=summary, corpus=corpus)
+        return htmlpages.article_page(
+            corpus.site, article, html, summary, corpus.authors_of(article),
+            {c.slug: c.name for c in corpus.categories_of(article)})
 
 
 def _per_article(memo: dict[str, tuple[Article, str, str]], article: Article, base_url: str,

@@ -35,7 +35,7 @@ RECORDS = Makers(("loader.py", "model.py"), ("PyYAML", "pytz"))
 BODIES = Makers(("content.py", "loader.py"), ("cmarkgfm", "lxml", "nh3"))
 # feeds, pages and the OPML (publish's recipes): made from records and bodies
 DOCUMENTS = RECORDS + BODIES + Makers(
-    ("corpus.py", "names.py", "feeds.py", "publish.py", "templates/*"),
+    ("corpus.py", "names.py", "feeds.py", "publish.py", "htmlpages.py", "templates/*"),
     ("feedgen", "lxml", "isal", "Jinja2", "MarkupSafe", "python-slugify"))
 # a checkpoint holds what every module knows
 CHECKPOINT = DOCUMENTS + Makers(("*.py",), ())

@@ -22,6 +22,7 @@ from werkzeug.utils import send_file
 from werkzeug.wrappers import Response as BaseResponse
 
 from . import settings
+from .htmlpages import NOT_FOUND
 from .http import (
     ALLOW,
     PRECONDITION_FAILED,
@@ -36,6 +37,7 @@ from .pages import ArticlePages
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
+
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -64,6 +66,15 @@ def create_app(test_config: dict | None = None) -> Flask:
         resp.headers["Retry-After"] = "10"
         return resp
 
+    # Pages FeedApp answers when they exist: routes here only so that the path without
+    # its final slash redirects (308) to it, as /articles/x does; what reaches them is
+    # not a page
+    for rule in ("/<any(category, author):kind>/<slug>/",
+                 "/<any(category, author):kind>/<slug>/subscribe/",
+                 "/<any(category, author):kind>/<slug>/page/<int:number>/",
+                 "/subscribe/", "/categories/", "/authors/"):
+        app.add_url_rule(rule, f"page:{rule}", lambda **_: abort(404))
+
     @app.get("/media/<path:name>")
     def media(name: str) -> BaseResponse:
         return media_response(os.path.join(config.data_dir, "media"), name,
@@ -88,8 +99,11 @@ def create_app(test_config: dict | None = None) -> Flask:
     @app.errorhandler(404)
     def not_found(_e) -> Response:
         # the path as it came, percent-encoded: never a raw CR, LF or NUL in what we echo
-        return Response(f"404 not found: {quote(request.path, safe='/')}\n", 404,
-                        content_type="text/plain; charset=utf-8")
+        page = service.resources.get(NOT_FOUND)     # the published 404 page (htmlpages)
+        if page is None:
+            return Response(f"404 not found: {quote(request.path, safe='/')}\n", 404,
+                            content_type="text/plain; charset=utf-8")
+        return Response(page.identity_body(), 404, content_type="text/html; charset=utf-8")
 
     @app.errorhandler(405)
     def not_allowed(_e) -> Response:        # FeedApp answers these first; kept the same

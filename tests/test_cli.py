@@ -172,7 +172,7 @@ def test_the_wheel_carries_the_bundled_site(tmp_path):
     check = subprocess.run([sys.executable, "-m", "feedsvc", "check"], capture_output=True,
                            text=True, env=env, cwd=tmp_path, timeout=60)
     assert check.returncode == 0, check.stderr
-    assert check.stdout == f"{where}: 11 articles, no problems\n"
+    assert check.stdout == f"{where}: 12 articles, no problems\n"
 
 
 # --- a real server -------------------------------------------------------------------------

@@ -94,7 +94,7 @@ def test_bad_file_at_start_is_reported_and_the_rest_is_served(serve, bundled):
     import json
     status, _, body = raw_get(srv, "/healthz")
     doc = json.loads(body)
-    assert status == 200 and doc["articles"] == 11
+    assert status == 200 and doc["articles"] == 12
     assert [e["path"] for e in doc["errors"]] == ["articles/2024/broken.md"]
     assert "invalid YAML" in doc["errors"][0]["message"]
     log = Path(srv.log.name).read_text()
@@ -127,7 +127,7 @@ def raw_request(srv, request: bytes) -> tuple[int, dict[str, str], bytes]:
 
 
 ARTICLE = "/articles/rouhani-urges-iran-turkey-cooperation-on-anti-terrorism-fight/"
-MEDIA = "/media/2015/rouhani-erdogan-phone-call.png"
+MEDIA = "/media/2015/rouhani-erdogan-phone-call.jpg"
 
 
 def test_hostile_requests_over_sockets(serve, bundled):
@@ -146,7 +146,7 @@ def test_hostile_requests_over_sockets(serve, bundled):
             assert status == 405 and h["allow"] == "GET, HEAD", (method, path)
     status, h, body = raw_request(srv, b"GET /nope%0D%0ASet-Cookie:%20a=b%00 HTTP/1.1\r\n"
                                   b"Host: x\r\n" + close)
-    assert status == 404 and body == b"404 not found: /nope%0D%0ASet-Cookie%3A%20a%3Db%00\n"
+    assert status == 404 and b"Page not found" in body and b"Set-Cookie" not in body
     status, h, _ = raw_request(srv, b"GET /articles//x/ HTTP/1.1\r\nHost: evil.example\r\n"
                                + close)
     assert status == 308 and h["location"] == "/articles/x/"
@@ -156,7 +156,8 @@ def test_hostile_requests_over_sockets(serve, bundled):
     for path in (b"/feeds/all.rss", ARTICLE.encode(), MEDIA.encode()):
         plain = raw_request(srv, b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n" + close)
         assert plain[0] == 200 and plain[1]["x-content-type-options"] == "nosniff"
-        assert "script-src" not in plain[1]["content-security-policy"]
+        csp = plain[1]["content-security-policy"]     # one script, by its hash
+        assert "script-src 'sha256-" in csp and "unsafe" not in csp
         for header in (b"If-Modified-Since: ", b"If-Unmodified-Since: ",
                        b"Range: bytes=0-9\r\nIf-Range: "):
             status, _, body = raw_request(srv, b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n"

@@ -341,11 +341,25 @@ def test_nginx_serves_the_build_like_the_live_service(site, nginx):
         status, h, body = nginx.request(url)
         live = client.get(url)
         assert status == live.status_code == 404, url
-        assert h["content-type"] == "text/plain; charset=utf-8"
-        assert body == live.data == f"404 not found: {url.split('?')[0]}\n".encode(), url
-        assert not {"\r", "\0"} & set(body.decode()) and body.count(b"\n") == 1, url
+        assert h["content-type"] == "text/html; charset=utf-8"      # the one 404 page
+        assert body == live.data and b"Page not found" in body, url
+        assert b"X-Evil" not in body and b"nope" not in body, url
         assert security(h) == security(live.headers) == SECURITY, url
         assert "x-evil" not in h
+    # the OPML downloads, the favicon is there, a scope page without its slash redirects
+    status, h, body = nginx.request("/feeds.opml")
+    live = client.get("/feeds.opml")
+    assert status == 200 and body == live.data
+    assert h["content-disposition"] == live.headers["Content-Disposition"] \
+        == 'attachment; filename="feeds.opml"'
+    assert security(h) == SECURITY and h["cache-control"] == "public, max-age=300"
+    status, h, body = nginx.request("/favicon.ico")
+    assert status == 200 and body == client.get("/favicon.ico").data
+    assert h["content-type"] == "image/x-icon"
+    for kind in ("category/middle-east", "author/emad-askarieh"):
+        status, h, _ = nginx.request(f"/{kind}")
+        assert status in (301, 308) and h["location"] == f"/{kind}/"
+        assert client.get(f"/{kind}").headers["Location"] == f"/{kind}/"
     for method, url in (("POST", "/feeds/all.rss"), ("PUT", "/feeds/all.json"),
                         ("DELETE", "/"), ("POST", "/feeds/nope.json")):
         status, h, body = nginx.request(url, method)

@@ -31,7 +31,8 @@ DRAFT_MARKER = b"DRAFT-SHOULD-NOT-APPEAR"
 
 ROUHANI_ID = "tag:127.0.0.1,2000:2015/rouhani-urges-iran-turkey-cooperation-on-anti-terrorism-fight"
 ROUHANI_LINK = BASE + "articles/rouhani-urges-iran-turkey-cooperation-on-anti-terrorism-fight/"
-IMAGE_URL = BASE + "media/2015/rouhani-erdogan-phone-call.png"
+IMAGE_URL = BASE + "media/2015/rouhani-erdogan-phone-call.jpg"
+IMAGE_SIZE = str(os.path.getsize(ROOT / "data/media/2015/rouhani-erdogan-phone-call.jpg"))
 
 BUNDLED_CATEGORIES = {"hard-news": "Hard News", "judiciary": "Judiciary",
                       "middle-east": "Middle East", "politics": "Politics",
@@ -179,7 +180,7 @@ def test_every_feed_parses_with_feedparser(feeds):
 def test_site_feed_holds_every_published_article(bundled, feeds):
     articles = sorted(bundled.root.glob("articles/**/*.md"))
     published = [p for p in articles if not front_matter(p).get("draft")]
-    assert len(published) == len(articles) - 1 == 11
+    assert len(published) == len(articles) - 1 == 12
     for path in ("feeds/all.rss", "feeds/all.atom"):
         got = entries(feeds[path], fmt_of(path))
         want = sorted(front_matter(p)["title"] for p in published)
@@ -248,7 +249,7 @@ def test_future_article_hidden_until_its_time(make_app, bundled):
     for path, doc in service.documents.items():
         assert b"FUTURE-MARKER" not in doc.body and b"Tomorrow" not in doc.body, path
     assert app.test_client().get("/articles/tomorrows-news/").status_code == 404
-    assert len(entries(get(app, "feeds/all.atom"), "atom")) == 11
+    assert len(entries(get(app, "feeds/all.atom"), "atom")) == 12
 
     # its time comes: no file change, no restart, just the service's clock moving on
     real = service.clock
@@ -299,8 +300,8 @@ def test_entry_title_link_id_identical_everywhere(feeds):
             assert e["link"].endswith("/")
             key = (e["title"], e["link"])
             assert seen.setdefault(e["id"], key) == key, (path, e["id"])
-    assert len(seen) == 11
-    assert len({link for _, link in seen.values()}) == 11
+    assert len(seen) == 12
+    assert len({link for _, link in seen.values()}) == 12
     assert seen[ROUHANI_ID] == ("Rouhani urges Iran-Turkey cooperation on anti-terrorism fight",
                                 ROUHANI_LINK)
 
@@ -507,21 +508,22 @@ def test_enclosure_for_the_image(feeds):
     assert len(encs) == 1
     guid, enc = encs[0]
     assert guid == ROUHANI_ID
-    assert enc.get("url") == IMAGE_URL and enc.get("length") == "115" \
-        and enc.get("type") == "image/png"
-    assert os.path.getsize(ROOT / "data/media/2015/rouhani-erdogan-phone-call.png") == 115
+    assert enc.get("url") == IMAGE_URL and enc.get("length") == IMAGE_SIZE \
+        and enc.get("type") == "image/jpeg"
 
     for path, body in feeds.items():
         for e in entries(body, fmt_of(path)):
-            want = (IMAGE_URL, "image/png", "115") if e["id"] == ROUHANI_ID else None
+            want = (IMAGE_URL, "image/jpeg", IMAGE_SIZE) if e["id"] == ROUHANI_ID else None
             assert e["enclosure"] == want, path
     atom = feeds["feeds/all.atom"].decode()
-    assert f'<link href="{IMAGE_URL}" rel="enclosure" type="image/png" length="115"/>' in atom
+    assert f'<link href="{IMAGE_URL}" rel="enclosure" type="image/jpeg" length="{IMAGE_SIZE}" ' \
+        'title="A cable-stayed bridge joins two hilly city shores across a strait at dusk."/>' \
+        in atom
     for fmt in ("rss", "atom"):
         parsed = parse_ok(feeds[f"feeds/all.{fmt}"])
         rouhani = next(e for e in parsed.entries if e.id == ROUHANI_ID)
         assert [(x.href, x.type, x.length) for x in rouhani.enclosures] == \
-            [(IMAGE_URL, "image/png", "115")]
+            [(IMAGE_URL, "image/jpeg", IMAGE_SIZE)]
 
 
 def test_image_url_absolute_without_local_file(make_app, data):
@@ -680,8 +682,8 @@ def test_base_url_override(make_app, bundled, monkeypatch, how):
             assert e["link"].startswith(base + "articles/")
         assert b"127.0.0.1:8000" not in body, path
     (e,) = [e for e in entries(feeds["feeds/all.rss"], "rss") if e["enclosure"]]
-    assert e["enclosure"] == (base + "media/2015/rouhani-erdogan-phone-call.png",
-                              "image/png", "115")
+    assert e["enclosure"] == (base + "media/2015/rouhani-erdogan-phone-call.jpg",
+                              "image/jpeg", IMAGE_SIZE)
     # a root-relative link in a body resolves against the new host (RFC 3986)
     assert b"https://feeds.example.org/category/middle-east/" in feeds["feeds/all.atom"]
 
@@ -704,12 +706,12 @@ def test_building_on_every_core_gives_the_same_bytes(bundled, tmp_path, monkeypa
     cache = Cache(str(tmp_path / "state"))
     with workers.session():
         shared = publish.Publisher(cache).build(corpus, now)
-    assert cache.renders == len(corpus.visible(now)) == 11   # by the workers
+    assert cache.renders == len(corpus.visible(now)) == 12   # by the workers
     assert {p: (d.body, d.gzip, d.etag) for p, d in shared.items()} == \
         {p: (d.body, d.gzip, d.etag) for p, d in alone.items()}
     again = publish.Publisher(cache).build(corpus, now)  # and the cache got all of it
     assert {p: d.body for p, d in again.items()} == {p: d.body for p, d in alone.items()}
-    assert cache.renders == 11
+    assert cache.renders == 12
 
 
 def test_a_feed_built_while_a_body_was_missing_is_made_again(bundled, monkeypatch):

@@ -14,7 +14,7 @@ ARTICLE = "/articles/rouhani-urges-iran-turkey-cooperation-on-anti-terrorism-fig
 # a path of each kind: ready documents (a feed, a page, the OPML), an article page, and
 # what Flask answers (a media file, with werkzeug's send_file)
 KINDS = {"feed": "/feeds/all.atom", "page": "/category/politics/", "opml": "/feeds.opml",
-         "article": ARTICLE, "media": "/media/2015/rouhani-erdogan-phone-call.png"}
+         "article": ARTICLE, "media": "/media/2015/rouhani-erdogan-phone-call.jpg"}
 MISSING = {"missing": "/nope/", "missing article": "/articles/nope/",
            "missing media": "/media/nope.png", "missing feed": "/feeds/nope.rss"}
 METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "get"]
@@ -94,7 +94,7 @@ def test_missing_paths_answer_alike_for_every_method(client):
              for kind, path in MISSING.items() for method in METHODS}
     for method in METHODS:
         assert len({table[(method, kind)] for kind in MISSING}) == 1, method
-    assert table[("GET", "missing article")][:3] == (404, None, "404 not found")
+    assert table[("GET", "missing article")][:3] == (404, None, "document")   # the 404 page
     assert table[("HEAD", "missing article")][:3] == (404, None, "empty")
     assert table[("DELETE", "missing article")][:3] == (405, "GET, HEAD",
                                                          "405 method not allowed")

@@ -7,4 +7,4 @@ def test_bundled_site_feed_parses(make_app, bundled):
     assert resp.status_code == 200
     parsed = feedparser.parse(resp.data)
     assert parsed.bozo == 0
-    assert len(parsed.entries) == 11
+    assert len(parsed.entries) == 12
