@@ -2,6 +2,7 @@
 
     python bench/coldstart.py --data DIR --state DIR [--profile FILE]
     python bench/coldstart.py --data DIR --state DIR --incremental N
+    python bench/coldstart.py ... --off NAME [--off NAME ...]
 
 Default mode: construct `feedsvc.live.Service` (watch off) on DIR and print one line
 `READY` on stdout the moment every feed is servable (the parent times process start to
@@ -15,6 +16,11 @@ title of the newest article (atomic write), time `service.refresh(paths={that fi
 (what the watcher calls when inotify names the file) and its cache writes (CPU of this
 process and its children, like the full build's, and wall), record what was rebuilt,
 restore the file and refresh again (untimed).
+
+--off NAME: run with one of feedsvc's speed tricks turned off (OFF names them), by
+patching a module attribute before the build, so feedsvc's hot path carries no switch;
+spawned workers apply the same patches (FEEDSVC_BENCH_OFF).  bench/tricks.py runs each
+trick on and off, side by side.
 """
 from __future__ import annotations
 
@@ -55,6 +61,42 @@ PHASES = [
                                      "feedsvc.validators:Validators.stamp"]),
 ]
 TIMES: dict[str, list] = {}
+
+
+def _off_plain() -> None:           # every body through lxml (content._tree, _html)
+    from feedsvc import content
+    content._plain = lambda html, page_url, trusted=False: None
+
+
+def _off_held() -> None:            # a first build's cache writes go out as they come
+    from contextlib import nullcontext
+
+    from feedsvc import cache
+    cache.Cache.held = lambda self: nullcontext()       # type: ignore[method-assign]
+
+
+def _off_freeze() -> None:          # forked workers may walk (and copy) inherited objects
+    from feedsvc import workers
+    workers.FREEZE_BEFORE_FORK = False
+
+
+def _off_fork() -> None:            # the pool is always spawned
+    from feedsvc import workers
+    workers._one_thread = lambda: False
+
+
+# name -> the patch that turns the trick off
+OFF = {"plain": _off_plain, "held": _off_held, "freeze": _off_freeze, "fork": _off_fork}
+OFF_ENV = "FEEDSVC_BENCH_OFF"
+
+
+def turn_off(names: list[str]) -> None:
+    for name in names:
+        OFF[name]()
+
+
+if __name__ == "__mp_main__" and os.environ.get(OFF_ENV):     # a spawned pool worker
+    turn_off(os.environ[OFF_ENV].split(","))
 
 
 def _resolve(spec: str) -> tuple[object, str] | None:
@@ -169,7 +211,12 @@ def main() -> None:
     ap.add_argument("--state", required=True)
     ap.add_argument("--profile", help="write cProfile stats of the build to this file")
     ap.add_argument("--incremental", type=int, default=0)
+    ap.add_argument("--off", action="append", default=[], choices=sorted(OFF),
+                    help="turn this speed trick off (repeatable)")
     a = ap.parse_args()
+    if a.off:
+        os.environ[OFF_ENV] = ",".join(a.off)
+        turn_off(a.off)
     from feedsvc import live, settings
     t_import = time.perf_counter() - T0
     cfg = settings.resolve({"data_dir": a.data, "state_dir": a.state, "watch": False})
@@ -188,6 +235,7 @@ def main() -> None:
     ready_at, rss_at_ready, c1 = time.perf_counter() - T0, _rss_kb(), cpu()
     service.cache.flush()       # a first build's cache writes: held until it was done
     out = {
+        "off": a.off,
         "import_s": t_import, "build_s": build_wall, "build_cpu_s": build_cpu,
         "since_interpreter_start_s": ready_at, "rss_kb_at_ready": rss_at_ready,
         "caches_written_s": time.perf_counter() - T0, "cache_write_cpu_s": cpu() - c1,

@@ -648,9 +648,11 @@ def warm_page_cache(data: Path) -> None:
 
 
 def feedsvc_start(data: Path, state: Path, incremental: int = 0,
-                  profile: Path | None = None) -> dict:
+                  profile: Path | None = None, off: tuple[str, ...] = ()) -> dict:
     warm_page_cache(data)
     cmd = [PY, str(BENCH / "coldstart.py"), "--data", str(data), "--state", str(state)]
+    for name in off:
+        cmd += ["--off", name]
     if incremental:
         cmd += ["--incremental", str(incremental)]
     if profile:
@@ -1123,6 +1125,10 @@ def report(args, results: dict) -> str:
                      f"{r['files_read']} | {r['renders']} |")
         L += ["", f"Median fraction {frac * 100:.2f}% (goal < 1%: {goal(frac < 0.01)}). "
               f"Rebuilt: {', '.join('`/' + p + '`' for p in runs[0]['rebuilt_paths'])}.", ""]
+    if results.get("tricks"):
+        import tricks
+        L += ["## 5. Speed tricks on and off (bench/tricks.py)", "",
+              *tricks.table(results["tricks"]), ""]
     return "\n".join(L) + "\n"
 
 
@@ -1133,7 +1139,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true",
                     help="one serving round, 3 live edits, no gunicorn comparison")
     ap.add_argument("--only", default="serving,startup,live",
-                    help="comma list of parts to run: serving, startup, live")
+                    help="comma list of parts to run: serving, startup, live, tricks "
+                         "(each speed trick on and off: bench/tricks.py)")
     ap.add_argument("--duration", type=float, default=2.0,
                     help="seconds per load run (whole seconds with wrk; default 2)")
     ap.add_argument("--rounds", type=int,
@@ -1173,6 +1180,10 @@ def main() -> None:
             startup(args, results)
         if "live" in parts:
             live(args, results)
+        if "tricks" in parts:
+            import tricks
+            results["tricks"] = tricks.tricks(args.live_size, args.startup_rounds, 3,
+                                              list(tricks.TRICKS))
     finally:
         results["elapsed_s"] = time.perf_counter() - T_START
         (OUT / "results.json").write_text(json.dumps(results, indent=1, default=str))

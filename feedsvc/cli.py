@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import datetime
 import logging
 import multiprocessing
 import os
@@ -21,7 +22,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from . import preflight, settings, store, workers
+from . import early, preflight, progress, settings, store, workers
 
 PARENT_PID = "FEEDSVC_SERVE_PID"    # set by `serve` for its granian workers
 
@@ -69,6 +70,7 @@ def _check_store(config: settings.Settings) -> None:
 
 
 @click.group(context_settings={"max_content_width": 100})
+@click.version_option(package_name="feedsvc", message="feedsvc %(version)s")
 def main() -> None:
     """Publish a folder of articles as RSS 2.0, Atom 1.0 and JSON Feed 1.1 feeds."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -76,7 +78,7 @@ def main() -> None:
 
 @main.command(short_help="Run the production server.")
 @_options(["host", "port", "workers", "data_dir", "state_dir", "database_url", "base_url",
-           "max_age"])
+           "max_age", "status_public"])
 def serve(**options) -> None:
     """Run the production server (granian, WSGI) on the data directory.
 
@@ -105,6 +107,10 @@ def serve(**options) -> None:
     for s in settings.SETTINGS:                  # workers read their settings from here
         os.environ[s.env] = str(config.get(s.name))
     os.environ[PARENT_PID] = str(os.getpid())
+    try:                        # the port answers 503 from now until a worker serves
+        starting = early.Early(config.host, config.port).start()
+    except OSError as e:
+        _fail(f"cannot listen on {config.host}:{config.port} ({e.strerror or e})")
     # Build once, on every core, before the workers start: each worker then loads from
     # the caches in the state directory instead of parsing and rendering it all again.
     # A separate process, so its peak memory is returned before serving begins.
@@ -112,6 +118,7 @@ def serve(**options) -> None:
     click.echo(f"feedsvc: serving {config.data_dir} on "
                f"http://{config.host}:{config.port}/ with {config.workers} workers")
     Server = server_class()
+    starting.hand_over()
     Server("feedsvc.cli:worker_app", factory=True, address=config.host, port=config.port,
            interface=Interfaces.WSGI, workers=max(1, config.workers),
            blocking_threads=1, websockets=False, log_access=False,
@@ -219,7 +226,11 @@ def _warm(config: settings.Settings) -> None:
     from .live import Service
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    report = progress.Progress.to(sys.stderr)
+    workers.observe(report.update)      # files read, bodies rendered, feeds written
     service = Service(dataclasses.replace(config, watch=False))          # logs every data problem
+    report.end()
+    workers.observe(None)
     if service.corpus is None:
         if not service.documents:
             sys.exit(1)                 # nothing to serve, ever: say so before listening
@@ -246,7 +257,10 @@ def worker_app():
         # both signals at once sometimes lost them and hung the server's shutdown.
         os.setpgid(0, 0)
     from .web import create_app
-    return create_app()
+    app = create_app()
+    if parent:
+        early.ready(int(parent))        # the 503 listener steps aside
+    return app
 
 
 def follow_parent(parent: int) -> None:
@@ -332,10 +346,15 @@ def _knows_respawn(server: type) -> bool:
 @main.command(short_help="Report every problem in a data directory.")
 @click.argument("folder", required=False, metavar="[DATA_DIR]")
 @_options(["data_dir"])
-def check(folder: str | None, **options) -> None:
-    """Print every problem in DATA_DIR as `path: message`; exit 1 on any error.
+@click.option("--strict", is_flag=True, help="Exit 1 on warnings too, not only on errors.")
+@click.option("--all", "every", is_flag=True,
+              help="List every warning, also of a kind found in many places.")
+def check(folder: str | None, strict: bool, every: bool, **options) -> None:
+    """Print every problem in DATA_DIR, grouped by file, as `file:line:col: message`
+    lines, then the scheduled articles with when they go live.
 
-    DATA_DIR is the same as --data-dir.
+    DATA_DIR is the same as --data-dir.  Exit status 1 when there are errors (files
+    that are not published as they are), with --strict also when there are warnings.
     """
     if folder is not None and options["data_dir"] is not None:
         _fail("check: give the data directory once, as DATA_DIR or --data-dir")
@@ -343,11 +362,7 @@ def check(folder: str | None, **options) -> None:
     config = _config(**options)
     where = "DATA_DIR" if folder is not None else settings.origin("data_dir", options)
     _preflight(lambda: preflight.check_data_dir(config.data_dir, where))
-    errors = _report_problems(config, echo=True)
-    sys.exit(1 if any(not e.warning for e in errors) else 0)
-
-
-def _report_problems(config: settings.Settings, echo: bool = False) -> list:
+    from . import checks, checktext
     from .corpus import Library
     from .model import DataError
 
@@ -355,17 +370,12 @@ def _report_problems(config: settings.Settings, echo: bool = False) -> list:
         corpus = Library(config.data_dir, base_url=config.base_url,
                          max_file_bytes=config.max_file_bytes).load()
     except DataError as e:
-        click.echo(str(e), err=True)
-        sys.exit(1)
-    for problem in corpus.errors:
-        line = f"{problem.path}: {'warning: ' if problem.warning else ''}{problem.message}"
-        if echo:
-            click.echo(line)
-        else:
-            logging.getLogger("feedsvc").warning(line)
-    if echo and not corpus.errors:
-        click.echo(f"{config.data_dir}: {len(corpus.articles)} articles, no problems")
-    return corpus.errors
+        _fail(f"check: {e}")
+    report = checks.report(corpus, datetime.datetime.now(datetime.UTC),
+                           config.max_file_bytes)
+    for line in checktext.lines(report, config.data_dir, every):
+        click.echo(line)
+    sys.exit(1 if report.errors or (strict and report.warnings) else 0)
 
 
 REJECTED = 2            # `build`: the site was written, but some files were left out
@@ -397,28 +407,23 @@ def build(outdir: str, listen: str, allow_errors: bool, **options) -> None:
                lambda: preflight.check_state_dir(config.state_dir,
                                                  settings.origin("state_dir", options)))
     _check_store(config)
-    bar = None
-    if sys.stdout.isatty():
-        bar = click.progressbar(length=1, label="feedsvc build", show_pos=True)
+    report = progress.Progress.to(sys.stderr)
+    workers.observe(report.update)      # files read, bodies rendered, feeds written
 
-    def progress(done: int, total: int) -> None:
-        assert bar is not None
-        bar.length = total
-        bar.update(done - bar.pos)
+    def written(done: int, total: int) -> None:
+        report.update("written", done, total)
 
     previous = signal.signal(signal.SIGINT, _interrupted(os.getpid(), "build: interrupted"))
     try:
-        if bar is not None:
-            with bar:
-                result = export(config, outdir, progress, listen=listen)
-        else:
-            result = export(config, outdir, listen=listen)
+        result = export(config, outdir, written, listen=listen)
+        report.end()
     except (DataError, ValueError) as e:
         _fail(f"build: {e}")
     except OSError as e:
         _fail(f"build: {e.filename or outdir}: {e.strerror or e}")
     finally:
         signal.signal(signal.SIGINT, previous)
+        workers.observe(None)
     for problem in result["errors"]:
         click.echo(f"{problem.path}: {'warning: ' if problem.warning else ''}{problem.message}",
                    err=True)

@@ -142,15 +142,21 @@ def _tree(html: str, page_url: str, sanitized: bool = False) -> lxml.etree._Elem
                     if url != value:
                         el.set(attr, url)
             elif attr == "srcset" and value:
-                candidates = [c for c in value.split(",") if c.strip()]
-                if sanitized:
-                    candidates = [c for c in candidates if _safe_url(c.strip().split(" ")[0])]
-                if candidates:
-                    el.set("srcset", ", ".join(_absolute_candidate(page_url, c)
-                                               for c in candidates))
+                srcset = _srcset(value, page_url, sanitized)
+                if srcset:
+                    el.set("srcset", srcset)
                 else:
                     del el.attrib["srcset"]
     return root
+
+
+def _srcset(value: str, page_url: str, sanitized: bool) -> str:
+    """A srcset's candidates with absolute URLs ("" when none is left); for `sanitized`
+    HTML, those of other schemes than nh3's dropped."""
+    candidates = [c for c in value.split(",") if c.strip()]
+    if sanitized:
+        candidates = [c for c in candidates if _safe_url(c.strip().split(" ")[0])]
+    return ", ".join(_absolute_candidate(page_url, c) for c in candidates)
 
 
 def _safe_url(url: str) -> bool:
@@ -263,6 +269,23 @@ def _plain(html: str, page_url: str, trusted: bool = False
     """(the body's HTML, a function giving its first paragraph) as the lxml path makes
     them from cmark's `html` of a body without raw HTML; None where lxml would write
     something else, or nh3 would drop a URL unless `trusted` (see above)."""
+    linked = _plain_urls(html, page_url)
+    if linked is None:
+        return None
+    out, schemed = linked
+    if schemed and not trusted and not _kept_by_nh3(schemed):
+        return None
+    out = out.replace(" />", ">").replace("&#39;", "'")
+    if _lxml_writes_otherwise(out):
+        return None
+    if "&quot;" in out:
+        out = out.replace("&quot;", '"')
+    return out.strip(), partial(_first_plain_paragraph, html)
+
+
+def _plain_urls(html: str, page_url: str) -> tuple[str, list[str]] | None:
+    """(`html` with its link and image URLs made absolute as lxml writes them, the URLs
+    that may have a scheme); None for a URL lxml would percent-encode."""
     scheme = page_url.split(":", 1)[0].lower()
     parts: list[str] = []
     schemed: list[str] = []     # URLs that may have a scheme (no ":": relative, kept)
@@ -278,20 +301,16 @@ def _plain(html: str, page_url: str, trusted: bool = False
         parts += (html[at:m.start(1)], value.replace("&", "&amp;"))
         at = m.end(1)
     parts.append(html[at:])
-    if schemed and not trusted and not _kept_by_nh3(schemed):
-        return None
-    out = "".join(parts).replace(" />", ">").replace("&#39;", "'")
-    if "\r" in out:                # from "&#13;": libxml2 writes it as "\n"
-        return None
-    if "></" in out and _EMPTY_ELEMENT.search(out):
-        return None
-    if "<a " in out and "<a <a " in "".join(_LINK_TAG.findall(out)):
-        return None
-    if "&quot;" in out:
-        if any("&quot;" in tag for tag in _TAG.findall(out)):      # in an attribute
-            return None
-        out = out.replace("&quot;", '"')
-    return out.strip(), partial(_first_plain_paragraph, html)
+    return "".join(parts), schemed
+
+
+def _lxml_writes_otherwise(out: str) -> bool:
+    """Whether lxml's round trip would change this HTML beyond what _plain undoes: a
+    carriage return ("&#13;": libxml2 writes "\\n"), an empty element, a link in a link,
+    '"' in an attribute."""
+    return "\r" in out or ("></" in out and _EMPTY_ELEMENT.search(out) is not None) or (
+        "<a " in out and "<a <a " in "".join(_LINK_TAG.findall(out))) or (
+        "&quot;" in out and any("&quot;" in tag for tag in _TAG.findall(out)))
 
 
 # A web URL's verdict is its scheme and authority's: parsing its path, query or fragment

@@ -17,11 +17,9 @@ formatting switches the process locale.
 """
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import json
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field, fields
 from operator import attrgetter
 from typing import Any, ClassVar
@@ -29,12 +27,10 @@ from typing import Any, ClassVar
 from feedgen.entry import FeedEntry
 from feedgen.feed import FeedGenerator
 from feedgen.version import version_str
-from lxml import etree
 
 FEEDGEN_VERSION: str = version_str
 
 _lock = threading.Lock()
-KEPT_BYTES = 8 << 20    # about what the kept entries hold (see _keep), least recent out
 
 
 def _pickled_by_fields(cls: type) -> type:
@@ -87,12 +83,11 @@ class Feed:
 
 
 class _Entry(FeedEntry):
-    """feedgen entry whose Atom links keep rel, type and length (upstream issue #135), and
-    whose elements are kept for the next feeds that hold the same entry (see _Kept)."""
+    """feedgen entry whose Atom links keep rel, type and length (upstream issue #135),
+    with the article's own language as xml:lang."""
 
-    def __init__(self, item: Entry | None, language: str = ""):
+    def __init__(self, language: str = ""):
         super().__init__()
-        self.item = item                    # None: made once, not kept
         self.language = language
 
     def atom_entry(self, extensions=True):
@@ -105,58 +100,10 @@ class _Entry(FeedEntry):
                     el.set(attr, str(link[attr]))
         if self.language:
             element.set(_XML_LANG, self.language)
-        return _keep(self.item, "atom", element)
-
-    def rss_entry(self, extensions=True):
-        return _keep(self.item, "rss", super().rss_entry(extensions))
+        return element
 
 
 _XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
-
-
-class _Kept(FeedEntry):
-    """An entry feedgen made before from the same data (see _key): copies of its elements.
-
-    An article is in up to seven feeds (the site's, its categories' and its authors'), and
-    an edit changes one entry of each feed that holds it: the others are not made again."""
-
-    def __init__(self, elements: dict[str, etree._Element]):
-        super().__init__()
-        self.elements = elements
-
-    def atom_entry(self, extensions=True):
-        return copy.deepcopy(self.elements["atom"])
-
-    def rss_entry(self, extensions=True):
-        return copy.deepcopy(self.elements["rss"])
-
-
-# entry key -> (bytes it holds, format -> element); least recent first
-_kept: OrderedDict[tuple, tuple[int, dict[str, etree._Element]]] = OrderedDict()
-_kept_bytes = 0
-
-
-def _key(item: Entry) -> tuple:
-    """What an entry's elements are made from.  Equal datetimes may differ in their UTC
-    offset, which feedgen writes: the dates go in as written."""
-    return item, item.published.isoformat(), item.updated.isoformat()
-
-
-def _keep(item: Entry | None, fmt: str, element: etree._Element) -> etree._Element:
-    global _kept_bytes
-    if item is None:
-        return element
-    key = _key(item)
-    kept = _kept.pop(key, None)
-    if kept is None:
-        # its texts, held by the entry and by each format's element: about
-        kept = (4096 + 3 * (len(item.content) + len(item.summary) + len(item.title)), {})
-        _kept_bytes += kept[0]
-    kept[1][fmt] = copy.deepcopy(element)
-    _kept[key] = kept                           # now the most recent
-    while _kept_bytes > KEPT_BYTES and _kept:
-        _kept_bytes -= _kept.popitem(last=False)[1][0]
-    return element
 
 
 class Writer:
@@ -171,10 +118,10 @@ class Writer:
     def content_type(self) -> str:
         return f"{self.media_type}; charset=utf-8" if self.charset else self.media_type
 
-    def write(self, feed: Feed, url: str, keep: bool, shared: dict[str, Any]) -> bytes:
+    def write(self, feed: Feed, url: str, shared: dict[str, Any]) -> bytes:
         """`feed` as this format's bytes, `url` being where the document lives.  `shared`
         holds what the writers of one `render` call share (feedgen's generator, whose
-        entries are made once for RSS and Atom); `keep` as in `render`."""
+        entries are made once for RSS and Atom)."""
         raise NotImplementedError
 
 
@@ -190,29 +137,24 @@ def register(writer: Writer) -> Writer:
     return writer
 
 
-def render(feed: Feed, keep: bool = False) -> dict[str, bytes]:
+def render(feed: Feed) -> dict[str, bytes]:
     """Serialize `feed` in the format of each writer named in `feed.self_urls`, in that
-    order.  Same input, same bytes, in any process.
-
-    `keep`: keep the elements of the entries feedgen made, for the next feeds that hold
-    them.  Worth it for the few feeds of a refresh; not for a cold start's hundreds,
-    where each entry is in about two feeds and copying every one costs more than it saves."""
+    order.  Same input, same bytes, in any process."""
     shared: dict[str, Any] = {}
-    return {name: WRITERS[name].write(feed, url, keep, shared)
+    return {name: WRITERS[name].write(feed, url, shared)
             for name, url in feed.self_urls.items()}
 
 
 class _FeedgenWriter(Writer):
     """A format feedgen writes.  The writers of one render share one generator: its
-    entries are set (or taken from the kept ones) once for every feedgen format.  Under
-    the lock: feedgen's RSS dates switch the process locale, and the kept entries are
-    shared by every thread."""
+    entries are set once for every feedgen format.  Under the lock: feedgen's RSS dates
+    switch the process locale."""
 
-    def write(self, feed: Feed, url: str, keep: bool, shared: dict[str, Any]) -> bytes:
+    def write(self, feed: Feed, url: str, shared: dict[str, Any]) -> bytes:
         with _lock:
             fg = shared.get("feedgen")
             if fg is None:
-                fg = shared["feedgen"] = _generator(feed, keep)
+                fg = shared["feedgen"] = _generator(feed)
             # the self link first, the page last: RSS's <link> is the last link added
             fg.link(href=url, rel="self", type=self.media_type, replace=True)
             fg.link(href=feed.page_url, rel="alternate", type="text/html")
@@ -245,7 +187,7 @@ class JsonFeedWriter(Writer):
     JSON is UTF-8 by definition (RFC 8259): no charset parameter."""
     name, label, media_type, charset = "json", "JSON Feed", "application/feed+json", False
 
-    def write(self, feed: Feed, url: str, keep: bool, shared: dict[str, Any]) -> bytes:
+    def write(self, feed: Feed, url: str, shared: dict[str, Any]) -> bytes:
         doc = {"version": "https://jsonfeed.org/version/1.1",
                "title": feed.title,
                "home_page_url": feed.page_url,
@@ -294,7 +236,7 @@ def _seconds(when: dt.datetime) -> dt.datetime:
     return when.replace(microsecond=0)
 
 
-def _generator(feed: Feed, keep: bool) -> FeedGenerator:
+def _generator(feed: Feed) -> FeedGenerator:
     """Everything but the links, for both formats: RSS has no feed or entry author without
     an email (it writes dc:creator, from an extension Atom does not load)."""
     fg = FeedGenerator()
@@ -306,15 +248,8 @@ def _generator(feed: Feed, keep: bool) -> FeedGenerator:
     fg.updated(_seconds(feed.updated))
     fg.generator("feedsvc")
     fg.author({"name": feed.publisher})
-    formats = sum(isinstance(w, _FeedgenWriter) for w in WRITERS.values())
     for item in feed.entries:
-        kept = _kept.get(key := _key(item)) if _kept else None   # (a cold start keeps none)
-        if kept is not None and len(kept[1]) == formats:
-            _kept.move_to_end(key)
-            fg.add_entry(_Kept(kept[1]), order="append")
-            continue
-        fe = fg.add_entry(_Entry(item if keep else None, item.language),
-                          order="append")                                   # (+ dc extension)
+        fe = fg.add_entry(_Entry(item.language), order="append")  # (+ the dc extension)
         fe.id(item.id)
         fe.title(item.title)
         fe.link(href=item.link, rel="alternate", type="text/html")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import pytz
 
-from . import settings, versions, workers
+from . import checks, oplog, settings, versions, workers
 from .corpus import Corpus, Library
 from .http import CacheControl, Resource
 from .model import DataError
@@ -74,6 +74,7 @@ class Service:
         self._failures = 0                      # refreshes that raised, in a row
         self._checkpoint_error = ""             # the last one, logged once
         self._stopped = False
+        self.shared_log = oplog.SharedLog(config.state_dir, log)
         if config.watch:             # watch first, so no save between scan and watch is lost
             self._observer = observe(config.data_dir, self._wake, self._events)
         self._events.take()             # from here on, events name what the first scan missed
@@ -138,6 +139,9 @@ class Service:
         self._sigs = loaded.sigs        # only once built: a failed build is tried again
         if loaded.walked:
             self.library.walked_at = seen
+        if self._next_go_live is not None and now >= self._next_go_live:
+            since = self._next_go_live - 1          # (the first due is one of them)
+            self.shared_log.went_live(oplog.newly_live(corpus.visible(when), since))
         nxt = corpus.next_go_live(when)
         self._next_go_live = nxt.timestamp() if nxt else None
         self.cache_control.next_change = self._next_go_live
@@ -308,9 +312,9 @@ class Service:
         return self.store.places
 
     def _report(self, errors: list[DataError]) -> None:
-        new = [e for e in errors if e not in self.errors]
-        for e in new:
-            (log.warning if e.warning else log.error)("%s: %s", e.path, e.message)
+        if self.corpus is not None:         # a bad file whose last good version is served
+            errors = checks.still_published(errors, self.corpus)
+        self.shared_log.problems(errors)    # once per change, whichever worker sees it first
         # with what the state files report (logged by them): listed at /healthz too
         self.errors = errors + self.store.problems
 

@@ -138,15 +138,24 @@ def load_yaml(rel: str, text: str, first_line: int = 1) -> object:
             _refuse_aliases(rel, text, first_line)
         data = yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + first_line}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise DataError(rel, f"invalid YAML{where}: {problem}") from None
+        raise DataError(rel, yaml_problem(e, first_line)) from None
     except (ValueError, KeyError) as e:     # "!!int 'z'", "!!bool maybe": PyYAML's own
         raise DataError(rel, f"invalid YAML: a tagged value cannot be read ({e})") from None
     # clean text gives clean values, except through an escape ("\v", "\uFFFE")
     dirty = "\\" in text or _XML_FORBIDDEN.search(text) is not None
     return _clean_tree(rel, data) if dirty else data
+
+
+def yaml_problem(e: yaml.YAMLError, first_line: int = 1) -> str:
+    """PyYAML's error as a message placed where the mistake is: an unclosed quote at
+    the quote that opens it (PyYAML points where its scan gave up, lines later)."""
+    mark = getattr(e, "problem_mark", None)
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    context = getattr(e, "context_mark", None)
+    if context is not None and "quoted scalar" in (getattr(e, "context", None) or ""):
+        mark, problem = context, f"a quote is not closed ({problem})"
+    where = f" at line {mark.line + first_line}, column {mark.column + 1}" if mark else ""
+    return f"invalid YAML{where}: {problem}"
 
 
 def _refuse_aliases(rel: str, text: str, first_line: int) -> None:
@@ -435,6 +444,13 @@ def _image(rel: str, image: str, site: Site, root: str) -> tuple[str, str, int]:
         raise DataError(rel, f"'image' must end in one of {', '.join(sorted(_IMAGE_TYPES))} "
                              f"(got {image!r})")
     return url, _IMAGE_TYPES[ext], local_length(url, site, root)
+
+
+def missing_locally(article: Article, site: Site) -> bool:
+    """Whether `article`'s image is one of this site's that is not in the data directory
+    (no enclosure then: a length 0 pointing at a 404 is worse than none; an empty
+    file counts as missing)."""
+    return article.image_length == 0 and article.image.startswith(site.base_url)
 
 
 def local_length(url: str, site: Site, root: str) -> int:

@@ -391,7 +391,6 @@ class Publisher:
         uses = Counter(a.path for group in groups.values()
                        for a in plan.feed_of[group[0]].entries)
         partial_feeds: set[str] = set()
-        keep = len(groups) < PARALLEL_FEEDS         # a refresh: see feeds.render
         entries: dict[str, feeds.Entry] = {}        # an article is in about two feeds
         bodiless: set[str] = set()                  # articles whose body is missing
 
@@ -403,14 +402,14 @@ class Publisher:
                     bodiless.add(a.path)        # next; not cached
             return entries[a.path]
 
-        def jobs() -> Iterator[tuple[feeds.Feed, bool]]:
+        def jobs() -> Iterator[feeds.Feed]:
             for group in groups.values():
                 scope, top = plan.feed_of[group[0]].scope, plan.feed_of[group[0]].entries
                 made = tuple(map(entry, top))
                 if any(a.path in bodiless for a in top):
                     partial_feeds.update(plan.recipes[p][0] for p in group)
                 yield self._feed(corpus, scope, made, [plan.feed_of[p].format for p in group],
-                                 updated_all), keep
+                                 updated_all)
                 for a in top:
                     uses[a.path] -= 1
                     if not uses[a.path]:
@@ -501,7 +500,8 @@ class Publisher:
                           for p in corpus.authors_of(a)),
             categories=tuple(c.name for c in corpus.categories_of(a)),
             summary=summary, content=html,
-            enclosure=(a.image, a.image_type, a.image_length) if a.image else None,
+            enclosure=(a.image, a.image_type, a.image_length)
+            if a.image and not loader.missing_locally(a, site) else None,
             enclosure_title=a.image_alt if a.image else "", language=a.language)
 
     def _feed(self, corpus: Corpus, scope: Scope, entries: tuple[feeds.Entry, ...],
@@ -547,11 +547,10 @@ def _per_article(memo: dict[str, tuple[Article, str, str]], article: Article, ba
     return value
 
 
-def _feeds_job(job: tuple[feeds.Feed, bool]) -> list[tuple[str, bytes]]:
+def _feeds_job(feed: feeds.Feed) -> list[tuple[str, bytes]]:
     """In a worker (or here, for a few): the ETag and gzip bytes of one scope's feeds, in
     the order of its formats (only the gzip bytes travel back and stay: see Document)."""
-    feed, keep = job
-    return [_pack(body) for body in feeds.render(feed, keep).values()]
+    return [_pack(body) for body in feeds.render(feed).values()]
 
 
 def _pack(body: bytes) -> tuple[str, bytes]:

@@ -58,6 +58,8 @@ SETTINGS = [
     Setting("host", "127.0.0.1", "Address to listen on (serve)."),
     Setting("port", 8000, "Port to listen on (serve).", minimum=1, maximum=65535),
     Setting("workers", 2, "Worker processes (serve), at least 1.", minimum=1),
+    Setting("status_public", False, "Open the editors' status page /status/ to every "
+            "client; by default only this machine, not through a proxy, may see it."),
 ]
 DEFAULTS = {s.name: s.default for s in SETTINGS}
 
@@ -78,6 +80,7 @@ class Settings:
     host: str
     port: int
     workers: int
+    status_public: bool
 
     def get(self, name: str) -> Any:
         """The value of the setting called `name` (for code driven by SETTINGS)."""

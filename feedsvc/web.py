@@ -21,7 +21,7 @@ from werkzeug.security import safe_join
 from werkzeug.utils import send_file
 from werkzeug.wrappers import Response as BaseResponse
 
-from . import settings
+from . import settings, status
 from .htmlpages import NOT_FOUND
 from .http import (
     ALLOW,
@@ -118,6 +118,17 @@ def create_app(test_config: dict | None = None) -> Flask:
         location = resp.headers.get("Location")
         if location:                # routing's redirects (`//x`, a missing slash) are built
             resp.headers["Location"] = relative(location)   # from Host: keep only the path
+        return resp
+
+    status_page = status.StatusPage(service, config.max_file_bytes)
+
+    @app.get("/status/")
+    def status_() -> Response:
+        if not status.allowed(request, config.status_public):
+            return Response(status.REFUSED, 403, content_type="text/plain; charset=utf-8")
+        resp = Response(status_page.render(), 200, content_type="text/html; charset=utf-8")
+        resp.headers["Cache-Control"] = "no-store"
+        resp.headers["X-Robots-Tag"] = "noindex"
         return resp
 
     app.wsgi_app = FeedApp(service, app.wsgi_app, pages.get)  # type: ignore[method-assign]

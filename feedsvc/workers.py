@@ -9,7 +9,6 @@ milliseconds forked, about 0.3 s spawned (see _new_pool).
 """
 from __future__ import annotations
 
-import fcntl
 import gc
 import multiprocessing
 import os
@@ -18,7 +17,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from itertools import islice
 from typing import TypeVar
 
@@ -28,7 +27,9 @@ R = TypeVar("R")
 _lock = threading.Lock()
 _pool: ProcessPoolExecutor | None = None
 _holders = 0
-_paused = False         # the garbage collector, by a session
+# Forked workers never walk what they inherit (gc.freeze); read once per pool.  The bench
+# turns it off to measure it (bench/tricks.py); the documents are the same either way.
+FREEZE_BEFORE_FORK = True
 
 
 def cores() -> int:
@@ -38,35 +39,36 @@ def cores() -> int:
 
 @contextmanager
 def session() -> Iterator[None]:
-    """While any session is open, `map` reuses one pool; the last one out stops it.
-
-    A session is a build: meanwhile this process's cyclic garbage collector is paused.
-    Its full passes over the 10^5 objects a cold start keeps (records, articles, lists)
-    cost about 0.1 s of the thread that feeds the pool, holding the GIL; a build's own
-    cyclic garbage is small, and collected once the session ends."""
-    global _holders, _pool, _paused
+    """While any session is open, `map` reuses one pool; the last one out stops it."""
+    global _holders, _pool
     with _lock:
         _holders += 1
-        if _holders == 1 and gc.isenabled():
-            gc.disable()
-            _paused = True
     try:
         yield
     finally:
         with _lock:
             _holders -= 1
             pool, _pool = (_pool, None) if _holders == 0 else (None, _pool)
-            if _holders == 0 and _paused:
-                gc.enable()
-                _paused = False
         if pool is not None:
             pool.shutdown()
 
 
-def imap(fn: Callable[[T], R], items: Iterable[T], window: int = 0) -> Iterator[R]:
+Observer = Callable[[str, int, "int | None"], None]   # (fn's name, done, total if known)
+_observer: Observer | None = None
+
+
+def observe(observer: Observer | None) -> None:
+    """Have `observer` told how far each batch on every core is (progress.py), or no one."""
+    global _observer
+    _observer = observer
+
+
+def imap(fn: Callable[[T], R], items: Iterable[T], window: int = 0,
+         total: int | None = None) -> Iterator[R]:
     """`fn` over `items` on every core, the results in order as they arrive (so the caller
     works on them while the workers go on).  Items go out in chunks, all at once, or with
-    `window`, at most that many chunks in flight: large items then never queue up in memory."""
+    `window`, at most that many chunks in flight: large items then never queue up in memory.
+    `total`: how many items there are, for the observer, if `items` cannot say."""
     global _pool
     with _lock:
         pool = _pool
@@ -85,15 +87,20 @@ def imap(fn: Callable[[T], R], items: Iterable[T], window: int = 0) -> Iterator[
         chunks: Iterator[Sequence[T]] = ([item] for item in items)
     else:
         every = list(items)
+        total = len(every)
         size = max(1, len(every) // (cores() * 16))
         chunks = iter([every[i:i + size] for i in range(0, len(every), size)])
     sent = deque(_submit(pool, _chunk, fn, c) for c in islice(chunks, window or None))
 
     def collect() -> Iterator[R]:
+        count = 0
         try:
             while sent:
                 done = sent.popleft().result()
                 sent.extend(_submit(pool, _chunk, fn, c) for c in islice(chunks, 1))
+                count += len(done)
+                if _observer is not None:
+                    _observer(getattr(fn, "__name__", "work"), count, total)
                 yield from done
         finally:
             for future in sent:
@@ -109,17 +116,19 @@ def _new_pool() -> ProcessPoolExecutor:
     CPU).  Forking a process that runs threads (the watcher, the cache writer, a server's)
     can copy a lock some thread holds: then they are spawned."""
     fork = _one_thread() and "fork" in multiprocessing.get_all_start_methods()
-    # workers collect garbage (a session pauses it here), but never walk what they
-    # inherit: the walk would write to every inherited object's page, copying it
-    pool = ProcessPoolExecutor(cores(), initializer=gc.enable,
+    # forked workers never walk what they inherit: the walk would write to every
+    # inherited object's page, copying it (about 15 MB of a 10k cold start's peak)
+    pool = ProcessPoolExecutor(cores(),
                                mp_context=multiprocessing.get_context("fork" if fork else "spawn"))
-    _widen_pipes(pool)
     if fork:
-        gc.freeze()
+        freeze = FREEZE_BEFORE_FORK
+        if freeze:
+            gc.freeze()
         try:
             _submit(pool, int)  # every worker is forked now, before any thread starts
         finally:
-            gc.unfreeze()
+            if freeze:
+                gc.unfreeze()
     return pool
 
 
@@ -156,25 +165,6 @@ def defer_interrupt() -> bool:
     return False
 
 
-PIPE_BYTES = 1 << 20    # Linux's default limit for an unprivileged process
-
-
-def _widen_pipes(pool: ProcessPoolExecutor) -> None:
-    """Give the pool's pipes 1 MB instead of 64 KB (Linux).  A chunk of rendered bodies
-    comes back as about 1.3 MB: through 64 KB, each piece waits for this process's result
-    thread to get the GIL from the build's own thread, and the worker waits meanwhile
-    (40 such results while this process runs Python: 0.52 s against 0.97 s, medians).
-    The one use of the pool's private queues (checked on Python 3.11-3.13): only a
-    speed-up, skipped where it cannot be done (another OS, a Python whose pool keeps its
-    queues elsewhere; tests/test_workers.py: the same bytes either way, and notices)."""
-    setsize = getattr(fcntl, "F_SETPIPE_SZ", None)
-    for queue_ in (getattr(pool, "_call_queue", None), getattr(pool, "_result_queue", None)):
-        end = getattr(queue_, "_reader", None)      # (the size is the pipe's: one end does)
-        if setsize is not None and end is not None:
-            with suppress(OSError):
-                fcntl.fcntl(end.fileno(), setsize, PIPE_BYTES)
-
-
 def _one_thread() -> bool:
     """True when this process runs a single thread, native ones included (Linux)."""
     try:
@@ -205,4 +195,4 @@ def map(fn: Callable[[T], R], items: Iterable[T], threshold: int,  # noqa: A001
         count = len(items)
     if count < threshold or cores() < 2:
         return [fn(item) for item in items]
-    return list(imap(fn, items, window))
+    return list(imap(fn, items, window, total=count))

@@ -14,6 +14,8 @@ import pytest
 import requests
 import yaml
 
+from feedsvc import early
+
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLED = ROOT / "data"
 
@@ -146,7 +148,8 @@ class Server:
             raise
 
     def wait_ready(self, timeout: float = 60) -> None:
-        """Until every worker has answered /healthz (fresh connections reach them all)."""
+        """Until every worker has answered /healthz (fresh connections reach them all) and
+        the start-up listener that answers 503 is closed (it says so in the log)."""
         deadline = time.monotonic() + timeout
         pids: set[str] = set()      # /healthz "worker": one per worker process
         while time.monotonic() < deadline:
@@ -156,7 +159,8 @@ class Server:
                 r = requests.get(self.url + "/healthz", timeout=2)
                 if r.ok:
                     pids.add(r.json()["worker"])
-                    if len(pids) >= self.workers:
+                    if len(pids) >= self.workers and early.CLOSED in Path(
+                            self.log.name).read_text(errors="replace"):
                         return
             except requests.RequestException:     # not listening yet, or still starting
                 pass

@@ -127,7 +127,7 @@ def test_check_takes_the_data_dir_as_an_option_or_an_argument(data):
     for args in (["--data-dir", str(data.root)], [str(data.root)]):
         result = run_feedsvc("check", *args)
         assert result.returncode == 1
-        assert result.stdout.startswith("articles/bad.md: 'date' is not an ISO 8601")
+        assert result.stdout.startswith("articles/bad.md:3:1: 'date' is not an ISO 8601")
     both = run_feedsvc("check", str(data.root), "--data-dir", str(data.root))
     assert both.returncode == 1 and "once" in one_line(both)
 

@@ -111,9 +111,11 @@ def test_check_command(bundled, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "feedsvc", "check", str(bundled.root)],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1
-    assert bad.stdout.splitlines() == [
-        "articles/2024/bad-date.md: 'date' is not an ISO 8601 datetime (got 'yesterday')",
+    assert bad.stdout.splitlines() == [      # grouped by file, with line and column
+        "articles/2024/bad-date.md:3:1: 'date' is not an ISO 8601 datetime (got 'yesterday')",
+        "",
         "articles/2024/no-title.md: 'title' is required",
+        f"{bundled.root}: 12 articles, 2 errors, 0 warnings",
     ]
 
 

@@ -7,7 +7,7 @@ import datetime as dt
 
 import pytest
 
-from feedsvc import feeds, publish
+from feedsvc import publish
 from feedsvc.cache import Cache
 from feedsvc.corpus import Library
 
@@ -31,18 +31,9 @@ class Live:
 
 
 def fresh(root: str, now: dt.datetime = NOW):
-    """A fresh start, as another process would make it: with no feed entries kept from
-    this process's earlier refreshes (feeds._kept), which must not change a byte."""
-    kept, size = feeds._kept.copy(), feeds._kept_bytes
-    feeds._kept.clear()
-    feeds._kept_bytes = 0
-    try:
-        corpus = Library(root).load()
-        return corpus, publish.Publisher(Cache(None)).build(corpus, now)
-    finally:
-        feeds._kept.clear()
-        feeds._kept.update(kept)
-        feeds._kept_bytes = size
+    """A fresh start, as another process would make it."""
+    corpus = Library(root).load()
+    return corpus, publish.Publisher(Cache(None)).build(corpus, now)
 
 
 def assert_same_as_fresh(live: Live, now: dt.datetime = NOW) -> None:

@@ -194,7 +194,7 @@ def test_a_new_format_is_one_writer_and_one_registration(make_app, data, monkeyp
     class TitlesWriter(feeds.Writer):
         name, label, media_type = "txt", "Titles", "text/plain"
 
-        def write(self, feed, url, keep, shared):
+        def write(self, feed, url, shared):
             return "".join(f"{e.title}\n" for e in feed.entries).encode()
 
     monkeypatch.setitem(feeds.WRITERS, "txt", TitlesWriter())

@@ -30,10 +30,12 @@ LAYERS: dict[str, set[str]] = {
     # leaves: no package imports
     "model": set(), "versions": set(), "workers": set(), "settings": set(),
     "preflight": set(), "feeds": set(), "http": set(), "watch": set(), "__init__": set(),
+    "progress": set(), "early": set(),
     # reading the data, and what outlives a process
     "loader": {"model"},
     "names": {"model"},
     "statefile": {"model"},
+    "oplog": {"model"},
     "validators": {"model", "statefile"},
     "cache": {"model", "statefile"},
     "pglink": set(),
@@ -48,15 +50,19 @@ LAYERS: dict[str, set[str]] = {
     "htmlpages": {"feeds", "model"},
     "publish": {"cache", "content", "corpus", "feeds", "htmlpages", "loader", "model",
                 "versions", "workers"},
-    "live": {"corpus", "http", "model", "publish", "scan", "settings", "store", "versions",
-             "watch", "workers"},
+    "live": {"checks", "corpus", "http", "model", "oplog", "publish", "scan", "settings",
+             "store", "versions", "watch", "workers"},
     "export": {"corpus", "feeds", "htmlpages", "http", "loader", "publish", "scan",
                "settings", "store"},
+    # editors' checks
+    "checks": {"corpus", "loader", "model", "names", "scan"},
+    "checktext": {"checks"},
     # serving and commands
     "pages": {"corpus", "http", "live", "model", "publish"},
-    "web": {"htmlpages", "http", "live", "model", "pages", "settings"},
-    "cli": {"corpus", "export", "live", "loader", "model", "preflight", "settings", "store",
-            "web", "workers"},
+    "status": {"checks", "live"},
+    "web": {"htmlpages", "http", "live", "model", "pages", "settings", "status"},
+    "cli": {"checks", "checktext", "corpus", "early", "export", "live", "loader", "model",
+            "preflight", "progress", "settings", "store", "web", "workers"},
     "__main__": {"cli"},
 }
 

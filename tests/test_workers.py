@@ -11,8 +11,6 @@ import textwrap
 
 from conftest import ROOT
 
-from feedsvc import workers
-
 SCRIPT = textwrap.dedent('''
     import datetime as dt, json, os, sys, threading
     from feedsvc import content, publish, workers
@@ -31,8 +29,6 @@ SCRIPT = textwrap.dedent('''
 
     if __name__ == "__main__":
         root, threaded = sys.argv[1], sys.argv[2] == "threaded"
-        if sys.argv[3:] == ["narrow"]:  # the pool's pipes as multiprocessing makes them
-            workers._widen_pipes = lambda pool: None
         now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
         if threaded:                # a watcher-like thread, running while the pool starts
             stop = threading.Event()
@@ -45,9 +41,6 @@ SCRIPT = textwrap.dedent('''
             cache = Cache(None)
             docs = publish.Publisher(cache).build(corpus, now)
             method = workers._pool._mp_context.get_start_method()
-            import fcntl
-            pipe = fcntl.fcntl(workers._pool._result_queue._reader.fileno(),
-                               fcntl.F_GETPIPE_SZ)
             pids = set(workers.map(pid, range(64), 1))
             collectors = {"build": __import__("gc").isenabled(),
                           "workers": sorted(set(workers.map(collecting, range(64), 1)))}
@@ -55,18 +48,17 @@ SCRIPT = textwrap.dedent('''
         if threaded:
             stop.set()
         print(json.dumps({"method": method, "renders": cache.renders, "pids": len(pids),
-                          "pipe": pipe,
                           "main": os.getpid(), "workers": sorted(pids),
                           "collectors": collectors,
                           "docs": {p: d.etag + d.gzip.hex() for p, d in docs.items()}}))
 ''')
 
 
-def _run(root, threaded: bool, narrow: bool = False) -> dict:
+def _run(root, threaded: bool) -> dict:
     script = root.parent / "pool_case.py"       # a file: spawned workers import it again
     script.write_text(SCRIPT)
     out = subprocess.run([sys.executable, str(script), str(root),
-                          "threaded" if threaded else "alone", *(["narrow"] if narrow else [])],
+                          "threaded" if threaded else "alone"],
                          capture_output=True, text=True, cwd=ROOT, timeout=120,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert out.returncode == 0, out.stderr
@@ -84,11 +76,10 @@ def test_pool_is_forked_only_when_the_process_runs_one_thread(bundled):
     assert alone["main"] not in alone["workers"] and threaded["main"] not in threaded["workers"]
     assert alone["renders"] == threaded["renders"] > 0
     assert alone["docs"] == threaded["docs"]
-    # results come back through a 1 MB pipe, not 64 KB pieces (see workers._widen_pipes)
-    assert alone["pipe"] == threaded["pipe"] == workers.PIPE_BYTES
-    # a build pauses this process's garbage collector, never the workers'
+    # the garbage collector runs during a build, here and in the workers (pausing it
+    # saved nothing measurable: bench/README.md)
     for run in (alone, threaded):
-        assert run["collectors"] == {"build": False, "workers": [True], "after": True}
+        assert run["collectors"] == {"build": True, "workers": [True], "after": True}
 
 
 def test_forked_workers_give_what_one_process_gives(bundled):
@@ -102,14 +93,3 @@ def test_forked_workers_give_what_one_process_gives(bundled):
     alone = publish.Publisher(Cache(None)).build(Library(str(bundled.root)).load(), now)
     forked = _run(bundled.root, threaded=False)
     assert forked["docs"] == {p: d.etag + d.gzip.hex() for p, d in alone.items()}
-
-
-def test_widened_pipes_change_no_byte(bundled):
-    """workers._widen_pipes reaches into the pool's private queues for their pipes; where
-    it cannot (another Python), the pool keeps multiprocessing's pipes: the documents are
-    the same either way."""
-    widened = _run(bundled.root, threaded=False)
-    narrow = _run(bundled.root, threaded=False, narrow=True)
-    assert widened["pipe"] == workers.PIPE_BYTES and narrow["pipe"] < workers.PIPE_BYTES
-    assert widened["renders"] == narrow["renders"] > 0
-    assert widened["docs"] == narrow["docs"]
