@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from . import early, preflight, progress, settings, store, workers
+from . import early, preflight, progress, settings, statscli, store, workers
 
 PARENT_PID = "FEEDSVC_SERVE_PID"    # set by `serve` for its granian workers
 
@@ -435,3 +435,7 @@ def build(outdir: str, listen: str, allow_errors: bool, **options) -> None:
     if rejected and not allow_errors:
         _fail(f"build: {rejected} data file(s) rejected (see above); their articles are left "
               f"out or kept at their last good version. --allow-errors accepts this", REJECTED)
+
+
+main.add_command(statscli.admin_group)
+main.add_command(statscli.stats_group)

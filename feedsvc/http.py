@@ -14,7 +14,8 @@ If-Match and If-Unmodified-Since are checked first (RFC 9110 13.2.2) with
 werkzeug's parsers and answer 412 when false.
 
 `FeedApp` also screens every request before either stack sees it: methods other
-than GET and HEAD get 405 (methods are case-sensitive: `get` is not GET), a
+than GET and HEAD get 405 (methods are case-sensitive: `get` is not GET; POST
+under /admin/ goes on to the admin forms), a
 request target that is not a path (`GET *`) and an HTTP/1.1 request without a
 Host (or with an empty one) get 400, and a date werkzeug cannot parse without
 overflowing (a year past 2**31) is removed, so it is ignored as RFC 9110 says an
@@ -261,6 +262,9 @@ class FeedApp:
         self.source = source                # anything with .resources and .cache_control
         self.fallback = fallback
         self.pages = pages
+        # statistics (audience.Counter.observe): called with (environ, status, bytes sent,
+        # size of the representation) after each 200 or 304 of a ready document
+        self.observe: Callable[[dict, int, int, int], None] | None = None
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO") or "/"
@@ -291,18 +295,33 @@ class FeedApp:
             if res.last_modified <= self.source.cache_control.now else v.early
         if not_modified(environ, v.etag, res.modified):
             start_response("304 Not Modified", headers_304 + [cc])
+            if self.observe is not None:
+                self.observe(environ, 304, 0, _size(v, res))
             return []
         start_response("200 OK", headers + [cc])
+        if self.observe is not None:
+            size = _size(v, res)
+            self.observe(environ, 200, 0 if method == "HEAD" else size, size)
         if method == "HEAD":
             return []
         return [v.body if v.body is not None else res.identity_body()]
 
 
+def _size(v: Variant, res: Resource) -> int:
+    """The body size of the variant `v` of `res` (the identity size from the gzip trailer)."""
+    if v.body is not None:
+        return len(v.body)
+    assert res.gzip.body is not None   # noqa: S101 - only the identity variant has none
+    return int.from_bytes(res.gzip.body[-4:], "little")
+
+
 def admissible(environ: dict, path: str) -> bool:
-    """Whether any route may see the request: GET or HEAD (case-sensitive), a target that
+    """Whether any route may see the request: GET or HEAD (case-sensitive; POST under
+    /admin/, the login and its forms), a target that
     is a path, and a Host header on HTTP/1.1 (`refuse` answers the others)."""
     method = environ["REQUEST_METHOD"]
-    return (method == "GET" or method == "HEAD") and path[0] == "/" and \
+    return (method == "GET" or method == "HEAD" or
+            (method == "POST" and path.startswith("/admin/"))) and path[0] == "/" and \
         bool(environ.get("HTTP_HOST") or environ.get("SERVER_PROTOCOL") != "HTTP/1.1")
 
 

@@ -60,6 +60,14 @@ SETTINGS = [
     Setting("workers", 2, "Worker processes (serve), at least 1.", minimum=1),
     Setting("status_public", False, "Open the editors' status page /status/ to every "
             "client; by default only this machine, not through a proxy, may see it."),
+    Setting("stats", True, "Count feed requests for the statistics at /admin/stats "
+            "(stats.sqlite in the state directory)."),
+    Setting("stats_flush_seconds", 5.0, "How often each worker writes its counts to "
+            "stats.sqlite.", minimum=0.1, maximum=3600),
+    Setting("stats_retention_days", 400, "Days of statistics kept.", minimum=1),
+    Setting("stats_forwarded_for", False, "Take the client address for counting distinct "
+            "readers and the login rate limit from the last X-Forwarded-For entry: set it "
+            "only behind a proxy that sets that header."),
 ]
 DEFAULTS = {s.name: s.default for s in SETTINGS}
 
@@ -81,6 +89,10 @@ class Settings:
     port: int
     workers: int
     status_public: bool
+    stats: bool
+    stats_flush_seconds: float
+    stats_retention_days: int
+    stats_forwarded_for: bool
 
     def get(self, name: str) -> Any:
         """The value of the setting called `name` (for code driven by SETTINGS)."""

@@ -121,6 +121,31 @@ class StateFile:
 
 
 
+def open_with(state_dir: str | None, name: str, schema: str) -> sqlite3.Connection:
+    """A state file with `schema` applied (CREATE ... IF NOT EXISTS statements).  A
+    damaged file is set aside and started afresh; a file that cannot be opened at all
+    (a read-only or full disk) gives an in-memory database, so the service runs on
+    without what the file would have kept.  Both are logged."""
+    state = StateFile(state_dir, name)
+    for attempt in (1, 2):
+        db = None
+        try:
+            db = connect(state_dir, name)
+            db.executescript(schema)
+            return db
+        except (sqlite3.Error, OSError) as e:       # OSError: the directory is a file
+            close_quietly(db)
+            if attempt == 1 and state.path and damaged(e):
+                with suppress(OSError):
+                    state.warn(state.set_aside_message(e, state.set_aside(state.identity())))
+                    continue
+            state.warn(f"cannot be used ({e}); kept in memory until the next start")
+            break
+    db = connect(None, name)
+    db.executescript(schema)
+    return db
+
+
 def rollback_quietly(db: sqlite3.Connection) -> None:
     """ROLLBACK, which fails too on a connection that just failed, at times."""
     with suppress(sqlite3.Error):

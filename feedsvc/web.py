@@ -4,10 +4,11 @@ Feeds, the index, scope pages, the OPML and article pages never reach Flask:
 `http.FeedApp` sits in front of Flask's WSGI app and answers them from ready bytes
 (article pages are made on their first request: pages.py).  It also
 screens every request first (methods, request target, Host, dates: see http.py),
-so Flask only ever sees GET and HEAD.
+so Flask only ever sees GET and HEAD (and POST under /admin/: admin.py).
 """
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import os
 import secrets
@@ -21,7 +22,8 @@ from werkzeug.security import safe_join
 from werkzeug.utils import send_file
 from werkzeug.wrappers import Response as BaseResponse
 
-from . import settings, status
+from . import admin, settings, statspage, status
+from .audience import Counter, Flusher
 from .htmlpages import NOT_FOUND
 from .http import (
     ALLOW,
@@ -34,6 +36,7 @@ from .http import (
 from .live import Service
 from .model import DataError
 from .pages import ArticlePages
+from .statsstore import SQLiteStats
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
@@ -131,8 +134,24 @@ def create_app(test_config: dict | None = None) -> Flask:
         resp.headers["X-Robots-Tag"] = "noindex"
         return resp
 
-    app.wsgi_app = FeedApp(service, app.wsgi_app, pages.get)  # type: ignore[method-assign]
+    feed_app = FeedApp(service, app.wsgi_app, pages.get)
+    app.wsgi_app = feed_app                 # type: ignore[method-assign]
+    _install_stats(app, feed_app, config)
     return app
+
+
+def _install_stats(app: Flask, feed_app: FeedApp, config: settings.Settings) -> None:
+    """Counting in the request path (audience.py), the admin login and /admin/stats."""
+    store = SQLiteStats(config.state_dir)
+    if config.stats:
+        counter = Counter(store, config.stats_forwarded_for)
+        feed_app.observe = counter.observe
+        flusher = Flusher(counter, config.stats_flush_seconds, config.stats_retention_days)
+        app.extensions["feedsvc-stats"] = flusher
+        flusher.start()
+    admin.install(app, config.state_dir, config.base_url.startswith("https:"),
+                  config.stats_forwarded_for)
+    statspage.install(app, store, lambda: dt.datetime.now(dt.UTC).date())
 
 
 def relative(location: str) -> str:

@@ -1,0 +1,275 @@
+"""Who polls the feeds: User-Agent classification and the per-worker tally of requests.
+
+`classify` names the client behind a User-Agent with the known-readers table
+(`readers.toml`): an aggregator and the subscriber count and feed id it reports,
+a feed reader, a browser or a crawler; it is memoized in a bounded LRU cache, so
+a flood of distinct User-Agents costs at most `MEMO_SIZE` entries of at most
+`UA_CHARS` characters.  `Tally` is what one worker counted since its last flush:
+the request path adds to a dict under a lock, keyed by feed and User-Agent (at
+most `MAX_KEYS`, then unnamed); `Flusher` classifies it and hands it to the
+stats store every few seconds (statsstore.py merges workers and instances).
+Direct pollers are written as keyed BLAKE2b hashes of address and User-Agent
+with the day's salt: an address stays in the worker's memory until the next
+flush and is never written or logged.
+"""
+from __future__ import annotations
+
+import atexit
+import datetime as dt
+import hashlib
+import logging
+import re
+import threading
+import time
+import tomllib
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import NamedTuple
+
+from .statsstore import Batch, StatsStore, day_of
+
+log = logging.getLogger("feedsvc")
+UA_CHARS = 512              # longer User-Agents are classified by their first 512 characters
+MEMO_SIZE = 4096            # User-Agents whose classification is kept
+MAX_KEYS = 10_000           # distinct (feed, User-Agent) held between two flushes
+MAX_POLLERS = 50_000        # distinct (feed, User-Agent, address) held between two flushes
+FEED_ID_CHARS = 64
+
+
+class Reader(NamedTuple):
+    """One row of readers.toml, its expressions compiled."""
+    name: str
+    kind: str                   # "aggregator" or "reader"
+    match: re.Pattern
+    subscribers: re.Pattern | None
+    feed_id: re.Pattern | None
+    home: str
+    source: str
+    examples: tuple[str, ...]
+
+
+class Client(NamedTuple):
+    """What a User-Agent says about the client: `kind` is aggregator, reader, browser or
+    crawler; `subscribers` is None unless an aggregator reported a count."""
+    kind: str
+    name: str
+    subscribers: int | None = None
+    feed_id: str = ""
+
+
+def load_readers(path: Path = Path(__file__).with_name("readers.toml")) -> tuple[Reader, ...]:
+    """The known-readers table; a bad row names the file, the row and the field."""
+    rows = tomllib.loads(path.read_text("utf-8"))["reader"]
+    out = []
+    for number, row in enumerate(rows, 1):
+        try:
+            out.append(Reader(row["name"], row["kind"], re.compile(row["match"]),
+                              re.compile(row["subscribers"]) if row["subscribers"] else None,
+                              re.compile(row["feed_id"]) if row["feed_id"] else None,
+                              row["home"], row["source"], tuple(row["examples"])))
+        except (KeyError, re.error) as e:
+            raise ValueError(f"{path}: reader row {number}: {e}; see the file's header") from e
+    return tuple(out)
+
+
+READERS = load_readers()
+CRAWLER = re.compile(r"(?i)bot\b|bot/|crawl|spider|slurp|curl/|wget/|python-|go-http|"
+                     r"okhttp|java/|libwww|httpclient|axios/|node-fetch|scrapy|headless")
+BROWSER = re.compile(r"^Mozilla/5\.0 \([^)]*\) .*(Gecko|Chrome|Safari|Firefox|Edg)/?")
+
+
+@lru_cache(maxsize=MEMO_SIZE)
+def classify(user_agent: str) -> Client:
+    """The client behind `user_agent` (cut to UA_CHARS by the caller): the first known
+    reader that matches, else a crawler, a browser, or a reader we do not know (a
+    direct poller, counted like the known ones)."""
+    for reader in READERS:
+        if reader.match.search(user_agent):
+            return _reported(reader, user_agent)
+    if not user_agent or CRAWLER.search(user_agent):
+        return Client("crawler", _product(user_agent) or "(none)")
+    if BROWSER.search(user_agent):
+        return Client("browser", "browser")
+    return Client("reader", "other")
+
+
+def _reported(reader: Reader, user_agent: str) -> Client:
+    count = reader.subscribers.search(user_agent) if reader.subscribers else None
+    ident = reader.feed_id.search(user_agent) if reader.feed_id else None
+    return Client(reader.kind, reader.name,
+                  int(count.group(1)[:9]) if count else None,
+                  ident.group(1)[:FEED_ID_CHARS] if ident else "")
+
+
+BOT_NAME = re.compile(r"(?i)\b([a-z][\w.-]{0,30}(?:bot|crawler|spider))\b")
+
+
+def _product(user_agent: str) -> str:
+    """A crawler's name: its bot token (`Googlebot`), else the first product token
+    (`curl/8.5.0` is curl), at most 40 characters of letters, digits, `.`, `-`, `_`."""
+    found = BOT_NAME.search(user_agent) or re.match(r"([A-Za-z][\w.-]{0,39})", user_agent)
+    return found.group(1) if found else ""
+
+
+@dataclass
+class Tally:
+    """What one worker counted on one day since the last flush, raw: per (path,
+    User-Agent) a row [200s, 304s, bytes sent, bytes saved, last seen, the User-Agent,
+    whether it is a reader's], and the readers' (path, User-Agent, address) triples,
+    which `Counter.drain` turns into keyed hashes (addresses are never written)."""
+    day: str
+    day_starts: float
+    day_ends: float
+    hits: dict[tuple[str, str], list] = field(default_factory=dict)
+    seen: set[tuple[str, str, str]] = field(default_factory=set)
+
+
+def _tally(now: float) -> Tally:
+    day = day_of(now)
+    starts = dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC).timestamp()
+    return Tally(day, starts, starts + 86400)
+
+
+class Counter:
+    """The request path's side: `record` adds one answered request to the tally (a dict
+    increment under a lock); `drain` takes the tallies away for a flush and classifies
+    them there, off the request path."""
+
+    def __init__(self, store: StatsStore, forwarded_for: bool = False):
+        self.store = store
+        self.forwarded_for = forwarded_for
+        self._tally = _tally(time.time())
+        self._ended: list[Tally] = []
+        self._lock = threading.Lock()
+
+    def observe(self, environ: dict, status: int, sent: int, full: int) -> None:
+        """http.FeedApp's hook: count an answer if it is a feed's.  This runs on every
+        feed request: a known (feed, User-Agent) row of today is added to here, in
+        place; anything else goes through `record`."""
+        path = environ.get("PATH_INFO", "")
+        if not path.startswith("/feeds/"):
+            return
+        now = time.time()
+        key = (path, environ.get("HTTP_USER_AGENT", "")[:UA_CHARS])
+        with self._lock:
+            tally = self._tally
+            row = tally.hits.get(key) if now < tally.day_ends else None
+            if row is not None:
+                if status == 304:
+                    row[1] += 1
+                    row[3] += full
+                else:
+                    row[0] += 1
+                    row[2] += sent
+                row[4] = now
+                if row[6] and len(tally.seen) < MAX_POLLERS:
+                    tally.seen.add((path, row[5], self._address(environ)))
+                return
+        self.record(path, key[1], self._address(environ), status, sent, full, now)
+
+    def _address(self, environ: dict) -> str:
+        if self.forwarded_for and "HTTP_X_FORWARDED_FOR" in environ:
+            return environ["HTTP_X_FORWARDED_FOR"].rsplit(",", 1)[-1].strip()
+        return environ.get("REMOTE_ADDR", "")
+
+    def record(self, path: str, user_agent: str, address: str, status: int, sent: int,
+               full: int, now: float) -> None:
+        """One answer to the feed at `path` (`/feeds/...`): `status` 200 or 304, `sent`
+        body bytes, `full` the size of the representation (what a 304 saved), at Unix
+        time `now`."""
+        key = (path, user_agent[:UA_CHARS])
+        reader = classify(key[1]).kind == "reader"
+        with self._lock:
+            tally = self._tally
+            if not tally.day_starts <= now < tally.day_ends:
+                tally = self._next_day(now)
+            row = tally.hits.get(key)
+            if row is None:
+                if len(tally.hits) >= MAX_KEYS:
+                    key, reader = (path, ""), False     # a flood: counted, unnamed
+                    row = tally.hits.get(key)
+                if row is None:
+                    row = tally.hits[key] = [0, 0, 0, 0, now, key[1], reader]
+            if status == 304:
+                row[1] += 1
+                row[3] += full
+            else:
+                row[0] += 1
+                row[2] += sent
+            row[4] = now
+            if reader and len(tally.seen) < MAX_POLLERS:
+                tally.seen.add((path, row[5], address))
+
+    def _next_day(self, now: float) -> Tally:
+        """Start the tally of `now`'s day (the lock is held)."""
+        self._ended.append(self._tally)
+        self._tally = _tally(now)
+        return self._tally
+
+    def drain(self) -> list[Batch]:
+        """The tallies so far, classified: one Batch per day."""
+        with self._lock:
+            tallies = [*self._ended, self._tally]
+            self._ended, self._tally = [], _tally(self._tally.day_ends - 1)
+        return [self._batch(t) for t in tallies if t.hits]
+
+    def _batch(self, tally: Tally) -> Batch:
+        totals: dict[tuple[str, str, str, str], list[int]] = {}
+        reports: dict[tuple[str, str, str, str], tuple[int, float]] = {}
+        for (path, ua), (ok, nm, sent, saved, seen, _, _) in tally.hits.items():
+            client = classify(ua)
+            row = totals.setdefault((tally.day, path[1:], client.kind, client.name), [0] * 5)
+            for n, value in enumerate((ok + nm, ok, nm, sent, saved)):
+                row[n] += value
+            report = (tally.day, path[1:], client.name, client.feed_id)
+            if client.subscribers is not None and seen >= reports.get(report, (0, 0.0))[1]:
+                reports[report] = (client.subscribers, seen)
+        salt = b""
+        pollers = set()
+        for path, ua, address in tally.seen:
+            client = classify(ua)
+            if client.kind == "reader":
+                salt = salt or self.store.salt(tally.day)
+                digest = hashlib.blake2b(f"{address}\n{ua}".encode(), key=salt,
+                                         digest_size=16).digest()
+                pollers.add((tally.day, path[1:], client.name, digest))
+        return Batch({k: (v[0], v[1], v[2], v[3], v[4]) for k, v in totals.items()},
+                     reports, pollers)
+
+    def flush(self, mark: tuple[str, int] | None = None) -> None:
+        """Write the tallies to the store (with a log import's `mark`, in one go)."""
+        batches = self.drain()
+        if batches or mark is not None:
+            self.store.add(batches, mark)
+
+
+class Flusher(threading.Thread):
+    """Flushes a Counter every `seconds` (and once more when the process exits), ends
+    the days before today as soon as one ends, and deletes days past the retention."""
+
+    def __init__(self, counter: Counter, seconds: float, retention_days: int):
+        super().__init__(name="feedsvc-stats", daemon=True)
+        self.counter = counter
+        self.seconds = seconds
+        self.retention_days = retention_days
+        self._stop = threading.Event()
+        self._kept_at = 0.0
+
+    def run(self) -> None:
+        atexit.register(self.counter.flush)
+        while not self._stop.wait(self.seconds):
+            self.once(time.time())
+
+    def once(self, now: float) -> None:
+        try:
+            self.counter.flush()
+            # at start, hourly, and at once when a day ends (its poller hashes go)
+            if now - self._kept_at > 3600 or day_of(now) != day_of(self._kept_at):
+                self.counter.store.keep(day_of(now), self.retention_days)
+                self._kept_at = now
+        except Exception:       # noqa: BLE001 - statistics never take serving down
+            log.exception("statistics: could not write to the stats store")
+
+    def stop(self) -> None:
+        self._stop.set()

@@ -1,0 +1,75 @@
+"""The `feedsvc admin` and `feedsvc stats` commands: the admin password, log import.
+
+Imported by every `feedsvc` command, so it loads neither Flask nor argon2 itself."""
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+
+from . import settings
+from .logimport import import_log
+from .statsstore import SQLiteStats, day_of
+
+
+def _config(state_dir: str | None, data_dir: str | None) -> settings.Settings:
+    try:
+        return settings.resolve({"state_dir": state_dir, "data_dir": data_dir})
+    except settings.SettingError as e:
+        click.echo(f"feedsvc: {e}", err=True)
+        sys.exit(1)
+
+
+@click.group("admin")
+def admin_group() -> None:
+    """Admin access to /admin/ (statistics)."""
+
+
+@admin_group.command("set-password")
+@click.option("--state-dir", default=None, help="The state directory [env FEEDSVC_STATE_DIR].")
+@click.option("--data-dir", default=None, help="The data directory (names the default "
+              "state directory) [env FEEDSVC_DATA_DIR].")
+@click.password_option(prompt="New admin password")
+def set_password(state_dir: str | None, data_dir: str | None, password: str) -> None:
+    """Store the admin password's argon2 hash in the state directory."""
+    from . import admin  # Flask and argon2: loaded by this command only
+
+    config = _config(state_dir, data_dir)
+    try:
+        admin.set_password(config.state_dir, password)
+    except (ValueError, OSError) as e:
+        click.echo(f"feedsvc: {e}", err=True)
+        sys.exit(1)
+    click.echo(f"feedsvc: admin password set in {config.state_dir}")
+
+
+@click.group("stats")
+def stats_group() -> None:
+    """Audience statistics."""
+
+
+@stats_group.command("import-log")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--state-dir", default=None, help="The state directory [env FEEDSVC_STATE_DIR].")
+@click.option("--data-dir", default=None, help="The data directory (names the default "
+              "state directory) [env FEEDSVC_DATA_DIR].")
+def import_logs(files: tuple[str, ...], state_dir: str | None, data_dir: str | None) -> None:
+    """Add nginx access logs (combined format, .gz too) to the statistics; a file read
+    before adds only the lines appended since."""
+    config = _config(state_dir, data_dir)
+    store = SQLiteStats(config.state_dir)
+    try:
+        for name in files:
+            try:
+                done = import_log(name, store)
+            except (OSError, EOFError) as e:        # gzip.BadGzipFile is an OSError
+                click.echo(f"feedsvc: {name}: cannot be read ({e}); import it again once "
+                           f"it is whole (what was counted is not counted twice)", err=True)
+                sys.exit(1)
+            note = " (already imported)" if done.already else ""
+            click.echo(f"{name}: {done.lines} new lines, {done.counted} feed requests counted, "
+                       f"{done.skipped} not in the combined format{note}")
+        store.keep(day_of(time.time()), config.stats_retention_days)
+    finally:
+        store.close()

@@ -1,0 +1,146 @@
+"""A replay of real User-Agents against two real `feedsvc serve` instances (one with two
+workers) on one state directory, read back through the logged-in statistics page; and
+`feedsvc stats import-log` on an nginx log, twice."""
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import re
+import time
+
+import pytest
+import requests
+from conftest import run_feedsvc
+
+from feedsvc import admin
+from feedsvc.statsstore import SQLiteStats
+
+pytestmark = pytest.mark.e2e
+PASSWORD = "correct horse battery"
+FEEDLY = "Feedly/1.0 (+http://www.feedly.com/fetcher.html; {} subscribers; )"
+FEEDBIN = "Feedbin feed-id:{} - {} subscribers"
+MINIFLUX = "Mozilla/5.0 (compatible; Miniflux/2.0.50; +https://miniflux.app)"
+CHROME = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+          "Chrome/124.0.0.0 Safari/537.36")
+GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+
+
+def replay(url: str, plan: list[tuple[str, str, dict]]) -> None:
+    """GET each (path, User-Agent, extra headers), a new connection every 25 requests so
+    both workers get some."""
+    session = requests.Session()
+    for n, (path, ua, extra) in enumerate(plan):
+        if n % 25 == 0:
+            session.close()
+            session = requests.Session()
+        resp = session.get(url + path, headers={"User-Agent": ua, **extra}, timeout=10)
+        assert resp.status_code in (200, 304), (path, resp.status_code)
+    session.close()
+
+
+def wait_for(store: SQLiteStats, requests_expected: int) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        today = dt.datetime.now(dt.UTC).date().isoformat()
+        if sum(t.requests for t in store.totals(today, today)) >= requests_expected:
+            return
+        time.sleep(0.2)
+    raise AssertionError("the counts did not reach stats.sqlite within 30 s")
+
+
+def test_a_replay_on_two_instances_gives_the_expected_numbers(serve, data, tmp_path):
+    state = tmp_path / "state"
+    env = {"feedsvc_stats_flush_seconds": "0.3", "feedsvc_stats_forwarded_for": "1"}
+    one = serve(data.root, workers=2, state_dir=state, **env)
+    head = requests.get(one.url + "/feeds/all.rss", headers={"User-Agent": "curl/8.5.0"})
+    etag, size = head.headers["ETag"], int(head.headers["Content-Length"])
+    fresh = {"If-None-Match": etag}
+    plan = [("/feeds/all.rss", FEEDLY.format(100 + n // 100), fresh if n % 2 else {})
+            for n in range(400)]
+    plan += [("/feeds/all.rss", FEEDBIN.format(1, 10), fresh) for _ in range(200)]
+    plan += [("/feeds/all.rss", FEEDBIN.format(2, 5), {}) for _ in range(200)]
+    plan += [("/feeds/all.atom", MINIFLUX, {"X-Forwarded-For": f"203.0.113.{n % 30}"})
+             for n in range(600)]
+    plan += [("/feeds/all.json", CHROME, {}) for _ in range(150)]
+    plan += [("/feeds/all.rss", GOOGLEBOT, {}) for _ in range(150)]
+    replay(one.url, plan)
+    two = serve(data.root, workers=1, state_dir=state, **env)   # a second instance
+    later = [("/feeds/all.rss", FEEDLY.format(130), fresh) for _ in range(100)]
+    later += [("/feeds/all.atom", MINIFLUX, {"X-Forwarded-For": f"203.0.113.{25 + n % 10}"})
+              for n in range(100)]
+    replay(two.url, later)
+    store = SQLiteStats(str(state))
+    wait_for(store, 1 + len(plan) + len(later))
+
+    admin.set_password(str(state), PASSWORD)
+    client = requests.Session()
+    form = client.get(one.url + "/admin/login")
+    token = re.search(r'name="csrf" value="([^"]*)"', form.text).group(1)
+    assert client.post(one.url + "/admin/login", data={"password": PASSWORD, "csrf": token},
+                       allow_redirects=False).status_code == 303
+    page = client.get(two.url + "/admin/stats?days=7&feed=feeds/all")   # any instance
+    assert page.status_code == 200 and "<svg" in page.text
+    rows = client.get(one.url + "/admin/stats.json?days=7").json()["rows"]
+    got = {(r[1], r[2]): dict(zip(["requests", "ok", "nm", "sent", "saved", "subs"], r[4:]))
+           for r in rows}
+    assert got[("feeds/all.rss", "Feedly")] == {
+        "requests": 500, "ok": 200, "nm": 300, "sent": 200 * size, "saved": 300 * size,
+        "subs": 130}                             # the latest report of the day
+    assert got[("feeds/all.rss", "Feedbin")]["subs"] == 15      # two feed ids
+    assert got[("feeds/all.rss", "Feedbin")]["nm"] == 200
+    assert got[("feeds/all.atom", "Miniflux")]["subs"] == 35    # distinct address + UA
+    assert got[("feeds/all.atom", "Miniflux")]["requests"] == 700
+    assert got[("feeds/all.json", "browser")]["requests"] == 150
+    assert got[("feeds/all.json", "browser")]["subs"] == 0
+    assert got[("feeds/all.rss", "Googlebot")] == {
+        "requests": 150, "ok": 150, "nm": 0, "sent": 150 * size, "saved": 0, "subs": 0}
+    assert got[("feeds/all.rss", "curl")]["requests"] == 1
+    assert "203.0.113" not in "\n".join(store.db.iterdump())
+
+
+LOG = (
+    '203.0.113.7 - - [01/Dec/2026:10:00:00 +0000] "GET /feeds/all.rss HTTP/1.1" 200 5120 "-" '
+    '"Feedly/1.0 (+http://www.feedly.com/fetcher.html; 134 subscribers; )"\n'
+    '203.0.113.7 - - [01/Dec/2026:11:00:00 +0000] "GET /feeds/all.rss HTTP/1.1" 304 0 "-" '
+    '"Feedbin feed-id:1306543 - 3 subscribers"\n'
+    '198.51.100.2 - - [01/Dec/2026:12:00:00 +0100] "GET /feeds/all.atom?x=1 HTTP/1.1" 200 900 '
+    '"-" "Tiny Tiny RSS/20.08-2b50aaed6 (http://tt-rss.org/)"\n'
+    '198.51.100.3 - - [01/Dec/2026:12:30:00 +0000] "GET /index.html HTTP/1.1" 200 10 "-" "x"\n'
+    'this line is not a log line\n'
+)
+APPENDED = ('198.51.100.4 - - [02/Dec/2026:08:00:00 +0000] "HEAD /feeds/all.atom HTTP/1.1" 200 '
+            '0 "-" "Liferea/1.12.6 (Linux; https://lzone.de/liferea/) AppleWebKit (KHTML, like '
+            'Gecko) \\x22quoted\\x22"\n')
+
+
+def test_import_log_reads_nginx_logs_once_and_gzip_too(tmp_path):
+    state = tmp_path / "state"
+    log = tmp_path / "access.log"
+    log.write_text(LOG)
+    env = {"FEEDSVC_STATE_DIR": str(state)}
+    first = run_feedsvc("stats", "import-log", str(log), env=env)
+    assert first.returncode == 0, first.stderr
+    assert "5 new lines, 3 feed requests counted, 1 not in the combined format" in first.stdout
+    again = run_feedsvc("stats", "import-log", str(log), env=env)
+    assert "0 new lines" in again.stdout and "already imported" in again.stdout
+    with log.open("a") as f:
+        f.write(APPENDED)
+    appended = run_feedsvc("stats", "import-log", str(log), env=env)
+    assert "1 new lines, 1 feed requests counted" in appended.stdout
+    packed = tmp_path / "access.log.1.gz"
+    packed.write_bytes(gzip.compress(LOG.encode()))   # rotated: the same lines again
+    assert "already imported" in run_feedsvc("stats", "import-log", str(packed),
+                                             env=env).stdout
+    store = SQLiteStats(str(state))
+    totals = {(t.day, t.path, t.client): t for t in store.totals("2026-01-01", "2026-12-31")}
+    assert totals[("2026-12-01", "feeds/all.rss", "Feedly")].bytes_sent == 5120
+    assert totals[("2026-12-01", "feeds/all.rss", "Feedbin")].bytes_saved == 5120
+    assert totals[("2026-12-01", "feeds/all.atom", "Tiny Tiny RSS")].requests == 1
+    assert totals[("2026-12-02", "feeds/all.atom", "Liferea")].requests == 1
+    reported = {(c.path, c.client): c.subscribers for c in store.reported("2026-12-01",
+                                                                          "2026-12-01")}
+    assert reported == {("feeds/all.rss", "Feedly"): 134, ("feeds/all.rss", "Feedbin"): 3}
+    pollers = {c.client: c.subscribers for c in store.pollers("2026-12-01", "2026-12-02")}
+    assert pollers == {"Tiny Tiny RSS": 1, "Liferea": 1}
+    assert store.db.execute("SELECT count(*) FROM poller_hashes").fetchone()[0] == 0
+    assert "198.51.100" not in "\n".join(store.db.iterdump())
