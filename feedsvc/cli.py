@@ -78,7 +78,7 @@ def main() -> None:
 
 @main.command(short_help="Run the production server.")
 @_options(["host", "port", "workers", "data_dir", "state_dir", "database_url", "base_url",
-           "max_age", "status_public"])
+           "max_age"])
 def serve(**options) -> None:
     """Run the production server (granian, WSGI) on the data directory.
 

@@ -58,8 +58,6 @@ SETTINGS = [
     Setting("host", "127.0.0.1", "Address to listen on (serve)."),
     Setting("port", 8000, "Port to listen on (serve).", minimum=1, maximum=65535),
     Setting("workers", 2, "Worker processes (serve), at least 1.", minimum=1),
-    Setting("status_public", False, "Open the editors' status page /status/ to every "
-            "client; by default only this machine, not through a proxy, may see it."),
     Setting("stats", True, "Count feed requests for the statistics at /admin/stats "
             "(stats.sqlite in the state directory)."),
     Setting("stats_flush_seconds", 5.0, "How often each worker writes its counts to "
@@ -88,7 +86,6 @@ class Settings:
     host: str
     port: int
     workers: int
-    status_public: bool
     stats: bool
     stats_flush_seconds: float
     stats_retention_days: int

@@ -1,46 +1,24 @@
-"""The editors' status page, `/status/`: problems by file, scheduled articles, the last
-refresh and what it rebuilt (Flask-free: web.py routes to it).
+"""The editors' status page, `/admin/status/`: problems by file, scheduled articles, the
+last refresh and what it rebuilt (Flask-free: web.py routes to it behind the admin login).
 
-Linked from nowhere.  Who may see it is decided in one place, `allowed`: by default
-only a browser on this machine, reaching the server directly (not through a proxy);
-the `status_public` setting opens it to everyone.  The checks behind it re-read every
+Linked from nowhere public.  The checks behind it re-read every
 file (seconds on 10,000 articles), so a report is kept per corpus and made again only
 when the data changed or a scheduled article went live.
 """
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import threading
 
 import jinja2
-from werkzeug.wrappers import Request
 
 from . import checks
 from .live import Service
 
-REFUSED = ("403 the status page answers only on this machine (not through a proxy); "
-           "set FEEDSVC_STATUS_PUBLIC=true to open it to all\n")
 SHOWN = 500             # files, and rebuilt paths, listed on the page; the rest counted
-# headers a reverse proxy adds: a request with one came from elsewhere through it
-PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
-
 
 _templates = jinja2.Environment(loader=jinja2.PackageLoader("feedsvc", "templates"),
                                 autoescape=True)
-
-
-def allowed(request: Request, public: bool = False) -> bool:
-    """Whether `request` may see the status page (`public`: the status_public setting).
-    The one place that decides it: the admin login will, here."""
-    if public:
-        return True
-    if any(h in request.headers for h in PROXY_HEADERS):
-        return False
-    try:
-        return ipaddress.ip_address(request.remote_addr or "").is_loopback
-    except ValueError:
-        return False
 
 
 class StatusPage:

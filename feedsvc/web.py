@@ -125,10 +125,9 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     status_page = status.StatusPage(service, config.max_file_bytes)
 
-    @app.get("/status/")
+    @app.get("/admin/status/")
+    @admin.require_login
     def status_() -> Response:
-        if not status.allowed(request, config.status_public):
-            return Response(status.REFUSED, 403, content_type="text/plain; charset=utf-8")
         resp = Response(status_page.render(), 200, content_type="text/html; charset=utf-8")
         resp.headers["Cache-Control"] = "no-store"
         resp.headers["X-Robots-Tag"] = "noindex"

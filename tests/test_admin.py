@@ -11,7 +11,8 @@ from feedsvc.statsstore import SQLiteStats
 
 PASSWORD = "correct horse battery"
 ADMIN_GETS = ["/admin/", "/admin/stats", "/admin/stats?days=365", "/admin/stats?feed=feeds/all",
-              "/admin/stats.csv", "/admin/stats.json", "/admin/stats.json?days=7"]
+              "/admin/stats.csv", "/admin/stats.json", "/admin/stats.json?days=7",
+              "/admin/status/"]
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ import datetime as dt
 import io
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from pathlib import Path
 import requests
 from conftest import free_port, run_feedsvc
 
-from feedsvc import checktext, settings
+from feedsvc import admin, checktext, settings
 from feedsvc.live import Service
 from feedsvc.progress import Progress
 
@@ -140,11 +141,23 @@ def test_version():
 
 # -- the status page --------------------------------------------------------------------
 
-def test_status_page_lists_problems_escaped_and_scheduled_articles(make_app, data):
+def logged_in_client(make_app, data, tmp_path):
+    admin.set_password(str(tmp_path / "state"), "status page password")
+    client = make_app(data.root).test_client()
+    form = client.get("/admin/login").get_data(as_text=True)
+    token = re.search(r'name="csrf" value="([^"]*)"', form)
+    assert token, form
+    resp = client.post("/admin/login",
+                       data={"password": "status page password", "csrf": token.group(1)})
+    assert resp.status_code == 303
+    return client
+
+
+def test_status_page_lists_problems_escaped_and_scheduled_articles(make_app, data, tmp_path):
     data.write("articles/typos.md", TYPOS.replace("title: Typos", "title: <b>x</b>"))
     data.article("later", date="2099-01-01T08:00:00+03:30", title="<script>alert(1)</script>")
-    client = make_app(data.root).test_client()
-    resp = client.get("/status/")
+    client = logged_in_client(make_app, data, tmp_path)
+    resp = client.get("/admin/status/")
     assert resp.status_code == 200 and resp.headers["Cache-Control"] == "no-store"
     page = resp.get_data(as_text=True)
     assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
@@ -154,15 +167,14 @@ def test_status_page_lists_problems_escaped_and_scheduled_articles(make_app, dat
     assert "documents rebuilt" in page
 
 
-def test_status_page_is_for_this_machine_only_unless_opened(make_app, data):
+def test_status_page_needs_the_admin_login_even_on_this_machine(make_app, data, tmp_path):
     data.article("one")
+    admin.set_password(str(tmp_path / "state"), "status page password")
     client = make_app(data.root).test_client()
-    far = {"REMOTE_ADDR": "203.0.113.9"}
-    assert client.get("/status/", environ_base=far).status_code == 403
-    assert client.get("/status/", headers={"X-Forwarded-For": "203.0.113.9"}).status_code == 403
-    assert client.get("/status/", environ_base={"REMOTE_ADDR": "::1"}).status_code == 200
-    opened = make_app(data.root, status_public=True).test_client()
-    assert opened.get("/status/", environ_base=far).status_code == 200
+    for remote in ("127.0.0.1", "::1", "203.0.113.9"):
+        resp = client.get("/admin/status/", environ_base={"REMOTE_ADDR": remote})
+        assert resp.status_code == 303 and resp.headers["Location"].endswith("/admin/login")
+    assert client.get("/status/").status_code == 404
 
 
 # -- the live service's log -------------------------------------------------------------
