@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from . import early, preflight, progress, settings, statscli, workers
+from . import early, preflight, progress, settings, statscli, store, workers
 
 PARENT_PID = "FEEDSVC_SERVE_PID"    # set by `serve` for its granian workers
 
@@ -61,6 +61,14 @@ def _preflight(*checks: Callable[[], None]) -> None:
             _fail(str(e))
 
 
+def _check_store(config: settings.Settings) -> None:
+    """The database, if one is set, is reachable and its schema up to date."""
+    try:
+        store.check(config.database_url)
+    except store.StoreUnavailable as e:
+        _fail(str(e))
+
+
 @click.group(context_settings={"max_content_width": 100})
 @click.version_option(package_name="feedsvc", message="feedsvc %(version)s")
 def main() -> None:
@@ -69,7 +77,8 @@ def main() -> None:
 
 
 @main.command(short_help="Run the production server.")
-@_options(["host", "port", "workers", "data_dir", "state_dir", "base_url", "max_age"])
+@_options(["host", "port", "workers", "data_dir", "state_dir", "database_url", "base_url",
+           "max_age"])
 def serve(**options) -> None:
     """Run the production server (granian, WSGI) on the data directory.
 
@@ -88,6 +97,7 @@ def serve(**options) -> None:
                lambda: preflight.check_port(config.host, config.port, where["port"],
                                             where["host"]),
                lambda: preflight.check_state_dir(config.state_dir, where["state_dir"]))
+    _check_store(config)
     if not config.base_url and _same_dir(config.data_dir, settings.BUNDLED_DATA):
         config = dataclasses.replace(config, base_url=served_url(config.host, config.port))
     elif not config.base_url:
@@ -373,7 +383,7 @@ REJECTED = 2            # `build`: the site was written, but some files were lef
 
 @main.command(short_help="Write the site for nginx or a CDN.")
 @click.argument("outdir", type=click.Path(file_okay=False))
-@_options(["data_dir", "state_dir", "base_url", "max_age"])
+@_options(["data_dir", "state_dir", "database_url", "base_url", "max_age"])
 @click.option("--listen", default="80", show_default=True,
               help="`listen` parameter of the generated nginx server block.")
 @click.option("--allow-errors", is_flag=True,
@@ -396,6 +406,7 @@ def build(outdir: str, listen: str, allow_errors: bool, **options) -> None:
                lambda: preflight.check_out_dir(os.path.abspath(outdir)),
                lambda: preflight.check_state_dir(config.state_dir,
                                                  settings.origin("state_dir", options)))
+    _check_store(config)
     report = progress.Progress.to(sys.stderr)
     workers.observe(report.update)      # files read, bodies rendered, feeds written
 

@@ -50,14 +50,13 @@ import time
 import pytz
 
 from . import settings
-from .cache import Cache
 from .corpus import Library
 from .hubs import Hubs
 from .nginx import check_listen, check_nginx_path, nginx_conf
 from .outdir import MANIFEST, Progress, Writer, read_manifest
 from .publish import Publisher
 from .scan import Signatures
-from .validators import Validators
+from .store import newest_mtime, open_store
 
 __all__ = ["MANIFEST", "NGINX_CONF", "export", "nginx_conf"]
 
@@ -82,11 +81,14 @@ def export(config: settings.Settings, outdir: str, progress: Progress | None = N
     os.makedirs(config.state_dir, exist_ok=True)
 
     seen = time.time()                  # the data as of now is what this build writes
-    cache = Cache(config.state_dir)
+    state = open_store(config.state_dir, config.database_url)
+    cache = state.cache
     library = Library(config.data_dir, base_url=config.base_url,
                       max_file_bytes=config.max_file_bytes, cache=cache)
     corpus = library.load()
-    validators = Validators(config.state_dir)
+    validators = state.validators
+    if state.shared:                    # across machines: how new this copy is
+        seen = state.seen(seen, newest_mtime(library.scan(), config.data_dir))
     try:
         # a static site has no hub of its own: it advertises only the external ones
         publisher = Publisher(cache, Hubs(external=config.external_hubs))
@@ -114,8 +116,7 @@ def export(config: settings.Settings, outdir: str, progress: Progress | None = N
         writer.tick()
         removed = writer.finish()
     finally:
-        cache.close()
-        validators.close()
+        state.close()
     return {"written": len(writer.written), "unchanged": writer.unchanged,
             "touched": len(writer.touched), "removed": len(removed),
             "written_paths": writer.written, "removed_paths": removed,

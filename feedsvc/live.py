@@ -24,14 +24,13 @@ from dataclasses import dataclass
 import pytz
 
 from . import checks, oplog, settings, versions, workers
-from .cache import Cache
 from .corpus import Corpus, Library
 from .http import CacheControl, Resource
 from .hubs import Hubs, is_topic, link_header
 from .model import DataError
 from .publish import Document, Publisher
 from .scan import Signatures
-from .validators import SETTLE_SECONDS, Validators
+from .store import SETTLE_SECONDS, newest_mtime, open_store
 from .watch import NO_INOTIFY_POLL, WATCH_RETRY, Events, inode, observe
 
 log = logging.getLogger("feedsvc")
@@ -48,14 +47,16 @@ class Service:
         self.clock = clock
         with suppress(OSError):         # (the state reports what it cannot do, and goes on)
             os.makedirs(config.state_dir, exist_ok=True)
-        self.cache = Cache(config.state_dir)
+        # (a lost validators file is made again; every worker, each stamping at least once
+        # per safety walk, carries its floors over before anyone claims a new second)
+        self.store = open_store(config.state_dir, config.database_url, clock,
+                                settle=max(SETTLE_SECONDS, 2 * config.poll_seconds),
+                                strict=False)
+        self.cache = self.store.cache
         self.library = self._new_library()
         self.hubs = Hubs(config.websub, config.external_hubs)
         self.publisher = Publisher(self.cache, self.hubs)
-        # (a lost validators file is made again; every worker, each stamping at least once
-        # per safety walk, carries its floors over before anyone claims a new second)
-        self.validators = Validators(config.state_dir, clock,
-                                     settle=max(SETTLE_SECONDS, 2 * config.poll_seconds))
+        self.validators = self.store.validators
         self.cache_control = CacheControl(config.max_age)
         self.resources: dict[str, Resource] = {}
         self.documents: dict[str, Document] = {}
@@ -295,6 +296,8 @@ class Service:
         when the watcher wakes at `validators.retry_at`."""
         etags = {p: d.etag for p, d in self.documents.items()}
         old = self.resources
+        seen = self.store.seen(seen, newest_mtime(self._sigs, self.config.data_dir)
+                               if self._sigs else None)
         stamps = {p: NOT_YET if s is None else s for p, s in self.validators.claim(
             etags, seen, {p: (r.identity.etag, None if r.last_modified == NOT_YET
                               else r.last_modified) for p, r in old.items()}).items()}
@@ -310,7 +313,7 @@ class Service:
         self.resources = fresh
         self.refreshed_at = now
         self.seen = seen
-        state = self.cache.problems + self.validators.problems
+        state = self.store.problems
         self.errors = [e for e in self.errors if e.path not in self._state_files] + state
 
     def _links(self) -> Callable[[str], tuple[tuple[str, str], ...]]:
@@ -321,15 +324,15 @@ class Service:
         return lambda path: link_header(hubs, base + path) if is_topic(path) else ()
 
     @property
-    def _state_files(self) -> tuple[str | None, str | None]:
-        return self.cache.file.path, self.validators.file.path
+    def _state_files(self) -> tuple[str | None, ...]:
+        return self.store.places
 
     def _report(self, errors: list[DataError]) -> None:
         if self.corpus is not None:         # a bad file whose last good version is served
             errors = checks.still_published(errors, self.corpus)
         self.shared_log.problems(errors)    # once per change, whichever worker sees it first
         # with what the state files report (logged by them): listed at /healthz too
-        self.errors = errors + self.cache.problems + self.validators.problems
+        self.errors = errors + self.store.problems
 
     # -- watching ---------------------------------------------------------------
     def start(self) -> None:
@@ -349,8 +352,7 @@ class Service:
             self._observer.stop()
             self._observer.join(timeout=5)
         self.checkpoint()
-        self.cache.close()
-        self.validators.close()
+        self.store.close()
 
     def _run(self) -> None:
         data_dir = self.config.data_dir

@@ -42,8 +42,11 @@ SETTINGS = [
     Setting("data_dir", BUNDLED_DATA, "The data directory to publish."),
     Setting("state_dir", "", "Where validators and the rendered-HTML cache persist "
             "(default: $XDG_STATE_HOME/feedsvc/<hash of data_dir>). Share it between "
-            "instances on one data directory and one machine to share Last-Modified; "
-            "not on a network file system."),
+            "instances on one data directory and one machine to share Last-Modified "
+            "(several machines: database_url); not on a network file system."),
+    Setting("database_url", "", "PostgreSQL URL (postgresql://user:password@host/db) "
+            "holding validators and caches for several instances on several machines; "
+            "empty: SQLite in the state directory."),
     Setting("base_url", "", "Public URL of the site (absolute http or https); overrides "
             "base_url in site.yml."),
     Setting("max_age", 300, "Cache-Control max-age in seconds (cut short before a "
@@ -92,6 +95,7 @@ class Settings:
     `dataclasses.replace(config, name=value)`."""
     data_dir: str
     state_dir: str
+    database_url: str
     base_url: str
     max_age: int
     max_file_bytes: int

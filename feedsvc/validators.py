@@ -279,10 +279,10 @@ class Validators:
             known = self._read(db, paths)
             rows: dict[str, Stamp] = {}
             behind: set[str] = set()
-            moment = _Moment(now, seen, settling, ahead)
+            moment = Moment(now, seen, settling, ahead)
             for path in paths:
                 old = known.get(path)
-                verdict = _verdict(etags[path], old, held.get(path), moment)
+                verdict = verdict_of(etags[path], old, held.get(path), moment)
                 out[path] = verdict.second
                 if verdict.stamp is None:
                     behind.add(path)
@@ -357,7 +357,7 @@ def _floored(theirs: Stamp | None, mine: Stamp) -> Stamp:
     return newer._replace(second=second, claimed=claimed)
 
 
-class _Moment(NamedTuple):
+class Moment(NamedTuple):
     """When and how a worker stamps."""
     now: float                  # `clock` time
     seen: float                 # when the data the bytes were made from was scanned
@@ -365,42 +365,43 @@ class _Moment(NamedTuple):
     ahead: bool                 # a second may be given before it begins (see `stamp`)
 
 
-class _Verdict(NamedTuple):
+class Verdict(NamedTuple):
     """What one document shows, and what the validators record for it."""
     second: int | None          # its Last-Modified, None while it may show none
     stamp: Stamp | None         # its record; None: we are behind, nothing is written
 
 
-def _verdict(etag: str, old: Stamp | None, mine: tuple[str, int | None] | None,
-             moment: _Moment) -> _Verdict:
+def verdict_of(etag: str, old: Stamp | None, mine: tuple[str, int | None] | None,
+               moment: Moment) -> Verdict:
     """The second of the bytes `etag` of a document recorded as `old` (if at all), which
-    this worker showed with `mine` (ETag, second) if at all."""
+    this worker showed with `mine` (ETag, second) if at all.  The rule itself, for every
+    store (pgstore applies it too)."""
     if old and old.etag == etag:
         return _same_bytes(old, moment)
     if old and moment.seen <= old.seen:     # we are behind (a tie too): write nothing
         if mine and mine[0] == etag:
-            return _Verdict(mine[1], None)
+            return Verdict(mine[1], None)
         if moment.ahead:                    # a file needs a time: one before theirs
-            return _Verdict((old.claimed + 1 if old.second is None else old.second) - 1, None)
-        return _Verdict(None, None)
+            return Verdict((old.claimed + 1 if old.second is None else old.second) - 1, None)
+        return Verdict(None, None)
     return _new_bytes(etag, old, moment)
 
 
-def _same_bytes(old: Stamp, moment: _Moment) -> _Verdict:
+def _same_bytes(old: Stamp, moment: Moment) -> Verdict:
     """Bytes already recorded: their second, claimed now if it has come."""
     new = old
     if old.second is None and moment.settling is None:    # its second may have come
         second = max(int(old.first_seen), old.claimed + 1)
         if second <= int(moment.now) or moment.ahead:
             new = old._replace(second=second, claimed=second)
-    return _Verdict(new.second, new)
+    return Verdict(new.second, new)
 
 
-def _new_bytes(etag: str, old: Stamp | None, moment: _Moment) -> _Verdict:
+def _new_bytes(etag: str, old: Stamp | None, moment: Moment) -> Verdict:
     """Bytes not recorded before: a second later than every one claimed, if it has come."""
     now, now_s = moment.now, int(moment.now)
     second = max(now_s, old.claimed + 1) if old else now_s
     new = Stamp(etag, now, second, second, moment.seen) \
         if (second <= now_s and moment.settling is None) or moment.ahead \
         else Stamp(etag, now, None, old.claimed if old else 0, moment.seen)
-    return _Verdict(new.second, new)
+    return Verdict(new.second, new)
