@@ -5,9 +5,9 @@ refused connection.
 takes seconds on a large site.  This listener takes the port first (with SO_REUSEPORT,
 as granian's workers bind it) and answers every request with 503 and `Retry-After`,
 so load balancers and browsers see "starting" instead of "connection refused".  It
-steps aside once a worker says it is about to serve (`ready()`, a signal to the server
-process) and listens beside it (seen in /proc/net/tcp): from then on the kernel hands
-every new connection to the workers.  The standard library's threading HTTP server does the HTTP.
+steps aside once a worker listens beside it (seen in /proc/net/tcp): from then on the
+kernel hands every new connection to the workers, which queue it until they serve.
+The standard library's threading HTTP server does the HTTP.
 """
 from __future__ import annotations
 
@@ -22,8 +22,7 @@ import threading
 import time
 
 READY_SIGNAL = signal.SIGUSR1   # a worker to the server process: "my app is made"
-READY_WAIT = 60.0               # seconds for a worker's ready signal, at most
-BIND_WAIT = 10.0                # seconds to wait for a worker to listen beside us
+READY_WAIT = 60.0               # seconds for a worker to listen beside us, at most
 BIND_GRACE = 0.5                # ... or, where that cannot be seen, to give it
 RETRY_AFTER = 2                 # seconds, in the 503's Retry-After
 CLOSED = "a worker listens: the start-up listener (503) is closed"
@@ -102,18 +101,22 @@ class Early:
         self._closer.start()
 
     def _close_when_ready(self) -> None:
-        self._ready.wait(READY_WAIT)       # (a lost signal must not keep it open for good)
+        """Close once a worker listens beside us (Linux: /proc/net/tcp): connections the
+        kernel hands it then wait in its queue until it serves, never refused.  Where
+        that cannot be seen, the worker's ready signal and a grace time decide.  No wait
+        rests on the signal alone: the server process runs its Python handler only when
+        granian's loop gives it a turn, which a loaded machine can delay for long."""
         port = self.server.server_address[1]
         mine = self._alone
-        deadline = time.monotonic() + BIND_WAIT
-        # until a worker listens beside us (Linux: /proc/net/tcp), else for a grace time
-        while mine is not None and time.monotonic() < deadline:
-            now = _listeners(port)
-            if now is None or now > mine:
+        deadline = time.monotonic() + READY_WAIT
+        while time.monotonic() < deadline:
+            now = None if mine is None else _listeners(port)
+            if now is not None and mine is not None and now > mine:
                 break
-            time.sleep(0.001)          # (a request the worker answers may come next)
-        if mine is None:
-            time.sleep(BIND_GRACE)
+            if now is None and self._ready.is_set():
+                time.sleep(BIND_GRACE)
+                break
+            time.sleep(0.01)
         self.close()
 
     def _serve(self) -> None:
