@@ -105,23 +105,10 @@ class PgValidators:
         known = {r[0]: Stamp(*r[1:]) for r in conn.execute(
             f"SELECT {_COLUMNS} FROM feedsvc_stamps WHERE path = ANY(%s)",  # noqa: S608
             (paths,))}
-        rows: dict[str, Stamp] = {}
-        behind: set[str] = set()
-        moment = Moment(now, seen, None, ahead)
-        for path in paths:
-            old = known.get(path)
-            verdict = verdict_of(etags[path], old, held.get(path), moment)
-            out[path] = verdict.second
-            if verdict.stamp is None:
-                behind.add(path)
-            elif verdict.stamp != old:
-                rows[path] = verdict.stamp
+        rows, behind = self._verdicts(paths, etags, known, held, Moment(now, seen, None, ahead),
+                                      out)
         if rows:
-            with conn.cursor() as cur:
-                cur.executemany(_UPSERT, [(p, *s) for p, s in rows.items()])
-            row = conn.execute("UPDATE feedsvc_meta SET value = value + 1 "
-                               "WHERE key = 'generation' RETURNING value").fetchone()
-            generation = row[0] if row else generation
+            generation = self._write(conn, rows, generation)
         self._generation = generation
         self._behind = (self._behind - set(paths)) | behind
         self._known.update(known)
@@ -130,6 +117,33 @@ class PgValidators:
                    if out[p] is None and p not in behind]
         self.retry_at = min(waiting, default=None)
         return {p: out[p] for p in etags}
+
+    @staticmethod
+    def _verdicts(paths: list[str], etags: dict[str, str], known: dict[str, Stamp],
+                  held: dict[str, tuple[str, int | None]], moment: Moment,
+                  out: dict[str, int | None]) -> tuple[dict[str, Stamp], set[str]]:
+        """Each path's second into `out`; the stamps to write, and the paths whose data is
+        behind the recorded state (nothing recorded for them)."""
+        rows: dict[str, Stamp] = {}
+        behind: set[str] = set()
+        for path in paths:
+            old = known.get(path)
+            verdict = verdict_of(etags[path], old, held.get(path), moment)
+            out[path] = verdict.second
+            if verdict.stamp is None:
+                behind.add(path)
+            elif verdict.stamp != old:
+                rows[path] = verdict.stamp
+        return rows, behind
+
+    @staticmethod
+    def _write(conn: psycopg.Connection, rows: dict[str, Stamp], generation: int) -> int:
+        """Upsert `rows`; the generation other instances will see is the one returned."""
+        with conn.cursor() as cur:
+            cur.executemany(_UPSERT, [(p, *s) for p, s in rows.items()])
+        row = conn.execute("UPDATE feedsvc_meta SET value = value + 1 "
+                           "WHERE key = 'generation' RETURNING value").fetchone()
+        return row[0] if row else generation
 
     def _recorded(self, etags: dict[str, str]) -> dict[str, int | None]:
         """Without the database: the second last known for each path's bytes, or None (a
