@@ -28,7 +28,7 @@ import psycopg
 from .cache import Cache
 from .model import DataError
 from .pglink import PgLink, Unavailable
-from .validators import Moment, Stamp, verdict_of
+from .validators import Moment, Stamp, verdicts
 
 STAMP_LOCK = 0x66656565             # advisory lock held by each stamping transaction
 _COLUMNS = "path, etag, first_seen, second, claimed, seen"
@@ -105,8 +105,8 @@ class PgValidators:
         known = {r[0]: Stamp(*r[1:]) for r in conn.execute(
             f"SELECT {_COLUMNS} FROM feedsvc_stamps WHERE path = ANY(%s)",  # noqa: S608
             (paths,))}
-        rows, behind = self._verdicts(paths, etags, known, held, Moment(now, seen, None, ahead),
-                                      out)
+        rows, behind = verdicts(paths, etags, known, held, Moment(now, seen, None, ahead),
+                                out)
         if rows:
             generation = self._write(conn, rows, generation)
         self._generation = generation
@@ -117,24 +117,6 @@ class PgValidators:
                    if out[p] is None and p not in behind]
         self.retry_at = min(waiting, default=None)
         return {p: out[p] for p in etags}
-
-    @staticmethod
-    def _verdicts(paths: list[str], etags: dict[str, str], known: dict[str, Stamp],
-                  held: dict[str, tuple[str, int | None]], moment: Moment,
-                  out: dict[str, int | None]) -> tuple[dict[str, Stamp], set[str]]:
-        """Each path's second into `out`; the stamps to write, and the paths whose data is
-        behind the recorded state (nothing recorded for them)."""
-        rows: dict[str, Stamp] = {}
-        behind: set[str] = set()
-        for path in paths:
-            old = known.get(path)
-            verdict = verdict_of(etags[path], old, held.get(path), moment)
-            out[path] = verdict.second
-            if verdict.stamp is None:
-                behind.add(path)
-            elif verdict.stamp != old:
-                rows[path] = verdict.stamp
-        return rows, behind
 
     @staticmethod
     def _write(conn: psycopg.Connection, rows: dict[str, Stamp], generation: int) -> int:

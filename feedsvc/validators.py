@@ -277,17 +277,8 @@ class Validators:
                 paths = self._unsure(etags, held)
                 out.update((p, held[p][1]) for p in etags.keys() - set(paths))
             known = self._read(db, paths)
-            rows: dict[str, Stamp] = {}
-            behind: set[str] = set()
-            moment = Moment(now, seen, settling, ahead)
-            for path in paths:
-                old = known.get(path)
-                verdict = verdict_of(etags[path], old, held.get(path), moment)
-                out[path] = verdict.second
-                if verdict.stamp is None:
-                    behind.add(path)
-                elif verdict.stamp != old:
-                    rows[path] = verdict.stamp
+            rows, behind = verdicts(paths, etags, known, held,
+                                    Moment(now, seen, settling, ahead), out)
             db.executemany(f"INSERT OR REPLACE INTO stamps ({_COLUMNS}) "   # noqa: S608
                            "VALUES (?, ?, ?, ?, ?, ?)", [(p, *s) for p, s in rows.items()])
             db.execute("COMMIT")
@@ -369,6 +360,25 @@ class Verdict(NamedTuple):
     """What one document shows, and what the validators record for it."""
     second: int | None          # its Last-Modified, None while it may show none
     stamp: Stamp | None         # its record; None: we are behind, nothing is written
+
+
+def verdicts(paths: list[str], etags: dict[str, str], known: dict[str, Stamp],
+             held: dict[str, tuple[str, int | None]], moment: Moment,
+             out: dict[str, int | None]) -> tuple[dict[str, Stamp], set[str]]:
+    """Each path's second into `out` (`verdict_of`); the stamps to write, and the paths
+    whose data is behind the recorded state (nothing recorded for them).  Both stores
+    decide with this one function."""
+    rows: dict[str, Stamp] = {}
+    behind: set[str] = set()
+    for path in paths:
+        old = known.get(path)
+        verdict = verdict_of(etags[path], old, held.get(path), moment)
+        out[path] = verdict.second
+        if verdict.stamp is None:
+            behind.add(path)
+        elif verdict.stamp != old:
+            rows[path] = verdict.stamp
+    return rows, behind
 
 
 def verdict_of(etag: str, old: Stamp | None, mine: tuple[str, int | None] | None,
