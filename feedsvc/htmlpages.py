@@ -71,6 +71,7 @@ class PageDoc(NamedTuple):
     path: str
     part: str                       # added to the scope's recipe (the page number...)
     make: Callable[[], bytes]
+    lists: Sequence[Article] = ()   # the articles it lists (their files: in its recipe)
 
 
 class Listed(NamedTuple):
@@ -166,7 +167,8 @@ def scope_pages(site: Site, scope: ScopeLike, items: Sequence[Article], person: 
                        listing=listing(chunk), number=number, total=total,
                        prev=page_path(scope, number - 1) if number > 1 else "",
                        next=page_path(scope, number + 1) if number < total else "")
-    return [PageDoc(page_path(scope, n), f"page {n} of {total}", partial(make, n))
+    return [PageDoc(page_path(scope, n), f"page {n} of {total}, {len(items)} articles",
+                    partial(make, n), items[(n - 1) * size:n * size])
             for n in range(1, total + 1)]
 
 
@@ -178,10 +180,11 @@ def subscribe_page(site: Site, scope: ScopeLike, items: Sequence[Article],
     feeds = [(w, f"{site.base_url}{scope.feed_base}.{w.name}") for w in WRITERS.values()]
     readers = [(name, pattern.format(quote(url, safe=""), url=url))
                for name, pattern in READERS for url in [feeds[0][1]]]
-    return PageDoc(subscribe_path(scope), repr([(a.path, a.digest) for a in preview]),
+    more = len(items) > len(preview)
+    return PageDoc(subscribe_path(scope), f"subscribe, more: {more}",
                    lambda: _render("subscribe.html", site, scope=scope, feeds=feeds,
-                                   readers=readers, listing=listing(preview),
-                                   more=len(items) > len(preview)))
+                                   readers=readers, listing=listing(preview), more=more),
+                   preview)
 
 
 # "Open in" links: each reader's documented subscribe address ({0}: the feed URL,

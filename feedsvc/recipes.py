@@ -25,7 +25,7 @@ from . import feeds, htmlpages, versions, views
 from .assembly import Corpus
 from .documents import OPML_TYPE, PAGE_TYPE
 from .hubs import Hubs
-from .model import Article, swap_sorted
+from .model import Article, Person, swap_sorted
 from .scopes import Scope, ScopeKey, members, scope_keys
 
 Listing = Callable[[Sequence[Article]], Markup]     # the <li> lines of a list
@@ -64,7 +64,7 @@ class _ScopeRecipes(NamedTuple):
     """A scope's feed and page recipes, and what they depend on besides its articles."""
     stamp: tuple            # what they depend on besides the scope's articles
     feed: str
-    page: str
+    pages: dict[str, str]   # path -> recipe of its subscribe and list pages
 
 
 class _EntryRecipes:
@@ -126,34 +126,36 @@ class Recipes:
         for scope in scopes:
             items = shape.held[scope.key]
             top = items[:limit]
-            stamp = (scope, None if top else shape.updated_all)
+            person = corpus.authors.get(scope.slug) if scope.kind == "author" else None
+            stamp = (scope, None if top else shape.updated_all, person)
             memo = known.get(scope.key)
+            docs = _scope_pages(corpus, scope, items, person, listing)
             if memo is None or memo.stamp != stamp or scope.key in affected:
                 memo = _ScopeRecipes(stamp, _hash(
                     code, site, scope, "\n".join(map(entry_recipe, top)),
                     "" if top else shape.updated_all, self.hubs),
-                    "" if scope.kind == "site" else _hash(code, site, scope, _listed(items)))
+                    {d.path: _hash(code, site, scope, person, d.part, _listed(d.lists))
+                     for d in docs})
             self._known[scope.key] = memo
             for fmt, writer in feeds.WRITERS.items():
                 path = f"{scope.feed_base}.{fmt}"
                 plan.recipes[path] = (memo.feed + fmt, writer.content_type)
                 plan.feed_of[path] = FeedPlan(scope, top, fmt)
-            _scope_pages(plan, corpus, scope, items, _hash(code, memo.page), listing)
+            for doc in docs:        # a page's recipe: what it lists, not the whole scope
+                plan.recipes[doc.path] = (memo.pages[doc.path], PAGE_TYPE)
+                plan.pages[doc.path] = doc.make
         _site_pages(plan, corpus, shape, scopes, visible[:limit], code, listing)
         return plan
 
 
-def _scope_pages(plan: Plan, corpus: Corpus, scope: Scope, items: list[Article],
-                 recipe: str, listing: Listing) -> None:
+def _scope_pages(corpus: Corpus, scope: Scope, items: list[Article], person: Person | None,
+                 listing: Listing) -> list[htmlpages.PageDoc]:
     """A scope's subscribe page and (but the site's) its paginated list pages."""
     site = corpus.site
     docs = [htmlpages.subscribe_page(site, scope, items, listing)]
-    person = corpus.authors.get(scope.slug) if scope.kind == "author" else None
     if scope.kind != "site":
         docs += htmlpages.scope_pages(site, scope, items, person, listing)
-    for doc in docs:
-        plan.recipes[doc.path] = (_hash(recipe, site, scope, doc.part, person), PAGE_TYPE)
-        plan.pages[doc.path] = doc.make
+    return docs
 
 
 def _site_pages(plan: Plan, corpus: Corpus, shape: Shape, scopes: list[Scope],
@@ -210,11 +212,11 @@ def _hash(*parts: object) -> str:
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
 
 
-def _listed(articles: list[Article]) -> str:
-    """A hash of which files, with which bytes, a list holds in which order (a scope page
-    lists thousands: joined, not repr'd as tuples, which cost five times as much)."""
+def _listed(articles: Sequence[Article]) -> str:
+    """A hash of which files, with which bytes and slugs, a list holds in which order
+    (joined, not repr'd as tuples, which cost five times as much)."""
     return hashlib.sha256("\0".join(chain.from_iterable(map(_PATH_AND_DIGEST, articles)))
                           .encode()).hexdigest()
 
 
-_PATH_AND_DIGEST = attrgetter("path", "digest")
+_PATH_AND_DIGEST = attrgetter("path", "digest", "slug")
