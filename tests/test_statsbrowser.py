@@ -34,7 +34,15 @@ def _login(browser, url: str) -> None:  # noqa: F811 - the fixture's name
     assert _axe(browser) == [] and _errors(browser) == []
     browser.find_element(By.NAME, "password").send_keys(PASSWORD)
     browser.find_element(By.CSS_SELECTOR, "form button").click()
-    assert browser.current_url.endswith("/admin/stats")
+    _arrive(browser, "/admin/stats")
+
+
+def _arrive(browser, path: str) -> None:  # noqa: F811 - the fixture's name
+    """Wait for a form's POST and its redirect to land on `path` (a click returns before
+    the navigation ends; opening another URL meanwhile would cancel the POST)."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, 15).until(lambda b: b.current_url.endswith(path))
 
 
 def test_the_stats_page_in_a_browser(browser, counted):  # noqa: F811
@@ -55,5 +63,6 @@ def test_the_stats_page_in_a_browser(browser, counted):  # noqa: F811
     text = browser.find_element(By.TAG_NAME, "body").text
     assert "Feedly" in text and "feeds/all" in text
     browser.find_element(By.CSS_SELECTOR, "nav form button").click()    # log out
+    _arrive(browser, "/admin/login")
     _open(browser, counted.url + "/admin/stats")
     assert browser.current_url.endswith("/admin/login")
