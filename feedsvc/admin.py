@@ -57,8 +57,10 @@ def _style_source(name: str) -> str:
         .decode() + "'"
 
 
-# the admin pages' own stylesheet, forms posting to this site only, still no script
-CSP = (f"default-src 'none'; style-src {_style_source('admin.html')}; img-src 'self' data:; "
+# the admin pages' own stylesheets (the status page has its own), forms posting to this
+# site only, still no script
+CSP = (f"default-src 'none'; style-src {_style_source('admin.html')} "
+       f"{_style_source('status.html')}; img-src 'self' data:; "
        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 
 

@@ -1,7 +1,9 @@
 """Editors' checks: `feedsvc check` run for real, the status page, the shared log."""
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
 import io
 import logging
 import os
@@ -165,6 +167,10 @@ def test_status_page_lists_problems_escaped_and_scheduled_articles(make_app, dat
     assert "<h3>articles/typos.md</h3>" in page
     assert '<time datetime="2099-01-01T08:00:00+03:30">' in page
     assert "documents rebuilt" in page
+    style = re.search(r"<style>(.*?)</style>", page, re.S)       # its CSP lets it be styled
+    assert style, page
+    digest = base64.b64encode(hashlib.sha256(style.group(1).encode()).digest()).decode()
+    assert f"'sha256-{digest}'" in resp.headers["Content-Security-Policy"]
 
 
 def test_status_page_needs_the_admin_login_even_on_this_machine(make_app, data, tmp_path):
