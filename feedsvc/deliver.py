@@ -3,12 +3,13 @@
 `Sender` makes one request with httpx: to the address `netpolicy` checked (Host
 header and TLS server name from the URL), no redirects, a time limit for each
 phase, at most `MAX_RESPONSE_BYTES` of a response read.  `Dispatcher` runs in
-each worker: a thread takes due deliveries from the store (`claim`) while the
-pool has free threads, and the pool's `POOL_THREADS` threads send them, so the
-hub never holds more than that many threads, whatever the number of
-subscribers, and never a request thread of the server.  A failed delivery is
-retried with a growing back-off for `websub_retry_seconds`, then dropped and
-logged; the subscription stays, and gets the next change.  A subscriber that
+each worker: a thread takes intents to verify (`claim_intents`) and due
+deliveries (`claim`) from the store while the pool has free threads, and the
+pool's `POOL_THREADS` threads send them, so the hub never holds more than that
+many threads, whatever the number of subscribers, and never a request thread of
+the server.  A failed delivery is retried with a growing back-off for
+`websub_retry_seconds`, then dropped and logged; the subscription stays, and
+gets the next change.  A subscriber that
 answers 410 Gone is unsubscribed.
 """
 from __future__ import annotations
@@ -29,12 +30,12 @@ import httpx
 from isal import igzip
 
 from .netpolicy import NetPolicy, Refused
-from .websubstore import Job, SubscriptionStore
+from .websubstore import HeldIntent, Job, StoreDown, SubscriptionStore
 
 log = logging.getLogger("feedsvc")
 POOL_THREADS = 16               # requests the hub sends at once, per worker
 KEPT_BODIES = 8                 # gunzipped bodies kept for the next subscribers
-KEPT_FOR_REQUESTS = 4           # of them, never taken by deliveries (verifications)
+KEPT_FOR_REQUESTS = 4           # of them, never taken by deliveries (verifications, denials)
 MAX_RESPONSE_BYTES = 64 << 10   # read of any response; a longer one is cut there
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 POLL_SECONDS = 0.25             # how often a worker looks for deliveries others queued
@@ -104,14 +105,17 @@ def signature(secret: bytes, body: bytes) -> str:
 
 class Dispatcher:
     """Takes deliveries from the store and sends them on the pool (see the module
-    docstring).  `links(topic)`: the Link header a delivery of `topic` carries."""
+    docstring).  `links(topic)`: the Link header a delivery of `topic` carries;
+    `verify(held)`: verifies a claimed intent and settles it."""
 
     def __init__(self, store: SubscriptionStore, sender: Sender, retry_seconds: float,
-                 links: Callable[[str], str], clock: Callable[[], float] = time.time):
+                 links: Callable[[str], str], verify: Callable[[HeldIntent], object],
+                 clock: Callable[[], float] = time.time):
         self.store = store
         self.sender = sender
         self.retry_seconds = retry_seconds
         self.links = links
+        self.verify = verify
         self.clock = clock
         self.pool = ThreadPoolExecutor(POOL_THREADS, thread_name_prefix="feedsvc-websub")
         self.wake = threading.Event()
@@ -128,7 +132,7 @@ class Dispatcher:
             self._thread.start()
 
     def submit(self, task: Callable[[], object]) -> bool:
-        """Run `task` on the pool if a thread is free (verifications); False when busy."""
+        """Run `task` on the pool if a thread is free (denials); False when busy."""
         with self._count:
             if self._busy >= POOL_THREADS:
                 return False
@@ -157,27 +161,32 @@ class Dispatcher:
                     last_expiry = now
                     self.store.expire(now)
                 self._take(now)
+            except StoreDown:           # (the store logged it) tried again later
+                time.sleep(1.0)
             except Exception:           # a locked or damaged store: tried again later
                 log.exception("websub: cannot read the pending deliveries")
                 time.sleep(1.0)
 
     def _take(self, now: float) -> None:
-        """Claim as many due deliveries as there are threads for (keeping
-        `KEPT_FOR_REQUESTS` free for verifications) and start them."""
+        """Claim as many intents to verify, then due deliveries, as there are threads
+        for (deliveries keep `KEPT_FOR_REQUESTS` free) and start them."""
         with self._count:
-            free = POOL_THREADS - KEPT_FOR_REQUESTS - self._busy
+            free = POOL_THREADS - self._busy
             if free <= 0:
                 return
-            self._busy += free              # promised, so no verification takes them
+            self._busy += free              # promised, so no denial takes them
         try:
-            jobs = self.store.claim(now, free)
+            held = self.store.claim_intents(now, free)
+            jobs = self.store.claim(now, free - len(held) - KEPT_FOR_REQUESTS)
         finally:
             with self._count:
                 self._busy -= free
-        for job in jobs:
+        tasks = [partial(self.verify, h) for h in held] + \
+            [partial(self.deliver, job) for job in jobs]
+        for task in tasks:
             with self._count:
                 self._busy += 1
-            self.pool.submit(self._guarded, partial(self.deliver, job))
+            self.pool.submit(self._guarded, task)
 
     def deliver(self, job: Job) -> None:
         """Send `job` once; record the outcome."""

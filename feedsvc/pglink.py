@@ -33,6 +33,25 @@ SCHEMA: list[tuple[str, ...]] = [
      "CREATE TABLE feedsvc_records (key TEXT PRIMARY KEY, value BYTEA)",
      "CREATE TABLE feedsvc_html (key TEXT PRIMARY KEY, html TEXT, summary TEXT)",
      "CREATE TABLE feedsvc_gzdocs (key TEXT PRIMARY KEY, gz BYTEA, etag TEXT)"),
+    # the WebSub hub's store (pgwebsub.py)
+    ("CREATE TABLE feedsvc_websub_subs (id BIGSERIAL PRIMARY KEY, topic TEXT NOT NULL, "
+     "callback TEXT NOT NULL, host TEXT NOT NULL, secret BYTEA, "
+     "expires DOUBLE PRECISION NOT NULL, delivered BIGINT NOT NULL, UNIQUE (topic, callback))",
+     "CREATE INDEX feedsvc_websub_subs_host ON feedsvc_websub_subs (host)",
+     "CREATE TABLE feedsvc_websub_topics (topic TEXT PRIMARY KEY, version BIGINT NOT NULL, "
+     "etag TEXT NOT NULL, seen DOUBLE PRECISION NOT NULL, content_type TEXT NOT NULL, "
+     "gzip BYTEA NOT NULL)",
+     "CREATE TABLE feedsvc_websub_pending (kind TEXT NOT NULL, target TEXT NOT NULL, "
+     "topic TEXT NOT NULL, version BIGINT NOT NULL, attempts INTEGER NOT NULL, "
+     "due DOUBLE PRECISION NOT NULL, since DOUBLE PRECISION NOT NULL, "
+     "claimed DOUBLE PRECISION NOT NULL, PRIMARY KEY (kind, target, topic))",
+     "CREATE INDEX feedsvc_websub_pending_due ON feedsvc_websub_pending (due)",
+     "CREATE TABLE feedsvc_websub_intents (id BIGSERIAL PRIMARY KEY, mode TEXT NOT NULL, "
+     "topic TEXT NOT NULL, callback TEXT NOT NULL, lease_seconds INTEGER NOT NULL, "
+     "secret BYTEA, since DOUBLE PRECISION NOT NULL, claimed DOUBLE PRECISION NOT NULL, "
+     "UNIQUE (topic, callback))",
+     "CREATE TABLE feedsvc_websub_rates (client TEXT NOT NULL, minute BIGINT NOT NULL, "
+     "requests INTEGER NOT NULL, PRIMARY KEY (client, minute))"),
 ]
 
 

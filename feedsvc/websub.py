@@ -2,14 +2,16 @@
 
 Subscribers POST a form (`hub.mode` subscribe or unsubscribe, `hub.callback`,
 `hub.topic`, optional `hub.lease_seconds` and `hub.secret` under 200 bytes).
-The answer is 202, then the intent is verified on the pool (deliver.py): a GET
-to the callback with `hub.challenge`, accepted only by a 2xx whose body is the
-challenge.  A topic that is not one of the site's feeds gets `hub.mode=denied`
-at its callback.  Leases are clamped to the settings' minimum and maximum; a
-subscription asked for again is renewed.  Refused at once: a malformed request
+The answer is 202 once the intent is in the store; a worker's pool (deliver.py),
+whichever claims it first, verifies it: a GET to the callback with
+`hub.challenge`, accepted only by a 2xx whose body is the challenge.  A topic
+that is not one of the site's feeds gets `hub.mode=denied` at its callback.
+Leases are clamped to the settings' minimum and maximum; a subscription asked
+for again is renewed.  Refused at once: a malformed request
 (400), over `MAX_PER_TOPIC` subscriptions to the topic or `MAX_PER_HOST` on the
-callback's host (403), over `websub_rate` requests a minute from one client
-address (429), a pool with no free thread (503).
+callback's host (403), over `websub_rate` requests in one clock minute from one
+client address, counted in the store so every worker and instance shares the
+limit (429), a denial with no free thread or a store that cannot be used now (503).
 
 `Hub.changed` is live.Service's listener: after each refresh it hands the feeds
 whose ETag moved to the store, which queues one delivery per subscriber and
@@ -17,12 +19,12 @@ external hub (websubstore.py says how that is exactly once).
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 from urllib.parse import urlencode, urlsplit
@@ -33,23 +35,21 @@ from .live import Service
 from .netpolicy import NetPolicy, Refused, Resolver, check_url, system_resolver
 from .publish import Document
 from .settings import Settings
-from .websubstore import SqliteStore, Subscription, SubscriptionStore, TopicBytes
+from .websubstore import (
+    HeldIntent,
+    Intent,
+    SqliteStore,
+    StoreDown,
+    Subscription,
+    SubscriptionStore,
+    TopicBytes,
+)
 
 log = logging.getLogger("feedsvc")
 MAX_SECRET_BYTES = 199          # "less than 200 bytes"
 MAX_REQUEST_BYTES = 16 << 10
 MAX_PER_TOPIC = 10_000
 MAX_PER_HOST = 1_000
-RATE_CLIENTS = 10_000           # client addresses the rate limit remembers
-
-
-@dataclass(frozen=True)
-class HubRequest:
-    mode: str                   # subscribe | unsubscribe
-    callback: str
-    topic: str
-    lease_seconds: int
-    secret: bytes | None
 
 
 @dataclass(frozen=True)
@@ -64,30 +64,7 @@ class BadRequest(ValueError):
     """A hub request that is refused at once; the message says which parameter."""
 
 
-class RateLimit:
-    """`per_minute` requests a minute per client (a token bucket each), the most recently
-    seen `RATE_CLIENTS` clients remembered."""
-
-    def __init__(self, per_minute: int, clock=time.monotonic):
-        self.rate = per_minute / 60.0
-        self.burst = float(max(1, per_minute))
-        self.clock = clock
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def allow(self, client: str) -> bool:
-        now = self.clock()
-        with self._lock:
-            tokens, then = self._buckets.pop(client, (self.burst, now))
-            tokens = min(self.burst, tokens + (now - then) * self.rate)
-            allowed = tokens >= 1.0
-            self._buckets[client] = (tokens - 1.0 if allowed else tokens, now)
-            while len(self._buckets) > RATE_CLIENTS:
-                self._buckets.popitem(last=False)
-        return allowed
-
-
-def parse(form: Mapping[str, str], config: Settings) -> HubRequest:
+def parse(form: Mapping[str, str], config: Settings) -> Intent:
     """The hub request in `form` (its first value of each name), checked; BadRequest
     otherwise."""
     mode = form.get("hub.mode", "")
@@ -110,7 +87,7 @@ def parse(form: Mapping[str, str], config: Settings) -> HubRequest:
     secret = form.get("hub.secret")
     if secret is not None and len(secret.encode()) > MAX_SECRET_BYTES:
         raise BadRequest("hub.secret must be less than 200 bytes")
-    return HubRequest(mode, callback, topic, lease, secret.encode() if secret else None)
+    return Intent(mode, callback, topic, lease, secret.encode() if secret else None)
 
 
 class Hub:
@@ -122,11 +99,10 @@ class Hub:
         self.config = config
         self.service = service
         self.clock = clock
-        self.store = store or SqliteStore(config.state_dir)
+        self.store = store or open_subscriptions(config)
         self.sender = Sender(NetPolicy(config.websub_allow_private, resolver))
         self.dispatcher = Dispatcher(self.store, self.sender, config.websub_retry_seconds,
-                                     self.links, clock)
-        self.rate = RateLimit(config.websub_rate)
+                                     self.links, self.verify, clock)
         self._etags: dict[str, str] = {}        # topic path -> the ETag last handed over
         self._lock = threading.Lock()
 
@@ -164,6 +140,8 @@ class Hub:
                 queued = self.store.record(changes, seen, self.config.external_hubs,
                                            self.clock())
                 self._etags.update((d.path, d.etag) for d in moved)
+        except StoreDown:               # (the store logged it) recorded with the next change
+            return
         except Exception:
             log.exception("websub: cannot record changed feeds; they are recorded with "
                           "the next change")
@@ -178,9 +156,15 @@ class Hub:
             return Answer(413, f"a hub request is at most {MAX_REQUEST_BYTES} bytes")
         if mimetype != "application/x-www-form-urlencoded":
             return Answer(400, "send the hub request as application/x-www-form-urlencoded")
-        if not self.rate.allow(client):
+        minute = int(self.clock() // 60)
+        try:
+            allowed = self.store.allow(rate_key(client, minute), minute,
+                                       self.config.websub_rate)
+        except StoreDown:
+            return BUSY
+        if not allowed:
             return Answer(429, "too many hub requests from this address; try again later",
-                          retry=60)
+                          retry=60 - int(self.clock() % 60))
         return None
 
     def handle(self, form: Mapping[str, str]) -> Answer:
@@ -189,46 +173,65 @@ class Hub:
             req = parse(form, self.config)
         except BadRequest as e:
             return Answer(400, str(e))
-        return self.accept(req)
+        try:
+            return self.accept(req)
+        except StoreDown:
+            return BUSY
 
-    def accept(self, req: HubRequest) -> Answer:
-        """202 and a verification on the pool, or the refusal."""
+    def accept(self, req: Intent) -> Answer:
+        """202 and the intent kept in the store for a verification on the pool (or a
+        denial sent), or the refusal."""
         base = self.base_url
         path = req.topic[len(base):] if base and req.topic.startswith(base) else ""
         if not (is_topic(path) and path in self.service.documents):
-            task: Callable[[], object] = partial(self.deny, req, "not a feed of this site")
-        else:
-            if req.mode == "subscribe":
-                per_topic, per_host = self.store.counts(req.topic, _host(req.callback),
-                                                        self.clock())
-                if per_topic >= MAX_PER_TOPIC or per_host >= MAX_PER_HOST:
-                    return Answer(403, "too many subscriptions to this topic or on this "
-                                  "callback host")
-            task = partial(self.verify, req)
-        if not self.dispatcher.submit(task):
-            return Answer(503, "the hub is busy; try again later", retry=10)
-        return Answer(202, "accepted; the hub will verify your intent at the callback")
+            if not self.dispatcher.submit(partial(self.deny, req, "not a feed of this site")):
+                return BUSY
+            return ACCEPTED
+        if req.mode == "subscribe":
+            per_topic, per_host = self.store.counts(req.topic, _host(req.callback),
+                                                    self.clock())
+            if per_topic >= MAX_PER_TOPIC or per_host >= MAX_PER_HOST:
+                return Answer(403, "too many subscriptions to this topic or on this "
+                              "callback host")
+        if not self.store.intend(req, self.clock()):
+            return BUSY
+        self.dispatcher.wake.set()
+        return ACCEPTED
 
-    def verify(self, req: HubRequest) -> bool:
-        """Verification of intent (WebSub 5.3); on success the store is updated."""
+    def verify(self, held: HeldIntent) -> bool:
+        """Verification of intent (WebSub 5.3); on success the store is updated.  The
+        intent is settled either way (one try, as a subscriber expects)."""
+        req = held.intent
         challenge = secrets.token_urlsafe(24)
         query = {"hub.mode": req.mode, "hub.topic": req.topic, "hub.challenge": challenge}
         if req.mode == "subscribe":
             query["hub.lease_seconds"] = str(req.lease_seconds)
         reply = self.sender.send("GET", _with_query(req.callback, query))
-        if not (reply.ok and reply.body == challenge.encode()):
+        ok = reply.ok and reply.body == challenge.encode()
+        if not ok:
             log.info("websub: %s of %s to %s not verified (%s)", req.mode, req.callback,
                      req.topic, reply.error or f"status {reply.status}")
-            return False
-        if req.mode == "subscribe":
+        elif req.mode == "subscribe":
             self.store.subscribe(Subscription(req.topic, req.callback, req.secret,
                                               req.lease_seconds),
                                  _host(req.callback), self.clock())
         else:
             self.store.unsubscribe(req.topic, req.callback)
-        return True
+        self.store.settle(held)
+        return ok
 
-    def deny(self, req: HubRequest, reason: str) -> None:
+    def active(self) -> dict[str, int]:
+        """Live subscriptions per feed path (`feeds/all.atom`), for the statistics page;
+        empty when the store cannot be read now."""
+        base = self.base_url
+        try:
+            found = self.store.active(self.clock())
+        except StoreDown:
+            return {}
+        return {topic[len(base):]: n for topic, n in found.items()
+                if base and topic.startswith(base)}
+
+    def deny(self, req: Intent, reason: str) -> None:
         """Tell the callback its subscription is denied (WebSub 5.2)."""
         self.sender.send("GET", _with_query(req.callback, {
             "hub.mode": "denied", "hub.topic": req.topic, "hub.reason": reason}))
@@ -236,6 +239,25 @@ class Hub:
     def close(self) -> None:
         self.dispatcher.stop()
         self.sender.close()
+
+
+ACCEPTED = Answer(202, "accepted; the hub will verify your intent at the callback")
+BUSY = Answer(503, "the hub is busy; try again later", retry=10)
+
+
+def open_subscriptions(config: Settings) -> SubscriptionStore:
+    """The hub's store: in PostgreSQL with `database_url` (every instance shares it),
+    else `websub.sqlite` in the state directory."""
+    if config.database_url:
+        from .pgwebsub import PgSubscriptions
+        return PgSubscriptions(config.database_url)
+    return SqliteStore(config.state_dir)
+
+
+def rate_key(client: str, minute: int) -> str:
+    """What the rate limit stores of a client address: a hash that changes every minute
+    (the rows of past minutes are deleted), never the address."""
+    return hashlib.sha256(f"{minute} {client}".encode()).hexdigest()[:32]
 
 
 def _host(url: str) -> str:

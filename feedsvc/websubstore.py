@@ -1,8 +1,12 @@
-"""The WebSub hub's state: subscriptions, the last bytes of each topic, pending deliveries.
+"""The WebSub hub's state: subscriptions, the last bytes of each topic, pending deliveries,
+intents waiting for verification, and the subscription rate limit's counts.
 
 `SubscriptionStore` is the interface the hub uses; `SqliteStore` keeps it in
 `websub.sqlite` in the state directory, shared by every worker (and instance) on
-it, so subscriptions and undelivered changes survive restarts.
+it, so subscriptions and undelivered changes survive restarts (pgwebsub.py keeps
+the same in PostgreSQL, for instances on several machines).  Nothing the hub has
+accepted lives only in a process's memory: an intent answered 202 is verified by
+whichever worker claims it, even if the one that accepted it died.
 
 Exactly once per change and subscriber comes from three rules, each one SQL
 transaction (`BEGIN IMMEDIATE`: one writer at a time, across processes):
@@ -48,7 +52,15 @@ CREATE TABLE IF NOT EXISTS pending (
     since REAL NOT NULL, claimed REAL NOT NULL,
     PRIMARY KEY (kind, target, topic));
 CREATE INDEX IF NOT EXISTS pending_due ON pending (due);
+CREATE TABLE IF NOT EXISTS intents (
+    id INTEGER PRIMARY KEY, mode TEXT NOT NULL, topic TEXT NOT NULL,
+    callback TEXT NOT NULL, lease_seconds INTEGER NOT NULL, secret BLOB,
+    since REAL NOT NULL, claimed REAL NOT NULL, UNIQUE (topic, callback));
+CREATE TABLE IF NOT EXISTS rates (
+    client TEXT NOT NULL, minute INTEGER NOT NULL, requests INTEGER NOT NULL,
+    PRIMARY KEY (client, minute));
 """
+MAX_INTENTS = 100_000       # intents waiting for verification; beyond, requests get 503
 
 
 @dataclass(frozen=True)
@@ -69,6 +81,30 @@ class Subscription:
 
 
 @dataclass(frozen=True)
+class Intent:
+    """A subscription or unsubscription request the hub accepted (202), to be verified."""
+    mode: str                   # subscribe | unsubscribe
+    callback: str
+    topic: str
+    lease_seconds: int
+    secret: bytes | None
+
+
+@dataclass(frozen=True)
+class HeldIntent:
+    """An intent one worker claimed for verification until the claim's deadline; `key`
+    and `since` name it in the store (a newer intent for the same pair has a new
+    `since`, and is kept when this one is settled)."""
+    key: int
+    since: float
+    intent: Intent
+
+
+class StoreDown(Exception):
+    """The store cannot be used now (a shared database lost); the hub tries again later."""
+
+
+@dataclass(frozen=True)
 class Job:
     """One claimed delivery: to a subscription (kind "sub", `target` its id) or a publish
     ping to an external hub (kind "ping", `target` the hub's URL)."""
@@ -85,7 +121,8 @@ class Job:
 
 
 class SubscriptionStore(Protocol):
-    """What the hub needs from its storage (SQLite here; a shared store can follow)."""
+    """What the hub needs from its storage (SQLite here, PostgreSQL in pgwebsub.py).
+    Any method may raise StoreDown."""
 
     def subscribe(self, sub: Subscription, host: str, now: float) -> None: ...
     def unsubscribe(self, topic: str, callback: str) -> None: ...
@@ -96,6 +133,11 @@ class SubscriptionStore(Protocol):
     def done(self, job: Job) -> None: ...
     def failed(self, job: Job, now: float, retry_seconds: float) -> bool: ...
     def expire(self, now: float) -> int: ...
+    def intend(self, intent: Intent, now: float) -> bool: ...
+    def claim_intents(self, now: float, limit: int) -> list[HeldIntent]: ...
+    def settle(self, held: HeldIntent) -> None: ...
+    def allow(self, client: str, minute: int, per_minute: int) -> bool: ...
+    def active(self, now: float) -> dict[str, int]: ...
     def close(self) -> None: ...
 
 
@@ -247,6 +289,61 @@ class SqliteStore:
         """Drop subscriptions whose lease ended, with their pending deliveries."""
         with self._write() as db:
             return _drop(db, "expires <= ?", (now,))
+
+    def intend(self, intent: Intent, now: float) -> bool:
+        """Keep `intent` until a worker verifies it (the latest intent for a topic and
+        callback replaces an earlier one); False when `MAX_INTENTS` are waiting."""
+        with self._write() as db:
+            if db.execute("SELECT count(*) FROM intents").fetchone()[0] >= MAX_INTENTS:
+                return False
+            db.execute(
+                "INSERT INTO intents (mode, topic, callback, lease_seconds, secret, since,"
+                " claimed) VALUES (?, ?, ?, ?, ?, ?, 0) ON CONFLICT (topic, callback) DO"
+                " UPDATE SET mode = excluded.mode, lease_seconds = excluded.lease_seconds,"
+                " secret = excluded.secret, since = excluded.since, claimed = 0",
+                (intent.mode, intent.topic, intent.callback, intent.lease_seconds,
+                 intent.secret, now))
+        return True
+
+    def claim_intents(self, now: float, limit: int) -> list[HeldIntent]:
+        """Up to `limit` intents nobody holds, now held by the caller for `CLAIM_SECONDS`."""
+        if limit <= 0:
+            return []
+        with self._lock:                # most polls find nothing: no write transaction
+            if self.db.execute("SELECT 1 FROM intents WHERE claimed <= ? LIMIT 1",
+                               (now,)).fetchone() is None:
+                return []
+        with self._write() as db:
+            rows = db.execute(
+                "SELECT id, since, mode, callback, topic, lease_seconds, secret FROM intents"
+                " WHERE claimed <= ? ORDER BY since LIMIT ?", (now, limit)).fetchall()
+            db.executemany("UPDATE intents SET claimed = ? WHERE id = ?",
+                           [(now + CLAIM_SECONDS, row[0]) for row in rows])
+        return [HeldIntent(key, since, Intent(*rest)) for key, since, *rest in rows]
+
+    def settle(self, held: HeldIntent) -> None:
+        """`held` was verified or refused: forget it (not a newer intent for its pair)."""
+        with self._write() as db:
+            db.execute("DELETE FROM intents WHERE id = ? AND since = ?",
+                       (held.key, held.since))
+            db.execute("UPDATE intents SET claimed = 0 WHERE id = ?", (held.key,))
+
+    def allow(self, client: str, minute: int, per_minute: int) -> bool:
+        """Count a request of `client` (a hash) in `minute`; whether it is within
+        `per_minute` (a fixed window, shared by every worker on this store)."""
+        with self._write() as db:
+            db.execute("DELETE FROM rates WHERE minute < ?", (minute,))
+            (count,) = db.execute(
+                "INSERT INTO rates VALUES (?, ?, 1) ON CONFLICT (client, minute) DO UPDATE"
+                " SET requests = requests + 1 RETURNING requests", (client, minute)).fetchone()
+        return count <= per_minute
+
+    def active(self, now: float) -> dict[str, int]:
+        """The live subscriptions of each topic that has any."""
+        with self._lock:
+            return dict(self.db.execute(
+                "SELECT topic, count(*) FROM subscriptions WHERE expires > ? GROUP BY topic",
+                (now,)).fetchall())
 
     def close(self) -> None:
         with self._lock:

@@ -71,8 +71,10 @@ LAYERS: dict[str, set[str]] = {
     # the WebSub hub's outgoing side
     "netpolicy": set(),
     "websubstore": {"statefile"},
+    "pgwebsub": {"pglink", "websubstore"},
     "deliver": {"netpolicy", "websubstore"},
-    "websub": {"deliver", "hubs", "live", "netpolicy", "publish", "settings", "websubstore"},
+    "websub": {"deliver", "hubs", "live", "netpolicy", "pgwebsub", "publish", "settings",
+               "websubstore"},
     # editors' checks
     "checks": {"corpus", "loader", "model", "names", "scan"},
     "checktext": {"checks"},

@@ -1,10 +1,37 @@
-"""The hub's store: each change queued once, never older bytes, one claim per delivery,
-across two connections to one file (two workers)."""
+"""The hub's store, one suite for both (SQLite in the state directory, PostgreSQL):
+each change queued once, never older bytes, one claim per delivery or intent, one rate
+limit, across two connections to one store (two workers, or two instances)."""
 from __future__ import annotations
 
-from feedsvc.websubstore import SqliteStore, Subscription, TopicBytes
+import pytest
+from pgcluster import pg_cluster, pg_url  # noqa: F401  (fixtures)
+
+from feedsvc.pgwebsub import PgSubscriptions
+from feedsvc.websubstore import (
+    CLAIM_SECONDS,
+    Intent,
+    SqliteStore,
+    Subscription,
+    SubscriptionStore,
+    TopicBytes,
+)
 
 TOPIC = "https://news.example.com/feeds/all.atom"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def open_store(request, tmp_path):
+    """A factory of stores on one shared state: each call is another worker or instance."""
+    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else ""
+    made: list[SubscriptionStore] = []
+
+    def make() -> SubscriptionStore:
+        store = PgSubscriptions(url) if url else SqliteStore(str(tmp_path))
+        made.append(store)
+        return store
+    yield make
+    for store in made:
+        store.close()
 
 
 def bytes_of(etag: str) -> TopicBytes:
@@ -12,14 +39,14 @@ def bytes_of(etag: str) -> TopicBytes:
     return TopicBytes(TOPIC, etag, "application/atom+xml", gzip.compress(etag.encode()))
 
 
-def two_workers(tmp_path):
-    one, two = SqliteStore(str(tmp_path)), SqliteStore(str(tmp_path))
+def two_workers(open_store):
+    one, two = open_store(), open_store()
     one.subscribe(Subscription(TOPIC, "https://cb.example/1", b"k", 3600), "cb.example", 0)
     return one, two
 
 
-def test_a_change_reported_by_every_worker_is_queued_once(tmp_path):
-    one, two = two_workers(tmp_path)
+def test_a_change_reported_by_every_worker_is_queued_once(open_store):
+    one, two = two_workers(open_store)
     assert one.record([bytes_of('"a"')], 1.0, (), 10) == 0      # first sight: no change
     assert one.record([bytes_of('"b"')], 2.0, (), 10) == 1
     assert two.record([bytes_of('"b"')], 2.1, (), 10) == 0      # the same change, later
@@ -27,8 +54,8 @@ def test_a_change_reported_by_every_worker_is_queued_once(tmp_path):
     assert len(jobs) == 1 and jobs[0].version == 2
 
 
-def test_a_slow_worker_never_brings_back_older_bytes(tmp_path):
-    one, two = two_workers(tmp_path)
+def test_a_slow_worker_never_brings_back_older_bytes(open_store):
+    one, two = two_workers(open_store)
     one.record([bytes_of('"a"')], 1.0, (), 10)
     one.record([bytes_of('"c"')], 3.0, (), 10)
     assert two.record([bytes_of('"b"')], 2.0, (), 10) == 0      # scanned before "c" was
@@ -36,8 +63,8 @@ def test_a_slow_worker_never_brings_back_older_bytes(tmp_path):
     assert job.gzip == bytes_of('"c"').gzip
 
 
-def test_a_claimed_delivery_is_not_claimed_again_until_released(tmp_path):
-    one, two = two_workers(tmp_path)
+def test_a_claimed_delivery_is_not_claimed_again_until_released(open_store):
+    one, two = two_workers(open_store)
     one.record([bytes_of('"a"')], 1.0, (), 10)
     one.record([bytes_of('"b"')], 2.0, (), 10)
     job = one.claim(10, 10)[0]
@@ -47,8 +74,8 @@ def test_a_claimed_delivery_is_not_claimed_again_until_released(tmp_path):
     assert len(two.claim(13, 10)) == 1
 
 
-def test_a_newer_version_queued_while_sending_is_sent_after(tmp_path):
-    one, two = two_workers(tmp_path)
+def test_a_newer_version_queued_while_sending_is_sent_after(open_store):
+    one, two = two_workers(open_store)
     one.record([bytes_of('"a"')], 1.0, (), 10)
     one.record([bytes_of('"b"')], 2.0, (), 10)
     job = one.claim(10, 10)[0]
@@ -60,8 +87,8 @@ def test_a_newer_version_queued_while_sending_is_sent_after(tmp_path):
     assert one.claim(20, 10) == [] and two.claim(20, 10) == []
 
 
-def test_retries_end_after_the_retry_time_and_the_subscription_stays(tmp_path):
-    one, _ = two_workers(tmp_path)
+def test_retries_end_after_the_retry_time_and_the_subscription_stays(open_store):
+    one, _ = two_workers(open_store)
     one.record([bytes_of('"a"')], 1.0, (), 10)
     one.record([bytes_of('"b"')], 2.0, (), 10)
     job = one.claim(10, 10)[0]
@@ -70,8 +97,8 @@ def test_retries_end_after_the_retry_time_and_the_subscription_stays(tmp_path):
     assert one.counts(TOPIC, "cb.example", 11) == (1, 1)
 
 
-def test_expired_and_unsubscribed_get_nothing(tmp_path):
-    one, _ = two_workers(tmp_path)
+def test_expired_and_unsubscribed_get_nothing(open_store):
+    one, _ = two_workers(open_store)
     one.record([bytes_of('"a"')], 1.0, (), 10)
     one.record([bytes_of('"b"')], 2.0, (), 10)
     assert one.claim(5000, 10) == []                            # the lease ended at 3600
@@ -88,3 +115,55 @@ def test_a_damaged_file_is_set_aside_and_started_afresh(tmp_path):
     store = SqliteStore(str(tmp_path))
     assert store.counts(TOPIC, "cb.example", 0) == (0, 0)
     assert [p.name for p in tmp_path.glob("websub.sqlite.damaged-*")]
+
+
+def intent(n: int, mode: str = "subscribe") -> Intent:
+    return Intent(mode, f"https://cb.example/{n}", TOPIC, 3600, b"k")
+
+
+def test_an_accepted_intent_is_claimed_once_and_free_again_when_its_claimer_dies(
+        open_store):
+    one, two = open_store(), open_store()
+    assert one.intend(intent(1), 10)
+    held = one.claim_intents(10, 10)
+    assert [h.intent for h in held] == [intent(1)]
+    assert two.claim_intents(11, 10) == []                      # held by one
+    again = two.claim_intents(10 + CLAIM_SECONDS + 1, 10)       # one died meanwhile
+    assert [h.intent for h in again] == [intent(1)]
+    two.settle(again[0])
+    assert one.claim_intents(10_000, 10) == []
+
+
+def test_intents_survive_a_new_connection_and_a_newer_one_outlives_the_settled_one(
+        open_store):
+    one = open_store()
+    one.intend(intent(1), 10)
+    one.intend(intent(2), 11)
+    one.close()
+    two = open_store()                                          # a restart, or another instance
+    held = two.claim_intents(12, 1)
+    assert [h.intent for h in held] == [intent(1)]              # oldest first
+    two.intend(intent(1, "unsubscribe"), 13)                    # asked again while verifying
+    two.settle(held[0])
+    left = two.claim_intents(14, 10)
+    assert sorted(h.intent.mode for h in left) == ["subscribe", "unsubscribe"]
+    assert {h.intent.callback for h in left} == {"https://cb.example/1",
+                                                 "https://cb.example/2"}
+
+
+def test_the_rate_limit_is_one_count_for_every_worker_and_a_fixed_minute(open_store):
+    one, two = open_store(), open_store()
+    answers = [store.allow("client-a", 100, 3) for store in (one, two, one, two, one)]
+    assert answers == [True, True, True, False, False]
+    assert two.allow("client-b", 100, 3)                        # another client
+    assert one.allow("client-a", 101, 3)                        # the next minute
+
+
+def test_active_subscriptions_per_topic(open_store):
+    one, two = two_workers(open_store)
+    other = TOPIC.replace("atom", "rss")
+    two.subscribe(Subscription(other, "https://cb.example/2", None, 100), "cb.example", 0)
+    two.subscribe(Subscription(other, "https://cb.example/3", None, 3600), "cb.example", 0)
+    assert one.active(50) == {TOPIC: 1, other: 2}
+    assert two.active(200) == {TOPIC: 1, other: 1}
+    assert one.active(5000) == {}
