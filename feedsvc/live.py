@@ -66,7 +66,8 @@ class Service:
         self.refreshed_at = 0.0
         self.seen = 0.0                         # when the data served was scanned (pages.py)
         self.rebuilt: list[str] = []            # paths rebuilt by the last refresh
-        # called with the documents and `seen` after each swap (the WebSub hub: websub.py)
+        # called with the documents and `seen` after each swap (the WebSub hub: websub.py);
+        # `seen` as the store compares it (across machines: the data's newest file time)
         self.listeners: list[Callable[[dict[str, Document], float], None]] = []
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -161,7 +162,7 @@ class Service:
         self._report(corpus.errors)
         self._restamp(now, seen)
         for listener in self.listeners:
-            listener(self.documents, seen)
+            listener(self.documents, self.seen)     # (as _restamp judged it)
         return bool(self.rebuilt)
 
     # -- checkpoint: a restart re-reads and rebuilds only what changed -------------------

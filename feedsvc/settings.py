@@ -79,8 +79,9 @@ SETTINGS = [
     Setting("websub_retry_seconds", 3600.0, "How long a failed delivery is retried (backoff "
             "from 0.5 s, doubling, at most 60 s apart) before it is dropped and logged; the "
             "subscription is kept."),
-    Setting("websub_rate", 60, "Subscription requests per minute accepted from one client "
-            "address (REMOTE_ADDR).", minimum=1),
+    Setting("websub_rate", 60, "Subscription requests per clock minute accepted from one "
+            "client address (REMOTE_ADDR), counted for every worker and instance.",
+            minimum=1),
     Setting("websub_allow_private", False, "Allow callbacks on loopback and private "
             "addresses (tests, private networks). Risk: anyone who can reach /websub can "
             "make the hub send requests into this machine or network."),

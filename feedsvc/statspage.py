@@ -3,8 +3,9 @@
 Charts are SVG written here on the server (the pages allow no script): stacked
 bars, one bar a day, colours from the page's stylesheet (classes `c0`..`c7`),
 so dark mode and narrow screens are the stylesheet's business.  The numbers
-come from statsreport.py; `/admin/stats.csv` and `/admin/stats.json` give the
-rows behind them.  Every route is behind `admin.require_login`.
+come from statsreport.py, with the WebSub hub's live subscriptions added as a
+reader; `/admin/stats.csv` and `/admin/stats.json` give the rows behind them.
+Every route is behind `admin.require_login`.
 """
 from __future__ import annotations
 
@@ -77,8 +78,18 @@ def _days() -> int:
     return int(asked) if asked in {str(r) for r in statsreport.RANGES} else 30
 
 
-def install(app: Flask, store: StatsStore, today: Callable[[], dt.date]) -> None:
-    """Add /admin/stats, /admin/stats.csv and /admin/stats.json to `app`."""
+def install(app: Flask, store: StatsStore, today: Callable[[], dt.date],
+            websub: Callable[[], dict[str, int]] = dict) -> None:
+    """Add /admin/stats, /admin/stats.csv and /admin/stats.json to `app`; `websub()`:
+    the hub's live subscriptions per feed path."""
+
+    def numbers_of(days: int, scope: str) -> statsreport.Report:
+        return statsreport.with_websub(statsreport.report(store, today(), days, scope),
+                                       websub())
+
+    def rows(dates: list[str]) -> list[statsreport.Row]:
+        return statsreport.rows(store, dates[0], dates[-1]) + \
+            statsreport.websub_rows(websub(), dates[-1])
 
     @app.get("/admin/")
     @require_login
@@ -89,10 +100,10 @@ def install(app: Flask, store: StatsStore, today: Callable[[], dt.date]) -> None
     @require_login
     def stats() -> Response:
         days, scope = _days(), request.args.get("feed", "")
-        numbers = statsreport.report(store, today(), days, scope)
+        numbers = numbers_of(days, scope)
         if scope and scope not in numbers.scopes:
             scope = ""
-            numbers = statsreport.report(store, today(), days, "")
+            numbers = numbers_of(days, "")
         charts = {
             "subscribers": stacked_bars(numbers.days, numbers.subscribers,
                                         "Subscribers per day, stacked per reader"),
@@ -106,7 +117,7 @@ def install(app: Flask, store: StatsStore, today: Callable[[], dt.date]) -> None
     @require_login
     def stats_csv() -> Response:
         dates = statsreport.span(today(), _days())
-        body = statsreport.as_csv(statsreport.rows(store, dates[0], dates[-1]))
+        body = statsreport.as_csv(rows(dates))
         return Response(body, content_type="text/csv; charset=utf-8", headers={
             "Content-Disposition": f'attachment; filename="feedsvc-stats-{dates[-1]}.csv"'})
 
@@ -114,6 +125,5 @@ def install(app: Flask, store: StatsStore, today: Callable[[], dt.date]) -> None
     @require_login
     def stats_json() -> Response:
         dates = statsreport.span(today(), _days())
-        body = statsreport.as_json(statsreport.rows(store, dates[0], dates[-1]),
-                                   dates[0], dates[-1])
+        body = statsreport.as_json(rows(dates), dates[0], dates[-1])
         return Response(body, content_type="application/json")

@@ -15,6 +15,7 @@ import logging
 import os
 import secrets
 import sqlite3
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
@@ -151,11 +152,12 @@ def create_app(test_config: dict | None = None) -> Flask:
             posts = frozenset({f"/{HUB_PATH}"})
     feed_app = FeedApp(service, app.wsgi_app, pages.get, posts)
     app.wsgi_app = feed_app                 # type: ignore[method-assign]
-    _install_stats(app, feed_app, config)
+    _install_stats(app, feed_app, config, hub.active if hub and config.websub else dict)
     return app
 
 
-def _install_stats(app: Flask, feed_app: FeedApp, config: settings.Settings) -> None:
+def _install_stats(app: Flask, feed_app: FeedApp, config: settings.Settings,
+                   websub: Callable[[], dict[str, int]]) -> None:
     """Counting in the request path (audience.py), the admin login and /admin/stats."""
     store = SQLiteStats(config.state_dir)
     if config.stats:
@@ -166,7 +168,7 @@ def _install_stats(app: Flask, feed_app: FeedApp, config: settings.Settings) -> 
         flusher.start()
     admin.install(app, config.state_dir, config.base_url.startswith("https:"),
                   config.stats_forwarded_for)
-    statspage.install(app, store, lambda: dt.datetime.now(dt.UTC).date())
+    statspage.install(app, store, lambda: dt.datetime.now(dt.UTC).date(), websub)
 
 
 def start_hub(config: settings.Settings, service: Service) -> Hub | None:

@@ -187,13 +187,16 @@ def test_bad_requests_are_refused_at_once(serve, data, subscriber):
     data.article("first")
     srv = start(serve, data, feedsvc_websub_rate="5")
     hub = f"{srv.url}/websub"
+    if time.time() % 60 > 45:                       # one clock minute for all requests
+        time.sleep(61 - time.time() % 60)
     topic, cb = SITE + "feeds/all.atom", subscriber.callback("bad")
     assert hub_request(hub, "subscribe", topic, cb, secret="x" * 200).status_code == 400
     assert hub_request(hub, "follow", topic, cb).status_code == 400
     assert hub_request(hub, "subscribe", topic, "ftp://127.0.0.1/").status_code == 400
     assert requests.post(hub, json={"hub.mode": "subscribe"}, timeout=10).status_code == 400
     codes = [hub_request(hub, "subscribe", topic, cb).status_code for _ in range(12)]
-    assert 429 in codes         # 5 a minute per client, per worker (two workers)
+    # 5 a minute per client, one count for both workers (the 3 refused forms counted)
+    assert codes == [202] * 2 + [429] * 10
     assert requests.get(hub, timeout=10).status_code == 405
     assert requests.put(hub, timeout=10).status_code == 405
     assert requests.post(f"{srv.url}/feeds/all.atom", timeout=10).status_code == 405
