@@ -47,8 +47,8 @@ class PgSubscriptions:
     """`SubscriptionStore` in the `feedsvc_websub_*` tables (pglink.SCHEMA creates them)."""
 
     def __init__(self, url: str):
-        self._requests = PgLink(url, "the WebSub hub's requests")
-        self._deliveries = PgLink(url, "WebSub deliveries")
+        self._requests = PgLink(url, "the WebSub hub (requests)")
+        self._deliveries = PgLink(url, "the WebSub hub (deliveries)")
 
     @staticmethod
     def _run(link: PgLink, work: Callable[[psycopg.Connection], T]) -> T:
