@@ -4,11 +4,13 @@ state directory and copy of the data, one database) and one real subscriber, all
 delivered once, and an intent one instance accepted is verified by the other."""
 from __future__ import annotations
 
+import os
 import shutil
 import time
 
 import pytest
 import requests
+from conftest import DataDir
 from pgcluster import pg_cluster, pg_url  # noqa: F401  (fixtures)
 from websub_subscriber import hub_request, start_subscriber, wait_until
 
@@ -91,3 +93,30 @@ def test_the_rate_limit_is_shared_by_instances(data, tmp_path, serve, pg_url,  #
     codes = [hub_request(f"{srv.url}/websub", "subscribe", TOPIC,
                          subscriber.callback("x")).status_code for srv in (a, b) * 4]
     assert codes == [202] * 4 + [429] * 4
+
+
+def test_a_lagging_copy_never_delivers_bytes_older_than_delivered(
+        data, tmp_path, serve, pg_url, subscriber):  # noqa: F811
+    data.article("first", title="Version 1")
+    copy = tmp_path / "copy"
+    shutil.copytree(data.root, copy)
+    env = {"FEEDSVC_DATABASE_URL": pg_url, "feedsvc_websub_allow_private": "true"}
+    a = serve(data.root, workers=1, state_dir=tmp_path / "sa", **env)
+    b = serve(copy, workers=1, state_dir=tmp_path / "sb", **env)
+    r = hub_request(f"{a.url}/websub", "subscribe", TOPIC, subscriber.callback("one"))
+    assert r.status_code == 202
+    assert wait_until(lambda: subscriber.verified("one"))
+    # A's copy gets version 3; B's copy, synced later from a lagging source, version 2
+    # (older files, scanned later)
+    newer = data.article("first", title="Version 3")
+    later = time.time() + 100
+    os.utime(newer, (later, later))
+    assert wait_until(lambda: len(subscriber.delivered("one")) == 1)
+    lagging = DataDir(tmp_path / "scratch").article("first", title="Version 2").read_bytes()
+    (copy / "articles" / "first.md").write_bytes(lagging)
+    earlier = time.time() - 100
+    os.utime(copy / "articles" / "first.md", (earlier, earlier))
+    assert wait_until(lambda: b"Version 2" in served(b))
+    time.sleep(2.0)                                 # refreshes of B (poll 0.5 s)
+    got = subscriber.delivered("one")
+    assert len(got) == 1 and b"Version 3" in got[0].body
