@@ -35,7 +35,7 @@ from .websubstore import HeldIntent, Job, StoreDown, SubscriptionStore
 log = logging.getLogger("feedsvc")
 POOL_THREADS = 16               # requests the hub sends at once, per worker
 KEPT_BODIES = 8                 # gunzipped bodies kept for the next subscribers
-KEPT_FOR_REQUESTS = 4           # of them, never taken by deliveries (verifications, denials)
+KEPT_FOR_REQUESTS = 4           # of them, never taken by claims (denials of foreign topics)
 MAX_RESPONSE_BYTES = 64 << 10   # read of any response; a longer one is cut there
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 POLL_SECONDS = 0.25             # how often a worker looks for deliveries others queued
@@ -106,16 +106,18 @@ def signature(secret: bytes, body: bytes) -> str:
 class Dispatcher:
     """Takes deliveries from the store and sends them on the pool (see the module
     docstring).  `links(topic)`: the Link header a delivery of `topic` carries;
-    `verify(held)`: verifies a claimed intent and settles it."""
+    `verify(held)`: verifies a claimed intent and settles it; `catch_up()`: called
+    before each look at the store (the hub records changes the store missed)."""
 
     def __init__(self, store: SubscriptionStore, sender: Sender, retry_seconds: float,
                  links: Callable[[str], str], verify: Callable[[HeldIntent], object],
-                 clock: Callable[[], float] = time.time):
+                 catch_up: Callable[[], object], clock: Callable[[], float] = time.time):
         self.store = store
         self.sender = sender
         self.retry_seconds = retry_seconds
         self.links = links
         self.verify = verify
+        self.catch_up = catch_up
         self.clock = clock
         self.pool = ThreadPoolExecutor(POOL_THREADS, thread_name_prefix="feedsvc-websub")
         self.wake = threading.Event()
@@ -156,6 +158,7 @@ class Dispatcher:
             self.wake.wait(POLL_SECONDS)
             self.wake.clear()
             try:
+                self.catch_up()
                 now = self.clock()
                 if now - last_expiry >= EXPIRE_EVERY:
                     last_expiry = now
@@ -169,15 +172,15 @@ class Dispatcher:
 
     def _take(self, now: float) -> None:
         """Claim as many intents to verify, then due deliveries, as there are threads
-        for (deliveries keep `KEPT_FOR_REQUESTS` free) and start them."""
+        for (keeping `KEPT_FOR_REQUESTS` free for denials) and start them."""
         with self._count:
-            free = POOL_THREADS - self._busy
+            free = POOL_THREADS - KEPT_FOR_REQUESTS - self._busy
             if free <= 0:
                 return
             self._busy += free              # promised, so no denial takes them
         try:
             held = self.store.claim_intents(now, free)
-            jobs = self.store.claim(now, free - len(held) - KEPT_FOR_REQUESTS)
+            jobs = self.store.claim(now, free - len(held))
         finally:
             with self._count:
                 self._busy -= free

@@ -228,7 +228,7 @@ def _claim(c: psycopg.Connection, now: float, limit: int) -> list[Job]:
         "SELECT p.kind, p.target, p.topic, t.version, p.attempts, p.since,"  # noqa: S608
         " s.callback, s.secret, t.content_type, t.gzip, s.expires, s.delivered"
         f" FROM {PENDING} p JOIN {TOPICS} t ON t.topic = p.topic"
-        f" LEFT JOIN {SUBS} s ON p.kind = 'sub' AND s.id::text = p.target"
+        f" LEFT JOIN {SUBS} s ON s.id = CASE WHEN p.kind = 'sub' THEN p.target::bigint END"
         " WHERE p.due <= %s AND p.claimed <= %s ORDER BY p.due LIMIT %s"
         " FOR UPDATE OF p SKIP LOCKED", (now, now, limit)).fetchall()
     jobs, gone, held = [], [], []

@@ -60,6 +60,13 @@ class Answer:
     retry: int = 0
 
 
+@dataclass(frozen=True)
+class Handover:
+    """What live.Service handed the hub after a refresh."""
+    documents: dict[str, Document]
+    seen: float
+
+
 class BadRequest(ValueError):
     """A hub request that is refused at once; the message says which parameter."""
 
@@ -102,8 +109,9 @@ class Hub:
         self.store = store or open_subscriptions(config)
         self.sender = Sender(NetPolicy(config.websub_allow_private, resolver))
         self.dispatcher = Dispatcher(self.store, self.sender, config.websub_retry_seconds,
-                                     self.links, self.verify, clock)
+                                     self.links, self.verify, self.catch_up, clock)
         self._etags: dict[str, str] = {}        # topic path -> the ETag last handed over
+        self._missed: Handover | None = None    # what the store could not take yet
         self._lock = threading.Lock()
 
     # -- changes ---------------------------------------------------------------
@@ -125,29 +133,41 @@ class Hub:
         return header[0][1] if header else f'<{topic}>; rel="self"'
 
     def changed(self, documents: dict[str, Document], seen: float) -> None:
-        """live.Service's listener: record the feeds whose bytes moved; never raises."""
-        base = self.base_url
-        if not base:
-            return
-        try:
-            with self._lock:
-                moved = [d for p, d in documents.items()
-                         if is_topic(p) and self._etags.get(p) != d.etag]
-                if not moved:
-                    return
-                changes = [TopicBytes(base + d.path, d.etag, d.content_type, d.gzip)
-                           for d in moved]
-                queued = self.store.record(changes, seen, self.config.external_hubs,
-                                           self.clock())
-                self._etags.update((d.path, d.etag) for d in moved)
-        except StoreDown:               # (the store logged it) recorded with the next change
-            return
-        except Exception:
-            log.exception("websub: cannot record changed feeds; they are recorded with "
-                          "the next change")
-            return
+        """live.Service's listener: record the feeds whose bytes moved; never raises.
+        What the store could not take is handed over again by `catch_up`."""
+        with self._lock:
+            queued = self._record(Handover(documents, seen))
         if queued:
             self.dispatcher.wake.set()
+
+    def catch_up(self) -> None:
+        """(The dispatcher's thread, each poll.)  Hand over again the last documents the
+        store could not take (a database lost for a while), so their change is sent."""
+        with self._lock:
+            queued = self._record(self._missed) if self._missed is not None else 0
+        if queued:
+            self.dispatcher.wake.set()
+
+    def _record(self, given: Handover) -> int:
+        """(Holding the lock.)  The deliveries queued for the feeds of `given` whose bytes
+        moved; 0, and `given` kept as missed, when the store cannot take them now."""
+        base = self.base_url
+        if not base:
+            return 0
+        moved = [d for p, d in given.documents.items()
+                 if is_topic(p) and self._etags.get(p) != d.etag]
+        try:
+            queued = self.store.record(
+                [TopicBytes(base + d.path, d.etag, d.content_type, d.gzip) for d in moved],
+                given.seen, self.config.external_hubs, self.clock()) if moved else 0
+        except Exception as e:
+            if self._missed is None and not isinstance(e, StoreDown):   # (logged there)
+                log.exception("websub: cannot record changed feeds; trying again")
+            self._missed = given
+            return 0
+        self._etags.update((d.path, d.etag) for d in moved)
+        self._missed = None
+        return queued
 
     # -- requests (web.py routes POST /websub here) ------------------------------
     def screen(self, mimetype: str, length: int | None, client: str) -> Answer | None:

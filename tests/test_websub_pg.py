@@ -120,3 +120,25 @@ def test_a_lagging_copy_never_delivers_bytes_older_than_delivered(
     time.sleep(2.0)                                 # refreshes of B (poll 0.5 s)
     got = subscriber.delivered("one")
     assert len(got) == 1 and b"Version 3" in got[0].body
+
+
+def test_a_change_made_while_the_database_is_lost_is_delivered_once_it_is_back(
+        data, tmp_path, serve, pg_cluster, pg_url, subscriber):  # noqa: F811
+    data.article("first", title="Before")
+    srv = serve(data.root, workers=1, FEEDSVC_DATABASE_URL=pg_url,
+                feedsvc_websub_allow_private="true")
+    r = hub_request(f"{srv.url}/websub", "subscribe", TOPIC, subscriber.callback("one"))
+    assert r.status_code == 202
+    assert wait_until(lambda: subscriber.verified("one"))
+    pg_cluster.stop()
+    try:
+        data.article("first", title="While the database was down")
+        assert wait_until(lambda: b"was down" in served(srv))
+        time.sleep(1.0)                             # the hub tried, and kept it
+        assert subscriber.delivered("one") == []
+    finally:
+        pg_cluster.resume()
+    assert wait_until(lambda: len(subscriber.delivered("one")) == 1, timeout=60)
+    assert subscriber.delivered("one")[0].body == served(srv)
+    time.sleep(1.0)
+    assert len(subscriber.delivered("one")) == 1
