@@ -1,8 +1,11 @@
 """WebSub benchmark: save-to-delivery latency and the request path with 1,000 subscribers.
 
     python bench/websub.py [--subscribers 1000] [--edits 5] [--seconds 3]
+                           [--stores sqlite,postgresql] [--database-url URL]
 
-Starts two `feedsvc serve --workers 2`, each on its own copy of the bundled
+For each store named (the hub's subscriptions in `websub.sqlite`, or in
+PostgreSQL: the URL given, else a throwaway cluster as tests/pgcluster.py makes),
+starts two `feedsvc serve --workers 2`, each on its own copy of the bundled
 site (state in bench/out/websub/), and subscriber servers on 127.0.0.1-127.0.0.4
 (the hub allows at most 1,000 subscriptions per callback host).  It measures:
 - 304 throughput (If-None-Match, keep-alive, 2 client threads) of the server
@@ -122,13 +125,14 @@ def throughput(port: int, path: str, seconds: float, threads: int = 2) -> float:
     return sum(counts) / seconds
 
 
-def start_server(name: str) -> tuple[subprocess.Popen, int, Path]:
-    """`feedsvc serve --workers 2` on its own copy of the bundled site and state."""
+def start_server(name: str, url: str = "") -> tuple[subprocess.Popen, int, Path]:
+    """`feedsvc serve --workers 2` on its own copy of the bundled site and state (and the
+    database at `url`, if given)."""
     data = OUT / name / "data"
     shutil.copytree(ROOT / "data", data)
     port = free_port()
     env = {**os.environ, "FEEDSVC_WEBSUB_ALLOW_PRIVATE": "true", "FEEDSVC_WEBSUB_RATE": "100000",
-           "FEEDSVC_POLL_SECONDS": "10"}
+           "FEEDSVC_POLL_SECONDS": "10", "FEEDSVC_DATABASE_URL": url}
     log = open(OUT / name / "serve.log", "w")      # noqa: SIM115
     proc = subprocess.Popen([sys.executable, "-m", "feedsvc", "serve", "--port", str(port),
                              "--workers", "2", "--data-dir", str(data), "--state-dir",
@@ -149,19 +153,55 @@ def main() -> None:
     ap.add_argument("--edits", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--stores", default="sqlite", help="sqlite, postgresql or both "
+                    "(comma-separated), measured one after the other")
+    ap.add_argument("--database-url", default="", help="for postgresql (default: a "
+                    "throwaway cluster)")
     args = ap.parse_args()
     shutil.rmtree(OUT, ignore_errors=True)
+    cluster = None
     try:
-        run(args)
+        for store in args.stores.split(","):
+            url = ""
+            if store == "postgresql":
+                url = args.database_url
+                if not url:
+                    cluster = cluster or throwaway_cluster()
+                    url = cluster.new_database()
+            print(f"-- store: {store}")
+            run(args, store, url)
+            stop_servers()
     finally:
-        for proc in _LIVE:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(15)
+        stop_servers()
+        if cluster is not None:
+            cluster.stop()
+            shutil.rmtree(cluster.root, ignore_errors=True)
 
 
-def run(args) -> None:
-    _, bare_port, _ = start_server("none")
-    _, port, data = start_server("subscribed")
+def throwaway_cluster():
+    sys.path[:0] = [str(ROOT / "tests")]
+    import tempfile
+
+    from pgcluster import Cluster, _bin_dir
+    bindir = _bin_dir()
+    if bindir is None:
+        sys.exit("bench/websub.py: no PostgreSQL (apt-get install postgresql), or give "
+                 "--database-url")
+    cluster = Cluster(bindir, tempfile.mkdtemp(prefix="feedsvc-bench-pg-"))
+    cluster.start()
+    return cluster
+
+
+def stop_servers() -> None:
+    while _LIVE:
+        proc = _LIVE.pop()
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(15)
+
+
+def run(args, store: str, url: str) -> None:
+    _, bare_port, _ = start_server(f"{store}-none", url)
+    _, port, data = start_server(f"{store}-subscribed", url)
     base = SITE.format(port=port)
     arrivals = Arrivals()
     servers = [arrivals.make_server(h) for h in HOSTS]
