@@ -10,8 +10,8 @@ import click
 
 from . import settings
 from .logimport import import_log
-from .statsstore import day_of
-from .store import open_stats
+from .statsstore import StatsUnavailable, day_of
+from .store import StoreUnavailable, check, open_stats
 
 
 def _config(state_dir: str | None, data_dir: str | None,
@@ -64,6 +64,11 @@ def import_logs(files: tuple[str, ...], state_dir: str | None, data_dir: str | N
     """Add nginx access logs (combined format, .gz too) to the statistics; a file read
     before adds only the lines appended since."""
     config = _config(state_dir, data_dir, database_url)
+    try:
+        check(config.database_url)
+    except StoreUnavailable as e:
+        click.echo(f"feedsvc: {e}", err=True)
+        sys.exit(1)
     store = open_stats(config.state_dir, config.database_url)
     try:
         for name in files:
@@ -72,6 +77,10 @@ def import_logs(files: tuple[str, ...], state_dir: str | None, data_dir: str | N
             except (OSError, EOFError) as e:        # gzip.BadGzipFile is an OSError
                 click.echo(f"feedsvc: {name}: cannot be read ({e}); import it again once "
                            f"it is whole (what was counted is not counted twice)", err=True)
+                sys.exit(1)
+            except StatsUnavailable as e:
+                click.echo(f"feedsvc: {name}: {e}; import it again once the database is "
+                           "back (what was counted is not counted twice)", err=True)
                 sys.exit(1)
             note = " (already imported)" if done.already else ""
             click.echo(f"{name}: {done.lines} new lines, {done.counted} feed requests counted, "

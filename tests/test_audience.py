@@ -2,20 +2,16 @@
 from __future__ import annotations
 
 import datetime as dt
-import itertools
-import os
 import re
-import sqlite3
 
-import psycopg
 import pytest
 from pgcluster import pg_cluster  # noqa: F401  (a fixture)
+from statsdb import stats_of
 
 from feedsvc import audience, statsreport
 from feedsvc.audience import Client, Counter, classify
 from feedsvc.pgstats import PgStats
 from feedsvc.statsstore import SQLiteStats, StatsUnavailable, day_of
-from feedsvc.store import open_stats
 
 NOON = dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC).timestamp()
 DAY = "2026-12-01"
@@ -92,64 +88,9 @@ def _record(counter, ua, status=200, address="192.0.2.1", path="/feeds/all.rss",
     counter.record(path, ua, address, status, 0 if status == 304 else 1000, 1000, when)
 
 
-TABLES = ("totals", "reported", "poller_hashes", "pollers", "salts", "imports")
-
-
-class Stats:
-    """Stats stores on one shared state, of the kind under test: each `open()` is another
-    worker or instance (SQLite: one state directory; PostgreSQL: one database, each
-    instance its own state directory); `rows` and `dump` read the tables directly."""
-
-    def __init__(self, root, url: str):
-        self.root, self.url = root, url
-        self.made: list = []
-
-    def open(self):
-        store = open_stats(str(self.root / ("state" if not self.url else
-                                             f"state{len(self.made)}")), self.url)
-        self.made.append(store)
-        return store
-
-    def _query(self, sql: str) -> list[tuple]:
-        if self.url:
-            with psycopg.connect(self.url) as conn:
-                return conn.execute(sql.replace("FROM ", "FROM feedsvc_stats_")).fetchall()
-        db = sqlite3.connect(self.root / "state" / "stats.sqlite")
-        try:
-            return db.execute(sql).fetchall()
-        finally:
-            db.close()
-
-    def rows(self, table: str) -> int:
-        return self._query(f"SELECT count(*) FROM {table}")[0][0]
-
-    def dump(self) -> str:
-        return "\n".join(repr(row) for table in TABLES
-                         for row in self._query(f"SELECT * FROM {table}"))  # noqa: S608
-
-
-def _database_sorting_like_people(cluster) -> str:
-    """A new database whose text sorts in English order (ICU), not bytewise as SQLite's
-    does: what many servers have, and what the store must not let through."""
-    name = f"icu{os.getpid()}_{next(_databases)}"
-    with psycopg.connect(cluster.url(), autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu "
-                     "ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'")
-    return cluster.url(name)
-
-
-_databases = itertools.count()
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def stats(request, tmp_path):
-    url = ""
-    if request.param == "postgresql":
-        url = _database_sorting_like_people(request.getfixturevalue("pg_cluster"))
-    made = Stats(tmp_path, url)
-    yield made
-    for store in made.made:
-        store.close()
+    yield from stats_of(request, tmp_path)
 
 
 def test_reported_counts_keep_the_latest_of_the_day_per_feed_id(stats):
