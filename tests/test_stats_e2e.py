@@ -16,7 +16,6 @@ from pgcluster import pg_cluster, pg_url  # noqa: F401  (fixtures)
 from statsdb import Stats
 
 from feedsvc import admin
-from feedsvc.statsstore import SQLiteStats
 from feedsvc.store import open_stats
 
 pytestmark = pytest.mark.e2e
@@ -169,11 +168,11 @@ APPENDED = ('198.51.100.4 - - [02/Dec/2026:08:00:00 +0000] "HEAD /feeds/all.atom
             'Gecko) \\x22quoted\\x22"\n')
 
 
-def test_import_log_reads_nginx_logs_once_and_gzip_too(tmp_path):
+def test_import_log_reads_nginx_logs_once_and_gzip_too(tmp_path, database_url):
     state = tmp_path / "state"
     log = tmp_path / "access.log"
     log.write_text(LOG)
-    env = {"FEEDSVC_STATE_DIR": str(state)}
+    env = {"FEEDSVC_STATE_DIR": str(state), "FEEDSVC_DATABASE_URL": database_url}
     first = run_feedsvc("stats", "import-log", str(log), env=env)
     assert first.returncode == 0, first.stderr
     assert "5 new lines, 3 feed requests counted, 1 not in the combined format" in first.stdout
@@ -187,7 +186,7 @@ def test_import_log_reads_nginx_logs_once_and_gzip_too(tmp_path):
     packed.write_bytes(gzip.compress(LOG.encode()))   # rotated: the same lines again
     assert "already imported" in run_feedsvc("stats", "import-log", str(packed),
                                              env=env).stdout
-    store = SQLiteStats(str(state))
+    store = open_stats(str(state), database_url)
     totals = {(t.day, t.path, t.client): t for t in store.totals("2026-01-01", "2026-12-31")}
     assert totals[("2026-12-01", "feeds/all.rss", "Feedly")].bytes_sent == 5120
     assert totals[("2026-12-01", "feeds/all.rss", "Feedbin")].bytes_saved == 5120
@@ -198,5 +197,18 @@ def test_import_log_reads_nginx_logs_once_and_gzip_too(tmp_path):
     assert reported == {("feeds/all.rss", "Feedly"): 134, ("feeds/all.rss", "Feedbin"): 3}
     pollers = {c.client: c.subscribers for c in store.pollers("2026-12-01", "2026-12-02")}
     assert pollers == {"Tiny Tiny RSS": 1, "Liferea": 1}
-    assert store.db.execute("SELECT count(*) FROM poller_hashes").fetchone()[0] == 0
-    assert "198.51.100" not in "\n".join(store.db.iterdump())
+    tables = Stats(tmp_path, database_url)
+    assert tables.rows("poller_hashes") == 0
+    assert "Liferea" in tables.dump() and "198.51.100" not in tables.dump()
+    store.close()
+
+
+def test_import_log_without_its_database_says_so_in_one_line(tmp_path):
+    log = tmp_path / "access.log"
+    log.write_text(LOG)
+    url = "postgresql://feeds:secret@127.0.0.1:1/stats"      # nothing listens on port 1
+    done = run_feedsvc("stats", "import-log", str(log), "--state-dir", str(tmp_path / "s"),
+                       "--database-url", url)
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1 and "FEEDSVC_DATABASE_URL" in done.stderr
+    assert "secret" not in done.stderr
