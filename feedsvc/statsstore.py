@@ -135,8 +135,10 @@ ADD_REPORTED = (
 ADD_HASHES = "INSERT INTO {t}poller_hashes VALUES (?,?,?,?) ON CONFLICT DO NOTHING"
 MARK = ('INSERT INTO {t}imports VALUES (?, ?) ON CONFLICT (source) DO UPDATE SET '
         '"offset" = excluded."offset"')
-NEW_SALT = "INSERT INTO {t}salts VALUES (?, ?) ON CONFLICT DO NOTHING"
-SALT = "SELECT salt FROM {t}salts WHERE day = ?"
+# the day's salt, made by the first to ask: one statement, so no other instance's
+# `keep` can come between making it and reading it
+SALT = ("INSERT INTO {t}salts VALUES (?, ?) ON CONFLICT (day) DO UPDATE SET "
+        "salt = {t}salts.salt RETURNING salt")
 TOTALS = ("SELECT day, path, kind, client, requests, ok, not_modified, bytes_sent, "
           "bytes_saved FROM {t}totals WHERE day BETWEEN :first AND :last "
           "ORDER BY day, path, kind, client")
@@ -193,8 +195,7 @@ class SqlStats:
 
     def salt(self, day: str) -> bytes:
         """The day's salt for poller hashes, the same for every worker and instance."""
-        self._write([(NEW_SALT, [(day, secrets.token_bytes(32))])])
-        return bytes(self._select(SALT, (day,))[0][0])
+        return bytes(self._select(SALT, (day, secrets.token_bytes(32)))[0][0])
 
     def totals(self, first: str, last: str) -> list[Total]:
         return [Total(*row) for row in self._select(TOTALS, {"first": first, "last": last})]
