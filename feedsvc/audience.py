@@ -17,6 +17,7 @@ from __future__ import annotations
 import atexit
 import datetime as dt
 import hashlib
+import itertools
 import logging
 import re
 import threading
@@ -27,13 +28,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
 
-from .statsstore import Batch, StatsStore, day_of
+from .statsstore import Batch, StatsStore, StatsUnavailable, day_of
 
 log = logging.getLogger("feedsvc")
 UA_CHARS = 512              # longer User-Agents are classified by their first 512 characters
 MEMO_SIZE = 4096            # User-Agents whose classification is kept
 MAX_KEYS = 10_000           # distinct (feed, User-Agent) held between two flushes
 MAX_POLLERS = 50_000        # distinct (feed, User-Agent, address) held between two flushes
+MAX_HELD_DAYS = 3           # days of tallies held while the store cannot be written
 FEED_ID_CHARS = 64
 
 
@@ -184,13 +186,7 @@ class Counter:
             tally = self._tally
             if not tally.day_starts <= now < tally.day_ends:
                 tally = self._next_day(now)
-            row = tally.hits.get(key)
-            if row is None:
-                if len(tally.hits) >= MAX_KEYS:
-                    key, reader = (path, ""), False     # a flood: counted, unnamed
-                    row = tally.hits.get(key)
-                if row is None:
-                    row = tally.hits[key] = [0, 0, 0, 0, now, key[1], reader]
+            row = _row(tally, key, reader, now)
             if status == 304:
                 row[1] += 1
                 row[3] += full
@@ -198,7 +194,7 @@ class Counter:
                 row[0] += 1
                 row[2] += sent
             row[4] = now
-            if reader and len(tally.seen) < MAX_POLLERS:
+            if row[6] and len(tally.seen) < MAX_POLLERS:
                 tally.seen.add((path, row[5], address))
 
     def _next_day(self, now: float) -> Tally:
@@ -207,12 +203,30 @@ class Counter:
         self._tally = _tally(now)
         return self._tally
 
-    def drain(self) -> list[Batch]:
-        """The tallies so far, classified: one Batch per day."""
+    def drain(self) -> list[Tally]:
+        """Take the tallies so far away (the request path starts new ones)."""
         with self._lock:
             tallies = [*self._ended, self._tally]
             self._ended, self._tally = [], _tally(self._tally.day_ends - 1)
-        return [self._batch(t) for t in tallies if t.hits]
+        return tallies
+
+    def put_back(self, tallies: list[Tally]) -> None:
+        """Merge tallies that could not be written back into the held ones, to be written
+        by a later flush: within the same bounds as counting (MAX_KEYS, MAX_POLLERS per
+        day), and at most MAX_HELD_DAYS days (older ones are dropped, and logged)."""
+        with self._lock:
+            held = {t.day: t for t in (*self._ended, self._tally)}
+            for tally in tallies:
+                into = held.get(tally.day)
+                if into is None:
+                    into = held[tally.day] = Tally(tally.day, tally.day_starts, tally.day_ends)
+                    self._ended.append(into)
+                _merge(tally, into)
+            self._ended.sort(key=lambda t: t.day)
+            while len(self._ended) >= MAX_HELD_DAYS:
+                lost = self._ended.pop(0)
+                log.warning("statistics: the counts of %s are dropped: the stats store "
+                            "could not be written since that day", lost.day)
 
     def _batch(self, tally: Tally) -> Batch:
         totals: dict[tuple[str, str, str, str], list[int]] = {}
@@ -238,10 +252,41 @@ class Counter:
                      reports, pollers)
 
     def flush(self, mark: tuple[str, int] | None = None) -> None:
-        """Write the tallies to the store (with a log import's `mark`, in one go)."""
-        batches = self.drain()
-        if batches or mark is not None:
-            self.store.add(batches, mark)
+        """Write the tallies to the store (with a log import's `mark`, in one go).  If
+        the store cannot take them, they are put back for the next flush and the error
+        is raised."""
+        tallies = self.drain()
+        try:
+            batches = [self._batch(t) for t in tallies if t.hits]
+            if batches or mark is not None:
+                self.store.add(batches, mark)
+        except BaseException:
+            self.put_back(tallies)
+            raise
+
+
+def _row(tally: Tally, key: tuple[str, str], reader: bool, now: float) -> list:
+    """The tally's row for (path, User-Agent), made if new; once the tally holds
+    MAX_KEYS rows a new User-Agent is counted in its path's unnamed row (a flood)."""
+    row = tally.hits.get(key)
+    if row is None:
+        if len(tally.hits) >= MAX_KEYS:
+            key, reader = (key[0], ""), False
+            row = tally.hits.get(key)
+        if row is None:
+            row = tally.hits[key] = [0, 0, 0, 0, now, key[1], reader]
+    return row
+
+
+def _merge(tally: Tally, into: Tally) -> None:
+    """Add the counts of `tally` to `into` (the same day), as if counted there."""
+    for key, (ok, nm, sent, saved, seen, _, reader) in tally.hits.items():
+        row = _row(into, key, reader, seen)
+        for n, value in enumerate((ok, nm, sent, saved)):
+            row[n] += value
+        row[4] = max(row[4], seen)
+    room = MAX_POLLERS - len(into.seen)
+    into.seen.update(itertools.islice(tally.seen - into.seen, max(room, 0)))
 
 
 class Flusher(threading.Thread):
@@ -255,21 +300,39 @@ class Flusher(threading.Thread):
         self.retention_days = retention_days
         self._stop = threading.Event()
         self._kept_at = 0.0
+        self.failing = False            # since the last flush that could not write
 
     def run(self) -> None:
-        atexit.register(self.counter.flush)
+        atexit.register(self.last)
         while not self._stop.wait(self.seconds):
             self.once(time.time())
 
     def once(self, now: float) -> None:
+        """One flush (and, at start, hourly and when a day ends, `keep`).  A store that
+        cannot be written is logged once until it can be again; the counts wait."""
         try:
             self.counter.flush()
             # at start, hourly, and at once when a day ends (its poller hashes go)
             if now - self._kept_at > 3600 or day_of(now) != day_of(self._kept_at):
                 self.counter.store.keep(day_of(now), self.retention_days)
                 self._kept_at = now
-        except Exception:       # noqa: BLE001 - statistics never take serving down
-            log.exception("statistics: could not write to the stats store")
+        except Exception as e:      # noqa: BLE001 - statistics never take serving down
+            if not self.failing:
+                log.warning("statistics: could not write to the stats store (%s); the "
+                            "counts are held in memory and written once it can be",
+                            e, exc_info=not isinstance(e, StatsUnavailable))
+            self.failing = True
+            return
+        if self.failing:
+            log.info("statistics: the stats store is written again")
+        self.failing = False
+
+    def last(self) -> None:
+        """The flush when the process exits: what cannot be written now is lost (logged)."""
+        try:
+            self.counter.flush()
+        except Exception as e:      # noqa: BLE001
+            log.warning("statistics: the last counts of this worker are lost (%s)", e)
 
     def stop(self) -> None:
         self._stop.set()

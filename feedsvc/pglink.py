@@ -52,6 +52,21 @@ SCHEMA: list[tuple[str, ...]] = [
      "UNIQUE (topic, callback))",
      "CREATE TABLE feedsvc_websub_rates (client TEXT NOT NULL, minute BIGINT NOT NULL, "
      "requests INTEGER NOT NULL, PRIMARY KEY (client, minute))"),
+    # the audience statistics (pgstats.py); text compares bytewise, as in SQLite
+    ('CREATE TABLE feedsvc_stats_totals (day TEXT COLLATE "C", path TEXT COLLATE "C", '
+     'kind TEXT COLLATE "C", client TEXT COLLATE "C", requests BIGINT, ok BIGINT, '
+     "not_modified BIGINT, bytes_sent BIGINT, bytes_saved BIGINT, "
+     "PRIMARY KEY (day, path, kind, client))",
+     'CREATE TABLE feedsvc_stats_reported (day TEXT COLLATE "C", path TEXT COLLATE "C", '
+     'client TEXT COLLATE "C", feed_id TEXT COLLATE "C", subscribers BIGINT, '
+     "seen DOUBLE PRECISION, PRIMARY KEY (day, path, client, feed_id))",
+     'CREATE TABLE feedsvc_stats_poller_hashes (day TEXT COLLATE "C", '
+     'path TEXT COLLATE "C", client TEXT COLLATE "C", hash BYTEA, '
+     "PRIMARY KEY (day, path, client, hash))",
+     'CREATE TABLE feedsvc_stats_pollers (day TEXT COLLATE "C", path TEXT COLLATE "C", '
+     'client TEXT COLLATE "C", distinct_count BIGINT, PRIMARY KEY (day, path, client))',
+     'CREATE TABLE feedsvc_stats_salts (day TEXT COLLATE "C" PRIMARY KEY, salt BYTEA)',
+     'CREATE TABLE feedsvc_stats_imports (source TEXT PRIMARY KEY, "offset" BIGINT)'),
 ]
 
 

@@ -45,8 +45,8 @@ SETTINGS = [
             "instances on one data directory and one machine to share Last-Modified "
             "(several machines: database_url); not on a network file system."),
     Setting("database_url", "", "PostgreSQL URL (postgresql://user:password@host/db) "
-            "holding validators and caches for several instances on several machines; "
-            "empty: SQLite in the state directory."),
+            "holding validators, caches and statistics for several instances on several "
+            "machines; empty: SQLite in the state directory."),
     Setting("base_url", "", "Public URL of the site (absolute http or https); overrides "
             "base_url in site.yml."),
     Setting("max_age", 300, "Cache-Control max-age in seconds (cut short before a "
@@ -59,9 +59,9 @@ SETTINGS = [
     Setting("port", 8000, "Port to listen on (serve).", minimum=1, maximum=65535),
     Setting("workers", 2, "Worker processes (serve), at least 1.", minimum=1),
     Setting("stats", True, "Count feed requests for the statistics at /admin/stats "
-            "(stats.sqlite in the state directory)."),
+            "(stats.sqlite in the state directory, or the database_url database)."),
     Setting("stats_flush_seconds", 5.0, "How often each worker writes its counts to "
-            "stats.sqlite.", minimum=0.1, maximum=3600),
+            "stats.sqlite or the database.", minimum=0.1, maximum=3600),
     Setting("stats_retention_days", 400, "Days of statistics kept.", minimum=1),
     Setting("stats_forwarded_for", False, "Take the client address for counting distinct "
             "readers and the login rate limit from the last X-Forwarded-For entry: set it "

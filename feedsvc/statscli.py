@@ -10,12 +10,15 @@ import click
 
 from . import settings
 from .logimport import import_log
-from .statsstore import SQLiteStats, day_of
+from .statsstore import StatsUnavailable, day_of
+from .store import StoreUnavailable, check, open_stats
 
 
-def _config(state_dir: str | None, data_dir: str | None) -> settings.Settings:
+def _config(state_dir: str | None, data_dir: str | None,
+            database_url: str | None = None) -> settings.Settings:
     try:
-        return settings.resolve({"state_dir": state_dir, "data_dir": data_dir})
+        return settings.resolve({"state_dir": state_dir, "data_dir": data_dir,
+                                 "database_url": database_url})
     except settings.SettingError as e:
         click.echo(f"feedsvc: {e}", err=True)
         sys.exit(1)
@@ -54,11 +57,19 @@ def stats_group() -> None:
 @click.option("--state-dir", default=None, help="The state directory [env FEEDSVC_STATE_DIR].")
 @click.option("--data-dir", default=None, help="The data directory (names the default "
               "state directory) [env FEEDSVC_DATA_DIR].")
-def import_logs(files: tuple[str, ...], state_dir: str | None, data_dir: str | None) -> None:
+@click.option("--database-url", default=None, help="The PostgreSQL database the serving "
+              "instances count in, if they do [env FEEDSVC_DATABASE_URL].")
+def import_logs(files: tuple[str, ...], state_dir: str | None, data_dir: str | None,
+                database_url: str | None) -> None:
     """Add nginx access logs (combined format, .gz too) to the statistics; a file read
     before adds only the lines appended since."""
-    config = _config(state_dir, data_dir)
-    store = SQLiteStats(config.state_dir)
+    config = _config(state_dir, data_dir, database_url)
+    try:
+        check(config.database_url)
+    except StoreUnavailable as e:
+        click.echo(f"feedsvc: {e}", err=True)
+        sys.exit(1)
+    store = open_stats(config.state_dir, config.database_url)
     try:
         for name in files:
             try:
@@ -66,6 +77,10 @@ def import_logs(files: tuple[str, ...], state_dir: str | None, data_dir: str | N
             except (OSError, EOFError) as e:        # gzip.BadGzipFile is an OSError
                 click.echo(f"feedsvc: {name}: cannot be read ({e}); import it again once "
                            f"it is whole (what was counted is not counted twice)", err=True)
+                sys.exit(1)
+            except StatsUnavailable as e:
+                click.echo(f"feedsvc: {name}: {e}; import it again once the database is "
+                           "back (what was counted is not counted twice)", err=True)
                 sys.exit(1)
             note = " (already imported)" if done.already else ""
             click.echo(f"{name}: {done.lines} new lines, {done.counted} feed requests counted, "

@@ -10,6 +10,7 @@ Every route is behind `admin.require_login`.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable
 from html import escape
 
@@ -17,7 +18,9 @@ from flask import Flask, Response, request
 
 from . import statsreport
 from .admin import page, require_login
-from .statsstore import StatsStore
+from .statsstore import StatsStore, StatsUnavailable
+
+log = logging.getLogger("feedsvc")
 
 WIDTH, HEIGHT, PAD = 720, 220, 56
 COLOURS = 8
@@ -90,6 +93,15 @@ def install(app: Flask, store: StatsStore, today: Callable[[], dt.date],
     def rows(dates: list[str]) -> list[statsreport.Row]:
         return statsreport.rows(store, dates[0], dates[-1]) + \
             statsreport.websub_rows(websub(), dates[-1])
+
+    @app.errorhandler(StatsUnavailable)
+    def unavailable(error: StatsUnavailable) -> Response:
+        log.warning("%s", error)            # the page names no host: only the setting
+        return Response("The statistics database cannot be reached now "
+                        "(FEEDSVC_DATABASE_URL); requests are still counted and written "
+                        "once it is back. Try again in a minute.\n", 503,
+                        content_type="text/plain; charset=utf-8",
+                        headers={"Retry-After": "60", "Cache-Control": "no-store"})
 
     @app.get("/admin/")
     @require_login

@@ -83,6 +83,10 @@ class ScopeDay(NamedTuple):
     subscribers: int
 
 
+class StatsUnavailable(Exception):
+    """The store cannot be used now (a database being reconnected): the message names it."""
+
+
 class StatsStore(Protocol):
     """What the counting, the log import and the statistics page need of a store."""
 
@@ -95,6 +99,7 @@ class StatsStore(Protocol):
     def by_client(self, first: str, last: str, scope: str) -> list[ClientDay]: ...
     def by_scope(self, first: str, last: str) -> list[ScopeDay]: ...
     def imported(self, source: str) -> int: ...
+    def close(self) -> None: ...
 
 
 SCHEMA = """
@@ -111,8 +116,146 @@ CREATE TABLE IF NOT EXISTS salts (day TEXT PRIMARY KEY, salt BLOB);
 CREATE TABLE IF NOT EXISTS imports (source TEXT PRIMARY KEY, offset INTEGER);
 """
 
+# The SQL both stores run, written once: `{t}` is the store's table prefix, `?` a
+# positional and `:first` a named parameter (`SqlStats._q` turns them into the
+# driver's style).  Each upsert names its conflict and qualifies the stored row.
+ADD_TOTALS = (
+    "INSERT INTO {t}totals VALUES (?,?,?,?,?,?,?,?,?) "
+    "ON CONFLICT (day, path, kind, client) DO UPDATE SET "
+    "requests = {t}totals.requests + excluded.requests, "
+    "ok = {t}totals.ok + excluded.ok, "
+    "not_modified = {t}totals.not_modified + excluded.not_modified, "
+    "bytes_sent = {t}totals.bytes_sent + excluded.bytes_sent, "
+    "bytes_saved = {t}totals.bytes_saved + excluded.bytes_saved")
+ADD_REPORTED = (
+    "INSERT INTO {t}reported VALUES (?,?,?,?,?,?) "
+    "ON CONFLICT (day, path, client, feed_id) DO UPDATE SET "
+    "subscribers = excluded.subscribers, seen = excluded.seen "
+    "WHERE excluded.seen >= {t}reported.seen")
+ADD_HASHES = "INSERT INTO {t}poller_hashes VALUES (?,?,?,?) ON CONFLICT DO NOTHING"
+MARK = ('INSERT INTO {t}imports VALUES (?, ?) ON CONFLICT (source) DO UPDATE SET '
+        '"offset" = excluded."offset"')
+# the day's salt, made by the first to ask: one statement, so no other instance's
+# `keep` can come between making it and reading it
+SALT = ("INSERT INTO {t}salts VALUES (?, ?) ON CONFLICT (day) DO UPDATE SET "
+        "salt = {t}salts.salt RETURNING salt")
+TOTALS = ("SELECT day, path, kind, client, requests, ok, not_modified, bytes_sent, "
+          "bytes_saved FROM {t}totals WHERE day BETWEEN :first AND :last "
+          "ORDER BY day, path, kind, client")
+REPORTED = ("SELECT day, path, client, CAST(sum(subscribers) AS BIGINT) FROM {t}reported "
+            "WHERE day BETWEEN :first AND :last GROUP BY day, path, client "
+            "ORDER BY day, path, client")
+POLLERS = (
+    "SELECT day, path, client, CAST(sum(n) AS BIGINT) FROM (SELECT day, path, client, "
+    "distinct_count AS n FROM {t}pollers WHERE day BETWEEN :first AND :last UNION ALL "
+    "SELECT day, path, client, count(*) FROM {t}poller_hashes "
+    "WHERE day BETWEEN :first AND :last GROUP BY day, path, client) AS u "
+    "GROUP BY day, path, client ORDER BY day, path, client")
+IMPORTED = 'SELECT "offset" FROM {t}imports WHERE source = ?'
+END_SALTS = "DELETE FROM {t}salts WHERE day < ?"
+PAST_RETENTION = ("DELETE FROM {t}totals WHERE day < ?",
+                  "DELETE FROM {t}reported WHERE day < ?",
+                  "DELETE FROM {t}pollers WHERE day < ?")
 
-class SQLiteStats:
+
+def oldest_kept(today: str, retention_days: int) -> str:
+    """The first day kept with `retention_days` of statistics ending at `today`."""
+    return (dt.date.fromisoformat(today) - dt.timedelta(days=retention_days)).isoformat()
+
+
+class SqlStats:
+    """The reading, adding and merging both stores share (one SQL text for each), over
+    two primitives a store provides: `_select` and `_write` (one transaction)."""
+
+    PREFIX = ""                 # the store's table names: PREFIX + "totals", ...
+
+    def _q(self, sql: str) -> str:
+        """`sql` (one of this module's constants) for this store's tables and driver."""
+        return sql.replace("{t}", self.PREFIX)
+
+    def _select(self, sql: str, args: tuple | dict) -> list[tuple]:
+        raise NotImplementedError
+
+    def _write(self, steps: list[tuple[str, list[tuple]]]) -> None:
+        """Run each (sql, rows) with every row, all in one transaction."""
+        raise NotImplementedError
+
+    def add(self, batches: list[Batch], mark: tuple[str, int] | None = None) -> None:
+        """Add the batches and, for a log import, record `mark` (the log, bytes read):
+        all in one transaction, so a log is never counted twice nor half marked.  Rows
+        go in key order, so two instances adding at once lock them in the same order."""
+        steps: list[tuple[str, list[tuple]]] = []
+        for batch in batches:
+            steps += [(ADD_TOTALS, sorted((*k, *v) for k, v in batch.totals.items())),
+                      (ADD_REPORTED, sorted((*k, *v) for k, v in batch.reports.items())),
+                      (ADD_HASHES, sorted(batch.pollers))]
+        if mark is not None:
+            steps.append((MARK, [mark]))
+        self._write([(sql, rows) for sql, rows in steps if rows])
+
+    def salt(self, day: str) -> bytes:
+        """The day's salt for poller hashes, the same for every worker and instance."""
+        return bytes(self._select(SALT, (day, secrets.token_bytes(32)))[0][0])
+
+    def totals(self, first: str, last: str) -> list[Total]:
+        return [Total(*row) for row in self._select(TOTALS, {"first": first, "last": last})]
+
+    def reported(self, first: str, last: str) -> list[Count]:
+        return [Count(*row) for row in self._select(REPORTED, {"first": first, "last": last})]
+
+    def pollers(self, first: str, last: str) -> list[Count]:
+        return [Count(*row) for row in self._select(POLLERS, {"first": first, "last": last})]
+
+    @staticmethod
+    def _subscribers(columns: str, group: str, where: str) -> str:
+        """SQL for (group..., subscribers): reported counts plus distinct pollers, with
+        `columns` selected (they may name aliases) grouped by `group` (the aliases).
+        Every argument is one of this module's constants, never a request's text."""
+        parts = [f"SELECT {columns}, {n} FROM {{t}}{table} WHERE {where} GROUP BY {group}"  # noqa: S608
+                 for n, table in (("sum(subscribers) AS n", "reported"),
+                                  ("sum(distinct_count)", "pollers"),
+                                  ("count(*)", "poller_hashes"))]
+        union = " UNION ALL ".join(parts)
+        return f"SELECT {group}, CAST(sum(n) AS BIGINT) FROM ({union}) AS u GROUP BY {group}"  # noqa: S608
+
+    def by_client(self, first: str, last: str, scope: str) -> list[ClientDay]:
+        """Each client's numbers each day, over the feeds of `scope` ("": all)."""
+        where = "day BETWEEN :first AND :last" + (f" AND {SCOPE} = :scope" if scope else "")
+        args = {"first": first, "last": last, "scope": scope}
+        merged: dict[tuple[str, str], list] = {}
+        for day, client, kind, *numbers in self._select(
+                "SELECT day, client, kind, CAST(sum(requests) AS BIGINT), "  # noqa: S608
+                "CAST(sum(ok) AS BIGINT), CAST(sum(not_modified) AS BIGINT), "
+                "CAST(sum(bytes_sent) AS BIGINT), CAST(sum(bytes_saved) AS BIGINT) "
+                f"FROM {{t}}totals WHERE {where} GROUP BY day, client, kind", args):
+            merged[(day, client)] = [kind, *numbers, 0]
+        for day, client, n in self._select(
+                self._subscribers("day, client", "day, client", where), args):
+            merged.setdefault((day, client), ["aggregator", 0, 0, 0, 0, 0, 0])[-1] += n
+        return [ClientDay(day, client, *row) for (day, client), row in sorted(merged.items())]
+
+    def by_scope(self, first: str, last: str) -> list[ScopeDay]:
+        """Each scope's numbers each day."""
+        where = "day BETWEEN :first AND :last"
+        args = {"first": first, "last": last}
+        merged: dict[tuple[str, str], list[int]] = {}
+        for scope, day, requests, not_modified in self._select(
+                f"SELECT {SCOPE} AS scope, day, CAST(sum(requests) AS BIGINT), "  # noqa: S608
+                f"CAST(sum(not_modified) AS BIGINT) FROM {{t}}totals WHERE {where} "
+                "GROUP BY scope, day", args):
+            merged[(scope, day)] = [requests, not_modified, 0]
+        for scope, day, n in self._select(
+                self._subscribers(f"{SCOPE} AS scope, day", "scope, day", where), args):
+            merged.setdefault((scope, day), [0, 0, 0])[2] += n
+        return [ScopeDay(scope, day, *row) for (scope, day), row in sorted(merged.items())]
+
+    def imported(self, source: str) -> int:
+        """How many bytes of the log `source` were imported already (0: none)."""
+        rows = self._select(IMPORTED, (source,))
+        return int(rows[0][0]) if rows else 0
+
+
+class SQLiteStats(SqlStats):
     """The stats store in one SQLite file (WAL: the page reads while workers write)."""
 
     def __init__(self, state_dir: str | None):
@@ -122,125 +265,28 @@ class SQLiteStats:
     def close(self) -> None:
         statefile.close_quietly(self.db)
 
-    def add(self, batches: list[Batch], mark: tuple[str, int] | None = None) -> None:
-        """Add the batches and, for a log import, record `mark` (the log, bytes read):
-        all in one transaction, so a log is never counted twice nor half marked."""
-        with self._lock, self._transaction() as db:
-            for batch in batches:
-                self._add(db, batch)
-            if mark is not None:
-                db.execute("INSERT INTO imports VALUES (?, ?) ON CONFLICT DO UPDATE SET "
-                           "offset = excluded.offset", mark)
+    def _select(self, sql: str, args: tuple | dict) -> list[tuple]:
+        with self._lock:
+            return self.db.execute(self._q(sql), args).fetchall()
 
-    @staticmethod
-    def _add(db: sqlite3.Connection, batch: Batch) -> None:
-        db.executemany(
-            "INSERT INTO totals VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT DO UPDATE SET "
-            "requests=requests+excluded.requests, ok=ok+excluded.ok, "
-            "not_modified=not_modified+excluded.not_modified, "
-            "bytes_sent=bytes_sent+excluded.bytes_sent, "
-            "bytes_saved=bytes_saved+excluded.bytes_saved",
-            [(*k, *v) for k, v in batch.totals.items()])
-        db.executemany(
-            "INSERT INTO reported VALUES (?,?,?,?,?,?) ON CONFLICT DO UPDATE SET "
-            "subscribers=excluded.subscribers, seen=excluded.seen "
-            "WHERE excluded.seen >= reported.seen",
-            [(*k, *v) for k, v in batch.reports.items()])
-        db.executemany("INSERT OR IGNORE INTO poller_hashes VALUES (?,?,?,?)",
-                       sorted(batch.pollers))
+    def _write(self, steps: list[tuple[str, list[tuple]]]) -> None:
+        with self._lock, self._transaction() as db:
+            for sql, rows in steps:
+                db.executemany(self._q(sql), rows)
 
     def _transaction(self) -> sqlite3.Connection:
         self.db.execute("BEGIN IMMEDIATE")
         return self.db
 
-    def salt(self, day: str) -> bytes:
-        """The day's salt for poller hashes, the same for every worker and instance."""
-        with self._lock:
-            self.db.execute("INSERT OR IGNORE INTO salts VALUES (?, ?)",
-                            (day, secrets.token_bytes(32)))
-            row = self.db.execute("SELECT salt FROM salts WHERE day = ?", (day,)).fetchone()
-        return bytes(row[0])
-
     def keep(self, today: str, retention_days: int) -> None:
         """End the days before `today` (hashes to counts, salts deleted) and delete the
         days past the retention."""
-        oldest = (dt.date.fromisoformat(today) - dt.timedelta(days=retention_days)).isoformat()
         with self._lock, self._transaction() as db:
             db.execute("INSERT INTO pollers SELECT day, path, client, count(*) FROM "
                        "poller_hashes WHERE day < ? GROUP BY day, path, client "
                        "ON CONFLICT DO UPDATE SET "
                        "distinct_count=distinct_count+excluded.distinct_count", (today,))
             db.execute("DELETE FROM poller_hashes WHERE day < ?", (today,))
-            db.execute("DELETE FROM salts WHERE day < ?", (today,))
-            for table in ("totals", "reported", "pollers"):
-                db.execute(f"DELETE FROM {table} WHERE day < ?", (oldest,))  # noqa: S608
-
-    def _select(self, sql: str, args: tuple) -> list[tuple]:
-        with self._lock:
-            return self.db.execute(sql, args).fetchall()
-
-    def totals(self, first: str, last: str) -> list[Total]:
-        rows = self._select("SELECT * FROM totals WHERE day BETWEEN ? AND ? "
-                               "ORDER BY day, path, kind, client", (first, last))
-        return [Total(*row) for row in rows]
-
-    def reported(self, first: str, last: str) -> list[Count]:
-        rows = self._select("SELECT day, path, client, sum(subscribers) FROM reported "
-                               "WHERE day BETWEEN ? AND ? GROUP BY day, path, client "
-                               "ORDER BY day, path, client", (first, last))
-        return [Count(*row) for row in rows]
-
-    def pollers(self, first: str, last: str) -> list[Count]:
-        rows = self._select(
-            "SELECT day, path, client, sum(n) FROM (SELECT day, path, client, "
-            "distinct_count AS n FROM pollers WHERE day BETWEEN ?1 AND ?2 UNION ALL "
-            "SELECT day, path, client, count(*) FROM poller_hashes WHERE day BETWEEN ?1 AND ?2 "
-            "GROUP BY day, path, client) GROUP BY day, path, client "
-            "ORDER BY day, path, client", (first, last))
-        return [Count(*row) for row in rows]
-
-    @staticmethod
-    def _subscribers(columns: str, group: str, where: str) -> str:
-        """SQL for (group..., subscribers): reported counts plus distinct pollers, with
-        `columns` selected (they may name aliases) grouped by `group` (the aliases).
-        Every argument is one of this module's constants, never a request's text."""
-        parts = [f"SELECT {columns}, {n} FROM {table} WHERE {where} GROUP BY {group}"  # noqa: S608
-                 for n, table in (("sum(subscribers) AS n", "reported"),
-                                  ("sum(distinct_count)", "pollers"),
-                                  ("count(*)", "poller_hashes"))]
-        union = " UNION ALL ".join(parts)
-        return f"SELECT {group}, sum(n) FROM ({union}) GROUP BY {group}"  # noqa: S608
-
-    def by_client(self, first: str, last: str, scope: str) -> list[ClientDay]:
-        """Each client's numbers each day, over the feeds of `scope` ("": all)."""
-        where = "day BETWEEN ?1 AND ?2" + (f" AND {SCOPE} = ?3" if scope else "")
-        args = (first, last, scope) if scope else (first, last)
-        merged: dict[tuple[str, str], list] = {}
-        for day, client, kind, *numbers in self._select(
-                "SELECT day, client, kind, sum(requests), sum(ok), sum(not_modified), "  # noqa: S608
-                f"sum(bytes_sent), sum(bytes_saved) FROM totals WHERE {where} "
-                "GROUP BY day, client, kind", args):
-            merged[(day, client)] = [kind, *numbers, 0]
-        for day, client, n in self._select(
-                self._subscribers("day, client", "day, client", where), args):
-            merged.setdefault((day, client), ["aggregator", 0, 0, 0, 0, 0, 0])[-1] += n
-        return [ClientDay(day, client, *row) for (day, client), row in sorted(merged.items())]
-
-    def by_scope(self, first: str, last: str) -> list[ScopeDay]:
-        """Each scope's numbers each day."""
-        where = "day BETWEEN ?1 AND ?2"
-        merged: dict[tuple[str, str], list[int]] = {}
-        for scope, day, requests, not_modified in self._select(
-                f"SELECT {SCOPE} AS scope, day, sum(requests), sum(not_modified) "  # noqa: S608
-                f"FROM totals WHERE {where} GROUP BY scope, day", (first, last)):
-            merged[(scope, day)] = [requests, not_modified, 0]
-        for scope, day, n in self._select(
-                self._subscribers(f"{SCOPE} AS scope, day", "scope, day", where),
-                (first, last)):
-            merged.setdefault((scope, day), [0, 0, 0])[2] += n
-        return [ScopeDay(scope, day, *row) for (scope, day), row in sorted(merged.items())]
-
-    def imported(self, source: str) -> int:
-        """How many bytes of the log `source` were imported already (0: none)."""
-        rows = self._select("SELECT offset FROM imports WHERE source = ?", (source,))
-        return int(rows[0][0]) if rows else 0
+            db.execute(self._q(END_SALTS), (today,))
+            for sql in PAST_RETENTION:
+                db.execute(self._q(sql), (oldest_kept(today, retention_days),))

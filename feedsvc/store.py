@@ -19,6 +19,7 @@ from typing import Protocol
 
 from .cache import Cache
 from .model import DataError
+from .statsstore import SQLiteStats, StatsStore
 from .validators import SETTLE_SECONDS, Validators
 
 
@@ -116,3 +117,13 @@ def open_store(state_dir: str, database_url: str = "",
     pg = PgValidators(PgLink(database_url, "Last-Modified", conn), clock)
     return Store(pg, PgCache(PgLink(database_url, "caching")), where, shared=True,
                  places=(PLACE,))
+
+
+def open_stats(state_dir: str, database_url: str = "") -> StatsStore:
+    """The audience statistics' store the settings name: `stats.sqlite` in the state
+    directory, or with `database_url` the database every instance shares (connected on
+    first use; `open_store` has already checked it at start)."""
+    if not database_url:
+        return SQLiteStats(state_dir)
+    from .pgstats import PgStats
+    return PgStats(database_url)

@@ -42,7 +42,7 @@ from .hubs import HUB_PATH
 from .live import Service
 from .model import DataError
 from .pages import ArticlePages
-from .statsstore import SQLiteStats
+from .store import open_stats
 from .websub import Hub
 
 log = logging.getLogger("feedsvc")
@@ -159,7 +159,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 def _install_stats(app: Flask, feed_app: FeedApp, config: settings.Settings,
                    websub: Callable[[], dict[str, int]]) -> None:
     """Counting in the request path (audience.py), the admin login and /admin/stats."""
-    store = SQLiteStats(config.state_dir)
+    store = open_stats(config.state_dir, config.database_url)
     if config.stats:
         counter = Counter(store, config.stats_forwarded_for)
         feed_app.observe = counter.observe

@@ -5,10 +5,13 @@ import datetime as dt
 import re
 
 import pytest
+from pgcluster import pg_cluster  # noqa: F401  (a fixture)
+from statsdb import stats_of
 
 from feedsvc import audience, statsreport
 from feedsvc.audience import Client, Counter, classify
-from feedsvc.statsstore import SQLiteStats, day_of
+from feedsvc.pgstats import PgStats
+from feedsvc.statsstore import SQLiteStats, StatsUnavailable, day_of
 
 NOON = dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC).timestamp()
 DAY = "2026-12-01"
@@ -85,9 +88,14 @@ def _record(counter, ua, status=200, address="192.0.2.1", path="/feeds/all.rss",
     counter.record(path, ua, address, status, 0 if status == 304 else 1000, 1000, when)
 
 
-def test_reported_counts_keep_the_latest_of_the_day_per_feed_id(tmp_path):
-    store = SQLiteStats(str(tmp_path))
-    a, b = Counter(store), Counter(store)         # two workers
+@pytest.fixture(params=["sqlite", "postgresql"])
+def stats(request, tmp_path):
+    yield from stats_of(request, tmp_path)
+
+
+def test_reported_counts_keep_the_latest_of_the_day_per_feed_id(stats):
+    store = stats.open()
+    a, b = Counter(store), Counter(stats.open())         # two workers
     _record(a, "Feedbin feed-id:1 - 10 subscribers", when=NOON)
     _record(b, "Feedbin feed-id:1 - 12 subscribers", when=NOON + 60)
     _record(a, "Feedbin feed-id:2 - 5 subscribers", when=NOON + 30)
@@ -96,9 +104,9 @@ def test_reported_counts_keep_the_latest_of_the_day_per_feed_id(tmp_path):
     assert [tuple(c) for c in store.reported(DAY, DAY)] == [(DAY, "feeds/all.rss", "Feedbin", 17)]
 
 
-def test_distinct_pollers_are_merged_across_workers_and_hashed(tmp_path):
-    store = SQLiteStats(str(tmp_path))
-    a, b = Counter(store), Counter(store)
+def test_distinct_pollers_are_merged_across_workers_and_hashed(stats):
+    store = stats.open()
+    a, b = Counter(store), Counter(stats.open())
     for counter in (a, b):
         for n in range(3):
             _record(counter, "Miniflux/2.0 (+https://miniflux.app/)", address=f"198.51.100.{n}")
@@ -107,28 +115,29 @@ def test_distinct_pollers_are_merged_across_workers_and_hashed(tmp_path):
     b.flush()
     pollers = {c.client: c.subscribers for c in store.pollers(DAY, DAY)}
     assert pollers == {"Miniflux": 3, "Tiny Tiny RSS": 1}
-    dump = "\n".join(store.db.iterdump())
-    assert "198.51.100" not in dump and "192.0.2.1" not in dump
+    dump = stats.dump()
+    assert "Miniflux" in dump and "198.51.100" not in dump and "192.0.2.1" not in dump
 
 
-def test_a_day_ends_hashes_become_counts_and_old_days_go(tmp_path):
-    store = SQLiteStats(str(tmp_path))
+def test_a_day_ends_hashes_become_counts_and_old_days_go(stats):
+    store = stats.open()
     counter = Counter(store)
     old = NOON - 500 * 86400
     _record(counter, "Miniflux/2.0 (+https://miniflux.app/)", when=old)
     _record(counter, "Miniflux/2.0 (+https://miniflux.app/)", address="192.0.2.9")
     counter.flush()
-    store.keep("2026-12-02", 400)
-    assert store.db.execute("SELECT count(*) FROM poller_hashes").fetchone()[0] == 0
-    assert store.db.execute("SELECT count(*) FROM salts").fetchone()[0] == 0
+    stats.open().keep("2026-12-02", 400)
+    store.keep("2026-12-02", 400)                       # again, by another instance
+    assert stats.rows("poller_hashes") == 0
+    assert stats.rows("salts") == 0
     assert [tuple(c) for c in store.pollers("2000-01-01", "2030-01-01")] == \
         [(DAY, "feeds/all.rss", "Miniflux", 1)]
     assert {t.day for t in store.totals("2000-01-01", "2030-01-01")} == {DAY}
 
 
-def test_two_state_writers_merge_into_one_report(tmp_path):
-    """Two instances on one state directory: each its own store connection and counter."""
-    one, two = SQLiteStats(str(tmp_path)), SQLiteStats(str(tmp_path))
+def test_two_state_writers_merge_into_one_report(stats):
+    """Two instances: each its own store connection and counter."""
+    one, two = stats.open(), stats.open()
     a, b = Counter(one), Counter(two)
     _record(a, "Feedly/1.0 (+http://www.feedly.com/fetcher.html; 40 subscribers; )")
     _record(b, "Feedly/1.0 (+http://www.feedly.com/fetcher.html; 41 subscribers; )", 304,
@@ -137,15 +146,58 @@ def test_two_state_writers_merge_into_one_report(tmp_path):
     _record(b, "NetNewsWire (RSS Reader; https://netnewswire.com/)", path="/feeds/all.atom")
     a.flush()
     b.flush()
-    got = statsreport.report(one, dt.date(2026, 12, 1), 7, "feeds/all")
+    got = statsreport.report(two, dt.date(2026, 12, 1), 7, "feeds/all")
     assert got.subscribers == {"Feedly": [0] * 6 + [41], "NetNewsWire": [0] * 6 + [1]}
     assert got.answered == {"200": [0] * 6 + [3], "304": [0] * 6 + [1]}
     assert got.bytes_saved == 1000 and got.bytes_sent == 3000
     assert got.ranking[0].scope == "feeds/all" and got.ranking[0].subscribers == 42
 
 
-def test_csv_cells_cannot_become_formulas(tmp_path):
-    store = SQLiteStats(str(tmp_path))
+def test_both_stores_give_the_same_numbers_for_the_same_batches(stats, tmp_path):
+    """The store under test against a SQLite file fed the same batches: every read."""
+    reference = SQLiteStats(str(tmp_path / "reference"))
+    store = stats.open()
+    plan = [("Feedly/1.0 (+http://www.feedly.com/fetcher.html; {} subscribers; )", 6),
+            ("Feedbin feed-id:{} - 3 subscribers", 3), ("Miniflux/2.0 (+https://miniflux.app/)", 4),
+            ("curl/8.5.0 {}", 2), ("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google."
+                                  "com/bot.html) {}", 2)]
+    for target in (reference, store):
+        counters = [Counter(target), Counter(target)]
+        for n in range(60):
+            ua, spread = plan[n % len(plan)]
+            _record(counters[n % 2], ua.format(n % spread), status=(200, 304)[n % 3 == 0],
+                    address=f"198.51.100.{n % 7}", path=("/feeds/all.rss", "/feeds/b.atom",
+                                                          "/feeds/all.json")[n % 3],
+                    when=NOON - (n % 3) * 86400 + n)
+            if n % 17 == 0:
+                counters[n % 2].flush()
+        for counter in counters:
+            counter.flush()
+    first, last = "2026-11-28", DAY
+    for name in ("totals", "reported", "pollers", "by_scope"):
+        assert getattr(store, name)(first, last) == getattr(reference, name)(first, last), name
+    for scope in ("", "feeds/all", "feeds/b"):
+        assert store.by_client(first, last, scope) == reference.by_client(first, last, scope)
+    for target in (reference, store):
+        target.keep("2026-12-01", 400)
+    assert store.pollers(first, last) == reference.pollers(first, last)
+    assert store.by_scope(first, last) == reference.by_scope(first, last)
+    reference.close()
+
+
+def test_a_log_mark_is_kept_with_its_counts(stats):
+    store = stats.open()
+    counter = Counter(store)
+    _record(counter, "curl/8.5.0")
+    counter.flush(("log-a", 120))
+    assert stats.open().imported("log-a") == 120 and store.imported("log-b") == 0
+    counter.flush(("log-a", 300))
+    assert store.imported("log-a") == 300
+    assert sum(t.requests for t in store.totals(DAY, DAY)) == 1
+
+
+def test_csv_cells_cannot_become_formulas(stats):
+    store = stats.open()
     counter = Counter(store)
     _record(counter, "=HYPERLINK(\"http://evil.example\")")
     counter.flush()
@@ -154,18 +206,18 @@ def test_csv_cells_cannot_become_formulas(tmp_path):
     assert day_of(NOON) == DAY
 
 
-def test_the_flusher_ends_the_day_at_its_first_flush_after_midnight(tmp_path):
-    store = SQLiteStats(str(tmp_path))
+def test_the_flusher_ends_the_day_at_its_first_flush_after_midnight(stats):
+    store = stats.open()
     counter = Counter(store)
     flusher = audience.Flusher(counter, 5.0, 400)
     late = NOON + 11.5 * 3600                           # 23:30
     _record(counter, "Miniflux/2.0 (+https://miniflux.app/)", when=late)
     flusher.once(late)
-    assert store.db.execute("SELECT count(*) FROM poller_hashes").fetchone()[0] == 1
+    assert stats.rows("poller_hashes") == 1
     flusher.once(late + 600)                            # same day, within the hour: kept
-    assert store.db.execute("SELECT count(*) FROM poller_hashes").fetchone()[0] == 1
+    assert stats.rows("poller_hashes") == 1
     flusher.once(late + 1801)                           # the next day, 00:00:01
-    assert store.db.execute("SELECT count(*) FROM poller_hashes").fetchone()[0] == 0
+    assert stats.rows("poller_hashes") == 0
     assert [tuple(c) for c in store.pollers(DAY, DAY)] == [(DAY, "feeds/all.rss", "Miniflux", 1)]
 
 
@@ -187,3 +239,57 @@ def test_charts_stack_each_day_and_escape_names():
     assert "<b>" not in svg and "&lt;b&gt;x&lt;/b&gt;" in svg
     assert svg.count("<rect") == 3                      # a zero draws nothing
     assert ">5<" in svg                                 # the axis top: the tallest stack
+
+
+LOST = "postgresql://postgres@127.0.0.1:1/lost"     # nothing listens on port 1
+
+
+def test_counts_wait_in_memory_while_the_store_is_lost_and_arrive_once(stats, caplog):
+    store = stats.open()
+    lost = PgStats(LOST)
+    counter = Counter(lost)
+    flusher = audience.Flusher(counter, 5.0, 400)
+    feedly = "Feedly/1.0 (+http://www.feedly.com/fetcher.html; {} subscribers; )"
+    _record(counter, feedly.format(40))
+    _record(counter, "Miniflux/2.0 (+https://miniflux.app/)", address="192.0.2.1")
+    flusher.once(NOON)                                   # no exception: logged, held
+    _record(counter, feedly.format(41), 304, when=NOON + 5)
+    _record(counter, "Miniflux/2.0 (+https://miniflux.app/)", address="192.0.2.2")
+    flusher.once(NOON + 10)
+    assert flusher.failing
+    assert len([r for r in caplog.records if "could not write" in r.message]) == 1
+    counter.store = store                                # the database is back
+    flusher.once(NOON + 20)
+    flusher.once(NOON + 30)                              # nothing held twice
+    assert not flusher.failing
+    assert [(t.client, t.requests, t.ok, t.not_modified) for t in store.totals(DAY, DAY)] == \
+        [("Feedly", 2, 1, 1), ("Miniflux", 2, 2, 0)]
+    assert [c.subscribers for c in store.reported(DAY, DAY)] == [41]
+    assert [c.subscribers for c in store.pollers(DAY, DAY)] == [2]
+    lost.close()
+
+
+def test_counts_held_for_a_lost_store_stay_bounded(stats, monkeypatch):
+    monkeypatch.setattr(audience, "MAX_KEYS", 4)
+    monkeypatch.setattr(audience, "MAX_POLLERS", 3)
+    lost = PgStats(LOST)
+    counter = Counter(lost)
+    days = [NOON + d * 86400 for d in range(5)]
+    for when in days:
+        for n in range(10):
+            _record(counter, f"Reader{n}/1.0", address=f"192.0.2.{n}", when=when)
+        with pytest.raises(StatsUnavailable):
+            counter.flush()
+    store = stats.open()
+    counter.store = store
+    counter.flush()
+    totals = store.totals("2026-12-01", "2026-12-31")
+    kept = sorted({t.day for t in totals})
+    assert kept == [day_of(w) for w in days[-audience.MAX_HELD_DAYS:]]   # older: dropped
+    for day in kept:
+        named = [t for t in totals if t.day == day]
+        assert sum(t.requests for t in named) == 10      # every request still counted
+        # 4 User-Agents kept by name (unknown readers: "other"), the rest unnamed
+        assert {t.client: t.requests for t in named} == {"other": 4, "(none)": 6}
+        assert sum(c.subscribers for c in store.pollers(day, day)) == 3
+    lost.close()

@@ -7,13 +7,16 @@ import datetime as dt
 import gzip
 import re
 import time
+from pathlib import Path
 
 import pytest
 import requests
 from conftest import run_feedsvc
+from pgcluster import pg_cluster, pg_url  # noqa: F401  (fixtures)
+from statsdb import Stats
 
 from feedsvc import admin
-from feedsvc.statsstore import SQLiteStats
+from feedsvc.store import open_stats
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "correct horse battery"
@@ -38,20 +41,39 @@ def replay(url: str, plan: list[tuple[str, str, dict]]) -> None:
     session.close()
 
 
-def wait_for(store: SQLiteStats, requests_expected: int) -> None:
+def wait_for(store, requests_expected: int) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         today = dt.datetime.now(dt.UTC).date().isoformat()
         if sum(t.requests for t in store.totals(today, today)) >= requests_expected:
             return
         time.sleep(0.2)
-    raise AssertionError("the counts did not reach stats.sqlite within 30 s")
+    raise AssertionError("the counts did not reach the stats store within 30 s")
 
 
-def test_a_replay_on_two_instances_gives_the_expected_numbers(serve, data, tmp_path):
-    state = tmp_path / "state"
-    env = {"feedsvc_stats_flush_seconds": "0.3", "feedsvc_stats_forwarded_for": "1"}
-    one = serve(data.root, workers=2, state_dir=state, **env)
+def log_in(url: str) -> requests.Session:
+    client = requests.Session()
+    form = client.get(url + "/admin/login")
+    token = re.search(r'name="csrf" value="([^"]*)"', form.text).group(1)
+    assert client.post(url + "/admin/login", data={"password": PASSWORD, "csrf": token},
+                       allow_redirects=False).status_code == 303
+    return client
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request) -> str:
+    """"" (statistics in stats.sqlite, instances sharing one state directory), or a new
+    PostgreSQL database (instances each with their own state directory, as on two
+    machines)."""
+    return request.getfixturevalue("pg_url") if request.param == "postgresql" else ""
+
+
+def test_a_replay_on_two_instances_gives_the_expected_numbers(serve, data, tmp_path,
+                                                              database_url):
+    states = [tmp_path / "state", tmp_path / ("state2" if database_url else "state")]
+    env = {"feedsvc_stats_flush_seconds": "0.3", "feedsvc_stats_forwarded_for": "1",
+           "feedsvc_database_url": database_url}
+    one = serve(data.root, workers=2, state_dir=states[0], **env)
     head = requests.get(one.url + "/feeds/all.rss", headers={"User-Agent": "curl/8.5.0"})
     etag, size = head.headers["ETag"], int(head.headers["Content-Length"])
     fresh = {"If-None-Match": etag}
@@ -64,23 +86,19 @@ def test_a_replay_on_two_instances_gives_the_expected_numbers(serve, data, tmp_p
     plan += [("/feeds/all.json", CHROME, {}) for _ in range(150)]
     plan += [("/feeds/all.rss", GOOGLEBOT, {}) for _ in range(150)]
     replay(one.url, plan)
-    two = serve(data.root, workers=1, state_dir=state, **env)   # a second instance
+    two = serve(data.root, workers=2, state_dir=states[1], **env)   # a second instance
     later = [("/feeds/all.rss", FEEDLY.format(130), fresh) for _ in range(100)]
     later += [("/feeds/all.atom", MINIFLUX, {"X-Forwarded-For": f"203.0.113.{25 + n % 10}"})
               for n in range(100)]
     replay(two.url, later)
-    store = SQLiteStats(str(state))
+    store = open_stats(str(states[0]), database_url)
     wait_for(store, 1 + len(plan) + len(later))
 
-    admin.set_password(str(state), PASSWORD)
-    client = requests.Session()
-    form = client.get(one.url + "/admin/login")
-    token = re.search(r'name="csrf" value="([^"]*)"', form.text).group(1)
-    assert client.post(one.url + "/admin/login", data={"password": PASSWORD, "csrf": token},
-                       allow_redirects=False).status_code == 303
-    page = client.get(two.url + "/admin/stats?days=7&feed=feeds/all")   # any instance
+    for state in states:                # the admin password lives in each state directory
+        admin.set_password(str(state), PASSWORD)
+    page = log_in(two.url).get(two.url + "/admin/stats?days=7&feed=feeds/all")
     assert page.status_code == 200 and "<svg" in page.text
-    rows = client.get(one.url + "/admin/stats.json?days=7").json()["rows"]
+    rows = log_in(one.url).get(one.url + "/admin/stats.json?days=7").json()["rows"]
     got = {(r[1], r[2]): dict(zip(["requests", "ok", "nm", "sent", "saved", "subs"], r[4:]))
            for r in rows}
     assert got[("feeds/all.rss", "Feedly")] == {
@@ -95,7 +113,44 @@ def test_a_replay_on_two_instances_gives_the_expected_numbers(serve, data, tmp_p
     assert got[("feeds/all.rss", "Googlebot")] == {
         "requests": 150, "ok": 150, "nm": 0, "sent": 150 * size, "saved": 0, "subs": 0}
     assert got[("feeds/all.rss", "curl")]["requests"] == 1
-    assert "203.0.113" not in "\n".join(store.db.iterdump())
+    stored = Stats(tmp_path, database_url).dump()
+    assert "Miniflux" in stored and "203.0.113" not in stored
+    store.close()
+    assert not any(state.joinpath("stats.sqlite").exists() for state in states[1:]
+                   if database_url), "with a database, no statistics stay on the machine"
+
+
+def test_losing_the_database_costs_no_request_and_no_count(serve, data, tmp_path,
+                                                           pg_cluster, pg_url):  # noqa: F811
+    """PostgreSQL stopped under a counting server: every poll is answered, the counts
+    wait in the workers and reach the database once it is back (without a restart)."""
+    server = serve(data.root, workers=2, feedsvc_stats_flush_seconds="0.3",
+                   feedsvc_database_url=pg_url)
+    store = open_stats(str(tmp_path / "reader"), pg_url)
+    replay(server.url, [("/feeds/all.rss", FEEDLY.format(7), {})] * 50)
+    wait_for(store, 50)
+    pg_cluster.stop()
+    try:
+        replay(server.url, [("/feeds/all.rss", FEEDLY.format(8), {})] * 200)   # no 5xx
+        time.sleep(1)                                   # a few flushes that cannot write
+        admin.set_password(str(tmp_path / "state"), PASSWORD)
+        page = log_in(server.url).get(server.url + "/admin/stats")
+        assert page.status_code == 503 and "FEEDSVC_DATABASE_URL" in page.text
+        assert "127.0.0.1" not in page.text
+    finally:
+        pg_cluster.resume()
+    store.close()
+    store = open_stats(str(tmp_path / "reader"), pg_url)
+    deadline = time.monotonic() + 60                    # backoff: at most 30 s between tries
+    while time.monotonic() < deadline and sum(
+            t.requests for t in store.totals("2000-01-01", "2100-01-01")) < 250:
+        time.sleep(0.5)
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    assert [(t.client, t.requests) for t in store.totals(today, today)] == [("Feedly", 250)]
+    assert [c.subscribers for c in store.reported(today, today)] == [8]
+    store.close()
+    log = Path(server.log.name).read_text()
+    assert log.count("statistics: could not write") <= 2     # once per worker
 
 
 LOG = (
@@ -113,11 +168,11 @@ APPENDED = ('198.51.100.4 - - [02/Dec/2026:08:00:00 +0000] "HEAD /feeds/all.atom
             'Gecko) \\x22quoted\\x22"\n')
 
 
-def test_import_log_reads_nginx_logs_once_and_gzip_too(tmp_path):
+def test_import_log_reads_nginx_logs_once_and_gzip_too(tmp_path, database_url):
     state = tmp_path / "state"
     log = tmp_path / "access.log"
     log.write_text(LOG)
-    env = {"FEEDSVC_STATE_DIR": str(state)}
+    env = {"FEEDSVC_STATE_DIR": str(state), "FEEDSVC_DATABASE_URL": database_url}
     first = run_feedsvc("stats", "import-log", str(log), env=env)
     assert first.returncode == 0, first.stderr
     assert "5 new lines, 3 feed requests counted, 1 not in the combined format" in first.stdout
@@ -131,7 +186,7 @@ def test_import_log_reads_nginx_logs_once_and_gzip_too(tmp_path):
     packed.write_bytes(gzip.compress(LOG.encode()))   # rotated: the same lines again
     assert "already imported" in run_feedsvc("stats", "import-log", str(packed),
                                              env=env).stdout
-    store = SQLiteStats(str(state))
+    store = open_stats(str(state), database_url)
     totals = {(t.day, t.path, t.client): t for t in store.totals("2026-01-01", "2026-12-31")}
     assert totals[("2026-12-01", "feeds/all.rss", "Feedly")].bytes_sent == 5120
     assert totals[("2026-12-01", "feeds/all.rss", "Feedbin")].bytes_saved == 5120
@@ -142,5 +197,18 @@ def test_import_log_reads_nginx_logs_once_and_gzip_too(tmp_path):
     assert reported == {("feeds/all.rss", "Feedly"): 134, ("feeds/all.rss", "Feedbin"): 3}
     pollers = {c.client: c.subscribers for c in store.pollers("2026-12-01", "2026-12-02")}
     assert pollers == {"Tiny Tiny RSS": 1, "Liferea": 1}
-    assert store.db.execute("SELECT count(*) FROM poller_hashes").fetchone()[0] == 0
-    assert "198.51.100" not in "\n".join(store.db.iterdump())
+    tables = Stats(tmp_path, database_url)
+    assert tables.rows("poller_hashes") == 0
+    assert "Liferea" in tables.dump() and "198.51.100" not in tables.dump()
+    store.close()
+
+
+def test_import_log_without_its_database_says_so_in_one_line(tmp_path):
+    log = tmp_path / "access.log"
+    log.write_text(LOG)
+    url = "postgresql://feeds:secret@127.0.0.1:1/stats"      # nothing listens on port 1
+    done = run_feedsvc("stats", "import-log", str(log), "--state-dir", str(tmp_path / "s"),
+                       "--database-url", url)
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1 and "FEEDSVC_DATABASE_URL" in done.stderr
+    assert "secret" not in done.stderr
