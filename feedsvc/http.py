@@ -42,6 +42,10 @@ from werkzeug.sansio.http import is_resource_modified
 StartResponse = Callable[..., object]
 IDENTITY_CACHE_BYTES = 32 << 20     # identity bytes kept ready, the most recently asked
 ALLOW = "GET, HEAD"
+# The Last-Modified of a document whose bytes may show none yet (see validators.Validators):
+# the last second HTTP dates can hold, so FeedApp never sends it (it holds back any
+# Last-Modified after now) and an If-Modified-Since never finds it unmodified.
+NOT_YET = 253402300799
 
 
 def _style_source() -> str:
