@@ -106,6 +106,11 @@ class Inflated:
                     self._size -= len(self._held.popitem(last=False)[1])
         return body
 
+    def clear(self) -> None:
+        with self._lock:
+            self._held.clear()
+            self._size = 0
+
 
 @dataclass(frozen=True)
 class Variant:

@@ -19,7 +19,7 @@ from typing import Protocol
 
 from .cache import Cache
 from .model import DataError
-from .validators import SETTLE_SECONDS, Validators
+from .validators import SETTLE_SECONDS, Stamp, Validators
 
 
 class ValidatorStore(Protocol):
@@ -35,6 +35,8 @@ class ValidatorStore(Protocol):
 
     def stamp(self, etags: dict[str, str], seen: float,
               held: dict[str, tuple[str, int | None]] | None = None) -> dict[str, int]: ...
+
+    def recorded(self, paths: list[str]) -> dict[str, Stamp]: ...
 
     def close(self) -> None: ...
 

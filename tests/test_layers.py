@@ -30,7 +30,7 @@ LAYERS: dict[str, set[str]] = {
     # leaves: no package imports
     "model": set(), "versions": set(), "workers": set(), "settings": set(),
     "preflight": set(), "feeds": set(), "http": set(), "watch": set(), "__init__": set(),
-    "documents": set(), "progress": set(), "early": set(),
+    "documents": set(), "progress": set(),
     # reading the data, and what outlives a process
     "loader": {"model"},
     "names": {"model"},
@@ -63,6 +63,8 @@ LAYERS: dict[str, set[str]] = {
     "publish": {"assembly", "bodies", "cache", "documents", "feedmaker", "hubs", "model",
                 "recipes", "scopes", "views", "workers"},
     "published": set(),
+    "lastserved": {"documents", "http", "published", "settings", "store"},
+    "early": {"http", "lastserved"},
     "checkpoint": {"corpus", "versions"},
     "live": {"checkpoint", "checks", "corpus", "http", "hubs", "model", "oplog", "publish",
              "published", "scan", "settings", "store", "watch", "workers"},
@@ -91,8 +93,8 @@ LAYERS: dict[str, set[str]] = {
     "statscli": {"admin", "logimport", "settings", "statsstore"},
     "web": {"admin", "audience", "htmlpages", "http", "hubs", "live", "model", "pages",
             "settings", "status", "statspage", "statsstore", "websub"},
-    "cli": {"checks", "checktext", "corpus", "early", "export", "live", "loader", "model",
-            "preflight", "progress", "settings", "statscli", "store", "web", "workers"},
+    "cli": {"checks", "checktext", "corpus", "early", "export", "lastserved", "live", "loader",
+            "model", "preflight", "progress", "settings", "statscli", "store", "web", "workers"},
     "__main__": {"cli"},
 }
 
