@@ -82,7 +82,8 @@ LAYERS: dict[str, set[str]] = {
     "checktext": {"checks"},
     # serving and commands
     "pages": {"corpus", "documents", "http", "live", "model"},
-    "status": {"checks", "live"},
+    "lastcheck": {"checks", "corpus", "live"},
+    "status": {"checks", "lastcheck", "live"},
     # audience statistics and admin access
     "statsstore": {"statefile"},
     "audience": {"statsstore"},
