@@ -35,7 +35,7 @@ READY_SIGNAL = signal.SIGUSR1   # a worker to the server process: "my app is mad
 READY_WAIT = 60.0               # seconds for a worker to listen beside us, at most
 BIND_GRACE = 0.5                # ... or, where that cannot be seen, to give it
 RETRY_AFTER = 2                 # seconds, in the 503's Retry-After
-CLOSED = "a worker listens: the start-up listener (503) is closed"
+CLOSED = "a worker listens: the start-up listener is closed"
 BODY = "503 feedsvc is starting: reading the data directory; try again shortly\n"
 
 log = logging.getLogger("feedsvc")
@@ -104,7 +104,7 @@ class _Server6(_Server):
 
 class Early:
     """The start-up listener of one `feedsvc serve`, from `start()` until the workers
-    serve: 503s, and from `offer()` until `hand_over()` the last published state."""
+    serve: 503s, and from `offer()` on the last published state."""
 
     def __init__(self, host: str, port: int):
         kind = _Server6 if ":" in host else _Server
