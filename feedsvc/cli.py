@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import click
 
 from . import early, preflight, progress, settings, statscli, store, workers
+from .lastserved import LastServed
 
 PARENT_PID = "FEEDSVC_SERVE_PID"    # set by `serve` for its granian workers
 
@@ -107,10 +108,12 @@ def serve(**options) -> None:
     for s in settings.SETTINGS:                  # workers read their settings from here
         os.environ[s.env] = str(config.get(s.name))
     os.environ[PARENT_PID] = str(os.getpid())
-    try:                        # the port answers 503 from now until a worker serves
-        starting = early.Early(config.host, config.port).start()
+    try:                        # the port answers from now until a worker serves
+        starting = early.Early(config.host, config.port)
     except OSError as e:
         _fail(f"cannot listen on {config.host}:{config.port} ({e.strerror or e})")
+    # with what was last published, if anything (requests wait in the listen queue)
+    starting.offer(LastServed.open(config)).start()
     # Build once, on every core, before the workers start: each worker then loads from
     # the caches in the state directory instead of parsing and rendering it all again.
     # A separate process, so its peak memory is returned before serving begins.

@@ -1,72 +1,101 @@
-"""The port's answer while `feedsvc serve` warms up: 503 with Retry-After, never a
-refused connection.
+"""The port's answer while `feedsvc serve` warms up: the last published state, else 503
+with Retry-After, never a refused connection.
 
 `feedsvc serve` reads and renders the whole site before granian's workers start, which
 takes seconds on a large site.  This listener takes the port first (with SO_REUSEPORT,
-as granian's workers bind it) and answers every request with 503 and `Retry-After`,
-so load balancers and browsers see "starting" instead of "connection refused".  It
-steps aside once a worker listens beside it (seen in /proc/net/tcp): from then on the
-kernel hands every new connection to the workers, which queue it until they serve.
-The standard library's threading HTTP server does the HTTP.
+as granian's workers bind it).  Once offered the last published state
+(`lastserved.LastServed`), it answers GET and HEAD of each document in it exactly as a
+worker would: the same bytes, ETag, Last-Modified, headers and conditional answers,
+from `http.FeedApp` itself.  Everything else (a first start, a path not in it, a
+method other than GET and HEAD) gets 503 and `Retry-After`, so load balancers and
+browsers see "starting" instead of "connection refused".  It steps aside once a worker
+listens beside it (seen in /proc/net/tcp): from then on the kernel hands every new
+connection to the workers, which queue it until they serve.  The standard library's
+threading WSGI server (wsgiref) does the HTTP, one request per connection.
 """
 from __future__ import annotations
 
 import contextlib
-import http.server
 import logging
 import os
 import select
 import signal
 import socket
+import socketserver
 import threading
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+
+from .http import CacheControl, FeedApp, Resource, StartResponse, plain
+from .lastserved import LastServed
 
 READY_SIGNAL = signal.SIGUSR1   # a worker to the server process: "my app is made"
 READY_WAIT = 60.0               # seconds for a worker to listen beside us, at most
 BIND_GRACE = 0.5                # ... or, where that cannot be seen, to give it
 RETRY_AFTER = 2                 # seconds, in the 503's Retry-After
-CLOSED = "a worker listens: the start-up listener (503) is closed"
-BODY = b"503 feedsvc is starting: reading the data directory; try again shortly\n"
+CLOSED = "a worker listens: the start-up listener is closed"
+BODY = "503 feedsvc is starting: reading the data directory; try again shortly\n"
 
 log = logging.getLogger("feedsvc")
 
 
-class _Starting(http.server.BaseHTTPRequestHandler):
-    """Every request: 503, Retry-After, the connection closed."""
+def starting(environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+    """What the last published state does not answer: 503, Retry-After, not cached."""
+    return plain(start_response, "503 Service Unavailable", BODY, environ["REQUEST_METHOD"],
+                 (("Retry-After", str(RETRY_AFTER)), ("Cache-Control", "no-store")))
+
+
+@dataclass
+class _Nothing:
+    """The state offered before (or without) the last published one: no document."""
+    resources: dict[str, Resource] = field(default_factory=dict)
+    cache_control: CacheControl = field(default_factory=lambda: CacheControl(0))
+
+
+class _Handler(WSGIRequestHandler):
     timeout = 5                          # a client that sends nothing is let go
-    protocol_version = "HTTP/1.1"
-
-    def _answer(self, body: bool = True) -> None:
-        self.send_response(503)
-        self.send_header("Retry-After", str(RETRY_AFTER))
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
-        self.send_header("Content-Length", str(len(BODY)))
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("Connection", "close")
-        self.end_headers()
-        if body:
-            self.wfile.write(BODY)
-        self.close_connection = True
-
-    def do_GET(self) -> None:      # noqa: N802 (the name http.server calls)
-        self._answer()
-
-    def do_HEAD(self) -> None:     # noqa: N802
-        self._answer(body=False)
-
-    do_POST = do_PUT = do_DELETE = do_OPTIONS = do_PATCH = do_GET    # noqa: N815
 
     def log_message(self, format: str, *args: object) -> None:      # noqa: A002
         pass                            # quiet: the operator sees the progress lines
 
 
-class _Server(http.server.ThreadingHTTPServer):
+class _Server(socketserver.ThreadingMixIn, WSGIServer):
+    """A thread per connection; it counts those under way (socketserver joins only
+    non-daemon threads, which would hold up an interrupted start)."""
     daemon_threads = True
     allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], handler: type[WSGIRequestHandler]):
+        self.busy = 0
+        self.idle = threading.Condition()
+        super().__init__(address, handler)
+
+    def process_request(self, request, client_address) -> None:  # noqa: ANN001
+        with self.idle:
+            self.busy += 1
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request, client_address) -> None:  # noqa: ANN001
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self.idle:
+                self.busy -= 1
+                self.idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> None:
+        """Until every accepted connection is answered, or `timeout` seconds."""
+        with self.idle:
+            self.idle.wait_for(lambda: self.busy == 0, timeout)
 
     def server_bind(self) -> None:
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         super().server_bind()
+
+    def handle_error(self, request, client_address) -> None:    # noqa: ANN001
+        pass                            # a client that timed out or went away: nothing to say
 
 
 class _Server6(_Server):
@@ -74,11 +103,15 @@ class _Server6(_Server):
 
 
 class Early:
-    """The 503 listener of one `feedsvc serve`, from `start()` until the workers serve."""
+    """The start-up listener of one `feedsvc serve`, from `start()` until the workers
+    serve: 503s, and from `offer()` on the last published state."""
 
     def __init__(self, host: str, port: int):
         kind = _Server6 if ":" in host else _Server
-        self.server = kind((host, port), _Starting)
+        self.server = kind((host, port), _Handler)
+        self.server.set_app(self._app)
+        self._answer = FeedApp(_Nothing(), starting)
+        self._source: LastServed | None = None
         self._ready = threading.Event()
         self._closing = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="feedsvc-early", daemon=True)
@@ -93,6 +126,22 @@ class Early:
     def start(self) -> Early:
         self._thread.start()
         return self
+
+    def offer(self, source: LastServed | None) -> Early:
+        """Answer from `source`, the last published state (None: there is none), until
+        the listener closes."""
+        if source is None:
+            return self
+        self._source = source
+        self._answer = FeedApp(source, starting)
+        log.info("feedsvc: serving the last published state (%d documents) while starting",
+                 len(source))
+        return self
+
+    def _app(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        if environ["REQUEST_METHOD"] not in ("GET", "HEAD"):
+            return starting(environ, start_response)     # a form, the hub: after the start
+        return self._answer(environ, start_response)
 
     def hand_over(self) -> None:
         """From now on, step aside as soon as a worker says it is ready (see `ready`)."""
@@ -130,6 +179,9 @@ class Early:
             server.handle_request()
         self._open = False
         server.server_close()
+        if self._source is not None:
+            server.wait_idle(_Handler.timeout)      # (a connection's first request)
+            self._source.close()
         log.info("feedsvc: %s", CLOSED)
 
     def close(self) -> None:
@@ -137,7 +189,11 @@ class Early:
         self._thread.join(5)
 
     def _forget(self) -> None:
-        """In a forked child: close the inherited listener (the parent keeps its own)."""
+        """In a forked child: close the inherited listener (the parent keeps its own).  The
+        store connections of the last published state are left alone: closing a copy of
+        an SQLite connection drops the child's own locks on that file, and a copy of a
+        PostgreSQL one would end the parent's session.  granian's workers never touch
+        them and leave by os._exit, which closes nothing but the file descriptors."""
         if self._open:
             self._open = False
             with contextlib.suppress(OSError):

@@ -42,6 +42,10 @@ from werkzeug.sansio.http import is_resource_modified
 StartResponse = Callable[..., object]
 IDENTITY_CACHE_BYTES = 32 << 20     # identity bytes kept ready, the most recently asked
 ALLOW = "GET, HEAD"
+# The Last-Modified of a document whose bytes may show none yet (see validators.Validators):
+# the last second HTTP dates can hold, so FeedApp never sends it (it holds back any
+# Last-Modified after now) and an If-Modified-Since never finds it unmodified.
+NOT_YET = 253402300799
 
 
 def _style_source() -> str:
@@ -101,6 +105,11 @@ class Inflated:
                 while self._size > self.budget:
                     self._size -= len(self._held.popitem(last=False)[1])
         return body
+
+    def clear(self) -> None:
+        with self._lock:
+            self._held.clear()
+            self._size = 0
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import atexit
 import datetime as dt
-import hashlib
 import logging
 import os
-import pickle
 import threading
 import time
 from collections.abc import Callable
@@ -23,9 +21,10 @@ from dataclasses import dataclass
 
 import pytz
 
-from . import checks, oplog, settings, versions, workers
+from . import checkpoint as checkpoints
+from . import checks, oplog, published, settings, workers
 from .corpus import Corpus, Library
-from .http import CacheControl, Resource
+from .http import NOT_YET, CacheControl, Resource
 from .hubs import Hubs, is_topic, link_header
 from .model import DataError
 from .publish import Document, Publisher
@@ -35,10 +34,6 @@ from .watch import NO_INOTIFY_POLL, WATCH_RETRY, Events, inode, observe
 
 log = logging.getLogger("feedsvc")
 CHECKPOINT_QUIET = 10.0     # seconds without changes before the checkpoint is rewritten
-# The Last-Modified of a document whose bytes may show none yet (see validators.Validators):
-# the last second HTTP dates can hold, so http.FeedApp never sends it (it holds back any
-# Last-Modified after now) and an If-Modified-Since never finds it unmodified.
-NOT_YET = 253402300799
 
 
 class Service:
@@ -157,8 +152,10 @@ class Service:
         self.restored = None            # the data is back: its own pages from now on
         self._dirty_since = self._dirty_since or time.monotonic()
         if self.rebuilt:                # queued after the documents it names
-            self.cache.put_records_later({self._snapshot_key: {
-                p: (d.recipe, d.content_type) for p, d in documents.items()}})
+            links = self._links()
+            published.save_later(self.cache, self.config.data_dir, published.Snapshot(
+                {p: published.Entry(d.recipe, d.content_type, links(p))
+                 for p, d in documents.items()}, self._next_go_live))
         self._report(corpus.errors)
         self._restamp(now, seen)
         for listener in self.listeners:
@@ -168,23 +165,19 @@ class Service:
     # -- checkpoint: a restart re-reads and rebuilds only what changed -------------------
     @property
     def _checkpoint_path(self) -> str:
-        name = hashlib.sha256(os.fsencode(os.path.abspath(self.config.data_dir))).hexdigest()
-        return os.path.join(self.config.state_dir, f"checkpoint-{name[:16]}.pickle")
+        return checkpoints.path(self.config.state_dir, self.config.data_dir)
 
     def checkpoint(self) -> None:
         """Persist what the library knows and which documents it published (their bytes
-        are in the document cache), if anything changed since the last time.  Written
-        atomically; several workers writing the same file is harmless."""
+        are in the document cache), if anything changed since the last time."""
         if not self._lock.acquire(timeout=5):   # at exit, a refresh may be stuck mid-way
             return
         try:
             if self._dirty_since is None or self.corpus is None:
                 return
-            blob = pickle.dumps({
-                "code": versions.version(versions.CHECKPOINT), "library": self.library.state(),
-                "corpus": self.corpus, "next_go_live": self._next_go_live,
-                "documents": {p: (d.recipe, d.content_type, d.etag)
-                              for p, d in self.documents.items()}}, protocol=5)
+            blob = checkpoints.dumps(checkpoints.Checkpoint(
+                self.library.state(), self.corpus, self._next_go_live,
+                {p: (d.recipe, d.content_type, d.etag) for p, d in self.documents.items()}))
             self._dirty_since = None
             # the cache holds what a restart needs, and no more than that
             self.publisher.forget(self.corpus, {d.recipe for d in self.documents.values()})
@@ -193,17 +186,11 @@ class Service:
         # the documents it names are in the cache before it is: a restart (or a worker of
         # `feedsvc serve`) that starts from it finds their bytes instead of rendering them
         self.cache.flush(timeout=60)
-        tmp = f"{self._checkpoint_path}.{os.getpid()}.tmp"
         try:
-            os.makedirs(self.config.state_dir, exist_ok=True)    # deleted while running?
-            with open(tmp, "wb") as f:
-                f.write(blob)
-            os.replace(tmp, self._checkpoint_path)
+            checkpoints.write(self._checkpoint_path, blob)
             self._checkpoint_error = ""
         except OSError as e:                # a read-only or full state directory: a restart
-            with suppress(OSError):         # will cost a full start, nothing else
-                os.unlink(tmp)
-            if str(e) != self._checkpoint_error:
+            if str(e) != self._checkpoint_error:        # will cost a full start, nothing else
                 log.warning("%s: cannot write the checkpoint (%s); a restart re-reads the "
                             "data directory", self._checkpoint_path, e)
             self._checkpoint_error = str(e)
@@ -213,27 +200,19 @@ class Service:
         scheduled article has come due: the checkpoint's documents are served as they are.
         Otherwise the library still adopts what it knew, and the first refresh re-reads
         only changed files (and rebuilds only changed documents: the cache has the rest)."""
-        try:
-            with open(self._checkpoint_path, "rb") as f:
-                state = pickle.load(f)  # noqa: S301 - our own state directory
-        except FileNotFoundError:           # the first start with this state directory
-            return False
-        except Exception:                   # damaged: it costs a full start, nothing else
-            log.warning("ignoring the unreadable checkpoint %s", self._checkpoint_path)
+        state = checkpoints.read(self._checkpoint_path)
+        if state is None:
             return False
         try:
-            if not isinstance(state, dict) or \
-                    state.get("code") != versions.version(versions.CHECKPOINT):
-                return False            # another version of feedsvc wrote it: start afresh
             return self._resume_from(state)
-        except Exception:               # inconsistent: as costly, and as harmless
+        except Exception:               # inconsistent: it costs a full start, nothing else
             log.warning("ignoring the checkpoint %s", self._checkpoint_path, exc_info=True)
             self.library = self._new_library()      # forget whatever it half adopted
             self.documents, self.corpus, self._sigs = {}, None, None
             return False
 
-    def _resume_from(self, state: dict) -> bool:
-        if not self.library.adopt(state["library"]):
+    def _resume_from(self, state: checkpoints.Checkpoint) -> bool:
+        if not self.library.adopt(state.library):
             return False
         with self._lock:
             now, seen = self.clock(), time.time()
@@ -241,55 +220,38 @@ class Service:
                 sigs = self.library.scan()
             except DataError:
                 return False
-            due = state["next_go_live"] is not None and now >= state["next_go_live"]
+            due = state.next_go_live is not None and now >= state.next_go_live
             if due or not self.library.settled(sigs):
                 return False
-            index = state["documents"]
+            index = state.documents
             stored = self.cache.get("gzdocs", [recipe for recipe, _, _ in index.values()])
             if any(recipe not in stored for recipe, _, _ in index.values()):
                 return False
             self.documents = {p: Document(p, recipe, ctype, etag, stored[recipe][0])
                               for p, (recipe, ctype, etag) in index.items()}
-            self.corpus, self._sigs = state["corpus"], sigs
+            self.corpus, self._sigs = state.corpus, sigs
             self.library.walked_at = seen
-            self._next_go_live = self.cache_control.next_change = state["next_go_live"]
+            self._next_go_live = self.cache_control.next_change = state.next_go_live
             self._report(self.corpus.errors)
             self._restamp(now, seen)
         return True
 
-    @property
-    def _snapshot_key(self) -> str:
-        # (a path that is not UTF-8 is spelled with backslash escapes: keys are SQLite text)
-        return "snapshot\0" + os.fsencode(self.config.data_dir).decode("utf-8",
-                                                                          "backslashreplace")
-
     def _restore(self, now: float) -> bool:
         """A worker (re)starting while the data cannot be read serves the documents the
         last successful build published, from the caches in the state directory."""
-        snapshot = self.cache.get_records([self._snapshot_key]).get(self._snapshot_key)
-        if not isinstance(snapshot, dict):
+        snapshot = published.load(self.cache, self.config.data_dir)
+        if snapshot is None:
             return False
-        stored = self.cache.get("gzdocs", [recipe for recipe, _ in snapshot.values()])
-        if any(recipe not in stored for recipe, _ in snapshot.values()):
+        index = snapshot.documents
+        stored = self.cache.get("gzdocs", [e.recipe for e in index.values()])
+        if any(e.recipe not in stored for e in index.values()):
             return False
-        self.documents = {p: Document(p, recipe, ctype, stored[recipe][1], stored[recipe][0])
-                          for p, (recipe, ctype) in snapshot.items()}
+        self.documents = {p: Document(p, e.recipe, e.content_type, stored[e.recipe][1],
+                                      stored[e.recipe][0]) for p, e in index.items()}
+        last = checkpoints.read(self._checkpoint_path)   # for the article pages (web.py)
+        self.restored = last.corpus if last else None   # (and the feeds' Link headers)
         self._restamp(now, 0.0)             # older than any build: it records nothing
-        self.restored = self._checkpoint_corpus()   # for the article pages (web.py)
         return True
-
-    def _checkpoint_corpus(self) -> Corpus | None:
-        """The corpus the checkpoint holds, if this version of feedsvc wrote it."""
-        try:
-            with open(self._checkpoint_path, "rb") as f:
-                state = pickle.load(f)  # noqa: S301 - our own state directory
-        except Exception:                   # none, or damaged: article pages stay 503
-            return None
-        if not isinstance(state, dict) or \
-                state.get("code") != versions.version(versions.CHECKPOINT):
-            return None
-        corpus = state.get("corpus")
-        return corpus if isinstance(corpus, Corpus) else None
 
     def _restamp(self, now: float, seen: float) -> None:
         """Attach Last-Modified from the shared state; rebuild responses whose stamp moved.
@@ -315,7 +277,7 @@ class Service:
         self.refreshed_at = now
         self.seen = seen
         state = self.store.problems
-        self.errors = [e for e in self.errors if e.path not in self._state_files] + state
+        self.errors = [e for e in self.errors if e.path not in self.store.places] + state
 
     def _links(self) -> Callable[[str], tuple[tuple[str, str], ...]]:
         """The WebSub `Link` header of the document at a path (none but for feeds)."""
@@ -323,10 +285,6 @@ class Service:
         base = corpus.site.base_url if corpus else ""
         hubs = self.hubs.urls(base) if base else ()
         return lambda path: link_header(hubs, base + path) if is_topic(path) else ()
-
-    @property
-    def _state_files(self) -> tuple[str | None, ...]:
-        return self.store.places
 
     def _report(self, errors: list[DataError]) -> None:
         if self.corpus is not None:         # a bad file whose last good version is served

@@ -137,6 +137,16 @@ class PgValidators:
         self.retry_at = self.clock() + 5.0 if None in out.values() else None
         return out
 
+    def recorded(self, paths: list[str]) -> dict[str, Stamp]:
+        """See `validators.Validators.recorded`."""
+        with self._lock:
+            try:
+                return self.link.run(lambda conn: {r[0]: Stamp(*r[1:]) for r in conn.execute(
+                    f"SELECT {_COLUMNS} FROM feedsvc_stamps WHERE path = ANY(%s)",  # noqa: S608
+                    (paths,))})
+            except (Unavailable, psycopg.Error):
+                return {}
+
     def close(self) -> None:
         with self._lock:
             self.link.close()

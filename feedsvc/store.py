@@ -20,7 +20,7 @@ from typing import Protocol
 from .cache import Cache
 from .model import DataError
 from .statsstore import SQLiteStats, StatsStore
-from .validators import SETTLE_SECONDS, Validators
+from .validators import SETTLE_SECONDS, Stamp, Validators
 
 
 class ValidatorStore(Protocol):
@@ -36,6 +36,8 @@ class ValidatorStore(Protocol):
 
     def stamp(self, etags: dict[str, str], seen: float,
               held: dict[str, tuple[str, int | None]] | None = None) -> dict[str, int]: ...
+
+    def recorded(self, paths: list[str]) -> dict[str, Stamp]: ...
 
     def close(self) -> None: ...
 

@@ -316,6 +316,18 @@ class Validators:
         self.retry_at = self._retry_file if None in out.values() else None
         return out
 
+    def recorded(self, paths: list[str]) -> dict[str, Stamp]:
+        """What the file records for `paths` now, read only (none where it cannot be read):
+        for a reader that serves documents it did not make (lastserved.py)."""
+        with self._lock:
+            db = self._db or self._reader
+            if db is None:
+                return {}
+            try:
+                return self._read(db, paths)
+            except sqlite3.Error:
+                return {}
+
     @staticmethod
     def _data_version(db: sqlite3.Connection) -> int:
         """SQLite's count of commits by other connections (other workers, instances)."""

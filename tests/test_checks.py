@@ -11,13 +11,14 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import requests
 from conftest import free_port, run_feedsvc
 
-from feedsvc import admin, checktext, settings
+from feedsvc import admin, checks, checktext, settings
 from feedsvc.live import Service
 from feedsvc.progress import Progress
 
@@ -155,13 +156,24 @@ def logged_in_client(make_app, data, tmp_path):
     return client
 
 
+def checked_page(client) -> str:
+    """The status page once the background checks have reported (at most 60 s)."""
+    deadline = time.monotonic() + 60
+    while True:
+        page = client.get("/admin/status/").get_data(as_text=True)
+        if "Checked at" in page and "checking again" not in page:
+            return page
+        assert time.monotonic() < deadline, page
+        time.sleep(0.05)
+
+
 def test_status_page_lists_problems_escaped_and_scheduled_articles(make_app, data, tmp_path):
     data.write("articles/typos.md", TYPOS.replace("title: Typos", "title: <b>x</b>"))
     data.article("later", date="2099-01-01T08:00:00+03:30", title="<script>alert(1)</script>")
     client = logged_in_client(make_app, data, tmp_path)
     resp = client.get("/admin/status/")
     assert resp.status_code == 200 and resp.headers["Cache-Control"] == "no-store"
-    page = resp.get_data(as_text=True)
+    page = checked_page(client)
     assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "unknown key &#39;auhtors&#39; is ignored" in page
     assert "<h3>articles/typos.md</h3>" in page
@@ -171,6 +183,37 @@ def test_status_page_lists_problems_escaped_and_scheduled_articles(make_app, dat
     assert style, page
     digest = base64.b64encode(hashlib.sha256(style.group(1).encode()).digest()).decode()
     assert f"'sha256-{digest}'" in resp.headers["Content-Security-Policy"]
+
+
+def test_status_page_never_runs_the_checks_in_the_request(make_app, data, tmp_path,
+                                                          monkeypatch):
+    """The checks run in the background; the page shows the last result with its time,
+    and says when newer data is being checked."""
+    data.article("one", auhtors=["Jane Doe"])
+    release = threading.Event()
+    ran: list[str] = []
+    real = checks.report
+
+    def held(corpus, now, max_file_bytes):
+        ran.append(threading.current_thread().name)
+        assert release.wait(60), "never released"
+        return real(corpus, now, max_file_bytes)
+    monkeypatch.setattr(checks, "report", held)
+    client = logged_in_client(make_app, data, tmp_path)
+    first = client.get("/admin/status/").get_data(as_text=True)   # the checks are held
+    assert "Checking every file now" in first and "auhtors" not in first
+    release.set()
+    page = checked_page(client)
+    assert "unknown key &#39;auhtors&#39; is ignored" in page
+    assert ran == ["feedsvc-checks"]                    # one run, not in the request
+    release.clear()
+    data.article("two", catgories=["World"])
+    client.application.extensions["feedsvc"].refresh()  # new data: checked in the background
+    again = client.get("/admin/status/").get_data(as_text=True)
+    assert "; checking again" in again and "auhtors" in again and "catgories" not in again
+    release.set()
+    assert "catgories" in checked_page(client)
+    assert ran == ["feedsvc-checks"] * 2
 
 
 def test_status_page_needs_the_admin_login_even_on_this_machine(make_app, data, tmp_path):

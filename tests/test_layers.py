@@ -30,7 +30,7 @@ LAYERS: dict[str, set[str]] = {
     # leaves: no package imports
     "model": set(), "versions": set(), "workers": set(), "settings": set(),
     "preflight": set(), "feeds": set(), "http": set(), "watch": set(), "__init__": set(),
-    "documents": set(), "progress": set(), "early": set(),
+    "documents": set(), "progress": set(),
     # reading the data, and what outlives a process
     "loader": {"model"},
     "names": {"model"},
@@ -62,8 +62,12 @@ LAYERS: dict[str, set[str]] = {
     "views": {"assembly", "bodies", "feeds", "htmlpages", "model"},
     "publish": {"assembly", "bodies", "cache", "documents", "feedmaker", "hubs", "model",
                 "recipes", "scopes", "views", "workers"},
-    "live": {"checks", "corpus", "http", "hubs", "model", "oplog", "publish", "scan",
-             "settings", "store", "versions", "watch", "workers"},
+    "published": set(),
+    "lastserved": {"documents", "http", "published", "settings", "store"},
+    "early": {"http", "lastserved"},
+    "checkpoint": {"corpus", "versions"},
+    "live": {"checkpoint", "checks", "corpus", "http", "hubs", "model", "oplog", "publish",
+             "published", "scan", "settings", "store", "watch", "workers"},
     "outdir": {"documents"},
     "nginx": {"feeds", "htmlpages", "http", "loader", "settings"},
     "export": {"cache", "corpus", "hubs", "nginx", "outdir", "publish", "scan", "settings",
@@ -80,7 +84,8 @@ LAYERS: dict[str, set[str]] = {
     "checktext": {"checks"},
     # serving and commands
     "pages": {"corpus", "documents", "http", "live", "model"},
-    "status": {"checks", "live"},
+    "lastcheck": {"checks", "corpus", "live"},
+    "status": {"checks", "lastcheck", "live"},
     # audience statistics and admin access
     "statsstore": {"statefile"},
     "audience": {"statsstore"},
@@ -92,8 +97,8 @@ LAYERS: dict[str, set[str]] = {
     "statscli": {"admin", "logimport", "settings", "statsstore", "store"},
     "web": {"admin", "audience", "htmlpages", "http", "hubs", "live", "model", "pages",
             "settings", "status", "statspage", "store", "websub"},
-    "cli": {"checks", "checktext", "corpus", "early", "export", "live", "loader", "model",
-            "preflight", "progress", "settings", "statscli", "store", "web", "workers"},
+    "cli": {"checks", "checktext", "corpus", "early", "export", "lastserved", "live", "loader",
+            "model", "preflight", "progress", "settings", "statscli", "store", "web", "workers"},
     "__main__": {"cli"},
 }
 

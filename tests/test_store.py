@@ -62,6 +62,17 @@ def test_new_bytes_get_a_later_time_and_same_bytes_keep_theirs(stores):
     assert again.stamp({"feeds/all.rss": '"a"'}, seen=301.0)["feeds/all.rss"] == back
 
 
+def test_what_is_recorded_is_read_without_writing(stores):
+    """`recorded` (the start-up listener's read: lastserved.py) sees another instance's
+    stamps as they are and writes nothing."""
+    writer, reader = stores().validators, stores().validators
+    second = writer.stamp({"feeds/all.rss": '"a"'}, seen=100.0)["feeds/all.rss"]
+    (stamp,) = reader.recorded(["feeds/all.rss", "feeds/none.rss"]).values()
+    assert (stamp.etag, stamp.second) == ('"a"', second)
+    assert reader.recorded(["feeds/none.rss"]) == {}
+    assert writer.stamp({"feeds/all.rss": '"a"'}, seen=101.0)["feeds/all.rss"] == second
+
+
 def test_an_instance_behind_another_records_nothing(stores):
     fresh, stale = stores().validators, stores().validators
     old_time = stale.stamp({"f": '"old"'}, seen=100.0)["f"]
