@@ -30,9 +30,9 @@ class Makers:
 
 
 # parsed articles (corpus record cache, the library's state in a checkpoint)
-RECORDS = Makers(("loader.py", "model.py"), ("PyYAML", "pytz"))
+RECORDS = Makers(("loader.py", "datafile.py", "safeyaml.py", "model.py"), ("PyYAML", "pytz"))
 # rendered bodies (content.body_key)
-BODIES = Makers(("content.py", "loader.py"), ("cmarkgfm", "lxml", "nh3"))
+BODIES = Makers(("content.py", "datafile.py"), ("cmarkgfm", "lxml", "nh3"))
 # feeds, pages and the OPML (publish's recipes): made from records and bodies
 DOCUMENTS = RECORDS + BODIES + Makers(
     ("corpus.py", "assembly.py", "records.py", "sitefile.py", "names.py", "feeds.py",

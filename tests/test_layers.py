@@ -32,7 +32,9 @@ LAYERS: dict[str, set[str]] = {
     "preflight": set(), "feeds": set(), "http": set(), "watch": set(), "__init__": set(),
     "documents": set(), "progress": set(), "early": set(),
     # reading the data, and what outlives a process
-    "loader": {"model"},
+    "datafile": {"model"},
+    "safeyaml": {"datafile", "model"},
+    "loader": {"datafile", "model", "safeyaml"},
     "names": {"model"},
     "statefile": {"model"},
     "oplog": {"model"},
@@ -43,10 +45,10 @@ LAYERS: dict[str, set[str]] = {
     "store": {"cache", "model", "pglink", "pgstore", "validators"},
     "scan": {"model", "names"},
     "duplicates": {"model", "names"},
-    "content": {"loader", "versions", "workers"},
-    "records": {"cache", "duplicates", "loader", "model", "names", "scan", "versions",
-                "workers"},
-    "sitefile": {"cache", "loader", "model", "scan"},
+    "content": {"datafile", "versions", "workers"},
+    "records": {"cache", "datafile", "duplicates", "loader", "model", "names", "scan",
+                "versions", "workers"},
+    "sitefile": {"cache", "datafile", "loader", "model", "scan"},
     "assembly": {"model", "names", "records"},
     "corpus": {"assembly", "cache", "model", "names", "records", "scan", "sitefile",
                "versions"},
@@ -74,7 +76,7 @@ LAYERS: dict[str, set[str]] = {
     "deliver": {"netpolicy", "websubstore"},
     "websub": {"deliver", "hubs", "live", "netpolicy", "publish", "settings", "websubstore"},
     # editors' checks
-    "checks": {"corpus", "loader", "model", "names", "scan"},
+    "checks": {"corpus", "datafile", "loader", "model", "names", "safeyaml", "scan"},
     "checktext": {"checks"},
     # serving and commands
     "pages": {"corpus", "documents", "http", "live", "model"},
@@ -89,8 +91,8 @@ LAYERS: dict[str, set[str]] = {
     "statscli": {"admin", "logimport", "settings", "statsstore"},
     "web": {"admin", "audience", "htmlpages", "http", "hubs", "live", "model", "pages",
             "settings", "status", "statspage", "statsstore", "websub"},
-    "cli": {"checks", "checktext", "corpus", "early", "export", "live", "loader", "model",
-            "preflight", "progress", "settings", "statscli", "store", "web", "workers"},
+    "cli": {"checks", "checktext", "corpus", "datafile", "early", "export", "live", "loader",
+            "model", "preflight", "progress", "settings", "statscli", "store", "web", "workers"},
     "__main__": {"cli"},
 }
 
