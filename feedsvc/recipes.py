@@ -61,10 +61,12 @@ class Plan:
 
 
 class _ScopeRecipes(NamedTuple):
-    """A scope's feed and page recipes, and what they depend on besides its articles."""
+    """A scope's feed and page recipes, its pages' makers, and what they depend on
+    besides its articles."""
     stamp: tuple            # what they depend on besides the scope's articles
     feed: str
     pages: dict[str, str]   # path -> recipe of its subscribe and list pages
+    docs: list[htmlpages.PageDoc]   # those pages (kept: a refresh touches few scopes)
 
 
 class _EntryRecipes:
@@ -129,19 +131,19 @@ class Recipes:
             person = corpus.authors.get(scope.slug) if scope.kind == "author" else None
             stamp = (scope, None if top else shape.updated_all, person)
             memo = known.get(scope.key)
-            docs = _scope_pages(corpus, scope, items, person, listing)
             if memo is None or memo.stamp != stamp or scope.key in affected:
+                docs = _scope_pages(corpus, scope, items, person, listing)
                 memo = _ScopeRecipes(stamp, _hash(
                     code, site, scope, "\n".join(map(entry_recipe, top)),
                     "" if top else shape.updated_all, self.hubs),
                     {d.path: _hash(code, site, scope, person, d.part, _listed(d.lists))
-                     for d in docs})
+                     for d in docs}, docs)
             self._known[scope.key] = memo
             for fmt, writer in feeds.WRITERS.items():
                 path = f"{scope.feed_base}.{fmt}"
                 plan.recipes[path] = (memo.feed + fmt, writer.content_type)
                 plan.feed_of[path] = FeedPlan(scope, top, fmt)
-            for doc in docs:        # a page's recipe: what it lists, not the whole scope
+            for doc in memo.docs:   # a page's recipe: what it lists, not the whole scope
                 plan.recipes[doc.path] = (memo.pages[doc.path], PAGE_TYPE)
                 plan.pages[doc.path] = doc.make
         _site_pages(plan, corpus, shape, scopes, visible[:limit], code, listing)
