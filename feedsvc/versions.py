@@ -37,7 +37,7 @@ BODIES = Makers(("content.py", "datafile.py"), ("cmarkgfm", "lxml", "nh3"))
 DOCUMENTS = RECORDS + BODIES + Makers(
     ("corpus.py", "assembly.py", "records.py", "sitefile.py", "names.py", "feeds.py",
      "publish.py", "documents.py", "scopes.py", "recipes.py", "bodies.py", "feedmaker.py",
-     "views.py", "htmlpages.py", "templates/*"),
+     "views.py", "htmlpages.py", "splice.py", "templates/*"),
     ("feedgen", "lxml", "isal", "Jinja2", "MarkupSafe", "python-slugify"))
 # a checkpoint holds what every module knows
 CHECKPOINT = DOCUMENTS + Makers(("*.py",), ())
