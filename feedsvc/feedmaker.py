@@ -53,7 +53,7 @@ def make(corpus: Corpus, groups: list[FeedGroup], rendered: dict[str, Body],
     results = workers.map(_feeds_job, jobs, PARALLEL_FEEDS,
                           window=4 * workers.cores(), count=len(groups))
     made = Made({}, {})
-    for group, (keys, pairs) in zip(groups, results, strict=True):
+    for group, keys, pairs in zip(groups, jobs.keys, results, strict=True):
         made.packed.update(zip(group.recipes, pairs, strict=True))
         made.entry_keys.update((etag, keys) for etag, _ in pairs)
     return made
@@ -76,22 +76,26 @@ class _Jobs:
         self._key = key
         self._updated_all = updated_all
         self._uses = Counter(a.path for g in groups for a in g.entries)
-        self._entries: dict[str, feeds.Entry] = {}
+        self._entries: dict[str, tuple[feeds.Entry, bytes]] = {}     # with its splice key
+        self.keys: list[tuple[bytes, ...]] = []     # of each group's entries, as they go
 
-    def __iter__(self) -> Iterator[tuple[feeds.Feed, splice.Last | None]]:
+    def __iter__(self) -> Iterator[_Job]:
         for g in self._groups:
-            made = tuple(map(self._entry, g.entries))
-            yield (feed(self._corpus, g.scope, made, g.formats, self._updated_all, self._hubs),
-                   self._last.get(g.scope.feed_base))
+            made = [self._entry(a) for a in g.entries]
+            self.keys.append(tuple(k for _, k in made))
+            yield (feed(self._corpus, g.scope, tuple(e for e, _ in made), g.formats,
+                        self._updated_all, self._hubs),
+                   self.keys[-1], self._last.get(g.scope.feed_base))
             for a in g.entries:
                 self._uses[a.path] -= 1
                 if not self._uses[a.path]:
                     del self._entries[a.path]
 
-    def _entry(self, a: Article) -> feeds.Entry:
+    def _entry(self, a: Article) -> tuple[feeds.Entry, bytes]:
         if a.path not in self._entries:     # from here on, the entry holds the body
             body = self._rendered.pop(self._key(a), None)
-            self._entries[a.path] = entry(self._corpus, a, body or ("", a.summary))
+            made = entry(self._corpus, a, body or ("", a.summary))
+            self._entries[a.path] = made, splice.key(made)
         return self._entries[a.path]
 
 
@@ -125,11 +129,10 @@ def feed(corpus: Corpus, scope: Scope, entries: tuple[feeds.Entry, ...],
         updated=updated, publisher=site.title, entries=entries, hubs=hubs)
 
 
-def _feeds_job(job: tuple[feeds.Feed, splice.Last | None]
-               ) -> tuple[tuple[bytes, ...], list[tuple[str, bytes]]]:
-    """In a worker (or here, for a few): the keys of one scope's feed entries, and the
-    ETag and gzip bytes of its feeds in the order of its formats (only the gzip bytes
-    travel back and stay: see Document)."""
-    feed, last = job
-    keys = tuple(map(splice.key, feed.entries))
-    return keys, [pack(body) for body in splice.render(feed, keys, last).values()]
+_Job = tuple[feeds.Feed, tuple[bytes, ...], "splice.Last | None"]    # feed, keys, last
+
+
+def _feeds_job(job: _Job) -> list[tuple[str, bytes]]:
+    """In a worker (or here, for a few): the ETag and gzip bytes of one scope's feeds, in
+    the order of its formats (only the gzip bytes travel back and stay: see Document)."""
+    return [pack(body) for body in splice.render(*job).values()]
