@@ -77,9 +77,7 @@ class Publisher:
             recipe, ctype = plan.recipes[path]
             etag, gz = packed[recipe] if recipe in packed else stored[recipe][::-1]
             out[path] = Document(path, recipe, ctype, etag, gz)
-        if len(self.entry_keys) > 4 * len(out) + 1000:     # kept for bytes a cache brings back
-            self.entry_keys = {d.etag: self.entry_keys[d.etag] for d in out.values()
-                               if d.etag in self.entry_keys}
+        self._trim_entry_keys(out)
         if not previous:                  # a full build knows everything still in use
             self.forget(corpus, {r for r, _ in plan.recipes.values()})
         return dict(sorted(out.items()))
@@ -113,6 +111,13 @@ class Publisher:
             packed.update(zip(made, pool.map(pack, made.values()), strict=True))
         self._keep(packed, partial_feeds)
         return packed
+
+    def _trim_entry_keys(self, documents: dict[str, Document]) -> None:
+        """Keep the entry keys of feeds no longer published (a cache may bring their bytes
+        back: an edit undone), up to a bound."""
+        if len(self.entry_keys) > 4 * len(documents) + 1000:
+            self.entry_keys = {d.etag: self.entry_keys[d.etag] for d in documents.values()
+                               if d.etag in self.entry_keys}
 
     def _last(self, groups: list[feedmaker.FeedGroup], previous: dict[str, Document]
               ) -> dict[str, splice.Last]:

@@ -40,24 +40,27 @@ def render(feed: feeds.Feed, keys: tuple[bytes, ...], last: Last | None) -> dict
     only the entries `last` does not hold."""
     kept = {k: i for i, k in enumerate(last.keys)} if last else {}
     fresh = [e for e, k in zip(feed.entries, keys, strict=True) if k not in kept]
-    if not feed.entries or len(fresh) == len(feed.entries) or last is None or \
-            set(last.gzip) != set(feed.self_urls):
+    if last is None or len(fresh) == len(feed.entries) or set(last.gzip) != set(feed.self_urls):
         return feeds.render(feed)
-    # (with nothing to write, one entry still shows where the head ends)
-    made = feeds.render(replace(feed, entries=tuple(fresh or feed.entries[:1])))
-    out = {}
-    for name, doc in made.items():
-        writer = feeds.WRITERS[name]
-        new = _cut(writer, doc, len(fresh or feed.entries[:1]))
-        old = _cut(writer, decompress(last.gzip[name]), len(last.keys))
-        if new is None or old is None:
-            return feeds.render(feed)
-        head, written, tail = new
-        parts, taken = [], iter(written)
-        for k in keys:
-            parts.append(old[1][kept[k]] if k in kept else next(taken))
-        out[name] = head + writer.entry_sep.join(parts) + tail
-    return out
+    written = fresh or [feed.entries[0]]    # (none to write: one shows where the head ends)
+    made = feeds.render(replace(feed, entries=tuple(written)))
+    out = {name: _splice(feeds.WRITERS[name], doc, len(written), last.gzip[name], keys, kept,
+                         len(last.keys))
+           for name, doc in made.items()}
+    return feeds.render(feed) if None in out.values() else out  # type: ignore[return-value]
+
+
+def _splice(writer: feeds.Writer, doc: bytes, written: int, old_gzip: bytes,
+            keys: tuple[bytes, ...], kept: dict[bytes, int], old_count: int) -> bytes | None:
+    """The document of entries `keys`: the head, tail and `written` entries of `doc`,
+    the kept ones cut from the last version (None: a cut is not to be trusted)."""
+    new, old = _cut(writer, doc, written), _cut(writer, decompress(old_gzip), old_count)
+    if new is None or old is None:
+        return None
+    head, fresh, tail = new
+    taken = iter(fresh)
+    return head + writer.entry_sep.join(
+        old[1][kept[k]] if k in kept else next(taken) for k in keys) + tail
 
 
 def _cut(writer: feeds.Writer, doc: bytes, count: int
