@@ -61,12 +61,10 @@ class Plan:
 
 
 class _ScopeRecipes(NamedTuple):
-    """A scope's feed and page recipes, its pages' makers, and what they depend on
-    besides its articles."""
-    stamp: tuple            # what they depend on besides the scope's articles
-    feed: str
-    pages: dict[str, str]   # path -> recipe of its subscribe and list pages
-    docs: list[htmlpages.PageDoc]   # those pages (kept: a refresh touches few scopes)
+    """A scope's part of the plan (its feeds and pages), and what it depends on besides
+    the scope's articles: kept, as a refresh touches few scopes."""
+    stamp: tuple
+    part: Plan
 
 
 class _EntryRecipes:
@@ -132,32 +130,37 @@ class Recipes:
             stamp = (scope, None if top else shape.updated_all, person)
             memo = known.get(scope.key)
             if memo is None or memo.stamp != stamp or scope.key in affected:
-                docs = _scope_pages(corpus, scope, items, person, listing)
-                memo = _ScopeRecipes(stamp, _hash(
-                    code, site, scope, "\n".join(map(entry_recipe, top)),
-                    "" if top else shape.updated_all, self.hubs),
-                    {d.path: _hash(code, site, scope, person, d.part, _listed(d.lists))
-                     for d in docs}, docs)
+                feed = _hash(code, site, scope, "\n".join(map(entry_recipe, top)),
+                             "" if top else shape.updated_all, self.hubs)
+                memo = _ScopeRecipes(stamp, _scope_plan(
+                    corpus, scope, items, top, person, listing, feed,
+                    partial(_hash, code, site, scope, person)))
             self._known[scope.key] = memo
-            for fmt, writer in feeds.WRITERS.items():
-                path = f"{scope.feed_base}.{fmt}"
-                plan.recipes[path] = (memo.feed + fmt, writer.content_type)
-                plan.feed_of[path] = FeedPlan(scope, top, fmt)
-            for doc in memo.docs:   # a page's recipe: what it lists, not the whole scope
-                plan.recipes[doc.path] = (memo.pages[doc.path], PAGE_TYPE)
-                plan.pages[doc.path] = doc.make
+            plan.recipes.update(memo.part.recipes)
+            plan.feed_of.update(memo.part.feed_of)
+            plan.pages.update(memo.part.pages)
         _site_pages(plan, corpus, shape, scopes, visible[:limit], code, listing)
         return plan
 
 
-def _scope_pages(corpus: Corpus, scope: Scope, items: list[Article], person: Person | None,
-                 listing: Listing) -> list[htmlpages.PageDoc]:
-    """A scope's subscribe page and (but the site's) its paginated list pages."""
+def _scope_plan(corpus: Corpus, scope: Scope, items: list[Article], top: list[Article],
+                person: Person | None, listing: Listing, feed: str,
+                page_recipe: Callable[..., str]) -> Plan:
+    """A scope's feeds (of recipe `feed` and the format), its subscribe page and (but the
+    site's) its paginated list pages, each of the recipe of what it lists."""
     site = corpus.site
+    part = Plan()
+    for fmt, writer in feeds.WRITERS.items():
+        path = f"{scope.feed_base}.{fmt}"
+        part.recipes[path] = (feed + fmt, writer.content_type)
+        part.feed_of[path] = FeedPlan(scope, top, fmt)
     docs = [htmlpages.subscribe_page(site, scope, items, listing)]
     if scope.kind != "site":
         docs += htmlpages.scope_pages(site, scope, items, person, listing)
-    return docs
+    for doc in docs:            # a page's recipe: what it lists, not the whole scope
+        part.recipes[doc.path] = (page_recipe(doc.part, _listed(doc.lists)), PAGE_TYPE)
+        part.pages[doc.path] = doc.make
+    return part
 
 
 def _site_pages(plan: Plan, corpus: Corpus, shape: Shape, scopes: list[Scope],
