@@ -79,8 +79,8 @@ class _EntryRecipes:
         r = self.made.get(a.path)
         if r is None:
             corpus = self.corpus
-            r = self.made[a.path] = repr((
-                a.path, a.digest, a.image_length,
+            r = self.made[a.path] = repr((      # the slug: the entry's link and body URLs
+                a.path, a.digest, a.slug, a.image_length,
                 [(p.name, p.url, p.slug) for p in corpus.authors_of(a)],
                 [c.name for c in corpus.categories_of(a)]))
         return r
