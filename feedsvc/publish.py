@@ -102,10 +102,11 @@ class Publisher:
         rendered = rendering()
         key = self._body_key(corpus)
         partial_feeds = feedmaker.bodiless(groups, rendered, key)
-        feeds = feedmaker.make(corpus, groups, rendered, key, updated_all,
-                               self.hubs.urls(corpus.site.base_url), self._last(groups, previous))
-        packed = feeds.packed
-        self.entry_keys.update(feeds.entry_keys)
+        written = feedmaker.make(corpus, groups, rendered, key, updated_all,
+                                 self.hubs.urls(corpus.site.base_url),
+                                 self._last(groups, previous))
+        packed = written.packed
+        self.entry_keys.update(written.entry_keys)
         # ISA-L releases the GIL: compress the pages in threads.
         with ThreadPoolExecutor(workers.cores()) as pool:
             packed.update(zip(made, pool.map(pack, made.values()), strict=True))

@@ -4,10 +4,10 @@
 Every writer puts a feed's entries last, one after another, each written the same
 whatever its neighbours (`feeds.Writer.entry_start`, `entry_sep`, `entries_end`).  So a
 document is its head, its entries and its tail; the entries of the last version whose
-`key` (a hash of the whole `feeds.Entry`, made once per entry and build by
-feedmaker) is unchanged are cut out of its bytes, the
-others and the head and tail come from the plain writers run on a feed holding only
-those (the head does not depend on which entries a feed holds).  A cut that does not
+`key` (a hash of every field of the `feeds.Entry`, made once per entry and build by
+feedmaker) is unchanged are cut out of its bytes, the others and the head and tail
+come from the plain writers run on a feed holding only those (the head does not
+depend on which entries a feed holds).  A cut that does not
 find exactly the entries expected (a body quoting a writer's markers, raw HTML in an RSS
 CDATA section) falls back to the plain path.  tests/test_tricks.py holds it to
 `feeds.render`, byte for byte.
