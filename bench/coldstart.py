@@ -86,8 +86,14 @@ def _off_fork() -> None:            # the pool is always spawned
     workers._one_thread = lambda: False
 
 
+def _off_splice() -> None:          # every feed written whole, by the plain writers
+    from feedsvc import feeds, splice
+    splice.render = lambda feed, keys, last: feeds.render(feed)
+
+
 # name -> the patch that turns the trick off
-OFF = {"plain": _off_plain, "held": _off_held, "freeze": _off_freeze, "fork": _off_fork}
+OFF = {"plain": _off_plain, "held": _off_held, "freeze": _off_freeze, "fork": _off_fork,
+       "splice": _off_splice}
 OFF_ENV = "FEEDSVC_BENCH_OFF"
 
 

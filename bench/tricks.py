@@ -31,6 +31,8 @@ TRICKS = {
     "held": ("cache.Cache.held: a first build's cache writes wait", "ready_s"),
     "freeze": ("workers.FREEZE_BEFORE_FORK: gc.freeze before forking", "rss_mb"),
     "fork": ("workers._new_pool: fork rather than spawn", "ready_s"),
+    "splice": ("splice.render: a feed written again keeps its unchanged entries",
+               "refresh_ms"),
 }
 FIGURES = {"ready_s": "s to servable", "cpu_s": "build CPU s", "rss_mb": "peak MB",
            "refresh_ms": "refresh CPU ms"}

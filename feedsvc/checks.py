@@ -19,7 +19,7 @@ from urllib.parse import unquote, urlsplit
 
 import yaml
 
-from . import loader, names, scan
+from . import datafile, loader, names, safeyaml, scan
 from .corpus import Corpus
 from .model import DataError, Site
 
@@ -121,6 +121,9 @@ def report(corpus: Corpus, now: dt.datetime, max_file_bytes: int = 1 << 20) -> R
 
 def still_published(errors: Iterable[DataError], corpus: Corpus) -> list[DataError]:
     """`errors`, those of files whose last good version is still published saying so."""
+    errors = list(errors)
+    if all(e.warning for e in errors):      # (every refresh: no set of every path then)
+        return errors
     live = {a.path for a in corpus.articles}
     return [DataError(e.path, e.message + STILL_PUBLISHED)
             if not e.warning and e.path in live and not e.message.endswith(STILL_PUBLISHED)
@@ -186,7 +189,7 @@ class Checker:
 
     def _read(self, rel: str) -> str | None:
         try:
-            return loader.read_text(self.root, rel, self.max_bytes)[0]
+            return datafile.read_text(self.root, rel, self.max_bytes)[0]
         except DataError:
             return None                         # the loader reports it
 
@@ -203,7 +206,7 @@ class Checker:
         text = self._read(rel)
         if text is None:
             return []
-        m = loader._FRONT_MATTER.match(text)
+        m = datafile.FRONT_MATTER.match(text)
         if not m:
             return []                           # the loader says how to start one
         first = text.count("\n", 0, max(m.start(1), 0)) + 1
@@ -212,7 +215,7 @@ class Checker:
             return [problem]
         out = _unknown_keys(rel, nodes, ARTICLE_KEYS)
         try:
-            data = loader.load_yaml(rel, m.group(1) or "", first)
+            data = safeyaml.load_yaml(rel, m.group(1) or "", first)
         except DataError as e:
             return [*out, Problem.of(e)]
         if not isinstance(data, dict):
@@ -317,9 +320,9 @@ def _key_nodes(rel: str, text: str, first_line: int
                ) -> tuple[Keys, Problem | None]:
     """Where each key of a YAML mapping is, or the YAML error (as the loader words it)."""
     try:
-        root = yaml.compose(text, Loader=loader._BaseLoader)
+        root = yaml.compose(text, Loader=safeyaml.BaseLoader)
     except yaml.YAMLError as e:
-        return {}, Problem.of(DataError(rel, loader.yaml_problem(e, first_line)))
+        return {}, Problem.of(DataError(rel, safeyaml.yaml_problem(e, first_line)))
     if not isinstance(root, yaml.MappingNode):
         return {}, None
     return {str(key.value): (key.start_mark.line + first_line, key.start_mark.column + 1)

@@ -145,7 +145,8 @@ def served_url(host: str, port: int) -> str:
 
 def _site_base_url(config: settings.Settings) -> str:
     """site.yml's base_url, or "" if it cannot be read now (the build reports why)."""
-    from .loader import parse_site, read_text
+    from .datafile import read_text
+    from .loader import parse_site
     from .model import DataError
 
     try:

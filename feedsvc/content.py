@@ -32,7 +32,7 @@ import nh3
 from cmarkgfm.cmark import Options
 
 from . import versions, workers
-from .loader import body_at, clean
+from .datafile import body_at, clean
 
 log = logging.getLogger("feedsvc")
 PARALLEL_THRESHOLD = 1000     # renders below this run in-process (a spawned pool: ~0.3 s to start)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
-from . import feeds, htmlpages, loader, workers
+from . import feeds, htmlpages, loader, splice, workers
 from .assembly import Corpus
 from .bodies import Body, page_url
 from .documents import pack
@@ -34,19 +35,28 @@ def bodiless(groups: list[FeedGroup], rendered: dict[str, Body],
             for recipe in g.recipes}
 
 
+class Made(NamedTuple):
+    """The feeds made: recipe -> (ETag, gzip bytes), and the keys of the entries of each
+    (by ETag: what `splice` needs to write that feed again)."""
+    packed: dict[str, tuple[str, bytes]]
+    entry_keys: dict[str, tuple[bytes, ...]]
+
+
 def make(corpus: Corpus, groups: list[FeedGroup], rendered: dict[str, Body],
          key: Callable[[Article], str], updated_all: dt.datetime,
-         hubs: tuple[str, ...] = ()) -> dict[str, tuple[str, bytes]]:
-    """recipe -> (ETag, gzip bytes) of the feeds of `groups`, written and compressed on
-    every core, one job per scope.  `rendered` (body key -> body) is handed over: it is
-    emptied as the feeds go out; `hubs`: the WebSub hubs every feed advertises."""
-    jobs = _Jobs(corpus, groups, rendered, key, updated_all, hubs)
+         hubs: tuple[str, ...] = (), last: Mapping[str, splice.Last] | None = None) -> Made:
+    """The feeds of `groups`, written and compressed on every core, one job per scope.
+    `rendered` (body key -> body) is handed over: it is emptied as the feeds go out;
+    `hubs`: the WebSub hubs every feed advertises; `last`: a scope's feeds as they are
+    now, by its feed base, whose unchanged entries are kept (see splice)."""
+    jobs = _Jobs(corpus, groups, rendered, key, updated_all, hubs, last or {})
     results = workers.map(_feeds_job, jobs, PARALLEL_FEEDS,
                           window=4 * workers.cores(), count=len(groups))
-    packed: dict[str, tuple[str, bytes]] = {}
-    for group, pairs in zip(groups, results, strict=True):
-        packed.update(zip(group.recipes, pairs, strict=True))
-    return packed
+    made = Made({}, {})
+    for group, keys, pairs in zip(groups, jobs.keys, results, strict=True):
+        made.packed.update(zip(group.recipes, pairs, strict=True))
+        made.entry_keys.update((etag, keys) for etag, _ in pairs)
+    return made
 
 
 class _Jobs:
@@ -57,29 +67,35 @@ class _Jobs:
 
     def __init__(self, corpus: Corpus, groups: list[FeedGroup], rendered: dict[str, Body],
                  key: Callable[[Article], str], updated_all: dt.datetime,
-                 hubs: tuple[str, ...]):
+                 hubs: tuple[str, ...], last: Mapping[str, splice.Last]):
         self._corpus = corpus
+        self._last = last
         self._hubs = hubs
         self._groups = groups
         self._rendered = rendered
         self._key = key
         self._updated_all = updated_all
         self._uses = Counter(a.path for g in groups for a in g.entries)
-        self._entries: dict[str, feeds.Entry] = {}
+        self._entries: dict[str, tuple[feeds.Entry, bytes]] = {}     # with its splice key
+        self.keys: list[tuple[bytes, ...]] = []     # of each group's entries, as they go
 
-    def __iter__(self) -> Iterator[feeds.Feed]:
+    def __iter__(self) -> Iterator[_Job]:
         for g in self._groups:
-            made = tuple(map(self._entry, g.entries))
-            yield feed(self._corpus, g.scope, made, g.formats, self._updated_all, self._hubs)
+            made = [self._entry(a) for a in g.entries]
+            self.keys.append(tuple(k for _, k in made))
+            yield (feed(self._corpus, g.scope, tuple(e for e, _ in made), g.formats,
+                        self._updated_all, self._hubs),
+                   self.keys[-1], self._last.get(g.scope.feed_base))
             for a in g.entries:
                 self._uses[a.path] -= 1
                 if not self._uses[a.path]:
                     del self._entries[a.path]
 
-    def _entry(self, a: Article) -> feeds.Entry:
+    def _entry(self, a: Article) -> tuple[feeds.Entry, bytes]:
         if a.path not in self._entries:     # from here on, the entry holds the body
             body = self._rendered.pop(self._key(a), None)
-            self._entries[a.path] = entry(self._corpus, a, body or ("", a.summary))
+            made = entry(self._corpus, a, body or ("", a.summary))
+            self._entries[a.path] = made, splice.key(made)
         return self._entries[a.path]
 
 
@@ -113,7 +129,10 @@ def feed(corpus: Corpus, scope: Scope, entries: tuple[feeds.Entry, ...],
         updated=updated, publisher=site.title, entries=entries, hubs=hubs)
 
 
-def _feeds_job(feed: feeds.Feed) -> list[tuple[str, bytes]]:
+_Job = tuple[feeds.Feed, tuple[bytes, ...], "splice.Last | None"]    # feed, keys, last
+
+
+def _feeds_job(job: _Job) -> list[tuple[str, bytes]]:
     """In a worker (or here, for a few): the ETag and gzip bytes of one scope's feeds, in
     the order of its formats (only the gzip bytes travel back and stay: see Document)."""
-    return [pack(body) for body in feeds.render(feed).values()]
+    return [pack(body) for body in splice.render(*job).values()]

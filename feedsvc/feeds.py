@@ -116,6 +116,11 @@ class Writer:
     label: ClassVar[str]            # for people: link titles, subscribe buttons
     media_type: ClassVar[str]       # without parameters (discovery links, nginx types)
     charset: ClassVar[bool] = True  # the Content-Type names charset=utf-8
+    # how the entries sit in the bytes (splice.py): each begins with `entry_start`, the
+    # next follows after `entry_sep`, `entries_end` follows the last; b"": not known
+    entry_start: ClassVar[bytes] = b""
+    entry_sep: ClassVar[bytes] = b""
+    entries_end: ClassVar[bytes] = b""
 
     @property
     def content_type(self) -> str:
@@ -173,6 +178,7 @@ class RssWriter(_FeedgenWriter):
     """RSS 2.0.  feedgen keeps only the self link as `<atom:link>`: the hub links are put
     after it here, in the tree feedgen's `rss_str` would serialize (`_create_rss`)."""
     name, label, media_type = "rss", "RSS", "application/rss+xml"
+    entry_start, entries_end = b"\n    <item>", b"\n  </channel>"
 
     def serialize(self, fg: FeedGenerator, feed: Feed) -> bytes:
         if not feed.hubs:
@@ -193,6 +199,7 @@ ATOM_NS = "http://www.w3.org/2005/Atom"
 
 class AtomWriter(_FeedgenWriter):
     name, label, media_type = "atom", "Atom", "application/atom+xml"
+    entry_start, entries_end = b"\n  <entry", b"\n</feed>"
 
     def serialize(self, fg: FeedGenerator, feed: Feed) -> bytes:
         return fg.atom_str(pretty=True, encoding="UTF-8", xml_declaration=True)
@@ -206,6 +213,7 @@ class JsonFeedWriter(Writer):
     it as an enclosure; `size_in_bytes` only when known (the RSS length 0 means unknown).
     JSON is UTF-8 by definition (RFC 8259): no charset parameter."""
     name, label, media_type, charset = "json", "JSON Feed", "application/feed+json", False
+    entry_start, entry_sep, entries_end = b'{"id":', b",", b"]}"
 
     def write(self, feed: Feed, url: str, shared: dict[str, Any]) -> bytes:
         doc = {"version": "https://jsonfeed.org/version/1.1",

@@ -259,8 +259,8 @@ class Service:
         when the watcher wakes at `validators.retry_at`."""
         etags = {p: d.etag for p, d in self.documents.items()}
         old = self.resources
-        seen = self.store.seen(seen, newest_mtime(self._sigs, self.config.data_dir)
-                               if self._sigs else None)
+        if self.store.shared and self._sigs:   # (a stat per folder: only when it is used)
+            seen = self.store.seen(seen, newest_mtime(self._sigs, self.config.data_dir))
         stamps = {p: NOT_YET if s is None else s for p, s in self.validators.claim(
             etags, seen, {p: (r.identity.etag, None if r.last_modified == NOT_YET
                               else r.last_modified) for p, r in old.items()}).items()}

@@ -1,44 +1,25 @@
-"""Read one data file into a record, or raise DataError naming the file and the problem.
+"""Parse one data file's text into a record, or raise DataError naming the file and the
+problem: site settings, an author, the categories, an article.
 
-Pure parsing: this module never walks the directory (see corpus.py) and never
-imports Flask or feedgen.  Every text is cleaned of the characters XML forbids
-as soon as it is decoded, so nothing downstream has to care.
+Pure parsing: reading a file is datafile's job, its YAML safeyaml's; this module never
+walks the directory (see corpus.py) and never imports Flask or feedgen.
 """
 from __future__ import annotations
 
 import datetime as dt
 import functools
-import hashlib
 import ipaddress
 import os
 import posixpath
 import re
-import stat
 from urllib.parse import urljoin, urlsplit
 
 import pytz
-import yaml
 
+from .datafile import FRONT_MATTER, body_at
 from .model import Article, DataError, Person, Site
+from .safeyaml import load_yaml
 
-try:
-    _BaseLoader: type = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover - PyYAML built without libyaml
-    _BaseLoader = yaml.SafeLoader
-
-
-class _Loader(_BaseLoader):
-    """Safe YAML that leaves timestamps as strings: we localize dates ourselves."""
-
-
-_Loader.yaml_implicit_resolvers = {
-    ch: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for ch, resolvers in _BaseLoader.yaml_implicit_resolvers.items()  # type: ignore[attr-defined]
-}
-
-# XML 1.0 forbids C0 controls except tab/newline/return, surrogates and U+FFFE/U+FFFF.
-_XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-_FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?\r?\n)?---[ \t]*(?:\r?\n|\Z)", re.S)
 _IMAGE_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png",
                 ".gif": "image/gif", ".webp": "image/webp", ".avif": "image/avif",
                 ".svg": "image/svg+xml"}
@@ -47,149 +28,6 @@ _PLAIN_SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 # "/media/a.jpg": no scheme, query, fragment, empty or dot segment (which urljoin resolves)
 _PLAIN_PATH = re.compile(r"/?(?:[A-Za-z0-9_~-][A-Za-z0-9._~-]*/)*[A-Za-z0-9_~-][A-Za-z0-9._~-]*")
 ID_DATE = "2000"   # the date part of our tag: URIs; any fixed date is valid (RFC 4151)
-
-
-_C0_FORBIDDEN = bytes(range(0x20)).translate(None, b"\t\n\r")
-_READ_STEP = 1 << 16
-
-
-def clean(text: str, utf8: bytes | None = None) -> str:
-    """`text` without the characters XML 1.0 forbids (`utf8`: its UTF-8 bytes, if at hand).
-    Most texts have none: a regex scan of a body costs about 17 us, this check about 6
-    (encoding fails on a lone surrogate, and the C0 controls are single bytes in UTF-8)."""
-    if utf8 is None:
-        try:
-            utf8 = text.encode()
-        except UnicodeEncodeError:
-            return _XML_FORBIDDEN.sub("", text)
-    if len(utf8.translate(None, _C0_FORBIDDEN)) == len(utf8) and \
-            "\ufffe" not in text and "\uffff" not in text:
-        return text
-    return _XML_FORBIDDEN.sub("", text)
-
-
-def read_bytes(root: str, rel: str, max_bytes: int) -> bytes:
-    """The bytes of data file `rel`, refusing links out of the data directory and non-files."""
-    path = os.path.join(root, rel)
-    if os.path.islink(path):        # the walk never enters linked folders: only files can be
-        real_root = os.path.realpath(root)
-        if os.path.commonpath([real_root, os.path.realpath(path)]) != real_root:
-            raise DataError(rel, "is a symlink pointing outside the data directory")
-    try:
-        # O_NONBLOCK: opening a FIFO must not wait for a writer; only regular files are read
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise DataError(rel, "cannot be read (not a regular file)")
-            # read what fstat says is there, then what a writer may have added since, in
-            # small steps: os.read allocates what it is asked for, and a buffer as large as
-            # the limit (1 GB for bodies) costs a page mapping per file, most of a read
-            raw = os.read(fd, min(st.st_size, max_bytes) + 1)
-            if len(raw) <= max_bytes:
-                chunks, size = [raw], len(raw)
-                while size <= max_bytes:
-                    more = os.read(fd, min(_READ_STEP, max_bytes + 1 - size))
-                    if not more:
-                        break
-                    chunks.append(more)
-                    size += len(more)
-                raw = b"".join(chunks) if len(chunks) > 1 else raw
-        finally:
-            os.close(fd)
-    except OSError as e:
-        raise DataError(rel, f"cannot be read ({e.strerror})") from None
-    if len(raw) > max_bytes:
-        raise DataError(rel, f"is larger than the {max_bytes}-byte limit (FEEDSVC_MAX_FILE_BYTES)")
-    return raw
-
-
-def decode(rel: str, raw: bytes) -> str:
-    """UTF-8 text cleaned of what XML forbids, or a DataError saying why not."""
-    if not raw.strip():
-        raise DataError(rel, "is empty")
-    if b"\x00" in raw:
-        raise DataError(rel, "is a binary file, not UTF-8 text")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise DataError(rel, f"is not valid UTF-8 (byte {e.start})") from None
-    return clean(text, raw)
-
-
-def read_text(root: str, rel: str, max_bytes: int) -> tuple[str, str]:
-    """Return (text, sha256) of data file `rel`, refusing what we cannot publish."""
-    raw = read_bytes(root, rel, max_bytes)
-    return decode(rel, raw), hashlib.sha256(raw).hexdigest()
-
-
-# "&name" or "*name" somewhere: the text may hold an anchor or an alias (or a quoted "Q&A")
-_MAY_SHARE = re.compile(r"[&*][^\s,\[\]{}]")
-
-
-def load_yaml(rel: str, text: str, first_line: int = 1) -> object:
-    """`first_line`: the line of the file where `text` starts, for error messages.
-
-    Anchors and aliases are refused: a few hundred bytes of aliases of aliases make a
-    value of millions of strings (an "alias bomb"), which every later step (cleaning,
-    str() of a date, an error message quoting it) would expand, at gigabytes per load."""
-    try:
-        if ("&" in text or "*" in text) and _MAY_SHARE.search(text):
-            _refuse_aliases(rel, text, first_line)
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader)
-    except yaml.YAMLError as e:
-        raise DataError(rel, yaml_problem(e, first_line)) from None
-    except (ValueError, KeyError) as e:     # "!!int 'z'", "!!bool maybe": PyYAML's own
-        raise DataError(rel, f"invalid YAML: a tagged value cannot be read ({e})") from None
-    # clean text gives clean values, except through an escape ("\v", "\uFFFE")
-    dirty = "\\" in text or _XML_FORBIDDEN.search(text) is not None
-    return _clean_tree(rel, data) if dirty else data
-
-
-def yaml_problem(e: yaml.YAMLError, first_line: int = 1) -> str:
-    """PyYAML's error as a message placed where the mistake is: an unclosed quote at
-    the quote that opens it (PyYAML points where its scan gave up, lines later)."""
-    mark = getattr(e, "problem_mark", None)
-    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-    context = getattr(e, "context_mark", None)
-    if context is not None and "quoted scalar" in (getattr(e, "context", None) or ""):
-        mark, problem = context, f"a quote is not closed ({problem})"
-    where = f" at line {mark.line + first_line}, column {mark.column + 1}" if mark else ""
-    return f"invalid YAML{where}: {problem}"
-
-
-def _refuse_aliases(rel: str, text: str, first_line: int) -> None:
-    """DataError at the first anchor (&name) or alias (*name) of `text`, read as YAML
-    events (PyYAML's public parser: nothing is built, so nothing is expanded)."""
-    for event in yaml.parse(text, Loader=_Loader):
-        anchor = getattr(event, "anchor", None)     # an alias names the anchor it repeats
-        if anchor is not None:
-            sigil = "*" if isinstance(event, yaml.AliasEvent) else "&"
-            mark = event.start_mark
-            where = f" at line {mark.line + first_line}, column {mark.column + 1}" if mark else ""
-            raise DataError(rel, f"invalid YAML{where}: YAML aliases (*name) and anchors "
-                                 f"(&name) are not allowed (found {sigil}{anchor}); write "
-                                 "the value out in full")
-
-
-_MAX_NESTING = 100      # levels of lists and mappings _clean_tree goes into (libyaml: 1000)
-
-
-def _clean_tree(rel: str, value: object, depth: int = 0) -> object:
-    """YAML escapes ("\\v", "\\uFFFE") can make the characters XML forbids: clean them too.
-    Recursive, so it refuses what is nested deeper than any front matter (libyaml lets
-    1,000 levels through, more than Python's recursion limit allows here)."""
-    if isinstance(value, str):
-        return clean(value)
-    if depth >= _MAX_NESTING and isinstance(value, (list, dict)):
-        raise DataError(rel, f"invalid YAML: values are nested more than {_MAX_NESTING} "
-                             "levels deep")
-    if isinstance(value, list):
-        return [_clean_tree(rel, v, depth + 1) for v in value]
-    if isinstance(value, dict):
-        return {_clean_tree(rel, k, depth + 1): _clean_tree(rel, v, depth + 1)
-                for k, v in value.items()}
-    return value
 
 
 def _mapping(rel: str, value: object, what: str) -> dict:
@@ -312,21 +150,8 @@ def body_of(root: str, article: Article) -> str | None:
     return body_at(root, article.path, article.digest)
 
 
-def body_at(root: str, rel: str, digest: str) -> str | None:
-    """The body of data file `rel` if its bytes still have `digest`, else None."""
-    try:
-        raw = read_bytes(root, rel, 1 << 30)
-    except DataError:
-        return None
-    if hashlib.sha256(raw).hexdigest() != digest:
-        return None
-    text = decode(rel, raw)
-    m = _FRONT_MATTER.match(text)
-    return text[m.end():] if m else None
-
-
 def split_front_matter(rel: str, text: str) -> tuple[dict, str]:
-    m = _FRONT_MATTER.match(text)
+    m = FRONT_MATTER.match(text)
     if not m:
         raise DataError(rel, "has no front matter: start the file with a '---' line, "
                              "the YAML fields, then another '---' line")

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
-from . import feedmaker, workers
+from . import feedmaker, splice, workers
 from .assembly import Corpus
 from .bodies import Bodies, Body
 from .cache import Cache
@@ -48,6 +48,8 @@ class Publisher:
         self.incomplete: set[str] = set()
         # of those, the ones first found incomplete by the last build: worth a quick retry
         self.partial: set[str] = set()
+        # a feed's identity ETag -> the keys of its entries: what splice keeps of it
+        self.entry_keys: dict[str, tuple[bytes, ...]] = {}
 
     def build(self, corpus: Corpus, now: dt.datetime,
               previous: dict[str, Document] | None = None) -> dict[str, Document]:
@@ -70,11 +72,12 @@ class Publisher:
         todo = [p for p in sorted(plan.recipes) if p not in out]
         stored = self.cache.get("gzdocs", [plan.recipes[p][0] for p in todo])   # (gz, ETag)
         packed = self._make(corpus, plan, [p for p in todo if plan.recipes[p][0] not in stored],
-                            early, shape.updated_all)
+                            early, shape.updated_all, previous)
         for path in todo:
             recipe, ctype = plan.recipes[path]
             etag, gz = packed[recipe] if recipe in packed else stored[recipe][::-1]
             out[path] = Document(path, recipe, ctype, etag, gz)
+        self._trim_entry_keys(out)
         if not previous:                  # a full build knows everything still in use
             self.forget(corpus, {r for r, _ in plan.recipes.values()})
         return dict(sorted(out.items()))
@@ -87,7 +90,8 @@ class Publisher:
 
     def _make(self, corpus: Corpus, plan: Plan, missing: list[str],
               early: Callable[[], dict[str, Body]] | None,
-              updated_all: dt.datetime) -> dict[str, tuple[str, bytes]]:
+              updated_all: dt.datetime, previous: dict[str, Document]
+              ) -> dict[str, tuple[str, bytes]]:
         """recipe -> (ETag, gzip bytes) of the documents at `missing`, made anew; what
         may be cached is, later."""
         groups = _feed_groups(plan, [p for p in missing if p in plan.feed_of])
@@ -98,13 +102,37 @@ class Publisher:
         rendered = rendering()
         key = self._body_key(corpus)
         partial_feeds = feedmaker.bodiless(groups, rendered, key)
-        packed = feedmaker.make(corpus, groups, rendered, key, updated_all,
-                                self.hubs.urls(corpus.site.base_url))
+        written = feedmaker.make(corpus, groups, rendered, key, updated_all,
+                                 self.hubs.urls(corpus.site.base_url),
+                                 self._last(groups, previous))
+        packed = written.packed
+        self.entry_keys.update(written.entry_keys)
         # ISA-L releases the GIL: compress the pages in threads.
         with ThreadPoolExecutor(workers.cores()) as pool:
             packed.update(zip(made, pool.map(pack, made.values()), strict=True))
         self._keep(packed, partial_feeds)
         return packed
+
+    def _trim_entry_keys(self, documents: dict[str, Document]) -> None:
+        """Keep the entry keys of feeds no longer published (a cache may bring their bytes
+        back: an edit undone), up to a bound."""
+        if len(self.entry_keys) > 4 * len(documents) + 1000:
+            self.entry_keys = {d.etag: self.entry_keys[d.etag] for d in documents.values()
+                               if d.etag in self.entry_keys}
+
+    def _last(self, groups: list[feedmaker.FeedGroup], previous: dict[str, Document]
+              ) -> dict[str, splice.Last]:
+        """The feeds of `groups` as `previous` holds them, by feed base, where this process
+        knows their entries (made here, in every format from the same entries)."""
+        out = {}
+        for g in groups:
+            docs = [previous.get(f"{g.scope.feed_base}.{fmt}") for fmt in g.formats]
+            keys = {self.entry_keys.get(d.etag) if d else None for d in docs}
+            known = keys.pop() if len(keys) == 1 else None
+            if known is not None:
+                out[g.scope.feed_base] = splice.Last(known, {
+                    fmt: d.gzip for fmt, d in zip(g.formats, docs, strict=True) if d})
+        return out
 
     def _body_key(self, corpus: Corpus) -> Callable[[Article], str]:
         site = corpus.site

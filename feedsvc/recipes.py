@@ -61,10 +61,10 @@ class Plan:
 
 
 class _ScopeRecipes(NamedTuple):
-    """A scope's feed and page recipes, and what they depend on besides its articles."""
-    stamp: tuple            # what they depend on besides the scope's articles
-    feed: str
-    pages: dict[str, str]   # path -> recipe of its subscribe and list pages
+    """A scope's part of the plan (its feeds and pages), and what it depends on besides
+    the scope's articles: kept, as a refresh touches few scopes."""
+    stamp: tuple
+    part: Plan
 
 
 class _EntryRecipes:
@@ -79,8 +79,8 @@ class _EntryRecipes:
         r = self.made.get(a.path)
         if r is None:
             corpus = self.corpus
-            r = self.made[a.path] = repr((
-                a.path, a.digest, a.image_length,
+            r = self.made[a.path] = repr((      # the slug: the entry's link and body URLs
+                a.path, a.digest, a.slug, a.image_length,
                 [(p.name, p.url, p.slug) for p in corpus.authors_of(a)],
                 [c.name for c in corpus.categories_of(a)]))
         return r
@@ -129,33 +129,38 @@ class Recipes:
             person = corpus.authors.get(scope.slug) if scope.kind == "author" else None
             stamp = (scope, None if top else shape.updated_all, person)
             memo = known.get(scope.key)
-            docs = _scope_pages(corpus, scope, items, person, listing)
             if memo is None or memo.stamp != stamp or scope.key in affected:
-                memo = _ScopeRecipes(stamp, _hash(
-                    code, site, scope, "\n".join(map(entry_recipe, top)),
-                    "" if top else shape.updated_all, self.hubs),
-                    {d.path: _hash(code, site, scope, person, d.part, _listed(d.lists))
-                     for d in docs})
+                feed = _hash(code, site, scope, "\n".join(map(entry_recipe, top)),
+                             "" if top else shape.updated_all, self.hubs)
+                memo = _ScopeRecipes(stamp, _scope_plan(
+                    corpus, scope, items, top, person, listing, feed,
+                    partial(_hash, code, site, scope, person)))
             self._known[scope.key] = memo
-            for fmt, writer in feeds.WRITERS.items():
-                path = f"{scope.feed_base}.{fmt}"
-                plan.recipes[path] = (memo.feed + fmt, writer.content_type)
-                plan.feed_of[path] = FeedPlan(scope, top, fmt)
-            for doc in docs:        # a page's recipe: what it lists, not the whole scope
-                plan.recipes[doc.path] = (memo.pages[doc.path], PAGE_TYPE)
-                plan.pages[doc.path] = doc.make
+            plan.recipes.update(memo.part.recipes)
+            plan.feed_of.update(memo.part.feed_of)
+            plan.pages.update(memo.part.pages)
         _site_pages(plan, corpus, shape, scopes, visible[:limit], code, listing)
         return plan
 
 
-def _scope_pages(corpus: Corpus, scope: Scope, items: list[Article], person: Person | None,
-                 listing: Listing) -> list[htmlpages.PageDoc]:
-    """A scope's subscribe page and (but the site's) its paginated list pages."""
+def _scope_plan(corpus: Corpus, scope: Scope, items: list[Article], top: list[Article],
+                person: Person | None, listing: Listing, feed: str,
+                page_recipe: Callable[..., str]) -> Plan:
+    """A scope's feeds (of recipe `feed` and the format), its subscribe page and (but the
+    site's) its paginated list pages, each of the recipe of what it lists."""
     site = corpus.site
+    part = Plan()
+    for fmt, writer in feeds.WRITERS.items():
+        path = f"{scope.feed_base}.{fmt}"
+        part.recipes[path] = (feed + fmt, writer.content_type)
+        part.feed_of[path] = FeedPlan(scope, top, fmt)
     docs = [htmlpages.subscribe_page(site, scope, items, listing)]
     if scope.kind != "site":
         docs += htmlpages.scope_pages(site, scope, items, person, listing)
-    return docs
+    for doc in docs:            # a page's recipe: what it lists, not the whole scope
+        part.recipes[doc.path] = (page_recipe(doc.part, _listed(doc.lists)), PAGE_TYPE)
+        part.pages[doc.path] = doc.make
+    return part
 
 
 def _site_pages(plan: Plan, corpus: Corpus, shape: Shape, scopes: list[Scope],

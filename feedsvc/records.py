@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
-from . import duplicates, loader, versions, workers
+from . import datafile, duplicates, loader, versions, workers
 from .cache import Cache
 from .model import Article, DataError, Person, Site
 from .names import CATEGORIES_FILE
@@ -74,7 +74,7 @@ class Records:
         try:
             if isinstance(sig, Unreadable):
                 raise DataError(rel, f"cannot be read ({sig.message})")
-            text, _ = loader.read_text(self.root, rel, self.max_file_bytes)
+            text, _ = datafile.read_text(self.root, rel, self.max_file_bytes)
             if rel == CATEGORIES_FILE:
                 return loader.parse_categories(rel, text)
             return loader.parse_person(rel, text)
@@ -113,7 +113,7 @@ class Records:
             self.reads += 1
             try:
                 out[rel] = fresh[keys[rel]] = loader.parse_article(
-                    rel, loader.decode(rel, raw), digests[rel], site, self.root)
+                    rel, datafile.decode(rel, raw), digests[rel], site, self.root)
             except DataError as e:
                 out[rel] = e
         if self.cache:
@@ -217,7 +217,7 @@ class Records:
 def _read(root: str, rel: str, sig: FileState, max_bytes: int) -> bytes:
     if isinstance(sig, Unreadable):
         raise DataError(rel, f"cannot be read ({sig.message})")
-    return loader.read_bytes(root, rel, max_bytes)
+    return datafile.read_bytes(root, rel, max_bytes)
 
 
 def _read_and_parse(job: tuple[str, str, FileState, Site, int]
@@ -230,7 +230,7 @@ def _read_and_parse(job: tuple[str, str, FileState, Site, int]
         return rel, None, e
     digest = hashlib.sha256(raw).hexdigest()
     try:
-        article = loader.parse_article(rel, loader.decode(rel, raw), digest, site, root)
+        article = loader.parse_article(rel, datafile.decode(rel, raw), digest, site, root)
     except DataError as e:
         return rel, digest, e
     return rel, digest, pickle.dumps(article, protocol=5)

@@ -7,7 +7,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 
-from . import loader
+from . import datafile, loader
 from .cache import Cache
 from .model import DataError, Site
 from .scan import SITE_FILE
@@ -29,7 +29,7 @@ class SiteFile:
         depend on them: every file is to be read again).  When it is bad, keep the
         settings in use, or recall the last good ones; raise when there are none."""
         try:
-            text, _ = loader.read_text(self.root, SITE_FILE, self.max_file_bytes)
+            text, _ = datafile.read_text(self.root, SITE_FILE, self.max_file_bytes)
             site = loader.parse_site(SITE_FILE, text, self.base_url)
         except DataError as e:
             self.error = e

@@ -30,14 +30,14 @@ class Makers:
 
 
 # parsed articles (corpus record cache, the library's state in a checkpoint)
-RECORDS = Makers(("loader.py", "model.py"), ("PyYAML", "pytz"))
+RECORDS = Makers(("loader.py", "datafile.py", "safeyaml.py", "model.py"), ("PyYAML", "pytz"))
 # rendered bodies (content.body_key)
-BODIES = Makers(("content.py", "loader.py"), ("cmarkgfm", "lxml", "nh3"))
+BODIES = Makers(("content.py", "datafile.py"), ("cmarkgfm", "lxml", "nh3"))
 # feeds, pages and the OPML (publish's recipes): made from records and bodies
 DOCUMENTS = RECORDS + BODIES + Makers(
     ("corpus.py", "assembly.py", "records.py", "sitefile.py", "names.py", "feeds.py",
      "publish.py", "documents.py", "scopes.py", "recipes.py", "bodies.py", "feedmaker.py",
-     "views.py", "htmlpages.py", "templates/*"),
+     "views.py", "htmlpages.py", "splice.py", "templates/*"),
     ("feedgen", "lxml", "isal", "Jinja2", "MarkupSafe", "python-slugify"))
 # a checkpoint holds what every module knows
 CHECKPOINT = DOCUMENTS + Makers(("*.py",), ())

@@ -466,7 +466,7 @@ def test_a_new_renderer_library_renders_every_body_again(data, start, library):
             {p: r.gzip.body for p, r in first.resources.items()}
 
 
-@pytest.mark.parametrize("edited, renders", [("content.py", 2), ("loader.py", 2),
+@pytest.mark.parametrize("edited, renders", [("content.py", 2), ("datafile.py", 2),
                                              ("cli.py", 0)])
 def test_an_edit_of_the_renderer_renders_every_body_again(data, start, tmp_path,
                                                            edited, renders):

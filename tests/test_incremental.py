@@ -197,3 +197,18 @@ def test_a_retitle_remakes_only_the_list_page_that_shows_it(data):
     assert "category/world/page/3/" in rebuilt
     assert not {"category/world/", "category/world/page/2/", "category/world/page/4/",
                 "category/world/subscribe/"} & rebuilt          # (it previews a07-a03)
+
+
+def test_a_slug_freed_by_a_deletion_reaches_the_feeds_of_the_article_keeping_it(data):
+    """Two files ask for one slug; deleting the holder gives the other its plain slug, and
+    so a new link in its feeds, though its own file did not change (an entry's recipe
+    holds its slug)."""
+    data.article("2015/roundup", title="A", date="2015-01-01T00:00:00Z", categories=["One"])
+    data.article("2016/roundup", title="B", date="2016-01-01T00:00:00Z", categories=["Two"])
+    live = Live(str(data.root))
+    live.refresh()
+    assert {a.slug for a in live.corpus.articles} == {"roundup", "2016-roundup"}
+    data.remove("articles/2015/roundup.md")
+    live.refresh()
+    assert [a.slug for a in live.corpus.articles] == ["roundup"]
+    assert_same_as_fresh(live)

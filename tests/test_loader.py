@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from feedsvc import loader
+from feedsvc import datafile, loader
 from feedsvc.corpus import Library
 from feedsvc.model import DataError
 
@@ -215,11 +215,11 @@ def test_bytes_written_after_the_size_was_read_are_read_too(data, monkeypatch):
     def stale_fstat(fd):            # the size as it was before the writer went on
         st = real_fstat(fd)
         return os.stat_result((*st[:6], 10, *st[7:]))
-    monkeypatch.setattr(loader.os, "fstat", stale_fstat)
-    assert loader.read_bytes(str(data.root), "articles/growing.md", 1 << 30) == whole
+    monkeypatch.setattr(datafile.os, "fstat", stale_fstat)
+    assert datafile.read_bytes(str(data.root), "articles/growing.md", 1 << 30) == whole
     with pytest.raises(DataError, match="larger than the 200000-byte limit"):
-        loader.read_bytes(str(data.root), "articles/growing.md", 200_000)
-    assert loader.read_bytes(str(data.root), "articles/growing.md", len(whole)) == whole
+        datafile.read_bytes(str(data.root), "articles/growing.md", 200_000)
+    assert datafile.read_bytes(str(data.root), "articles/growing.md", len(whole)) == whole
 
 
 def test_unreadable_file_by_permissions(data):
@@ -688,13 +688,13 @@ def test_clean_removes_exactly_what_xml_forbids():
     for _ in range(50_000):
         text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 10)))
         text = "plain " * rng.randint(0, 2) + text
-        assert loader.clean(text) == loader._XML_FORBIDDEN.sub("", text), repr(text)
+        assert datafile.clean(text) == datafile.XML_FORBIDDEN.sub("", text), repr(text)
         if text.strip() and "\x00" not in text and not any(
                 "\ud800" <= c <= "\udfff" for c in text):       # what a file can hold
-            assert loader.decode("f", text.encode()) == loader.clean(text), repr(text)
-    assert loader.clean("a\x0bb\ud800c\ufffed") == "abcd"
+            assert datafile.decode("f", text.encode()) == datafile.clean(text), repr(text)
+    assert datafile.clean("a\x0bb\ud800c\ufffed") == "abcd"
     kept = "tab\tline\nreturn\r é \U0001f600"
-    assert loader.clean(kept) is kept
+    assert datafile.clean(kept) is kept
 
 
 @pytest.mark.parametrize("value", ["!!int 'z'", "!!bool maybe", "!!float x"])

@@ -1,18 +1,25 @@
 """Speed tricks held to the plain path: with each one on and off, the same bytes and rows.
 
 bench/tricks.py measures what each trick saves; bench/coldstart.py `--off NAME` turns
-one off the way these tests do.  The lxml-free body path (`content._plain`) has its
+one off the way these tests do.  Spliced feeds (`splice.py`) against the plain writers
+at the end.  The lxml-free body path (`content._plain`) has its
 own differential tests in tests/test_content.py; forked workers (gc.freeze before the
 fork) and spawned ones against one process in tests/test_workers.py.
 """
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
+import random
 import sqlite3
 from contextlib import nullcontext
 from pathlib import Path
 
-from feedsvc import live, settings
+import pytest
+
+from feedsvc import feeds, live, settings, splice
 from feedsvc.cache import Cache
+from feedsvc.documents import compress, decompress
 
 
 def _rows(state_dir: Path) -> dict[str, list[tuple]]:
@@ -50,3 +57,100 @@ def test_held_and_unheld_cache_writes_end_with_the_same_rows(bundled, tmp_path, 
     held, unheld = _rows(tmp_path / "held"), _rows(tmp_path / "unheld")
     assert all(held.values())
     assert held == unheld
+
+
+# -- splice: a feed written again keeps the bytes of its unchanged entries ------------------
+def _entry(i: int, **fields) -> feeds.Entry:
+    when = dt.datetime(2024, 11, 1 + i % 28, 10, i % 60, tzinfo=dt.timezone(dt.timedelta(
+        hours=3, minutes=30)))
+    values = dict(id=f"tag:news.example.com,2000:a{i}", title=f"Article {i} & <co>",
+                  link=f"https://news.example.com/articles/a{i}/", published=when,
+                  updated=when, authors=(feeds.Author("Jane Doe", "https://jane.example/"),),
+                  categories=("World", "سیاست"), summary=f"Summary {i}.",
+                  content=f"<p>Body {i}, é.</p>\n<p>Two.</p>",
+                  enclosure=(f"https://news.example.com/media/{i}.jpg", "image/jpeg", 10 + i)
+                  if i % 3 == 0 else None, enclosure_title="An image" if i % 6 == 0 else "",
+                  language="fa" if i % 5 == 0 else "")
+    values.update(fields)
+    return feeds.Entry(**values)
+
+
+def _feed(entries: tuple[feeds.Entry, ...], hubs: tuple[str, ...] = ()) -> feeds.Feed:
+    base = "https://news.example.com/"
+    return feeds.Feed(id="tag:news.example.com,2000:feeds/all", title="Test Times",
+                      subtitle="News.",
+                      self_urls={w: f"{base}feeds/all.{w}" for w in feeds.WRITERS},
+                      page_url=base, language="en", updated=max(e.updated for e in entries),
+                      publisher="Test Times", entries=entries, hubs=hubs)
+
+
+def _last(feed: feeds.Feed) -> splice.Last:
+    return splice.Last(tuple(map(splice.key, feed.entries)),
+                       {name: compress(doc) for name, doc in feeds.render(feed).items()})
+
+
+# bodies that quote each writer's entry markers (raw HTML in RSS's CDATA, a JSON item)
+MARKERS = ("<p>x</p>\n    <item>quoted</item>\n  </channel>",
+           '<p>{"id":"x"},{"id":"y"}]}</p>', "<p>\n  <entry>not one</entry>\n</feed></p>")
+
+
+@pytest.mark.parametrize("hubs", [(), ("https://hub.example/",)])
+def test_spliced_feeds_are_the_plain_writers_bytes(hubs, monkeypatch):
+    """Every kind of change between a feed's last version and the next (an entry edited,
+    added, removed, moved; nothing changed; bodies quoting the markers the cut looks
+    for): splice.render gives feeds.render's bytes in every format, and writes only the
+    entries the last version lacks (or, when the cut cannot be trusted, all of them)."""
+    written: list[int] = []
+    plain = feeds.render
+    monkeypatch.setattr(feeds, "render", lambda feed: written.append(len(feed.entries)) or
+                        plain(feed))
+    rnd = random.Random(7)
+    entries = [_entry(i) for i in range(30)]
+    for step in range(60):
+        old = tuple(entries)
+        kind = step % 5
+        if kind == 0:
+            i = rnd.randrange(len(entries))
+            entries[i] = dataclasses.replace(entries[i], title=f"Edited {step} ]]> &amp;")
+        elif kind == 1:
+            entries.insert(rnd.randrange(len(entries) + 1), _entry(100 + step))
+        elif kind == 2 and len(entries) > 2:
+            del entries[rnd.randrange(len(entries))]
+        elif kind == 3:
+            rnd.shuffle(entries)
+        if step in (20, 40):
+            i = rnd.randrange(len(entries))
+            entries[i] = dataclasses.replace(entries[i], content=MARKERS[step // 20])
+        feed, last = _feed(tuple(entries), hubs), _last(_feed(old, hubs))
+        written.clear()
+        got = splice.render(feed, tuple(map(splice.key, feed.entries)), last)
+        assert got == plain(feed), step
+        assert written, step
+        quoted = any(e.content in MARKERS for e in entries)
+        assert written[0] < len(entries) or quoted, (step, written)
+
+
+def test_a_refresh_splices_and_publishes_what_a_fresh_start_does(data, tmp_path, monkeypatch):
+    """Through the service: after a cold build, a retitle rewrites only the entry it
+    changed (of each feed holding it), and every document equals a fresh start's."""
+    for i in range(12):
+        data.article(f"a{i:02d}", title=f"Article {i}", date=f"2024-11-{1 + i:02d}T10:00:00Z",
+                     categories=["World"] if i % 2 else ["Science", "World"])
+    service = live.Service(settings.resolve({"data_dir": str(data.root), "watch": False,
+                                             "state_dir": str(tmp_path / "s1")}, environ={}))
+    written: list[int] = []
+    plain = feeds.render
+    monkeypatch.setattr(feeds, "render", lambda feed: written.append(len(feed.entries)) or
+                        plain(feed))
+    data.article("a05", title="Article 5, retitled", date="2024-11-06T10:00:00Z",
+                 categories=["World"])
+    assert service.refresh()
+    assert written and max(written) == 1               # one entry written per feed
+    fresh = live.Service(settings.resolve({"data_dir": str(data.root), "watch": False,
+                                           "state_dir": str(tmp_path / "s2")}, environ={}))
+    assert {p: d.etag for p, d in service.documents.items()} == \
+        {p: d.etag for p, d in fresh.documents.items()}
+    assert any("retitled" in decompress(d.gzip).decode() for p, d in
+               service.documents.items() if p == "feeds/all.json")
+    service.close()
+    fresh.close()
