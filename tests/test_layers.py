@@ -23,9 +23,9 @@ def imported_roots(module: Path) -> set[str]:
 
 
 # Each module's imports from within the package, all of them (a function-level import
-# counts): the README's layer diagram (Design notes, "Layers") drawn as a table.  A module
-# may import only what sits below it; a new module or a new arrow is added here, and to
-# the README's diagram, or the test fails.
+# counts): the layer diagram (docs/design.md, "Layers"; the README's design notes sum it
+# up) drawn as a table.  A module may import only what sits below it; a new module or a
+# new arrow is added here, and to that diagram, or the test fails.
 LAYERS: dict[str, set[str]] = {
     # leaves: no package imports
     "model": set(), "versions": set(), "workers": set(), "settings": set(),
@@ -116,10 +116,10 @@ def package_imports(module: Path) -> set[str]:
 
 def test_every_module_imports_only_what_the_layer_table_allows():
     modules = {m.stem: m for m in PACKAGE.glob("*.py")}
-    assert set(modules) == set(LAYERS), "add the module to LAYERS (and the README's Layers)"
+    assert set(modules) == set(LAYERS), "add the module to LAYERS (and docs/design.md's Layers)"
     wrong = {name: sorted(package_imports(path) - LAYERS[name])
              for name, path in modules.items() if package_imports(path) - LAYERS[name]}
-    assert wrong == {}, "imports the layer table does not allow (README, Design notes)"
+    assert wrong == {}, "imports the layer table does not allow (docs/design.md, Layers)"
 
 
 def test_the_layer_table_has_no_cycle():
