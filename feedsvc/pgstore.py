@@ -1,6 +1,6 @@
 """The state store in PostgreSQL, for several instances (machines) sharing one truth.
 
-`PgValidators` applies the rule of `validators` (the same pure functions decide) in one
+`PgValidators` applies the rule of `lastmodified` (the same pure functions decide) in one
 transaction per stamp that holds an advisory lock, so stamps from every instance are
 serialized as SQLite's `BEGIN IMMEDIATE` serializes workers: the first-seen second of
 some bytes is decided once, and an instance whose data is older than what another
@@ -26,9 +26,9 @@ from contextlib import suppress
 import psycopg
 
 from .cache import Cache
+from .lastmodified import Moment, Stamp, verdicts
 from .model import DataError
 from .pglink import PgLink, Unavailable
-from .validators import Moment, Stamp, verdicts
 
 STAMP_LOCK = 0x66656565             # advisory lock held by each stamping transaction
 _COLUMNS = "path, etag, first_seen, second, claimed, seen"

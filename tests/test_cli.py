@@ -329,17 +329,17 @@ def test_the_respawn_hook_is_granians_or_granians_own_rule_applies(monkeypatch):
     with the signature it was written for; on any other, the plain server is used."""
     from granian.server import Server
 
-    from feedsvc import cli
+    from feedsvc import server
 
-    assert cli._knows_respawn(Server)
-    assert cli.server_class() is not Server and issubclass(cli.server_class(), Server)
+    assert server._knows_respawn(Server)
+    assert server.server_class() is not Server and issubclass(server.server_class(), Server)
 
     class Other:
         def _respawn_workers(self, workers, spawn_target):
             pass
-    assert not cli._knows_respawn(Other) and not cli._knows_respawn(object)
-    monkeypatch.setattr(cli, "_knows_respawn", lambda server: False)
-    assert cli.server_class() is Server
+    assert not server._knows_respawn(Other) and not server._knows_respawn(object)
+    monkeypatch.setattr(server, "_knows_respawn", lambda server: False)
+    assert server.server_class() is Server
 
 
 def test_a_copy_of_the_bundled_site_served_elsewhere_is_told_where_links_lead():

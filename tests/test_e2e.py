@@ -167,6 +167,7 @@ def test_hostile_requests_over_sockets(serve, bundled):
             assert status == 200 and body == plain[2], (path, header)
 
 
+@pytest.mark.slow                   # granian's header timeout is 10 s
 def test_stalled_readers_and_silent_connections_do_not_stop_the_service(serve, bundled):
     """A client that stops reading a large file held granian's one WSGI thread, and a
     connection that never sends a byte was never closed: either could stop all service."""

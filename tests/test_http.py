@@ -8,12 +8,13 @@ import json
 import os
 import pickle
 import re
+import shutil
 import time
 
 import lxml.etree as ET
 import lxml.html
 import pytest
-from conftest import run_feedsvc
+from conftest import BUNDLED, run_feedsvc
 from werkzeug.http import http_date, parse_date
 
 from feedsvc.corpus import LARGE_MEDIA_BYTES
@@ -40,6 +41,28 @@ def client(app):
     return app.test_client()
 
 
+@pytest.fixture(scope="module")
+def site_app(tmp_path_factory):
+    """One app on one copy of the bundled site, shared by the tests that only make
+    requests (most of this module's parametrized cases): building it for each of them
+    took most of this module's time.  A response never depends on the requests before
+    it; the tests that change data or settings build their own (`app`)."""
+    from feedsvc.web import create_app
+
+    root = tmp_path_factory.mktemp("site-app")
+    shutil.copytree(BUNDLED, root / "data")
+    with pytest.MonkeyPatch.context() as env:   # as `clean_environment`, which runs later
+        for name in [n for n in os.environ if n.startswith(("FEEDSVC_", "XDG_"))]:
+            env.delenv(name)
+        return create_app({"data_dir": str(root / "data"), "state_dir": str(root / "state"),
+                           "watch": False})
+
+
+@pytest.fixture
+def reader(site_app):
+    return site_app.test_client()
+
+
 def service_of(app):
     return app.extensions["feedsvc"]
 
@@ -59,14 +82,14 @@ def iso_in(seconds: float) -> str:
 # -- plain GET -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("path", FEEDS)
-def test_feed_headers(app, client, path):
-    resp = client.get("/" + path)
+def test_feed_headers(site_app, reader, path):
+    resp = reader.get("/" + path)
     assert resp.status_code == 200
     ctype, start = FORMATS[path.rsplit(".", 1)[1]]
     assert resp.headers["Content-Type"] == ctype
     etag = resp.headers["ETag"]
     assert re.fullmatch(r'"[^"]+"', etag), etag                     # strong, quoted
-    assert etag == service_of(app).documents[path].etag
+    assert etag == service_of(site_app).documents[path].etag
     assert etag.strip('"') == hashlib.sha256(resp.data).hexdigest()[:32]   # from the bytes
     assert parse_date(resp.headers["Last-Modified"]) is not None
     assert resp.headers["Cache-Control"] == "public, max-age=300"
@@ -111,10 +134,10 @@ def test_configured_max_age(make_app, bundled):
     ("", False),
     (None, False),
 ])
-def test_gzip_negotiation(client, accept, gzipped):
+def test_gzip_negotiation(reader, accept, gzipped):
     headers = {} if accept is None else {"Accept-Encoding": accept}
-    plain = client.get("/feeds/all.atom")
-    resp = client.get("/feeds/all.atom", headers=headers)
+    plain = reader.get("/feeds/all.atom")
+    resp = reader.get("/feeds/all.atom", headers=headers)
     assert resp.status_code == 200
     assert resp.headers["Vary"] == "Accept-Encoding"
     if gzipped:
@@ -250,9 +273,9 @@ PRECONDITIONS = [
 @pytest.mark.parametrize(("name", "make", "status"), PRECONDITIONS,
                          ids=[c[0] for c in PRECONDITIONS])
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
-def test_preconditions(client, name, make, status, method):
-    etag, lm = _validators(client)
-    resp = client.open("/feeds/all.rss", method=method, headers=make(etag, lm))
+def test_preconditions(reader, name, make, status, method):
+    etag, lm = _validators(reader)
+    resp = reader.open("/feeds/all.rss", method=method, headers=make(etag, lm))
     assert resp.status_code == status, name
     if status == 200 and method == "GET":
         assert resp.data.startswith(b"<?xml")
@@ -265,9 +288,9 @@ def test_preconditions(client, name, make, status, method):
 @pytest.mark.parametrize(("name", "make", "status"), CASES, ids=[c[0] for c in CASES])
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
 @pytest.mark.parametrize("path", ["/feeds/all.rss", "/feeds/all.json"])
-def test_conditional_matrix(client, name, make, status, method, path):
-    etag, lm = _validators(client, path)
-    resp = client.open(path, method=method, headers=make(etag, lm))
+def test_conditional_matrix(reader, name, make, status, method, path):
+    etag, lm = _validators(reader, path)
+    resp = reader.open(path, method=method, headers=make(etag, lm))
     assert resp.status_code == status, name
     assert resp.headers["ETag"] == etag
     assert resp.headers["Cache-Control"] == "public, max-age=300"
@@ -366,8 +389,8 @@ def test_etag_changes_with_the_data(app, bundled, client):
                                   "/feeds/author/nope.rss", "/feeds/all.txt",
                                   "/feeds/category/nope.json",
                                   "/category/nope/", "/articles/nope/"])
-def test_unknown_is_404_with_the_helpful_page(client, path):
-    resp = client.get(path)
+def test_unknown_is_404_with_the_helpful_page(reader, path):
+    resp = reader.get(path)
     assert resp.status_code == 404
     assert resp.headers["Content-Type"] == "text/html; charset=utf-8"
     doc = lxml.html.fromstring(resp.data)
@@ -379,8 +402,8 @@ def test_unknown_is_404_with_the_helpful_page(client, path):
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH"])
 @pytest.mark.parametrize("path", ["/feeds/all.rss", "/feeds/category/politics.atom", "/",
                                   "/feeds.opml", "/feeds/all.json"])
-def test_other_methods_are_405(client, method, path):
-    resp = client.open(path, method=method, data=b"x")
+def test_other_methods_are_405(reader, method, path):
+    resp = reader.open(path, method=method, data=b"x")
     assert resp.status_code == 405
     allow = {m.strip() for m in resp.headers["Allow"].split(",")}
     assert {"GET", "HEAD"} <= allow and method not in allow
@@ -480,8 +503,8 @@ def test_index_lists_feeds_and_advertises_site_feeds(app, client):
      ["Israeli PM considers offering millions to Hamas for release of hostages"],
      ["Rouhani urges Iran-Turkey cooperation on anti-terrorism fight"]),
 ])
-def test_scope_pages(client, path, feed, must_list, must_not_list):
-    resp, doc = _page(client, path)
+def test_scope_pages(reader, path, feed, must_list, must_not_list):
+    resp, doc = _page(reader, path)
     assert _alternates(doc) == _advertised(feed)
     listed = [a.text_content() for a in doc.xpath("//body//li/a")]
     for title in must_list:
@@ -492,10 +515,10 @@ def test_scope_pages(client, path, feed, must_list, must_not_list):
     assert _subscribe_links(path[1:] + "subscribe/") <= hrefs
     for href in hrefs:
         if "/articles/" in href:
-            assert client.get(href[len(BASE) - 1:]).status_code == 200, href
+            assert reader.get(href[len(BASE) - 1:]).status_code == 200, href
     assert b"DRAFT-SHOULD-NOT-APPEAR" not in resp.data
     etag = resp.headers["ETag"]
-    assert client.get(path, headers={"If-None-Match": etag}).status_code == 304
+    assert reader.get(path, headers={"If-None-Match": etag}).status_code == 304
 
 
 def test_article_page_and_conditional_get(client):
@@ -635,29 +658,29 @@ def _csp(resp) -> dict[str, list[str]]:
 
 @pytest.mark.parametrize("path", EVERY_KIND + ["/feeds/all.atom", "/author/emad-askarieh/"])
 @pytest.mark.parametrize("encoding", ["identity", "gzip"])
-def test_every_response_has_a_csp_without_script_and_nosniff(client, path, encoding):
+def test_every_response_has_a_csp_without_script_and_nosniff(reader, path, encoding):
     for method in ("GET", "HEAD", "POST"):
-        resp = client.open(path, method=method, headers={"Accept-Encoding": encoding})
+        resp = reader.open(path, method=method, headers={"Accept-Encoding": encoding})
         assert resp.headers["X-Content-Type-Options"] == "nosniff", (path, method)
         csp = _csp(resp)
         assert csp["default-src"] == ["'none'"], (path, method)
         assert len(csp["script-src"]) == 1 and csp["script-src"][0].startswith("'sha256-")
         assert "'unsafe-inline'" not in str(csp)
         assert csp["img-src"] == ["*", "data:"]         # article images come from anywhere
-    etag = client.get(path, headers={"Accept-Encoding": encoding}).headers.get("ETag")
+    etag = reader.get(path, headers={"Accept-Encoding": encoding}).headers.get("ETag")
     if etag:
-        resp = client.get(path, headers={"Accept-Encoding": encoding, "If-None-Match": etag})
+        resp = reader.get(path, headers={"Accept-Encoding": encoding, "If-None-Match": etag})
         assert resp.status_code == 304, path
         assert resp.headers["X-Content-Type-Options"] == "nosniff", path
 
 
 @pytest.mark.parametrize("path", ["/", "/category/middle-east/", "/author/emad-askarieh/",
                                   "/" + ARTICLE])
-def test_pages_hold_under_their_csp(client, path):
+def test_pages_hold_under_their_csp(reader, path):
     """The policy allows exactly the pages' stylesheets (by hash) and no script at all."""
     import base64
 
-    resp, doc = _page(client, path)
+    resp, doc = _page(reader, path)
     styles = doc.xpath("//style")
     assert styles
     allowed = _csp(resp)["style-src"]
@@ -710,21 +733,21 @@ BAD_DATES = ["Fri, 31 Dec 2147483648 23:59:59 GMT",
 
 @pytest.mark.parametrize("path", EVERY_KIND)
 @pytest.mark.parametrize("bad", BAD_DATES)
-def test_dates_werkzeug_overflows_on_are_ignored(client, path, bad):
-    plain = client.get(path)
+def test_dates_werkzeug_overflows_on_are_ignored(reader, path, bad):
+    plain = reader.get(path)
     for name in ("If-Modified-Since", "If-Unmodified-Since", "If-Range"):
         headers = {name: bad}
         if name == "If-Range":
             headers["Range"] = "bytes=0-9"
         for method in ("GET", "HEAD"):
-            resp = client.open(path, method=method, headers=headers)
+            resp = reader.open(path, method=method, headers=headers)
             # ignored: the answer is the plain one (a bad If-Range sends everything)
             assert resp.status_code == plain.status_code, (path, name, method)
             if method == "GET" and path != "/healthz":
                 assert resp.data == plain.data, (path, name)
     etag = plain.headers.get("ETag")
     if etag:            # the other conditions still apply
-        resp = client.get(path, headers={"If-None-Match": etag, "If-Modified-Since": bad})
+        resp = reader.get(path, headers={"If-None-Match": etag, "If-Modified-Since": bad})
         assert resp.status_code == 304, path
 
 
@@ -855,8 +878,8 @@ def test_article_pages_survive_a_restart_with_site_yml_broken(make_app, bundled,
 
 @pytest.mark.parametrize("method", ["get", "head", "OPTIONS", "Get", "FOO", "TRACE", "CONNECT"])
 @pytest.mark.parametrize("path", EVERY_KIND + ["/media/nope.png", "/nope"])
-def test_every_method_but_get_and_head_is_405_everywhere(client, method, path):
-    resp = client.open(path, method=method)
+def test_every_method_but_get_and_head_is_405_everywhere(reader, method, path):
+    resp = reader.open(path, method=method)
     assert resp.status_code == 405, (method, path)
     assert resp.headers["Allow"] == "GET, HEAD"
     assert resp.data == b"405 method not allowed\n"
@@ -865,29 +888,29 @@ def test_every_method_but_get_and_head_is_405_everywhere(client, method, path):
 
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
 @pytest.mark.parametrize("target", ["*", "feeds/all.rss", "http://evil.example/"])
-def test_a_target_that_is_not_a_path_is_400(app, method, target):
-    resp = run(app, method, target)
+def test_a_target_that_is_not_a_path_is_400(site_app, method, target):
+    resp = run(site_app, method, target)
     assert resp.status_code == 400 and resp.headers["X-Content-Type-Options"] == "nosniff"
     assert b"<html" not in resp.data
-    assert run(app, "OPTIONS", "*").status_code == 405
+    assert run(site_app, "OPTIONS", "*").status_code == 405
 
 
 @pytest.mark.parametrize("path", EVERY_KIND)
-def test_http11_without_host_is_400(app, path):
+def test_http11_without_host_is_400(site_app, path):
     for host in (None, ""):                 # granian passes a missing Host as ""
-        resp = run(app, "GET", path, host=host)
+        resp = run(site_app, "GET", path, host=host)
         assert resp.status_code == 400 and b"Host" in resp.data
-        assert run(app, "GET", path, host=host, protocol="HTTP/1.0").status_code != 400
-    assert run(app, "GET", path).status_code != 400
+        assert run(site_app, "GET", path, host=host, protocol="HTTP/1.0").status_code != 400
+    assert run(site_app, "GET", path).status_code != 400
 
 
 @pytest.mark.parametrize("raw", ["/nope%0D%0ASet-Cookie:%20x=1", "/a%00b", "/<script>x</script>",
                                  "/feeds/%0D%0A%0D%0AHTTP/1.1%20200%20OK", "/a\x00b"])
-def test_404_never_echoes_control_characters(client, raw):
-    resp = client.get(raw)
+def test_404_never_echoes_control_characters(reader, raw):
+    resp = reader.get(raw)
     assert resp.status_code == 404
     # the one 404 page, the path not echoed (the static export's page is the same file)
-    assert resp.data == client.get("/nope/").data
+    assert resp.data == reader.get("/nope/").data
     assert b"Page not found" in resp.data and b"<script>x" not in resp.data
 
 
@@ -896,9 +919,9 @@ def test_404_never_echoes_control_characters(client, raw):
     ("/media//2015/x.png", "/media/2015/x.png"),
     ("/" + ARTICLE[:-1], "/" + ARTICLE),                    # strict slashes
 ])
-def test_redirects_never_name_the_host_header(app, path, location):
+def test_redirects_never_name_the_host_header(site_app, path, location):
     """Routing's redirects are path-only: an absolute Location built from Host would send
     a poisoned cache's readers to any site."""
-    resp = run(app, "GET", path, headers={"Host": "evil.example"})
+    resp = run(site_app, "GET", path, headers={"Host": "evil.example"})
     assert resp.status_code in (301, 308), path
     assert resp.headers["Location"] == location

@@ -114,6 +114,7 @@ def test_last_modified_advances_on_deletion_and_backdating(serve, site):
         dt.datetime.strptime(lm2, "%a, %d %b %Y %H:%M:%S GMT")
 
 
+@pytest.mark.slow                   # an 8 s lead, for a slow start
 def test_scheduled_article_goes_live_without_file_change(serve, site):
     """One article is scheduled before the server starts, another is saved while it runs;
     both go live at their time with no file changing then, and caches expire by then.

@@ -8,6 +8,7 @@ import time
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
+import pytest
 import requests
 from pgcluster import pg_cluster, pg_url  # noqa: F401  (fixtures)
 
@@ -35,6 +36,7 @@ def agreed(a, b, timeout: float = 30) -> dict[str, tuple[str, str]]:
         time.sleep(0.2)
 
 
+@pytest.mark.slow                   # five starts, and 3 s of safety walks watched
 def test_two_instances_one_database_agree_and_never_send_a_false_304(
         data, tmp_path, serve, pg_url):  # noqa: F811
     for n in range(3):
