@@ -120,13 +120,8 @@ def main() -> None:
     url = a.database_url
     try:
         if not url:
-            from pgcluster import Cluster, _bin_dir
-            bindir = _bin_dir()
-            if bindir is None:
-                sys.exit("bench/store.py: no PostgreSQL (apt-get install postgresql), or "
-                         "give --database-url")
-            cluster = Cluster(bindir, tempfile.mkdtemp(prefix="feedsvc-bench-pg-"))
-            cluster.start()
+            from pgcluster import for_bench
+            cluster = for_bench("bench/store.py")
             url = cluster.new_database()
         copy = work / "copy"
         shutil.copytree(data, copy)         # the second machine's copy (times kept)

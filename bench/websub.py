@@ -180,16 +180,8 @@ def main() -> None:
 
 def throwaway_cluster():
     sys.path[:0] = [str(ROOT / "tests")]
-    import tempfile
-
-    from pgcluster import Cluster, _bin_dir
-    bindir = _bin_dir()
-    if bindir is None:
-        sys.exit("bench/websub.py: no PostgreSQL (apt-get install postgresql), or give "
-                 "--database-url")
-    cluster = Cluster(bindir, tempfile.mkdtemp(prefix="feedsvc-bench-pg-"))
-    cluster.start()
-    return cluster
+    from pgcluster import for_bench
+    return for_bench("bench/websub.py")
 
 
 def stop_servers() -> None:

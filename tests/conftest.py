@@ -178,6 +178,27 @@ class Server:
         self.log.close()
 
 
+def spawn_serve(data_root, state_dir, log) -> tuple[subprocess.Popen, int]:
+    """`feedsvc serve` (one worker) started and not waited for: tests that watch the port
+    while it starts.  Its own process group; stop it with `os.killpg(proc.pid, ...)`."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "feedsvc", "serve", "--port", str(port),
+                             "--workers", "1", "--data-dir", str(data_root),
+                             "--state-dir", str(state_dir)],
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return proc, port
+
+
+@pytest.fixture
+def subscriber():
+    """A real WebSub subscriber on 127.0.0.1 (tests/websub_subscriber.py)."""
+    from websub_subscriber import start_subscriber
+    sub, server = start_subscriber()
+    yield sub
+    server.shutdown()
+    server.server_close()
+
+
 @pytest.fixture
 def serve(tmp_path: Path):
     servers: list[Server] = []

@@ -11,6 +11,7 @@ import itertools
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -106,3 +107,14 @@ def pg_cluster() -> Iterator[Cluster]:
 def pg_url(pg_cluster: Cluster) -> str:
     """The URL of a new, empty database on the test cluster."""
     return pg_cluster.new_database()
+
+
+def for_bench(script: str) -> Cluster:
+    """A started throwaway cluster for a benchmark, or exit naming what is missing."""
+    bindir = _bin_dir()
+    if bindir is None:
+        sys.exit(f"{script}: no PostgreSQL (apt-get install postgresql), or give "
+                 "--database-url")
+    cluster = Cluster(bindir, tempfile.mkdtemp(prefix="feedsvc-bench-pg-"))
+    cluster.start()
+    return cluster

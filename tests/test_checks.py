@@ -9,14 +9,12 @@ import logging
 import os
 import re
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import requests
-from conftest import free_port, run_feedsvc
+from conftest import run_feedsvc, spawn_serve
 
 from feedsvc import admin, checks, checktext, settings
 from feedsvc.live import Service
@@ -276,12 +274,8 @@ def test_a_scheduled_article_going_live_is_logged_once(data, tmp_path, caplog):
 def test_the_port_answers_503_while_serve_warms_up(data, tmp_path):
     for i in range(300):                    # enough to take a moment to read and render
         data.article(f"a{i}", date=f"2024-10-{1 + i % 28:02d}T13:00:00+03:30")
-    port = free_port()
     log = open(tmp_path / "serve.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "feedsvc", "serve", "--port", str(port),
-                             "--workers", "1", "--data-dir", str(data.root),
-                             "--state-dir", str(tmp_path / "state")],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc, port = spawn_serve(data.root, tmp_path / "state", log)
     seen: list[object] = []
     try:
         deadline = time.monotonic() + 120

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import requests
-from conftest import free_port
+from conftest import spawn_serve
 from werkzeug.test import Client
 
 from feedsvc import early, settings
@@ -103,12 +101,8 @@ def test_a_restart_serves_the_old_bytes_while_it_starts(serve, data, tmp_path):
     before = requests.get(srv.url + "/feeds/all.atom")
     assert before.headers["Server"] == "granian"
     srv.stop()
-    port = free_port()
     log = open(tmp_path / "again.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "feedsvc", "serve", "--port", str(port),
-                             "--workers", "1", "--data-dir", str(data.root),
-                             "--state-dir", str(tmp_path / "state")],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc, port = spawn_serve(data.root, tmp_path / "state", log)
     seen: list[tuple[str, int, int, bool]] = []
     url = f"http://127.0.0.1:{port}/feeds/all.atom"
     try:

@@ -9,19 +9,11 @@ import time
 import feedparser
 import pytest
 import requests
-from websub_subscriber import hub_request, start_subscriber, wait_until
+from websub_subscriber import hub_request, wait_until
 
 pytestmark = pytest.mark.e2e
 SITE = "https://news.example.com/"
 FORMATS = ("atom", "rss", "json")
-
-
-@pytest.fixture
-def subscriber():
-    sub, server = start_subscriber()
-    yield sub
-    server.shutdown()
-    server.server_close()
 
 
 def start(serve, data, **env):

@@ -12,7 +12,7 @@ import pytest
 import requests
 from conftest import DataDir
 from pgcluster import pg_cluster, pg_url  # noqa: F401  (fixtures)
-from websub_subscriber import hub_request, start_subscriber, wait_until
+from websub_subscriber import hub_request, wait_until
 
 from feedsvc.pgwebsub import PgSubscriptions
 from feedsvc.websubstore import Intent
@@ -20,14 +20,6 @@ from feedsvc.websubstore import Intent
 pytestmark = pytest.mark.e2e
 SITE = "https://news.example.com/"
 TOPIC = SITE + "feeds/all.atom"
-
-
-@pytest.fixture
-def subscriber():
-    sub, server = start_subscriber()
-    yield sub
-    server.shutdown()
-    server.server_close()
 
 
 def served(srv) -> bytes:
