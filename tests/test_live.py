@@ -195,6 +195,7 @@ def test_restart_while_data_dir_is_missing_serves_last_published_version(serve, 
     assert get(again, "/articles/first/").status_code == 200      # from the checkpoint
 
 
+@pytest.mark.slow                   # two starts of two workers
 def test_validators_survive_restart_and_workers_agree(serve, site, tmp_path):
     state = tmp_path / "shared-state"
     srv = serve(site.root, state_dir=state)

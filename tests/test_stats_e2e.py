@@ -120,6 +120,7 @@ def test_a_replay_on_two_instances_gives_the_expected_numbers(serve, data, tmp_p
                    if database_url), "with a database, no statistics stay on the machine"
 
 
+@pytest.mark.slow                   # a database stopped and started
 def test_losing_the_database_costs_no_request_and_no_count(serve, data, tmp_path,
                                                            pg_cluster, pg_url):  # noqa: F811
     """PostgreSQL stopped under a counting server: every poll is answered, the counts

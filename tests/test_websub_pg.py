@@ -27,6 +27,7 @@ def served(srv) -> bytes:
                         timeout=10).content
 
 
+@pytest.mark.slow                   # two instances, one database
 def test_two_instances_share_subscriptions_and_deliver_each_change_once(
         data, tmp_path, serve, pg_url, subscriber):  # noqa: F811
     data.article("first", title="First")
@@ -87,6 +88,7 @@ def test_the_rate_limit_is_shared_by_instances(data, tmp_path, serve, pg_url,  #
     assert codes == [202] * 4 + [429] * 4
 
 
+@pytest.mark.slow                   # two instances, one database
 def test_a_lagging_copy_never_delivers_bytes_older_than_delivered(
         data, tmp_path, serve, pg_url, subscriber):  # noqa: F811
     data.article("first", title="Version 1")
@@ -114,6 +116,7 @@ def test_a_lagging_copy_never_delivers_bytes_older_than_delivered(
     assert len(got) == 1 and b"Version 3" in got[0].body
 
 
+@pytest.mark.slow                   # a database stopped and started
 def test_a_change_made_while_the_database_is_lost_is_delivered_once_it_is_back(
         data, tmp_path, serve, pg_cluster, pg_url, subscriber):  # noqa: F811
     data.article("first", title="Before")
