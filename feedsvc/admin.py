@@ -1,17 +1,18 @@
 """Admin access: the password, the session cookie, CSRF tokens and the login rate limit.
 
-`feedsvc admin set-password` stores an argon2id hash (argon2-cffi) in the state
-directory (`admin-password`, mode 0600).  A login gives a session cookie signed
-with a random key of the state directory (`admin-secret`; itsdangerous, as
-Flask's own sessions): HttpOnly, SameSite=Strict, Secure when the request came
-over TLS or the base URL is https, valid 12 hours, only while the password is
-the one it was given for, and not after its logout (ended sessions are kept in
-`admin.sqlite` until they would have expired).  Every POST carries a CSRF token derived from the
-session (or, on the login form, from a cookie set with the form), and a
-cross-site Sec-Fetch-Site or a foreign Origin is refused.  Failed logins are
-counted in `admin.sqlite` by a keyed hash of the address (behind a proxy, with
-`stats_forwarded_for`, the one it forwarded for): 5 per address or 100 in all
-within 15 minutes, then 429 until the window passes.
+`feedsvc admin set-password` stores an argon2id hash (argon2-cffi) in the admin store
+(adminstore.py: the state directory, or with `database_url` the shared database).  A
+login gives a session cookie signed with the store's random key (itsdangerous, as
+Flask's own sessions): HttpOnly, SameSite=Strict, Secure when the request came over
+TLS or the base URL is https, valid 12 hours, only while the password is the one it
+was given for, and not after its logout (ended sessions are kept in the store until
+they would have expired).  Every POST carries a CSRF token derived from the session
+(or, on the login form, from a cookie set with the form), and a cross-site
+Sec-Fetch-Site or a foreign Origin is refused.  Failed logins are counted in the store
+by a keyed hash of the address (behind a proxy, with `stats_forwarded_for`, the one
+it forwarded for): 5 per address or 100 in all within 15 minutes, then 429 until the
+window passes.  With a database, all of this holds across instances; while it is
+lost, admin pages answer 503 and feeds are served as ever.
 
 `logged_in(request)` and `require_login(view)` are what other pages use.
 """
@@ -21,10 +22,8 @@ import base64
 import hashlib
 import hmac
 import logging
-import os
 import re
 import secrets
-import threading
 import time
 from collections.abc import Callable
 from functools import wraps
@@ -37,11 +36,9 @@ from flask import Flask, Request, Response, current_app, redirect, render_templa
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from werkzeug.wrappers import Response as BaseResponse
 
-from . import statefile
+from .adminstore import AdminStore, AdminUnavailable
 
 log = logging.getLogger("feedsvc")
-PASSWORD_FILE = "admin-password"    # noqa: S105 - a file name
-SECRET_FILE = "admin-secret"        # noqa: S105 - a file name
 SESSION = "feedsvc_admin"
 LOGIN = "feedsvc_login"
 SESSION_SECONDS = 12 * 3600
@@ -64,76 +61,37 @@ CSP = (f"default-src 'none'; style-src {_style_source('admin.html')} "
        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 
 
-def _write_private(path: str, data: bytes) -> None:
-    tmp = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
-def set_password(state_dir: str, password: str) -> None:
+def set_password(store: AdminStore, password: str) -> None:
     """Store the argon2 hash of `password`; sessions given for the old one end."""
     if len(password) < 10:
         raise ValueError("the admin password needs at least 10 characters")
-    os.makedirs(state_dir, exist_ok=True)
-    _write_private(os.path.join(state_dir, PASSWORD_FILE),
-                   PasswordHasher().hash(password).encode())
-
-
-def _password_hash(state_dir: str) -> str | None:
-    try:
-        return Path(state_dir, PASSWORD_FILE).read_text("ascii").strip() or None
-    except (OSError, UnicodeDecodeError):
-        return None
-
-
-def _secret(state_dir: str) -> bytes:
-    """The key sessions and tokens are signed with, made once per state directory.  A
-    key file of the wrong size is replaced (its sessions end); a state directory that
-    cannot be written gives a key of this process only (each worker its own: a login
-    then holds on one worker only), logged."""
-    path = os.path.join(state_dir, SECRET_FILE)
-    try:
-        os.makedirs(state_dir, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            for _ in range(50):             # another worker may be writing it: bounded wait
-                data = Path(path).read_bytes()
-                if len(data) == 32:
-                    return data
-                time.sleep(0.01)
-            log.warning("%s: not a 32-byte key; made a new one (admin sessions end)", path)
-            _write_private(path, secrets.token_bytes(32))
-            return Path(path).read_bytes()
-        with os.fdopen(fd, "wb") as f:
-            f.write(secrets.token_bytes(32))
-        return Path(path).read_bytes()
-    except OSError as e:
-        log.warning("%s: cannot be used (%s); admin sessions hold in one worker only", path, e)
-        return secrets.token_bytes(32)
+    store.set_password_hash(PasswordHasher().hash(password))
 
 
 class Admin:
-    """The admin access of one state directory (see the module docstring)."""
+    """The admin access of one app, on one admin store (see the module docstring)."""
 
-    def __init__(self, state_dir: str, secure: bool, forwarded_for: bool = False):
-        self.state_dir = state_dir
+    def __init__(self, store: AdminStore, secure: bool, forwarded_for: bool = False):
+        self.store = store
         self.secure = secure
         self.forwarded_for = forwarded_for
-        self.key = _secret(state_dir)
-        self.signer = URLSafeTimedSerializer(self.key, salt="feedsvc-admin-session")
-        self.db = statefile.open_with(
-            state_dir, "admin.sqlite", "CREATE TABLE IF NOT EXISTS failures (who TEXT, at REAL);"
-            "CREATE TABLE IF NOT EXISTS ended (nonce TEXT PRIMARY KEY, until REAL);")
-        self._lock = threading.Lock()
+        self._signer: URLSafeTimedSerializer | None = None
+
+    @property
+    def key(self) -> bytes:
+        return self.store.key()
+
+    @property
+    def signer(self) -> URLSafeTimedSerializer:
+        if self._signer is None:
+            self._signer = URLSafeTimedSerializer(self.key, salt="feedsvc-admin-session")
+        return self._signer
 
     def _mac(self, purpose: str, value: str) -> str:
         return hmac.new(self.key, f"{purpose}:{value}".encode(), "sha256").hexdigest()
 
     def _fingerprint(self) -> str | None:
-        stored = _password_hash(self.state_dir)
+        stored = self.store.password_hash()
         return self._mac("password", stored)[:32] if stored else None
 
     def session(self, req: Request) -> str | None:
@@ -151,16 +109,11 @@ class Admin:
         nonce = data.get("n")
         if not isinstance(nonce, str):
             return None
-        with self._lock:
-            ended = self.db.execute("SELECT 1 FROM ended WHERE nonce = ?", (nonce,)).fetchone()
-        return None if ended else nonce
+        return None if self.store.is_ended(nonce) else nonce
 
     def end(self, nonce: str, now: float) -> None:
         """Log the session `nonce` out for good (kept until it would have expired)."""
-        with self._lock:
-            self.db.execute("DELETE FROM ended WHERE until < ?", (now,))
-            self.db.execute("INSERT OR IGNORE INTO ended VALUES (?, ?)",
-                            (nonce, now + SESSION_SECONDS))
+        self.store.end(nonce, now + SESSION_SECONDS, now)
 
     def csrf_token(self, req: Request) -> str:
         nonce = self.session(req)
@@ -187,22 +140,17 @@ class Admin:
         return self._mac("address", address)[:32]
 
     def throttled(self, req: Request, now: float) -> bool:
-        since = now - WINDOW_SECONDS
-        with self._lock:
-            self.db.execute("DELETE FROM failures WHERE at < ?", (since,))
-            mine, every = self.db.execute(
-                "SELECT sum(who = ?), count(*) FROM failures", (self._who(req),)).fetchone()
-        return (mine or 0) >= PER_ADDRESS or every >= OVERALL
+        mine, every = self.store.failures(self._who(req), now - WINDOW_SECONDS)
+        return mine >= PER_ADDRESS or every >= OVERALL
 
     def check_password(self, req: Request, password: str, now: float) -> bool:
-        stored = _password_hash(self.state_dir)
+        stored = self.store.password_hash()
         try:
             good = stored is not None and PasswordHasher().verify(stored, password)
         except (VerificationError, InvalidHashError):
             good = False
         if not good:
-            with self._lock:
-                self.db.execute("INSERT INTO failures VALUES (?, ?)", (self._who(req), now))
+            self.store.fail(self._who(req), now)
         return good
 
     def new_session(self) -> str:
@@ -242,9 +190,18 @@ def page(template: str, status: int = 200, **context: Any) -> Response:
     return resp
 
 
-def install(app: Flask, state_dir: str, secure: bool, forwarded_for: bool = False) -> None:
+def install(app: Flask, store: AdminStore, secure: bool, forwarded_for: bool = False) -> None:
     """Add the login and logout routes, and `csrf_token()` for every admin template."""
-    app.extensions["feedsvc-admin"] = Admin(state_dir, secure, forwarded_for)
+    app.extensions["feedsvc-admin"] = Admin(store, secure, forwarded_for)
+
+    @app.errorhandler(AdminUnavailable)
+    def unavailable(error: AdminUnavailable) -> Response:
+        log.warning("%s", error)
+        resp = page("admin_login.html", 503, token="",
+                    error="Admin access cannot reach its database now: try again in a "
+                          "minute (feeds are served as ever).")
+        resp.headers["Retry-After"] = "30"
+        return resp
 
     @app.context_processor
     def tokens() -> dict[str, Any]:
@@ -269,7 +226,10 @@ def install(app: Flask, state_dir: str, secure: bool, forwarded_for: bool = Fals
             slow.headers["Retry-After"] = str(WINDOW_SECONDS)
             return slow
         if not adm.check_password(request, request.form.get("password", ""), now):
-            return page("admin_login.html", 403, token=expected, error="Wrong password.")
+            unset = adm.store.password_hash() is None
+            return page("admin_login.html", 403, token=expected, error=(
+                "No admin password is set yet: run `feedsvc admin set-password` (with the "
+                "service's state directory or database URL)." if unset else "Wrong password."))
         resp = redirect("/admin/stats", 303)
         adm.set_cookie(resp, SESSION, adm.new_session(), SESSION_SECONDS, request)
         resp.delete_cookie(LOGIN, path="/admin/")

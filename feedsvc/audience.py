@@ -335,4 +335,7 @@ class Flusher(threading.Thread):
             log.warning("statistics: the last counts of this worker are lost (%s)", e)
 
     def stop(self) -> None:
+        """Stop flushing, after a last flush now rather than at exit (`web.close_app`)."""
         self._stop.set()
+        atexit.unregister(self.last)
+        self.last()

@@ -67,6 +67,14 @@ SCHEMA: list[tuple[str, ...]] = [
      'client TEXT COLLATE "C", distinct_count BIGINT, PRIMARY KEY (day, path, client))',
      'CREATE TABLE feedsvc_stats_salts (day TEXT COLLATE "C" PRIMARY KEY, salt BYTEA)',
      'CREATE TABLE feedsvc_stats_imports (source TEXT PRIMARY KEY, "offset" BIGINT)'),
+    # admin access (pgadmin.py): the password's hash and the signing key, logged-out
+    # sessions, failed logins
+    ("CREATE TABLE feedsvc_admin_keys (name TEXT PRIMARY KEY, value BYTEA NOT NULL)",
+     "CREATE TABLE feedsvc_admin_ended (nonce TEXT PRIMARY KEY, "
+     "until DOUBLE PRECISION NOT NULL)",
+     "CREATE TABLE feedsvc_admin_failures (who TEXT NOT NULL, "
+     "at DOUBLE PRECISION NOT NULL)",
+     "CREATE INDEX feedsvc_admin_failures_at ON feedsvc_admin_failures (at)"),
 ]
 
 

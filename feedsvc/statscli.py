@@ -11,7 +11,7 @@ import click
 from . import settings
 from .logimport import import_log
 from .statsstore import StatsUnavailable, day_of
-from .store import StoreUnavailable, check, open_stats
+from .store import StoreUnavailable, check, open_admin, open_stats
 
 
 def _config(state_dir: str | None, data_dir: str | None,
@@ -33,18 +33,31 @@ def admin_group() -> None:
 @click.option("--state-dir", default=None, help="The state directory [env FEEDSVC_STATE_DIR].")
 @click.option("--data-dir", default=None, help="The data directory (names the default "
               "state directory) [env FEEDSVC_DATA_DIR].")
+@click.option("--database-url", default=None, help="The PostgreSQL database the serving "
+              "instances share, if they do: the password then holds on every one "
+              "[env FEEDSVC_DATABASE_URL].")
 @click.password_option(prompt="New admin password")
-def set_password(state_dir: str | None, data_dir: str | None, password: str) -> None:
-    """Store the admin password's argon2 hash in the state directory."""
+def set_password(state_dir: str | None, data_dir: str | None, database_url: str | None,
+                 password: str) -> None:
+    """Store the admin password's argon2 hash (state directory, or the database)."""
     from . import admin  # Flask and argon2: loaded by this command only
+    from .adminstore import AdminUnavailable
 
-    config = _config(state_dir, data_dir)
+    config = _config(state_dir, data_dir, database_url)
     try:
-        admin.set_password(config.state_dir, password)
-    except (ValueError, OSError) as e:
+        check(config.database_url)
+    except StoreUnavailable as e:
         click.echo(f"feedsvc: {e}", err=True)
         sys.exit(1)
-    click.echo(f"feedsvc: admin password set in {config.state_dir}")
+    store = open_admin(config.state_dir, config.database_url)
+    try:
+        admin.set_password(store, password)
+    except (ValueError, OSError, AdminUnavailable) as e:
+        click.echo(f"feedsvc: {e}", err=True)
+        sys.exit(1)
+    finally:
+        store.close()
+    click.echo(f"feedsvc: admin password set in {store.where}")
 
 
 @click.group("stats")

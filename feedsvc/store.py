@@ -17,6 +17,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Protocol
 
+from .adminstore import AdminStore, FileAdminStore
 from .cache import Cache
 from .model import DataError
 from .statsstore import SQLiteStats, StatsStore
@@ -129,3 +130,13 @@ def open_stats(state_dir: str, database_url: str = "") -> StatsStore:
         return SQLiteStats(state_dir)
     from .pgstats import PgStats
     return PgStats(database_url)
+
+
+def open_admin(state_dir: str, database_url: str = "") -> AdminStore:
+    """What admin access keeps (password hash, key, ended sessions, failed logins): files
+    of the state directory, or with `database_url` the database every instance shares
+    (connected on first use)."""
+    if not database_url:
+        return FileAdminStore(state_dir)
+    from .pgadmin import PgAdminStore
+    return PgAdminStore(database_url)

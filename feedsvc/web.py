@@ -42,7 +42,7 @@ from .hubs import HUB_PATH
 from .live import Service
 from .model import DataError
 from .pages import ArticlePages
-from .store import open_stats
+from .store import open_admin, open_stats
 from .websub import Hub
 
 log = logging.getLogger("feedsvc")
@@ -58,6 +58,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.config.update(FEEDSVC=config)
     service = Service(config)
     app.extensions["feedsvc"] = service
+    app.extensions["feedsvc-close"] = [service.close]
     if config.watch:
         service.start()
     worker = secrets.token_hex(4)           # tells workers apart at /healthz, says nothing
@@ -146,6 +147,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     hub = start_hub(config, service) if config.websub or config.external_hubs else None
     if hub is not None:                         # the hub, or only the pings to others
         app.extensions["websub"] = hub
+        app.extensions["feedsvc-close"].append(hub.close)
         if config.websub:
             app.add_url_rule(f"/{HUB_PATH}", "websub", partial(websub_request, hub),
                              methods=["POST"])
@@ -160,15 +162,24 @@ def _install_stats(app: Flask, feed_app: FeedApp, config: settings.Settings,
                    websub: Callable[[], dict[str, int]]) -> None:
     """Counting in the request path (audience.py), the admin login and /admin/stats."""
     store = open_stats(config.state_dir, config.database_url)
+    admins = open_admin(config.state_dir, config.database_url)
+    app.extensions["feedsvc-close"] += [store.close, admins.close]
     if config.stats:
         counter = Counter(store, config.stats_forwarded_for)
         feed_app.observe = counter.observe
         flusher = Flusher(counter, config.stats_flush_seconds, config.stats_retention_days)
         app.extensions["feedsvc-stats"] = flusher
+        app.extensions["feedsvc-close"].append(flusher.stop)
         flusher.start()
-    admin.install(app, config.state_dir, config.base_url.startswith("https:"),
-                  config.stats_forwarded_for)
+    admin.install(app, admins, config.base_url.startswith("https:"), config.stats_forwarded_for)
     statspage.install(app, store, lambda: dt.datetime.now(dt.UTC).date(), websub)
+
+
+def close_app(app: Flask) -> None:
+    """Stop what `create_app` started and close what it opened, newest first (tests,
+    embedding); a served process just exits."""
+    for done in reversed(app.extensions.get("feedsvc-close", [])):
+        done()
 
 
 def start_hub(config: settings.Settings, service: Service) -> Hub | None:

@@ -106,6 +106,7 @@ class Hub:
         self.config = config
         self.service = service
         self.clock = clock
+        self._own_store = store is None         # closed with the hub
         self.store = store or open_subscriptions(config)
         self.sender = Sender(NetPolicy(config.websub_allow_private, resolver))
         self.dispatcher = Dispatcher(self.store, self.sender, config.websub_retry_seconds,
@@ -259,6 +260,8 @@ class Hub:
     def close(self) -> None:
         self.dispatcher.stop()
         self.sender.close()
+        if self._own_store:
+            self.store.close()
 
 
 ACCEPTED = Answer(202, "accepted; the hub will verify your intent at the callback")

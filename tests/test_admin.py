@@ -6,8 +6,9 @@ import re
 import pytest
 from itsdangerous import URLSafeTimedSerializer
 
-from feedsvc import admin
+from feedsvc import admin, adminstore
 from feedsvc.statsstore import SQLiteStats
+from feedsvc.store import open_admin
 
 PASSWORD = "correct horse battery"
 ADMIN_GETS = ["/admin/", "/admin/stats", "/admin/stats?days=365", "/admin/stats?feed=feeds/all",
@@ -17,7 +18,7 @@ ADMIN_GETS = ["/admin/", "/admin/stats", "/admin/stats?days=365", "/admin/stats?
 
 @pytest.fixture
 def app(make_app, data, tmp_path):
-    admin.set_password(str(tmp_path / "state"), PASSWORD)
+    admin.set_password(open_admin(str(tmp_path / "state")), PASSWORD)
     return make_app(data.root, stats_flush_seconds=3600)
 
 
@@ -77,7 +78,7 @@ def test_login_gives_a_strict_httponly_cookie_and_the_page(app):
 
 
 def test_the_cookie_is_secure_behind_an_https_base_url(make_app, data, tmp_path):
-    admin.set_password(str(tmp_path / "state"), PASSWORD)
+    admin.set_password(open_admin(str(tmp_path / "state")), PASSWORD)
     app = make_app(data.root, base_url="https://news.example.com/")
     resp = login(app.test_client())
     assert any("Secure" in h for h in resp.headers.getlist("Set-Cookie"))
@@ -110,7 +111,7 @@ def test_failed_logins_are_rate_limited(app):
 def test_a_new_password_ends_the_sessions_of_the_old(app, tmp_path):
     client = app.test_client()
     assert login(client).status_code == 303
-    admin.set_password(str(tmp_path / "state"), "another long password")
+    admin.set_password(open_admin(str(tmp_path / "state")), "another long password")
     _refused(client.get("/admin/stats"))
 
 
@@ -126,16 +127,16 @@ def test_other_paths_still_refuse_post(app):
 
 
 def test_the_password_hash_is_argon2_and_private(tmp_path):
-    admin.set_password(str(tmp_path), PASSWORD)
-    path = tmp_path / admin.PASSWORD_FILE
+    admin.set_password(open_admin(str(tmp_path)), PASSWORD)
+    path = tmp_path / adminstore.PASSWORD_FILE
     assert path.read_text().startswith("$argon2id$") and PASSWORD not in path.read_text()
     assert path.stat().st_mode & 0o077 == 0
     with pytest.raises(ValueError, match="10 characters"):
-        admin.set_password(str(tmp_path), "short")
+        admin.set_password(open_admin(str(tmp_path)), "short")
 
 
 def test_behind_a_proxy_the_limit_is_per_forwarded_address(make_app, data, tmp_path):
-    admin.set_password(str(tmp_path / "state"), PASSWORD)
+    admin.set_password(open_admin(str(tmp_path / "state")), PASSWORD)
     app = make_app(data.root, stats_forwarded_for=True)
     mallory = app.test_client()
     mallory.environ_base["HTTP_X_FORWARDED_FOR"] = "203.0.113.66"
@@ -169,7 +170,7 @@ def test_set_password_command(tmp_path):
     done = runner.invoke(main, ["admin", "set-password", "--state-dir", str(state)],
                          input=f"{PASSWORD}\n{PASSWORD}\n")
     assert done.exit_code == 0, done.output
-    assert (state / admin.PASSWORD_FILE).read_text().startswith("$argon2id$")
+    assert (state / adminstore.PASSWORD_FILE).read_text().startswith("$argon2id$")
     short = runner.invoke(main, ["admin", "set-password", "--state-dir", str(state)],
                           input="short\nshort\n")
     assert short.exit_code == 1 and "at least 10 characters" in short.output
@@ -178,11 +179,11 @@ def test_set_password_command(tmp_path):
 def test_a_bad_key_file_is_replaced_and_the_service_runs(make_app, data, tmp_path):
     state = tmp_path / "state"
     state.mkdir()
-    (state / admin.SECRET_FILE).write_bytes(b"short")
-    admin.set_password(str(state), PASSWORD)
+    (state / adminstore.SECRET_FILE).write_bytes(b"short")
+    admin.set_password(open_admin(str(state)), PASSWORD)
     app = make_app(data.root)
-    assert len((state / admin.SECRET_FILE).read_bytes()) == 32
     assert login(app.test_client()).status_code == 303
+    assert len((state / adminstore.SECRET_FILE).read_bytes()) == 32
 
 
 def test_logout_ends_the_session_for_a_copy_of_the_cookie_too(app):

@@ -19,6 +19,7 @@ from conftest import run_feedsvc, spawn_serve
 from feedsvc import admin, checks, checktext, settings
 from feedsvc.live import Service
 from feedsvc.progress import Progress
+from feedsvc.store import open_admin
 
 TYPOS = """---
 title: Typos
@@ -143,7 +144,7 @@ def test_version():
 # -- the status page --------------------------------------------------------------------
 
 def logged_in_client(make_app, data, tmp_path):
-    admin.set_password(str(tmp_path / "state"), "status page password")
+    admin.set_password(open_admin(str(tmp_path / "state")), "status page password")
     client = make_app(data.root).test_client()
     form = client.get("/admin/login").get_data(as_text=True)
     token = re.search(r'name="csrf" value="([^"]*)"', form)
@@ -216,7 +217,7 @@ def test_status_page_never_runs_the_checks_in_the_request(make_app, data, tmp_pa
 
 def test_status_page_needs_the_admin_login_even_on_this_machine(make_app, data, tmp_path):
     data.article("one")
-    admin.set_password(str(tmp_path / "state"), "status page password")
+    admin.set_password(open_admin(str(tmp_path / "state")), "status page password")
     client = make_app(data.root).test_client()
     for remote in ("127.0.0.1", "::1", "203.0.113.9"):
         resp = client.get("/admin/status/", environ_base={"REMOTE_ADDR": remote})

@@ -7,6 +7,7 @@ import datetime as dt
 import gzip
 import re
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from pgcluster import pg_cluster, pg_url  # noqa: F401  (fixtures)
 from statsdb import Stats
 
 from feedsvc import admin
-from feedsvc.store import open_stats
+from feedsvc.store import open_admin, open_stats
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "correct horse battery"
@@ -94,8 +95,9 @@ def test_a_replay_on_two_instances_gives_the_expected_numbers(serve, data, tmp_p
     store = open_stats(str(states[0]), database_url)
     wait_for(store, 1 + len(plan) + len(later))
 
-    for state in states:                # the admin password lives in each state directory
-        admin.set_password(str(state), PASSWORD)
+    # set once: in the shared state directory, or in the database both instances share
+    with closing(open_admin(str(states[0]), database_url)) as admins:
+        admin.set_password(admins, PASSWORD)
     page = log_in(two.url).get(two.url + "/admin/stats?days=7&feed=feeds/all")
     assert page.status_code == 200 and "<svg" in page.text
     rows = log_in(one.url).get(one.url + "/admin/stats.json?days=7").json()["rows"]
@@ -130,16 +132,23 @@ def test_losing_the_database_costs_no_request_and_no_count(serve, data, tmp_path
     store = open_stats(str(tmp_path / "reader"), pg_url)
     replay(server.url, [("/feeds/all.rss", FEEDLY.format(7), {})] * 50)
     wait_for(store, 50)
+    with closing(open_admin("", pg_url)) as admins:
+        admin.set_password(admins, PASSWORD)
+    editor = log_in(server.url)
     pg_cluster.stop()
     try:
         replay(server.url, [("/feeds/all.rss", FEEDLY.format(8), {})] * 200)   # no 5xx
         time.sleep(1)                                   # a few flushes that cannot write
-        admin.set_password(str(tmp_path / "state"), PASSWORD)
-        page = log_in(server.url).get(server.url + "/admin/stats")
-        assert page.status_code == 503 and "FEEDSVC_DATABASE_URL" in page.text
-        assert "127.0.0.1" not in page.text
+        page = editor.get(server.url + "/admin/stats", allow_redirects=False)
+        assert page.status_code == 503 and "database" in page.text
+        assert "Retry-After" in page.headers and "127.0.0.1" not in page.text
     finally:
         pg_cluster.resume()
+    deadline = time.monotonic() + 60                    # backoff: at most 30 s between tries
+    while editor.get(server.url + "/admin/stats", allow_redirects=False).status_code == 503:
+        assert time.monotonic() < deadline, "admin pages did not come back with the database"
+        time.sleep(0.5)
+    assert editor.get(server.url + "/admin/stats").status_code == 200     # still logged in
     store.close()
     store = open_stats(str(tmp_path / "reader"), pg_url)
     deadline = time.monotonic() + 60                    # backoff: at most 30 s between tries

@@ -9,6 +9,7 @@ from conftest import BUNDLED
 from test_browser import _axe, _errors, _open, browser  # noqa: F401 - the fixture
 
 from feedsvc import admin
+from feedsvc.store import open_admin
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "correct horse battery"
@@ -19,7 +20,7 @@ FEEDLY = "Feedly/1.0 (+http://www.feedly.com/fetcher.html; 40 subscribers; )"
 def counted(serve, tmp_path):
     """The bundled site served with a password set and a few counted polls."""
     state = tmp_path / "state"
-    admin.set_password(str(state), PASSWORD)
+    admin.set_password(open_admin(str(state)), PASSWORD)
     srv = serve(BUNDLED, workers=1, state_dir=state, feedsvc_stats_flush_seconds="0.2")
     for ua in (FEEDLY, "Mozilla/5.0 (compatible; Miniflux/2.0.50; +https://miniflux.app)"):
         requests.get(srv.url + "/feeds/all.rss", headers={"User-Agent": ua}, timeout=10)

@@ -11,6 +11,7 @@ from websub_subscriber import hub_request, start_subscriber, wait_until
 
 from feedsvc import admin, statsreport
 from feedsvc.statsstore import SQLiteStats
+from feedsvc.store import open_admin
 
 SITE = "https://news.example.com/"
 PASSWORD = "correct horse battery"
@@ -51,7 +52,7 @@ def test_the_statistics_page_counts_live_websub_subscriptions(serve, data, tmp_p
     finally:
         server.shutdown()
         server.server_close()
-    admin.set_password(str(state), PASSWORD)
+    admin.set_password(open_admin(str(state)), PASSWORD)
     client = requests.Session()
     form = client.get(srv.url + "/admin/login", timeout=10)
     token = re.search(r'name="csrf" value="([^"]*)"', form.text).group(1)
