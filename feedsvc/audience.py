@@ -23,12 +23,13 @@ import re
 import threading
 import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
 
-from .statsstore import Batch, StatsStore, StatsUnavailable, day_of
+from .statsstore import WEBSUB, Batch, StatsStore, StatsUnavailable, day_of
 
 log = logging.getLogger("feedsvc")
 UA_CHARS = 512              # longer User-Agents are classified by their first 512 characters
@@ -291,15 +292,21 @@ def _merge(tally: Tally, into: Tally) -> None:
 
 class Flusher(threading.Thread):
     """Flushes a Counter every `seconds` (and once more when the process exits), ends
-    the days before today as soon as one ends, and deletes days past the retention."""
+    the days before today as soon as one ends, and deletes days past the retention.
+    With `websub` (the hub's live subscriptions per feed path, None when they cannot be
+    read now), each flush also writes them as the reader WebSub's reported count of the
+    day, when they changed since this worker last wrote them, or the day did."""
 
-    def __init__(self, counter: Counter, seconds: float, retention_days: int):
+    def __init__(self, counter: Counter, seconds: float, retention_days: int,
+                 websub: Callable[[], dict[str, int] | None] | None = None):
         super().__init__(name="feedsvc-stats", daemon=True)
         self.counter = counter
         self.seconds = seconds
         self.retention_days = retention_days
+        self.websub = websub
         self._stop = threading.Event()
         self._kept_at = 0.0
+        self._pushed: tuple[str, dict[str, int]] = ("", {})   # day, counts last written
         self.failing = False            # since the last flush that could not write
 
     def run(self) -> None:
@@ -312,6 +319,7 @@ class Flusher(threading.Thread):
         cannot be written is logged once until it can be again; the counts wait."""
         try:
             self.counter.flush()
+            self.push_websub(now)
             # at start, hourly, and at once when a day ends (its poller hashes go)
             if now - self._kept_at > 3600 or day_of(now) != day_of(self._kept_at):
                 self.counter.store.keep(day_of(now), self.retention_days)
@@ -326,6 +334,22 @@ class Flusher(threading.Thread):
         if self.failing:
             log.info("statistics: the stats store is written again")
         self.failing = False
+
+    def push_websub(self, now: float) -> None:
+        """Write the hub's subscriptions per feed as WebSub's count of the day: those
+        that changed (a feed no longer subscribed to, as 0), or all on a new day."""
+        active = self.websub() if self.websub else None
+        if active is None:
+            return
+        day, active = day_of(now), {path: n for path, n in active.items() if n}
+        was_day, was = self._pushed
+        changed = dict(active) if day != was_day else {
+            **{path: 0 for path in was if path not in active},
+            **{path: n for path, n in active.items() if was.get(path) != n}}
+        if changed:
+            self.counter.store.add([Batch({}, {(day, path, WEBSUB, ""): (n, now)
+                                               for path, n in changed.items()}, set())])
+        self._pushed = (day, active)
 
     def last(self) -> None:
         """The flush when the process exits: what cannot be written now is lost (logged)."""

@@ -81,18 +81,14 @@ def _days() -> int:
     return int(asked) if asked in {str(r) for r in statsreport.RANGES} else 30
 
 
-def install(app: Flask, store: StatsStore, today: Callable[[], dt.date],
-            websub: Callable[[], dict[str, int]] = dict) -> None:
-    """Add /admin/stats, /admin/stats.csv and /admin/stats.json to `app`; `websub()`:
-    the hub's live subscriptions per feed path."""
+def install(app: Flask, store: StatsStore, today: Callable[[], dt.date]) -> None:
+    """Add /admin/stats, /admin/stats.csv and /admin/stats.json to `app`."""
 
     def numbers_of(days: int, scope: str) -> statsreport.Report:
-        return statsreport.with_websub(statsreport.report(store, today(), days, scope),
-                                       websub())
+        return statsreport.report(store, today(), days, scope)
 
     def rows(dates: list[str]) -> list[statsreport.Row]:
-        return statsreport.rows(store, dates[0], dates[-1]) + \
-            statsreport.websub_rows(websub(), dates[-1])
+        return statsreport.rows(store, dates[0], dates[-1])
 
     @app.errorhandler(StatsUnavailable)
     def unavailable(error: StatsUnavailable) -> Response:

@@ -9,8 +9,9 @@ clients: an aggregator's reported count (the latest of the day per feed id),
 plus one per distinct address and User-Agent of a reader that reports none.  It
 is an estimate: one person polling two formats, or from two addresses, counts
 twice; people behind one address with one app count once.  WebSub subscriptions
-are readers too (`with_websub`, `websub_rows`): the hub's live subscriptions per
-feed now, shown as the reader "WebSub" on today's bar (the hub keeps no history).
+are readers too: each worker's flusher writes the hub's subscriptions per feed as
+the reader "WebSub"'s reported count of the day (audience.Flusher), so they have a
+history like every aggregator's.
 """
 from __future__ import annotations
 
@@ -19,12 +20,11 @@ import datetime as dt
 import io
 import json
 from collections import defaultdict
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
-from .statsstore import ClientDay, ScopeDay, StatsStore
+from .statsstore import ClientDay, ScopeDay, StatsStore, kind_of_report
 
 RANGES = (7, 30, 365)
-WEBSUB = "WebSub"           # the reader the hub's subscriptions are shown as
 COLUMNS = ("day", "feed", "client", "kind", "requests", "ok", "not_modified", "bytes_sent",
            "bytes_saved", "subscribers")
 
@@ -87,7 +87,8 @@ def rows(store: StatsStore, first: str, last: str) -> list[Row]:
     for kind, counts in (("aggregator", store.reported(first, last)),
                          ("reader", store.pollers(first, last))):
         for c in counts:
-            row = merged.setdefault((c.day, c.path, c.client), {"kind": kind})
+            row = merged.setdefault((c.day, c.path, c.client), {
+                "kind": kind_of_report(c.client) if kind == "aggregator" else kind})
             row["subscribers"] = row.get("subscribers", 0) + c.subscribers
     return [Row(day, path, client, **values)
             for (day, path, client), values in sorted(merged.items())]
@@ -117,34 +118,6 @@ def _scope(path: str) -> str:
     """`feeds/all.rss` -> `feeds/all` (as statsstore.SCOPE)."""
     stem, dot, ext = path.rpartition(".")
     return stem if dot and ext.isalpha() else path
-
-
-def with_websub(numbers: Report, active: dict[str, int], limit: int = 15) -> Report:
-    """`numbers` with the hub's live subscriptions (`active`: feed path -> count) as
-    the reader WEBSUB on the last day: in the chart, the top readers and the ranking."""
-    per_scope: dict[str, int] = defaultdict(int)
-    for path, n in active.items():
-        per_scope[_scope(path)] += n
-    mine = sum(n for scope, n in per_scope.items() if scope == numbers.scope or not numbers.scope)
-    subscribers, top = dict(numbers.subscribers), list(numbers.top)
-    if mine:
-        subscribers[WEBSUB] = [0] * (len(numbers.days) - 1) + [mine]
-        top.append(Reader(WEBSUB, "websub", 0, mine))
-    ranked = {r.scope: r for r in numbers.ranking}
-    for scope, n in per_scope.items():
-        was = ranked.get(scope, Ranked(scope, 0, 0, 0))
-        ranked[scope] = replace(was, subscribers=was.subscribers + n)
-    return replace(numbers, scopes=sorted(set(numbers.scopes) | set(per_scope)),
-                   subscribers=dict(sorted(subscribers.items())),
-                   top=sorted(top, key=lambda r: (-r.subscribers, -r.requests, r.client))[:limit],
-                   ranking=sorted(ranked.values(),
-                                  key=lambda r: (-r.subscribers, -r.requests, r.scope)))
-
-
-def websub_rows(active: dict[str, int], day: str) -> list[Row]:
-    """The hub's live subscriptions as export rows of `day` (today)."""
-    return [Row(day, path, WEBSUB, "websub", subscribers=n)
-            for path, n in sorted(active.items()) if n]
 
 
 def top_readers(found: list[ClientDay], limit: int = 15) -> list[Reader]:

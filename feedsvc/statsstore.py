@@ -21,6 +21,7 @@ from typing import NamedTuple, Protocol
 from . import statefile
 
 FILE = "stats.sqlite"
+WEBSUB = "WebSub"       # the reader a hub's subscriptions are counted as (a reported count)
 # a feed path's scope: `feeds/all.rss` without its extension (letters after the last dot)
 SCOPE = "rtrim(rtrim(path, 'abcdefghijklmnopqrstuvwxyz'), '.')"
 
@@ -158,6 +159,11 @@ PAST_RETENTION = ("DELETE FROM {t}totals WHERE day < ?",
                   "DELETE FROM {t}pollers WHERE day < ?")
 
 
+def kind_of_report(client: str) -> str:
+    """The kind of a client known only by reported counts: WebSub's hub, or an aggregator."""
+    return "websub" if client == WEBSUB else "aggregator"
+
+
 def oldest_kept(today: str, retention_days: int) -> str:
     """The first day kept with `retention_days` of statistics ending at `today`."""
     return (dt.date.fromisoformat(today) - dt.timedelta(days=retention_days)).isoformat()
@@ -231,7 +237,8 @@ class SqlStats:
             merged[(day, client)] = [kind, *numbers, 0]
         for day, client, n in self._select(
                 self._subscribers("day, client", "day, client", where), args):
-            merged.setdefault((day, client), ["aggregator", 0, 0, 0, 0, 0, 0])[-1] += n
+            merged.setdefault((day, client), [kind_of_report(client), 0, 0, 0, 0, 0, 0]
+                              )[-1] += n
         return [ClientDay(day, client, *row) for (day, client), row in sorted(merged.items())]
 
     def by_scope(self, first: str, last: str) -> list[ScopeDay]:

@@ -154,12 +154,12 @@ def create_app(test_config: dict | None = None) -> Flask:
             posts = frozenset({f"/{HUB_PATH}"})
     feed_app = FeedApp(service, app.wsgi_app, pages.get, posts)
     app.wsgi_app = feed_app                 # type: ignore[method-assign]
-    _install_stats(app, feed_app, config, hub.active if hub and config.websub else dict)
+    _install_stats(app, feed_app, config, hub.active if hub and config.websub else None)
     return app
 
 
 def _install_stats(app: Flask, feed_app: FeedApp, config: settings.Settings,
-                   websub: Callable[[], dict[str, int]]) -> None:
+                   websub: Callable[[], dict[str, int] | None] | None) -> None:
     """Counting in the request path (audience.py), the admin login and /admin/stats."""
     store = open_stats(config.state_dir, config.database_url)
     admins = open_admin(config.state_dir, config.database_url)
@@ -167,12 +167,13 @@ def _install_stats(app: Flask, feed_app: FeedApp, config: settings.Settings,
     if config.stats:
         counter = Counter(store, config.stats_forwarded_for)
         feed_app.observe = counter.observe
-        flusher = Flusher(counter, config.stats_flush_seconds, config.stats_retention_days)
+        flusher = Flusher(counter, config.stats_flush_seconds, config.stats_retention_days,
+                          websub)
         app.extensions["feedsvc-stats"] = flusher
         app.extensions["feedsvc-close"].append(flusher.stop)
         flusher.start()
     admin.install(app, admins, config.base_url.startswith("https:"), config.stats_forwarded_for)
-    statspage.install(app, store, lambda: dt.datetime.now(dt.UTC).date(), websub)
+    statspage.install(app, store, lambda: dt.datetime.now(dt.UTC).date())
 
 
 def close_app(app: Flask) -> None:

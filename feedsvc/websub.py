@@ -241,14 +241,14 @@ class Hub:
         self.store.settle(held)
         return ok
 
-    def active(self) -> dict[str, int]:
-        """Live subscriptions per feed path (`feeds/all.atom`), for the statistics page;
-        empty when the store cannot be read now."""
+    def active(self) -> dict[str, int] | None:
+        """Live subscriptions per feed path (`feeds/all.atom`), for the statistics; None
+        when the store cannot be read now."""
         base = self.base_url
         try:
             found = self.store.active(self.clock())
         except StoreDown:
-            return {}
+            return None
         return {topic[len(base):]: n for topic, n in found.items()
                 if base and topic.startswith(base)}
 
