@@ -30,7 +30,7 @@ import httpx
 from isal import igzip
 
 from .netpolicy import NetPolicy, Refused
-from .websubstore import HeldIntent, Job, StoreDown, SubscriptionStore
+from .websubstore import HeldIntent, Job, StoreDown, SubscriptionStore, retry_delay
 
 log = logging.getLogger("feedsvc")
 POOL_THREADS = 16               # requests the hub sends at once, per worker
@@ -38,7 +38,6 @@ KEPT_BODIES = 8                 # gunzipped bodies kept for the next subscribers
 KEPT_FOR_REQUESTS = 4           # of them, never taken by claims (denials of foreign topics)
 MAX_RESPONSE_BYTES = 64 << 10   # read of any response; a longer one is cut there
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
-POLL_SECONDS = 0.25             # how often a worker looks for deliveries others queued
 EXPIRE_EVERY = 60.0
 
 
@@ -126,6 +125,7 @@ class Dispatcher:
         self._count = threading.Lock()
         self._stopped = False
         self._thread: threading.Thread | None = None
+        self._retry_at = float("inf")   # the soonest retry this worker scheduled
 
     def start(self) -> None:
         if self._thread is None:
@@ -154,9 +154,15 @@ class Dispatcher:
 
     def _run(self) -> None:
         last_expiry = 0.0
+        pause = self.store.watch(self.wake)     # between looks, unless woken
         while not self._stopped:
-            self.wake.wait(POLL_SECONDS)
+            with self._count:
+                soonest = self._retry_at - self.clock()
+            self.wake.wait(max(0.0, min(pause, soonest)))
             self.wake.clear()
+            with self._count:
+                if self._retry_at <= self.clock():
+                    self._retry_at = float("inf")
             try:
                 self.catch_up()
                 now = self.clock()
@@ -214,11 +220,14 @@ class Dispatcher:
                      job.topic)
             return
         why = reply.error or f"status {reply.status}"
-        if not self.store.failed(job, self.clock(), self.retry_seconds):
+        now = self.clock()
+        if not self.store.failed(job, now, self.retry_seconds):
             log.warning("websub: gave up sending %s to %s after %d tries over %.0f s (%s); "
                         "the subscription stays and gets the next change", job.topic,
                         job.callback, job.attempts + 1, self.clock() - job.since, why)
         else:
+            with self._count:
+                self._retry_at = min(self._retry_at, now + retry_delay(job.attempts))
             log.info("websub: sending %s to %s failed (%s); will retry", job.topic,
                      job.callback, why)
 

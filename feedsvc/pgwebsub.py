@@ -14,26 +14,33 @@ writer:
 Two links (pglink.PgLink): one for the requests to /websub, one for the dispatcher,
 so a burst of deliveries never makes a subscriber's request wait.  A lost server
 raises `StoreDown` (PgLink logs the loss and reconnects in the background).
+
+Work one instance queues (a change, an intent to verify) is announced with
+`NOTIFY feedsvc_websub` in the same transaction; each dispatcher LISTENs on a third
+connection (`Listener`) and wakes at once, so an idle instance looks at the tables
+every `IDLE_SECONDS` instead of four times a second.  While that connection is lost
+it wakes its dispatcher every `POLL_SECONDS`, as without notifications.
 """
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import TypeVar
 
 import psycopg
 
-from .pglink import PgLink, Unavailable
+from .pglink import BACKOFF, PgLink, Unavailable, connect
 from .websubstore import (
     CLAIM_SECONDS,
-    FIRST_RETRY,
-    LONGEST_RETRY,
     MAX_INTENTS,
+    POLL_SECONDS,
     HeldIntent,
     Intent,
     Job,
     StoreDown,
     Subscription,
     TopicBytes,
+    retry_delay,
 )
 
 T = TypeVar("T")
@@ -41,14 +48,57 @@ RECORD_LOCK = 0x66656566            # advisory lock held by each `record` transa
 SUBS, TOPICS, PENDING = "feedsvc_websub_subs", "feedsvc_websub_topics", "feedsvc_websub_pending"
 INTENTS, RATES = "feedsvc_websub_intents", "feedsvc_websub_rates"
 _KEY = "kind = %s AND target = %s AND topic = %s"
+CHANNEL = "feedsvc_websub"          # NOTIFY: work was queued
+IDLE_SECONDS = 5.0                  # a dispatcher's look when nothing woke it (expiries,
+                                    # deliveries whose claimer died)
+NOTIFY = "SELECT pg_notify('feedsvc_websub', '')"
+
+
+class Listener(threading.Thread):
+    """Sets `wake` on every notification on CHANNEL (see the module docstring); without a
+    connection, every POLL_SECONDS while it reconnects with backoff."""
+
+    def __init__(self, url: str, wake: threading.Event):
+        super().__init__(name="feedsvc-websub-listen", daemon=True)
+        self.url, self.wake = url, wake
+        self.listening = threading.Event()
+        self._closed = threading.Event()
+
+    def run(self) -> None:
+        attempt = 0
+        while not self._closed.is_set():
+            try:
+                with connect(self.url) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    self.listening.set()
+                    self.wake.set()             # what was queued while not listening
+                    attempt = 0
+                    while not self._closed.is_set():
+                        for _ in conn.notifies(timeout=1.0, stop_after=1):
+                            self.wake.set()
+            except psycopg.Error:
+                pass
+            self.listening.clear()
+            pause = BACKOFF[min(attempt, len(BACKOFF) - 1)]
+            attempt += 1
+            for _ in range(int(pause / POLL_SECONDS)):
+                self.wake.set()
+                if self._closed.wait(POLL_SECONDS):
+                    return
+
+    def close(self) -> None:
+        self._closed.set()
+        self.join(timeout=5)
 
 
 class PgSubscriptions:
     """`SubscriptionStore` in the `feedsvc_websub_*` tables (pglink.SCHEMA creates them)."""
 
     def __init__(self, url: str):
+        self.url = url
         self._requests = PgLink(url, "the WebSub hub (requests)")
         self._deliveries = PgLink(url, "the WebSub hub (deliveries)")
+        self._listener: Listener | None = None
 
     @staticmethod
     def _run(link: PgLink, work: Callable[[psycopg.Connection], T]) -> T:
@@ -97,7 +147,10 @@ class PgSubscriptions:
         the number of deliveries queued."""
         def work(c: psycopg.Connection) -> int:
             c.execute("SELECT pg_advisory_xact_lock(%s)", (RECORD_LOCK,))
-            return sum(_record_one(c, change, seen, pings, now) for change in changes)
+            queued = sum(_record_one(c, change, seen, pings, now) for change in changes)
+            if queued:
+                c.execute(NOTIFY)               # sent when the transaction commits
+            return queued
         return self._run(self._deliveries, work)
 
     def claim(self, now: float, limit: int) -> list[Job]:
@@ -129,7 +182,7 @@ class PgSubscriptions:
                           (*key, job.version))
                 c.execute(f"UPDATE {PENDING} SET claimed = 0 WHERE {_KEY}", key)  # noqa: S608
                 return False
-            delay = min(LONGEST_RETRY, FIRST_RETRY * 2 ** job.attempts)
+            delay = retry_delay(job.attempts)
             c.execute(f"UPDATE {PENDING} SET attempts = attempts + 1,"  # noqa: S608
                       f" due = greatest(due, %s), claimed = 0 WHERE {_KEY}",
                       (now + delay, *key))
@@ -150,6 +203,7 @@ class PgSubscriptions:
                 " EXCLUDED.lease_seconds, secret = EXCLUDED.secret, since = EXCLUDED.since,"
                 " claimed = 0", (intent.mode, intent.topic, intent.callback,
                                  intent.lease_seconds, intent.secret, now))
+            c.execute(NOTIFY)
             return True
         return self._run(self._requests, work)
 
@@ -189,7 +243,16 @@ class PgSubscriptions:
             return row is not None and row[0] <= per_minute
         return self._run(self._requests, work)
 
+    def watch(self, wake: threading.Event) -> float:
+        """Wake on the NOTIFY of any instance (one `Listener` per store)."""
+        if self._listener is None:
+            self._listener = Listener(self.url, wake)
+            self._listener.start()
+        return IDLE_SECONDS
+
     def close(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
         self._requests.close()
         self._deliveries.close()
 

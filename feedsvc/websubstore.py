@@ -37,6 +37,7 @@ NAME = "websub.sqlite"
 CLAIM_SECONDS = 60.0        # a claimed delivery is free again after this (its sender died)
 FIRST_RETRY = 0.5           # seconds before the first retry; doubled each time
 LONGEST_RETRY = 60.0
+POLL_SECONDS = 0.25         # how often a dispatcher looks for work other processes queued
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS subscriptions (
@@ -120,6 +121,11 @@ class Job:
     gzip: bytes
 
 
+def retry_delay(attempts: int) -> float:
+    """Seconds before the next try of a delivery that failed after `attempts` retries."""
+    return min(LONGEST_RETRY, FIRST_RETRY * 2 ** attempts)
+
+
 class SubscriptionStore(Protocol):
     """What the hub needs from its storage (SQLite here, PostgreSQL in pgwebsub.py).
     Any method may raise StoreDown."""
@@ -138,6 +144,12 @@ class SubscriptionStore(Protocol):
     def settle(self, held: HeldIntent) -> None: ...
     def allow(self, client: str, minute: int, per_minute: int) -> bool: ...
     def active(self, now: float) -> dict[str, int]: ...
+
+    def watch(self, wake: threading.Event) -> float:
+        """Set `wake` when another process queues work, where the store can tell; the
+        seconds a dispatcher may wait between looks when nothing wakes it."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -279,7 +291,7 @@ class SqliteStore:
                 db.execute("UPDATE pending SET claimed = 0 WHERE kind = ? AND target = ?"
                            " AND topic = ?", key)
                 return False
-            delay = min(LONGEST_RETRY, FIRST_RETRY * 2 ** job.attempts)
+            delay = retry_delay(job.attempts)
             db.execute("UPDATE pending SET attempts = attempts + 1, due = max(due, ?),"
                        " claimed = 0 WHERE kind = ? AND target = ? AND topic = ?",
                        (now + delay, *key))
@@ -344,6 +356,11 @@ class SqliteStore:
             return dict(self.db.execute(
                 "SELECT topic, count(*) FROM subscriptions WHERE expires > ? GROUP BY topic",
                 (now,)).fetchall())
+
+    def watch(self, wake: threading.Event) -> float:
+        """The workers sharing this file cannot tell each other: look every POLL_SECONDS
+        (a read of a local file)."""
+        return POLL_SECONDS
 
     def close(self) -> None:
         with self._lock:

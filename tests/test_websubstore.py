@@ -167,3 +167,84 @@ def test_active_subscriptions_per_topic(open_store):
     assert one.active(50) == {TOPIC: 1, other: 2}
     assert two.active(200) == {TOPIC: 1, other: 1}
     assert one.active(5000) == {}
+
+
+def test_work_queued_by_one_instance_wakes_the_others_at_once(open_store):
+    """PostgreSQL: a change or an intent queued through one store sets the wake event of
+    another store's dispatcher by NOTIFY, though its own look is seconds away; SQLite:
+    workers look four times a second."""
+    import threading
+
+    from feedsvc.pgwebsub import IDLE_SECONDS
+    from feedsvc.websubstore import POLL_SECONDS
+    one, two = two_workers(open_store)
+    wake = threading.Event()
+    pause = two.watch(wake)
+    if isinstance(two, SqliteStore):
+        assert pause == POLL_SECONDS
+        return
+    assert pause == IDLE_SECONDS
+    assert wake.wait(5)                                         # listening: look once now
+    wake.clear()
+    assert one.record([bytes_of('"a"')], 1.0, (), 10) == 0      # nothing queued: no word
+    assert not wake.wait(1.5)
+    assert one.record([bytes_of('"b"')], 2.0, (), 10) == 1
+    assert wake.wait(1.0), "no NOTIFY reached the other instance's listener"
+    wake.clear()
+    assert one.intend(Intent("subscribe", "https://cb.example/2", TOPIC, 3600, None), 10)
+    assert wake.wait(1.0)
+
+
+def test_without_its_listening_connection_a_dispatcher_polls_as_before():
+    import threading
+
+    from feedsvc.websubstore import POLL_SECONDS
+    lost = PgSubscriptions("postgresql://postgres@127.0.0.1:1/lost")    # nothing listens
+    wake = threading.Event()
+    try:
+        lost.watch(wake)
+        for _ in range(3):                              # woken every POLL_SECONDS
+            assert wake.wait(POLL_SECONDS * 8)
+            wake.clear()
+    finally:
+        lost.close()
+
+
+class RarelyLooking(SqliteStore):
+    """A store whose dispatcher looks once a minute unless woken (as with PostgreSQL's
+    notifications): a retry must not wait for that look."""
+
+    def watch(self, wake):
+        return 60.0
+
+
+def test_a_retry_comes_on_time_when_the_store_looks_rarely(tmp_path):
+    import time
+
+    from websub_subscriber import start_subscriber, wait_until
+
+    from feedsvc.deliver import Dispatcher, Sender
+    from feedsvc.netpolicy import NetPolicy
+    subscriber, server = start_subscriber()
+    store = RarelyLooking(str(tmp_path))
+    store.subscribe(Subscription(TOPIC, subscriber.callback("flaky"), None, 3600),
+                    "127.0.0.1", time.time())
+    store.record([bytes_of('"a"')], 1.0, (), time.time())
+    sender = Sender(NetPolicy(allow_private=True))
+    dispatcher = Dispatcher(store, sender, 60.0, lambda topic: "", lambda held: None,
+                            lambda: None)
+    try:
+        subscriber.fail = 1
+        assert store.record([bytes_of('"b"')], 2.0, (), time.time()) == 1
+        dispatcher.start()
+        dispatcher.wake.set()                   # as the hub does after recording
+        assert wait_until(lambda: subscriber.failures == 1, timeout=10)
+        failed_at = time.monotonic()
+        assert wait_until(lambda: len(subscriber.delivered("flaky")) == 1, timeout=10)
+        assert time.monotonic() - failed_at < 5     # retry_delay(0) = 0.5 s, not the 60
+    finally:
+        dispatcher.stop()
+        sender.close()
+        store.close()
+        server.shutdown()
+        server.server_close()
