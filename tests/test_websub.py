@@ -163,6 +163,25 @@ def test_a_restart_between_change_and_delivery_still_delivers(serve, data, subsc
     assert len(got) == 1 and serves(srv, "feeds/all.atom", got[0].body)
 
 
+def test_a_delivery_in_flight_at_a_clean_stop_is_made_by_the_next_start(serve, data,
+                                                                          subscriber):
+    """The stopping worker finishes what it sent (the send times out after 10 s and
+    frees the claim), so the next start sends it at once, not at the claim's 60 s
+    deadline."""
+    data.article("first")
+    srv = start(serve, data, workers=1)
+    subscribe(srv, subscriber, "slow", "feeds/all.atom")
+    subscriber.hang = 1
+    data.article("second", title="Second")
+    assert wait_until(lambda: subscriber.hung == 1)     # sent, waiting for the answer
+    srv.stop()
+    srv = start(serve, data, workers=1)                 # the same state directory
+    restarted = time.monotonic()
+    assert wait_until(lambda: len(subscriber.delivered("slow")) == 1, timeout=40)
+    assert time.monotonic() - restarted < 20, "the delivery waited for the claim deadline"
+    assert serves(srv, "feeds/all.atom", subscriber.delivered("slow")[0].body)
+
+
 def test_a_topic_that_is_not_a_feed_of_the_site_is_denied(serve, data, subscriber):
     data.article("first")
     srv = start(serve, data)

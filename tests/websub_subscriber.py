@@ -27,6 +27,8 @@ class Subscriber:
     down: bool = False
     refuse_verification: bool = False
     gone: bool = False              # every POST gets 410 Gone (counted in failures)
+    hang: int = 0                   # POSTs answered only after 30 s (counted in `hung`)
+    hung: int = 0
     verifications: list[dict[str, str]] = field(default_factory=list)
     deliveries: list[Received] = field(default_factory=list)
     failures: int = 0
@@ -65,6 +67,14 @@ def start_subscriber() -> tuple[Subscriber, ThreadingHTTPServer]:
 
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            with sub.lock:
+                hanging = sub.hang > 0
+                if hanging:
+                    sub.hang -= 1
+                    sub.hung += 1
+            if hanging:                 # a subscriber that takes its time (the hub gives
+                time.sleep(30)          # up after 10 s); the thread is a daemon
+                return
             with sub.lock:
                 failing = sub.down or sub.gone or sub.fail > 0
                 if failing:
