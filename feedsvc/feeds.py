@@ -12,9 +12,9 @@ handled here and nowhere else: entries are appended in our order; every date com
 the data; skipDays is never used; the self link is added before the alternate one (RSS
 keeps the last link as <link>); authors go out as dc:creator in RSS; HTML is typed as
 html in Atom; enclosures get their length and type, and the Atom entry links get back
-the attributes feedgen drops; RSS gets its WebSub hub links put back (feedgen drops
-every `<atom:link>` but the self one); building happens under a lock, because feedgen's RSS date
-formatting switches the process locale.
+the attributes feedgen drops; RSS gets its WebSub hub links put back by an extension
+(feedgen drops every `<atom:link>` but the self one); building happens under a lock,
+because feedgen's RSS date formatting switches the process locale.
 """
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from operator import attrgetter
 from typing import Any, ClassVar
 
 from feedgen.entry import FeedEntry
+from feedgen.ext.base import BaseExtension
 from feedgen.feed import FeedGenerator
 from feedgen.version import version_str
 from lxml import etree
@@ -176,25 +177,33 @@ class _FeedgenWriter(Writer):
 
 class RssWriter(_FeedgenWriter):
     """RSS 2.0.  feedgen keeps only the self link as `<atom:link>`: the hub links are put
-    after it here, in the tree feedgen's `rss_str` would serialize (`_create_rss`)."""
+    back after it by `_HubLinks`, an extension through feedgen's extension API."""
     name, label, media_type = "rss", "RSS", "application/rss+xml"
     entry_start, entries_end = b"\n    <item>", b"\n  </channel>"
 
     def serialize(self, fg: FeedGenerator, feed: Feed) -> bytes:
-        if not feed.hubs:
-            return fg.rss_str(pretty=True, encoding="UTF-8", xml_declaration=True)
-        _, doc = fg._create_rss(extensions=True)
-        channel = doc.getroot().find("channel")
-        atom_link = f"{{{ATOM_NS}}}link"
-        after = channel.find(atom_link)             # the self link
-        at = list(channel).index(after) + 1 if after is not None else len(channel)
-        for i, hub in enumerate(feed.hubs):
-            link = etree.Element(atom_link, href=hub, rel="hub")
-            channel.insert(at + i, link)
-        return etree.tostring(doc, pretty_print=True, encoding="UTF-8", xml_declaration=True)
+        fg.hub_links.hubs = feed.hubs
+        return fg.rss_str(pretty=True, encoding="UTF-8", xml_declaration=True)
 
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
+
+
+class _HubLinks(BaseExtension):
+    """An RSS feed extension (feedgen's public `register_extension`): the WebSub hub links
+    as `<atom:link rel="hub">` right after the self link, in order."""
+
+    def __init__(self) -> None:
+        self.hubs: tuple[str, ...] = ()
+
+    def extend_rss(self, feed: etree._Element) -> etree._Element:
+        channel = feed.find("channel")
+        atom_link = f"{{{ATOM_NS}}}link"
+        after = channel.find(atom_link)             # the self link
+        at = list(channel).index(after) + 1 if after is not None else len(channel)
+        for i, hub in enumerate(self.hubs):
+            channel.insert(at + i, etree.Element(atom_link, href=hub, rel="hub"))
+        return feed
 
 
 class AtomWriter(_FeedgenWriter):
@@ -271,6 +280,7 @@ def _generator(feed: Feed) -> FeedGenerator:
     an email (it writes dc:creator, from an extension Atom does not load)."""
     fg = FeedGenerator()
     fg.load_extension("dc", atom=False, rss=True)
+    fg.register_extension("hub_links", _HubLinks, atom=False, rss=True)
     fg.id(feed.id)
     fg.title(feed.title)
     fg.subtitle(feed.subtitle or feed.title)          # RSS <description> is required
