@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
-from . import feedmaker, splice, workers
+from . import feedmaker, splice
 from .assembly import Corpus
 from .bodies import Bodies, Body
 from .cache import Cache
@@ -95,9 +94,10 @@ class Publisher:
         """recipe -> (ETag, gzip bytes) of the documents at `missing`, made anew; what
         may be cached is, later."""
         groups = _feed_groups(plan, [p for p in missing if p in plan.feed_of])
-        # The bodies render on every core while this process renders the pages ...
+        # The bodies render on every core while this process renders and compresses the
+        # pages (it has time to spare while they do: not a step of its own at the end) ...
         rendering = early or self.bodies.start(corpus, tops(g.entries for g in groups))
-        made = {plan.recipes[p][0]: plan.pages[p]() for p in missing if p in plan.pages}
+        pages = {plan.recipes[p][0]: pack(plan.pages[p]()) for p in missing if p in plan.pages}
         # ... then the writers and gzip run there too, one job per scope (every format)
         rendered = rendering()
         key = self._body_key(corpus)
@@ -107,9 +107,7 @@ class Publisher:
                                  self._last(groups, previous))
         packed = written.packed
         self.entry_keys.update(written.entry_keys)
-        # ISA-L releases the GIL: compress the pages in threads.
-        with ThreadPoolExecutor(workers.cores()) as pool:
-            packed.update(zip(made, pool.map(pack, made.values()), strict=True))
+        packed.update(pages)
         self._keep(packed, partial_feeds)
         return packed
 

@@ -66,7 +66,7 @@ LAYERS: dict[str, set[str]] = {
                   "model", "scopes", "splice", "workers"},
     "views": {"assembly", "bodies", "feeds", "htmlpages", "model"},
     "publish": {"assembly", "bodies", "cache", "documents", "feedmaker", "hubs", "model",
-                "recipes", "scopes", "splice", "views", "workers"},
+                "recipes", "scopes", "splice", "views"},
     "published": set(),
     "lastserved": {"documents", "http", "published", "settings", "store"},
     "early": {"http", "lastserved"},
