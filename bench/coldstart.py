@@ -91,9 +91,14 @@ def _off_splice() -> None:          # every feed written whole, by the plain wri
     splice.render = lambda feed, keys, last: feeds.render(feed)
 
 
+def _off_yaml() -> None:            # every front matter through PyYAML
+    from feedsvc import safeyaml
+    safeyaml.PLAIN_FIRST = False
+
+
 # name -> the patch that turns the trick off
 OFF = {"plain": _off_plain, "held": _off_held, "freeze": _off_freeze, "fork": _off_fork,
-       "splice": _off_splice}
+       "splice": _off_splice, "yaml": _off_yaml}
 OFF_ENV = "FEEDSVC_BENCH_OFF"
 
 

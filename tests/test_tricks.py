@@ -16,6 +16,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import pytest
+import yaml
 
 from feedsvc import feeds, live, settings, splice
 from feedsvc.cache import Cache
@@ -154,3 +155,60 @@ def test_a_refresh_splices_and_publishes_what_a_fresh_start_does(data, tmp_path,
                service.documents.items() if p == "feeds/all.json")
     service.close()
     fresh.close()
+
+
+# -- safeyaml.plain_mapping: plain front matter read without PyYAML ------------------------
+_KEYS = ("title", "date", "authors", "categories", "summary", "slug", "yes", "On", "null",
+         "draft", "_x", "a-b", "x y", " title", "title ", "k1")
+_VALUES = ("", " ", "plain", "two words", "Économie", "سیاست خارجی", "C# and C++",
+           "a: b", "a:b", "a #b", "a#b", "trailing ", " leading", "2019-04-10T18:09:14+09:00",
+           "2024-10-28", "12", "1_000", "0x1F", "1:20", "1.5", ".5", ".inf", "-1", "+1",
+           "yes", "No", "off", "ON", "~", "null", "Null", "=", "<<", "&a x", "*a", "!!str x",
+           "|", ">", "[a, b]", "{a: b}", "'quoted'", "'it''s'", '"double"', '"say \\"hi\\""',
+           '"a" # c', "'a' b", "\"'\"", "'\"'", "- x", "-x", "? x", "%x", "@x", "`x`",
+           "...", "---", "x:", "Q&A", "a * b", "tab\there", "nbsp\u00a0end", "bom\ufeffx",
+           "nel\x85x", "sep\u2028x", "del\x7fx", "https://example.org/a?b=c#d", "<b>x</b>",
+           "\\back", "100%", "a, b", "x]", "{", "}", "a\u00a0")
+
+
+def _value(rnd: random.Random) -> str:
+    return rnd.choice(_VALUES) if rnd.random() < 0.4 else rnd.choice(_VALUES[2:7])
+
+
+def _front_matter(rnd: random.Random) -> str:
+    lines = []
+    for _ in range(rnd.randint(1, 7)):
+        key = rnd.choice(_KEYS) if rnd.random() < 0.3 else rnd.choice(_KEYS[:6])
+        if rnd.random() < 0.3:
+            lines.append(f"{key}:")
+            indent = rnd.choice(["", "  ", " "])
+            for _ in range(rnd.randint(0, 3)):
+                lines.append(f"{rnd.choice([indent, indent, indent, ' '])}- {_value(rnd)}")
+        else:
+            lines.append(f"{key}: {_value(rnd)}")
+        if rnd.random() < 0.05:
+            lines.append(rnd.choice(["", "# comment", "  continued", "---", "\tx: y"]))
+    return "\n".join(lines) + rnd.choice(["\n", "\n", "", "\n\n"])
+
+
+def test_plain_front_matter_is_what_pyyaml_reads():
+    """Wherever plain_mapping reads a front matter it gives what yaml.load gives (keys,
+    order, values and their types); it reads the usual ones, and gives up on the rest."""
+    from feedsvc import safeyaml
+    rnd = random.Random(12)
+    read = 0
+    for _ in range(20_000):
+        text = _front_matter(rnd)
+        plain = safeyaml.plain_mapping(text)
+        if plain is None:
+            continue
+        read += 1
+        loaded = yaml.load(text, Loader=safeyaml._Loader)   # noqa: S506 (a SafeLoader)
+        assert plain == loaded and list(plain) == list(loaded), text
+        assert all(type(v) is type(loaded[k]) for k, v in plain.items()), text
+    assert read > 1000
+    usual = ("title: Rouhani urges cooperation <b>\nslug: rouhani\ndate: 2015-08-26 10:30\n"
+             "authors:\n- Emad Askarieh\ncategories:\n  - Hard News\n  - Économie\n"
+             "summary: 'The Iranian president: more cooperation.'\n"
+             "image: /media/2015/x.jpg\n")
+    assert safeyaml.plain_mapping(usual) == yaml.load(usual, Loader=safeyaml._Loader)  # noqa: S506
