@@ -34,6 +34,7 @@ def connect(state_dir: str | None, name: str, page_size: int = 4096) -> sqlite3.
     if state_dir:
         os.makedirs(state_dir, exist_ok=True)
         path = os.path.join(state_dir, name)
+        private(path)
     db = sqlite3.connect(path, check_same_thread=False, timeout=30, isolation_level=None)
     try:
         db.execute(f"PRAGMA page_size={int(page_size)}")
@@ -43,6 +44,25 @@ def connect(state_dir: str | None, name: str, page_size: int = 4096) -> sqlite3.
         db.close()
         raise
     return db
+
+
+def private(path: str) -> None:
+    """Make the state file `path` readable by its owner only: created so (SQLite gives
+    its -wal and -shm files the same mode), or, made by an older release, its group and
+    other bits dropped.  The statistics keep the day's salt beside the poller hashes, the
+    hub its subscribers' secrets, admin access its failed logins."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        return
+    except FileExistsError:
+        pass
+    except OSError:
+        return                          # a read-only directory: SQLite says what is wrong
+    for name in (path, f"{path}-wal", f"{path}-shm"):
+        with suppress(OSError):
+            mode = os.stat(name).st_mode
+            if mode & 0o077:
+                os.chmod(name, mode & 0o700)
 
 
 def damaged(error: BaseException) -> bool:

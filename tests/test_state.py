@@ -706,3 +706,22 @@ def test_a_real_full_disk_while_running_and_at_start(data, tiny_disk):
     assert "Edited 2" in again.documents["feeds/all.atom"].body.decode()
     again.close()
     service.close()
+
+
+def test_state_files_are_readable_by_their_owner_only(make_app, data, tmp_path):
+    """stats.sqlite holds the day's salt beside the poller hashes (reversible by whoever
+    reads both), websub.sqlite the subscribers' secrets: every state file is 0600, and
+    one an older release made 0644 is tightened."""
+    import os
+    import stat
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "stats.sqlite").touch(mode=0o644)
+    os.chmod(state / "stats.sqlite", 0o644)
+    app = make_app(data.root, stats_flush_seconds=3600)
+    app.test_client().get("/feeds/all.rss", headers={"User-Agent": "Miniflux/2.0"})
+    app.extensions["feedsvc-stats"].counter.flush()
+    made = sorted(p.name for p in state.glob("*.sqlite*"))
+    assert {"stats.sqlite", "validators.sqlite", "cache.sqlite", "websub.sqlite"} <= set(made)
+    for name in made:
+        assert stat.S_IMODE((state / name).stat().st_mode) & 0o077 == 0, name
