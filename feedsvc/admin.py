@@ -8,7 +8,8 @@ TLS or the base URL is https, valid 12 hours, only while the password is the one
 was given for, and not after its logout (ended sessions are kept in the store until
 they would have expired).  Every POST carries a CSRF token derived from the session
 (or, on the login form, from a cookie set with the form), and a cross-site
-Sec-Fetch-Site or a foreign Origin is refused.  Failed logins are counted in the store
+Sec-Fetch-Site or an Origin naming another host is refused (the scheme is not
+compared: behind a TLS proxy the request looks like http).  Failed logins are counted in the store
 by a keyed hash of the address (behind a proxy, with `stats_forwarded_for`, the one
 it forwarded for): 5 per address or 100 in all within 15 minutes, then 429 until the
 window passes.  With a database, all of this holds across instances; while it is

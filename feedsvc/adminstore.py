@@ -41,7 +41,10 @@ class AdminStore(Protocol):
         """The stored argon2 hash, or None if no password was ever set."""
         ...
 
-    def set_password_hash(self, hashed: str) -> None: ...
+    def set_password_hash(self, hashed: str) -> None:
+        """Store a new hash and forget the failed logins (an operator who sets the
+        password after a flood of failures closed the login gets in at once)."""
+        ...
 
     def key(self) -> bytes:
         """The random key sessions and tokens are signed with: made by the first caller,
@@ -95,6 +98,7 @@ class FileAdminStore:
     def set_password_hash(self, hashed: str) -> None:
         os.makedirs(self.state_dir, exist_ok=True)
         _write_private(os.path.join(self.state_dir, PASSWORD_FILE), hashed.encode())
+        self._sql("DELETE FROM failures", ())
 
     def key(self) -> bytes:
         if self._key is None:

@@ -10,7 +10,8 @@ most `MAX_KEYS`, then unnamed); `Flusher` classifies it and hands it to the
 stats store every few seconds (statsstore.py merges workers and instances).
 Direct pollers are written as keyed BLAKE2b hashes of address and User-Agent
 with the day's salt: an address stays in the worker's memory until the next
-flush and is never written or logged.
+flush (while the store cannot be written, with its tally, at most MAX_HELD_DAYS)
+and is never written or logged.  A reported count over MAX_REPORTED is not taken.
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ UA_CHARS = 512              # longer User-Agents are classified by their first 5
 MEMO_SIZE = 4096            # User-Agents whose classification is kept
 MAX_KEYS = 10_000           # distinct (feed, User-Agent) held between two flushes
 MAX_POLLERS = 50_000        # distinct (feed, User-Agent, address) held between two flushes
+MAX_REPORTED = 10_000_000   # subscribers one aggregator may report for one feed
 MAX_HELD_DAYS = 3           # days of tallies held while the store cannot be written
 FEED_ID_CHARS = 64
 
@@ -100,9 +102,15 @@ def classify(user_agent: str) -> Client:
 def _reported(reader: Reader, user_agent: str) -> Client:
     count = reader.subscribers.search(user_agent) if reader.subscribers else None
     ident = reader.feed_id.search(user_agent) if reader.feed_id else None
-    return Client(reader.kind, reader.name,
-                  int(count.group(1)[:9]) if count else None,
+    return Client(reader.kind, reader.name, _plausible(count.group(1)) if count else None,
                   ident.group(1)[:FEED_ID_CHARS] if ident else "")
+
+
+def _plausible(digits: str) -> int | None:
+    """A reported subscriber count, or None past MAX_REPORTED (a User-Agent is a claim
+    anyone can make: one line must not put a feed at the top of the ranking)."""
+    count = int(digits) if len(digits) <= 8 else MAX_REPORTED + 1
+    return count if count <= MAX_REPORTED else None
 
 
 BOT_NAME = re.compile(r"(?i)\b([a-z][\w.-]{0,30}(?:bot|crawler|spider))\b")
@@ -252,10 +260,10 @@ class Counter:
         return Batch({k: (v[0], v[1], v[2], v[3], v[4]) for k, v in totals.items()},
                      reports, pollers)
 
-    def flush(self, mark: tuple[str, int] | None = None) -> None:
-        """Write the tallies to the store (with a log import's `mark`, in one go).  If
-        the store cannot take them, they are put back for the next flush and the error
-        is raised."""
+    def flush(self, mark: tuple[str, int] | None = None) -> str:
+        """Write the tallies to the store (with a log import's `mark`, in one go); the
+        earliest day written ("" for none).  If the store cannot take them, they are put
+        back for the next flush and the error is raised."""
         tallies = self.drain()
         try:
             batches = [self._batch(t) for t in tallies if t.hits]
@@ -264,6 +272,7 @@ class Counter:
         except BaseException:
             self.put_back(tallies)
             raise
+        return min((t.day for t in tallies if t.hits), default="")
 
 
 def _row(tally: Tally, key: tuple[str, str], reader: bool, now: float) -> list:
@@ -318,10 +327,13 @@ class Flusher(threading.Thread):
         """One flush (and, at start, hourly and when a day ends, `keep`).  A store that
         cannot be written is logged once until it can be again; the counts wait."""
         try:
-            self.counter.flush()
+            earliest = self.counter.flush()
             self.push_websub(now)
-            # at start, hourly, and at once when a day ends (its poller hashes go)
-            if now - self._kept_at > 3600 or day_of(now) != day_of(self._kept_at):
+            # at start, hourly, and at once when a day ends (its poller hashes go) or a
+            # late flush brought hashes of an ended day (under a salt made again)
+            today = day_of(now)
+            if now - self._kept_at > 3600 or today != day_of(self._kept_at) or \
+                    (earliest and earliest < today):
                 self.counter.store.keep(day_of(now), self.retention_days)
                 self._kept_at = now
         except Exception as e:      # noqa: BLE001 - statistics never take serving down

@@ -1,6 +1,8 @@
 """`feedsvc stats import-log`: nginx access logs (combined format, `.gz` too) into the stats.
 
-Lines for `/feeds/` answered 200 or 304 count as the live service counts them
+Lines for a feed URL (`/feeds/all.<format>`, `/feeds/category/<slug>.<format>`,
+`/feeds/author/<slug>.<format>`, slugs as python-slugify makes them) answered 200 or
+304 count as the live service counts them
 (audience.Counter), each at its own time, its address hashed with that day's
 salt and then forgotten.  A 304's saved bytes are the size of the last 200 of the
 same feed seen in the file (0 before one).  Importing is idempotent: the store
@@ -30,6 +32,9 @@ COMBINED = re.compile(
     r'(?: [^"]*)?" (?P<status>\d{3}) (?P<bytes>\d+|-) "(?:[^"\\]|\\.)*" '
     r'"(?P<ua>(?:[^"\\]|\\.)*)"')
 ESCAPED = re.compile(r"\\x([0-9A-Fa-f]{2})")     # nginx writes `"` as \x22
+# the shapes of feed URLs; anything else under /feeds/ (a probe, a typo) is not a feed
+FEED_PATH = re.compile(r"/feeds/(?:all|(?:category|author)/[a-z0-9]+(?:-[a-z0-9]+)*)"
+                       r"\.[a-z]{2,8}")
 BATCH_LINES = 20_000
 
 
@@ -96,7 +101,7 @@ def _count(line: str, counter: Counter, sizes: dict[str, int]) -> bool | None:
     except ValueError:
         return None
     status = int(m["status"])
-    if not path.startswith("/feeds/") or m["method"] not in ("GET", "HEAD") or \
+    if not FEED_PATH.fullmatch(path) or m["method"] not in ("GET", "HEAD") or \
             status not in (200, 304):
         return False
     sent = int(m["bytes"]) if m["bytes"] != "-" else 0

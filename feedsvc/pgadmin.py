@@ -51,9 +51,12 @@ class PgAdminStore:
         return value.decode("ascii", "replace") if value else None
 
     def set_password_hash(self, hashed: str) -> None:
-        self._run(lambda conn: conn.execute(
-            "INSERT INTO feedsvc_admin_keys VALUES ('password', %s) "
-            "ON CONFLICT (name) DO UPDATE SET value = excluded.value", (hashed.encode(),)))
+        def work(conn: psycopg.Connection) -> None:
+            conn.execute("INSERT INTO feedsvc_admin_keys VALUES ('password', %s) "
+                         "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                         (hashed.encode(),))
+            conn.execute("DELETE FROM feedsvc_admin_failures")
+        self._run(work)
 
     def key(self) -> bytes:
         if self._key is None:

@@ -9,10 +9,11 @@ machine and is counted once.  Text columns compare bytewise (`COLLATE "C"`), as
 SQLite's do, so rows come back in the same order.
 
 Ending a day moves its poller hashes into counts with one statement (`DELETE ...
-RETURNING` feeding the insert), so two instances ending the same day at once, or a
-late flush meanwhile, never count a hash twice.  The database lost while serving
-costs no request: `PgLink` fails at once while it reconnects in the background, and
-the counter keeps its tallies (bounded) until a flush gets through (audience.py).
+RETURNING` feeding the insert), so two instances ending the same day at once never
+count a hash twice; late hashes of an ended day keep the larger count (statsstore).
+The database lost while serving costs no request: `PgLink` fails at once while it
+reconnects in the background, and the counter keeps its tallies (bounded) until a
+flush gets through (audience.py).
 """
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ END_HASHES = (
     "RETURNING day, path, client) "
     "INSERT INTO feedsvc_stats_pollers SELECT day, path, client, count(*) FROM gone "
     "GROUP BY day, path, client ON CONFLICT (day, path, client) DO UPDATE SET "
-    "distinct_count = feedsvc_stats_pollers.distinct_count + excluded.distinct_count")
+    "distinct_count = GREATEST(feedsvc_stats_pollers.distinct_count, "
+    "excluded.distinct_count)")
 
 
 class PgStats(SqlStats):

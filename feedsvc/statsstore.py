@@ -7,7 +7,11 @@ of one machine (`stats.sqlite` in the state directory, shared by the instances
 that share that directory); a store shared between machines implements the same
 methods.  Days are UTC dates (`2026-12-05`).  `keep` ends days: the poller hashes
 of days before today become a count and are deleted with the day's salt, and
-days older than the retention are deleted.
+days older than the retention are deleted.  Hashes of a day that already ended (a
+worker's last seconds flushed after another ended the day, a late log import) are
+under a new salt and cannot be matched with the readers already counted: the day
+keeps the larger of its count and theirs (never a reader twice; a reader first seen
+in such a late batch may be missed).
 """
 from __future__ import annotations
 
@@ -291,8 +295,8 @@ class SQLiteStats(SqlStats):
         with self._lock, self._transaction() as db:
             db.execute("INSERT INTO pollers SELECT day, path, client, count(*) FROM "
                        "poller_hashes WHERE day < ? GROUP BY day, path, client "
-                       "ON CONFLICT DO UPDATE SET "
-                       "distinct_count=distinct_count+excluded.distinct_count", (today,))
+                       "ON CONFLICT DO UPDATE SET distinct_count="
+                       "max(distinct_count, excluded.distinct_count)", (today,))
             db.execute("DELETE FROM poller_hashes WHERE day < ?", (today,))
             db.execute(self._q(END_SALTS), (today,))
             for sql in PAST_RETENTION:

@@ -66,6 +66,8 @@ def test_the_contract_holds_in_files_and_in_the_database(stores):
     assert two.failures("a", since=0.0) == (3, 4)
     assert one.failures("b", since=15.0) == (1, 3)      # the one at 10 s is forgotten
     assert one.failures("c", since=0.0) == (0, 3)
+    two.set_password_hash("$argon2id$third")            # an operator resets it: open again
+    assert one.failures("a", since=0.0) == (0, 0)
 
 
 def _login(client, password=PASSWORD):

@@ -293,3 +293,47 @@ def test_counts_held_for_a_lost_store_stay_bounded(stats, monkeypatch):
         assert {t.client: t.requests for t in named} == {"other": 4, "(none)": 6}
         assert sum(c.subscribers for c in store.pollers(day, day)) == 3
     lost.close()
+
+
+def test_late_hashes_of_an_ended_day_never_count_a_reader_twice(stats):
+    """Worker B's last seconds of a day reach the store after worker A ended it (or a log
+    is imported late): under a new salt they cannot be matched, so the day keeps the
+    larger count, and that salt goes at once."""
+    miniflux = "Miniflux/2.0 (+https://miniflux.app/)"
+    a_store, b_store = stats.open(), stats.open()
+    a, b = audience.Flusher(Counter(a_store), 5.0, 400), audience.Flusher(Counter(b_store),
+                                                                          5.0, 400)
+    _record(a.counter, miniflux, address="192.0.2.1", when=NOON)
+    _record(a.counter, miniflux, address="192.0.2.2", when=NOON)
+    a.once(NOON)
+    _record(b.counter, miniflux, address="192.0.2.1", when=NOON + 11.9 * 3600)  # 23:54
+    a.once(NOON + 12 * 3600 + 1)                        # 00:00:01: A ends the day
+    b.once(NOON + 12 * 3600 + 3)                        # B's late tally of that day
+    assert [tuple(c) for c in a_store.pollers(DAY, DAY)] == [
+        (DAY, "feeds/all.rss", "Miniflux", 2)]          # not 3
+    assert stats.rows("poller_hashes") == 0 and stats.rows("salts") == 0
+
+
+@pytest.mark.parametrize(("reported", "taken"), [
+    ("10000000", 10_000_000), ("10000001", None), ("999999999999", None),
+    ("9" * 5000, None)])
+def test_an_implausible_reported_count_is_not_taken(reported, taken):
+    ua = f"Feedly/1.0 (+http://www.feedly.com/fetcher.html; {reported} subscribers; )"
+    client = audience.classify(ua)
+    assert client.name == "Feedly" and client.subscribers == taken
+
+
+def test_a_log_import_counts_feed_urls_only(stats, tmp_path):
+    from feedsvc.logimport import import_log
+    line = ('203.0.113.9 - - [01/Dec/2026:12:00:00 +0000] "GET {} HTTP/1.1" 200 512 "-" '
+            '"Feedly/1.0 (+http://www.feedly.com/fetcher.html; 5 subscribers; )"\n')
+    paths = ["/feeds/all.rss", "/feeds/category/middle-east.atom", "/feeds/author/a-b2.json",
+             "/feeds/nonexistent-does-not-exist.rss", "/feeds/<script>x</script>.rss",
+             "/feeds/category/Middle-East.rss", "/feeds/category/.rss", "/feeds/all.rss.bak"]
+    log = tmp_path / "access.log"
+    log.write_text("".join(line.format(p) for p in paths))
+    store = stats.open()
+    done = import_log(str(log), store)
+    assert (done.lines, done.counted) == (8, 3)
+    assert [t.path for t in store.totals("2026-12-01", "2026-12-01")] == [
+        "feeds/all.rss", "feeds/author/a-b2.json", "feeds/category/middle-east.atom"]
