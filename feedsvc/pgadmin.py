@@ -17,7 +17,7 @@ from typing import TypeVar
 import psycopg
 
 from .adminstore import KEY_BYTES, AdminUnavailable
-from .pglink import PgLink, Unavailable
+from .pglink import PgLink
 
 T = TypeVar("T")
 
@@ -33,13 +33,8 @@ class PgAdminStore:
         self._key: bytes | None = None
 
     def _run(self, work: Callable[[psycopg.Connection], T]) -> T:
-        try:
-            return self.link.run(work)
-        except (Unavailable, psycopg.Error) as e:
-            text = str(e).strip().replace(self.link.url, self.where)
-            reason = text.splitlines()[0] if text else type(e).__name__
-            raise AdminUnavailable(f"{self.where}: admin access cannot use the database "
-                                   f"now ({reason})") from e
+        return self.link.run_as(work, lambda why: AdminUnavailable(
+            f"{self.where}: admin access cannot use the database now ({why})"))
 
     def _value(self, name: str) -> bytes | None:
         row = self._run(lambda conn: conn.execute(

@@ -164,6 +164,16 @@ class PgLink:
                     self._failed(Exception("connection closed"))
                 raise
 
+    def run_as(self, work: Callable[[psycopg.Connection], T],
+               error: Callable[[str], Exception]) -> T:
+        """`run`, raising `error(why)` if the database cannot be used or refuses: `why`
+        is the first line of what went wrong, the URL's password redacted."""
+        try:
+            return self.run(work)
+        except (Unavailable, psycopg.Error) as e:
+            text = str(e).strip().replace(self.url, self.where)
+            raise error(text.splitlines()[0] if text else type(e).__name__) from e
+
     def _ready(self) -> psycopg.Connection:
         """(Holding the lock.)"""
         conn = self._conn

@@ -23,7 +23,7 @@ from typing import TypeVar
 
 import psycopg
 
-from .pglink import PgLink, Unavailable
+from .pglink import PgLink
 from .statsstore import END_SALTS, PAST_RETENTION, SqlStats, StatsUnavailable, oldest_kept
 
 T = TypeVar("T")
@@ -53,13 +53,8 @@ class PgStats(SqlStats):
         return _NAMED.sub(r"%(\1)s", super()._q(sql).replace("?", "%s"))
 
     def _run(self, work: Callable[[psycopg.Connection], T]) -> T:
-        try:
-            return self.link.run(work)
-        except (Unavailable, psycopg.Error) as e:
-            text = str(e).strip().replace(self.link.url, self.where)
-            reason = text.splitlines()[0] if text else type(e).__name__
-            raise StatsUnavailable(f"{self.where}: the statistics cannot be used now "
-                                   f"({reason}); retrying with backoff") from e
+        return self.link.run_as(work, lambda why: StatsUnavailable(
+            f"{self.where}: the statistics cannot be used now ({why}); retrying with backoff"))
 
     def _select(self, sql: str, args: tuple | dict) -> list[tuple]:
         query = self._q(sql)
