@@ -163,6 +163,7 @@ def test_a_restart_between_change_and_delivery_still_delivers(serve, data, subsc
     assert len(got) == 1 and serves(srv, "feeds/all.atom", got[0].body)
 
 
+@pytest.mark.slow                   # waits out the hub's 10 s send timeout
 def test_a_delivery_in_flight_at_a_clean_stop_is_made_by_the_next_start(serve, data,
                                                                           subscriber):
     """The stopping worker finishes what it sent (the send times out after 10 s and

@@ -187,7 +187,7 @@ def test_work_queued_by_one_instance_wakes_the_others_at_once(open_store):
     assert wake.wait(5)                                         # listening: look once now
     wake.clear()
     assert one.record([bytes_of('"a"')], 1.0, (), 10) == 0      # nothing queued: no word
-    assert not wake.wait(1.5)
+    assert not wake.wait(0.5)
     assert one.record([bytes_of('"b"')], 2.0, (), 10) == 1
     assert wake.wait(1.0), "no NOTIFY reached the other instance's listener"
     wake.clear()
