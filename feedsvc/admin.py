@@ -42,6 +42,7 @@ from .adminstore import AdminStore, AdminUnavailable
 log = logging.getLogger("feedsvc")
 SESSION = "feedsvc_admin"
 LOGIN = "feedsvc_login"
+CHECKED = "feedsvc.admin.session"       # the request's session, once worked out (environ)
 SESSION_SECONDS = 12 * 3600
 WINDOW_SECONDS = 15 * 60
 PER_ADDRESS, OVERALL = 5, 100
@@ -96,10 +97,19 @@ class Admin:
         return self._mac("password", stored)[:32] if stored else None
 
     def session(self, req: Request) -> str | None:
-        """The session's nonce if `req` carries a valid session cookie, else None."""
+        """The session's nonce if `req` carries a valid session cookie, else None: worked
+        out once per request (the page and its forms' CSRF token both ask; with a
+        database, each answer is two queries)."""
+        if CHECKED not in req.environ:
+            req.environ[CHECKED] = self._session(req)
+        return req.environ[CHECKED]
+
+    def _session(self, req: Request) -> str | None:
         cookie = req.cookies.get(SESSION)
+        if not cookie:
+            return None
         fingerprint = self._fingerprint()
-        if not cookie or fingerprint is None:
+        if fingerprint is None:
             return None
         try:
             data = self.signer.loads(cookie, max_age=SESSION_SECONDS)

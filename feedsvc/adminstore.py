@@ -1,6 +1,6 @@
 """What admin access remembers, behind one interface: `AdminStore`, and its files.
 
-Admin access (admin.py) needs five things kept where every worker, and with a
+Admin access (admin.py) needs four things kept where every worker, and with a
 database every instance, sees the same: the password's hash, the key sessions are
 signed with, the sessions logged out before they expire, and the failed logins of
 the last minutes.  Without `database_url` they live in the state directory

@@ -334,7 +334,7 @@ class Flusher(threading.Thread):
             today = day_of(now)
             if now - self._kept_at > 3600 or today != day_of(self._kept_at) or \
                     (earliest and earliest < today):
-                self.counter.store.keep(day_of(now), self.retention_days)
+                self.counter.store.keep(today, self.retention_days)
                 self._kept_at = now
         except Exception as e:      # noqa: BLE001 - statistics never take serving down
             if not self.failing:

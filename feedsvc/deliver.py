@@ -224,7 +224,7 @@ class Dispatcher:
         if not self.store.failed(job, now, self.retry_seconds):
             log.warning("websub: gave up sending %s to %s after %d tries over %.0f s (%s); "
                         "the subscription stays and gets the next change", job.topic,
-                        job.callback, job.attempts + 1, self.clock() - job.since, why)
+                        job.callback, job.attempts + 1, now - job.since, why)
         else:
             with self._count:
                 self._retry_at = min(self._retry_at, now + retry_delay(job.attempts))

@@ -51,7 +51,7 @@ _KEY = "kind = %s AND target = %s AND topic = %s"
 CHANNEL = "feedsvc_websub"          # NOTIFY: work was queued
 IDLE_SECONDS = 5.0                  # a dispatcher's look when nothing woke it (expiries,
                                     # deliveries whose claimer died)
-NOTIFY = "SELECT pg_notify('feedsvc_websub', '')"
+NOTIFY = f"NOTIFY {CHANNEL}"
 
 
 class Listener(threading.Thread):
@@ -61,7 +61,6 @@ class Listener(threading.Thread):
     def __init__(self, url: str, wake: threading.Event):
         super().__init__(name="feedsvc-websub-listen", daemon=True)
         self.url, self.wake = url, wake
-        self.listening = threading.Event()
         self._closed = threading.Event()
 
     def run(self) -> None:
@@ -70,7 +69,6 @@ class Listener(threading.Thread):
             try:
                 with connect(self.url) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
-                    self.listening.set()
                     self.wake.set()             # what was queued while not listening
                     attempt = 0
                     while not self._closed.is_set():
@@ -78,7 +76,6 @@ class Listener(threading.Thread):
                             self.wake.set()
             except psycopg.Error:
                 pass
-            self.listening.clear()
             pause = BACKOFF[min(attempt, len(BACKOFF) - 1)]
             attempt += 1
             for _ in range(int(pause / POLL_SECONDS)):

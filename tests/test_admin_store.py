@@ -136,3 +136,31 @@ def test_a_lost_database_gives_503_on_admin_pages_and_names_no_password(
     with closing(open_admin("", url)) as store, \
             pytest.raises(AdminUnavailable, match="admin access cannot use the database"):
         store.password_hash()
+
+
+def test_a_logged_in_page_reads_the_store_once_per_request(make_app, data, tmp_path):
+    """The page and its logout form's CSRF token both need the session: it is worked out
+    once per request (with a database every read is a query); no cookie, no read."""
+    with closing(open_admin(str(tmp_path / "state"))) as store:
+        admin.set_password(store, PASSWORD)
+    app = make_app(data.root, stats_flush_seconds=3600)
+    adm = app.extensions["feedsvc-admin"]
+    reads: list[str] = []
+
+    class Counting:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            if name in ("password_hash", "is_ended"):
+                reads.append(name)
+            return getattr(self.inner, name)
+    client = app.test_client()
+    assert _login(client).status_code == 303
+    adm.store = Counting(adm.store)
+    page = client.get("/admin/stats")
+    assert page.status_code == 200 and 'name="csrf"' in page.get_data(True)
+    assert sorted(reads) == ["is_ended", "password_hash"]
+    reads.clear()
+    assert app.test_client().get("/admin/stats").status_code == 303
+    assert reads == []
