@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import types
 
 import pytest
 from pgcluster import pg_cluster  # noqa: F401  (a fixture)
@@ -272,9 +273,11 @@ def test_counts_wait_in_memory_while_the_store_is_lost_and_arrive_once(stats, ca
 def test_counts_held_for_a_lost_store_stay_bounded(stats, monkeypatch):
     monkeypatch.setattr(audience, "MAX_KEYS", 4)
     monkeypatch.setattr(audience, "MAX_POLLERS", 3)
+    days = [NOON + d * 86400 for d in range(5)]
+    # the counter's own clock starts on the first of these days, not on the real today
+    monkeypatch.setattr(audience, "time", types.SimpleNamespace(time=lambda: days[0]))
     lost = PgStats(LOST)
     counter = Counter(lost)
-    days = [NOON + d * 86400 for d in range(5)]
     for when in days:
         for n in range(10):
             _record(counter, f"Reader{n}/1.0", address=f"192.0.2.{n}", when=when)
