@@ -39,7 +39,7 @@ class Made(NamedTuple):
     """The feeds made: recipe -> (ETag, gzip bytes), and the keys of the entries of each
     (by ETag: what `splice` needs to write that feed again)."""
     packed: dict[str, tuple[str, bytes]]
-    entry_keys: dict[str, tuple[bytes, ...]]
+    entry_keys: dict[str, tuple[splice.Key, ...]]
 
 
 def make(corpus: Corpus, groups: list[FeedGroup], rendered: dict[str, Body],
@@ -76,8 +76,8 @@ class _Jobs:
         self._key = key
         self._updated_all = updated_all
         self._uses = Counter(a.path for g in groups for a in g.entries)
-        self._entries: dict[str, tuple[feeds.Entry, bytes]] = {}     # with its splice key
-        self.keys: list[tuple[bytes, ...]] = []     # of each group's entries, as they go
+        self._entries: dict[str, tuple[feeds.Entry, splice.Key]] = {}     # with its splice key
+        self.keys: list[tuple[splice.Key, ...]] = []     # of each group's entries, as they go
 
     def __iter__(self) -> Iterator[_Job]:
         for g in self._groups:
@@ -91,7 +91,7 @@ class _Jobs:
                 if not self._uses[a.path]:
                     del self._entries[a.path]
 
-    def _entry(self, a: Article) -> tuple[feeds.Entry, bytes]:
+    def _entry(self, a: Article) -> tuple[feeds.Entry, splice.Key]:
         if a.path not in self._entries:     # from here on, the entry holds the body
             body = self._rendered.pop(self._key(a), None)
             made = entry(self._corpus, a, body or ("", a.summary))
@@ -129,7 +129,7 @@ def feed(corpus: Corpus, scope: Scope, entries: tuple[feeds.Entry, ...],
         updated=updated, publisher=site.title, entries=entries, hubs=hubs)
 
 
-_Job = tuple[feeds.Feed, tuple[bytes, ...], "splice.Last | None"]    # feed, keys, last
+_Job = tuple[feeds.Feed, tuple[splice.Key, ...], "splice.Last | None"]    # feed, keys, last
 
 
 def _feeds_job(job: _Job) -> list[tuple[str, bytes]]:

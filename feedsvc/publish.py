@@ -48,7 +48,7 @@ class Publisher:
         # of those, the ones first found incomplete by the last build: worth a quick retry
         self.partial: set[str] = set()
         # a feed's identity ETag -> the keys of its entries: what splice keeps of it
-        self.entry_keys: dict[str, tuple[bytes, ...]] = {}
+        self.entry_keys: dict[str, tuple[splice.Key, ...]] = {}
 
     def build(self, corpus: Corpus, now: dt.datetime,
               previous: dict[str, Document] | None = None) -> dict[str, Document]:

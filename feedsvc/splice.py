@@ -15,8 +15,6 @@ CDATA section) falls back to the plain path.  tests/test_tricks.py holds it to
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import pickle
 from dataclasses import fields, replace
 from operator import attrgetter
 from typing import NamedTuple
@@ -24,27 +22,30 @@ from typing import NamedTuple
 from . import feeds
 from .documents import decompress
 
+Key = int     # an entry's splice key (see `key`)
+
 
 class Last(NamedTuple):
     """A feed's last version in every format: the keys of its entries, in order, and
     each format's gzip bytes."""
-    keys: tuple[bytes, ...]
+    keys: tuple[Key, ...]
     gzip: dict[str, bytes]             # writer name -> the document's gzip bytes
 
 
-def key(entry: feeds.Entry) -> bytes:
-    """What the entry's bytes are made from, in every format: all its fields, its dates as
-    ISO 8601 with their offsets (all any writer takes of them; pickling pytz's zones
-    costs half the key)."""
-    values = tuple(v.isoformat() if isinstance(v, dt.datetime) else v
-                   for v in _FIELDS(entry))
-    return hashlib.sha256(pickle.dumps(values, protocol=5)).digest()[:16]
+def key(entry: feeds.Entry) -> Key:
+    """What the entry's bytes are made from, in every format: Python's hash of all its
+    fields, its dates as ISO 8601 with their offsets (all any writer takes of them).
+    Strings hash by the process's keyed SipHash, so two entries that differ share a key
+    with odds of about 2**-64; keys are only compared with keys made by the same process
+    (`publish.Publisher` keeps them in memory, never stored)."""
+    return hash(tuple(v.isoformat() if isinstance(v, dt.datetime) else v
+                      for v in _FIELDS(entry)))
 
 
 _FIELDS = attrgetter(*(f.name for f in fields(feeds.Entry)))
 
 
-def render(feed: feeds.Feed, keys: tuple[bytes, ...], last: Last | None) -> dict[str, bytes]:
+def render(feed: feeds.Feed, keys: tuple[Key, ...], last: Last | None) -> dict[str, bytes]:
     """What `feeds.render(feed)` gives (`keys`: the key of each of its entries), writing
     only the entries `last` does not hold."""
     kept = {k: i for i, k in enumerate(last.keys)} if last else {}
@@ -60,7 +61,7 @@ def render(feed: feeds.Feed, keys: tuple[bytes, ...], last: Last | None) -> dict
 
 
 def _splice(writer: feeds.Writer, doc: bytes, written: int, old_gzip: bytes,
-            keys: tuple[bytes, ...], kept: dict[bytes, int], old_count: int) -> bytes | None:
+            keys: tuple[Key, ...], kept: dict[Key, int], old_count: int) -> bytes | None:
     """The document of entries `keys`: the head, tail and `written` entries of `doc`,
     the kept ones cut from the last version (None: a cut is not to be trusted)."""
     new, old = _cut(writer, doc, written), _cut(writer, decompress(old_gzip), old_count)
