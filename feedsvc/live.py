@@ -69,6 +69,7 @@ class Service:
         self._thread: threading.Thread | None = None
         self._next_go_live: float | None = None
         self._sigs: Signatures | None = None
+        self._recorder = published.Recorder()   # the stored record of what is published
         self._observer = None
         self._events = Events()
         self._dirty_since: float | None = None  # changed since the checkpoint was written
@@ -152,10 +153,8 @@ class Service:
         self.restored = None            # the data is back: its own pages from now on
         self._dirty_since = self._dirty_since or time.monotonic()
         if self.rebuilt:                # queued after the documents it names
-            links = self._links()
-            published.save_later(self.cache, self.config.data_dir, published.Snapshot(
-                {p: published.Entry(d.recipe, d.content_type, links(p))
-                 for p, d in documents.items()}, self._next_go_live))
+            published.save_later(self.cache, self.config.data_dir, self._recorder.record(
+                documents, self._links(), self._next_go_live, self._hub_urls()))
         self._report(corpus.errors)
         self._restamp(now, seen)
         for listener in self.listeners:
@@ -281,10 +280,14 @@ class Service:
 
     def _links(self) -> Callable[[str], tuple[tuple[str, str], ...]]:
         """The WebSub `Link` header of the document at a path (none but for feeds)."""
+        base, hubs = self._hub_urls()
+        return lambda path: link_header(hubs, base + path) if is_topic(path) else ()
+
+    def _hub_urls(self) -> tuple[str, tuple[str, ...]]:
+        """The base URL of the documents served and the hubs their feeds advertise."""
         corpus = self.corpus or self.restored
         base = corpus.site.base_url if corpus else ""
-        hubs = self.hubs.urls(base) if base else ()
-        return lambda path: link_header(hubs, base + path) if is_topic(path) else ()
+        return base, self.hubs.urls(base) if base else ()
 
     def _report(self, errors: list[DataError]) -> None:
         if self.corpus is not None:         # a bad file whose last good version is served

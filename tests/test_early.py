@@ -10,7 +10,7 @@ import requests
 from conftest import spawn_serve
 from werkzeug.test import Client
 
-from feedsvc import early, settings
+from feedsvc import early, published, settings
 from feedsvc.http import FeedApp
 from feedsvc.lastserved import LastServed
 from feedsvc.live import Service
@@ -61,6 +61,36 @@ def test_the_last_published_documents_answer_as_the_service_did(data, tmp_path):
     assert cold.get("/nope").status_code == 503
     source.close()
     assert cold.get("/feeds/all.atom").status_code == 503      # let go: nothing served
+
+
+def test_the_recorded_snapshot_is_the_plain_one_after_every_change(data, tmp_path):
+    """published.Recorder re-makes only the rows of rebuilt documents: after an edit, an
+    article added, one removed and a base URL moved, what it stored is what a snapshot
+    of every document made anew records."""
+    site(data)
+    service = Service(config(data, tmp_path))
+
+    def stored_and_plain():
+        service.cache.flush()
+        links = service._links()
+        plain = published.Snapshot(
+            {p: published.Entry(d.recipe, d.content_type, links(p))
+             for p, d in service.documents.items()}, service._next_go_live)
+        return published.load(service.cache, service.config.data_dir), plain
+
+    changes = [lambda: data.article("a1", title="Story one, edited"),
+               lambda: data.article("a9", title="Story nine"),
+               lambda: data.remove("articles/a0.md"),
+               lambda: data.write("site.yml", "title: Moved\nbase_url: https://moved.example/\n")]
+    for change in changes:
+        change()
+        assert service.refresh(force=True)
+        stored, plain = stored_and_plain()
+        assert stored == plain and stored.record() == plain.record()
+        assert any(e.links for e in stored.documents.values())     # (feeds carry hubs)
+    assert stored.documents["feeds/all.atom"].links[0][1].startswith(
+        "<https://moved.example/websub>")
+    service.close()
 
 
 def test_bytes_the_validators_moved_past_are_never_served(data, tmp_path):
