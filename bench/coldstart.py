@@ -87,8 +87,13 @@ def _off_fork() -> None:            # the pool is always spawned
 
 
 def _off_splice() -> None:          # every feed written whole, by the plain writers
-    from feedsvc import feeds, splice
-    splice.render = lambda feed, keys, last: feeds.render(feed)
+    from feedsvc import splice
+    splice._render = lambda feed, keys, last: splice._plain(feed)
+
+
+def _off_kept() -> None:            # a feed spliced again is gunzipped and cut again
+    from feedsvc import splice
+    splice.HELD.size = 0
 
 
 def _off_yaml() -> None:            # every front matter through PyYAML
@@ -98,7 +103,7 @@ def _off_yaml() -> None:            # every front matter through PyYAML
 
 # name -> the patch that turns the trick off
 OFF = {"plain": _off_plain, "held": _off_held, "freeze": _off_freeze, "fork": _off_fork,
-       "splice": _off_splice, "yaml": _off_yaml}
+       "splice": _off_splice, "kept": _off_kept, "yaml": _off_yaml}
 OFF_ENV = "FEEDSVC_BENCH_OFF"
 
 

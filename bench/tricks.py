@@ -33,6 +33,7 @@ TRICKS = {
     "fork": ("workers._new_pool: fork rather than spawn", "ready_s"),
     "splice": ("splice.render: a feed written again keeps its unchanged entries",
                "refresh_ms"),
+    "kept": ("splice.HELD: the entries of the feeds spliced last stay cut", "refresh_ms"),
     "yaml": ("safeyaml.PLAIN_FIRST: plain front matter read without PyYAML", "cpu_s"),
 }
 FIGURES = {"ready_s": "s to servable", "cpu_s": "build CPU s", "rss_mb": "peak MB",

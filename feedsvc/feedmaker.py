@@ -11,7 +11,6 @@ from typing import NamedTuple
 from . import feeds, htmlpages, loader, splice, workers
 from .assembly import Corpus
 from .bodies import Body, page_url
-from .documents import pack
 from .model import Article
 from .scopes import Scope
 
@@ -135,4 +134,4 @@ _Job = tuple[feeds.Feed, tuple[splice.Key, ...], "splice.Last | None"]    # feed
 def _feeds_job(job: _Job) -> list[tuple[str, bytes]]:
     """In a worker (or here, for a few): the ETag and gzip bytes of one scope's feeds, in
     the order of its formats (only the gzip bytes travel back and stay: see Document)."""
-    return [pack(body) for body in splice.render(*job).values()]
+    return splice.packed(*job)

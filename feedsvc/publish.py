@@ -128,8 +128,9 @@ class Publisher:
             keys = {self.entry_keys.get(d.etag) if d else None for d in docs}
             known = keys.pop() if len(keys) == 1 else None
             if known is not None:
-                out[g.scope.feed_base] = splice.Last(known, {
-                    fmt: d.gzip for fmt, d in zip(g.formats, docs, strict=True) if d})
+                pairs = [(fmt, d) for fmt, d in zip(g.formats, docs, strict=True) if d]
+                out[g.scope.feed_base] = splice.Last(known, {fmt: d.gzip for fmt, d in pairs},
+                                                     {fmt: d.etag for fmt, d in pairs})
         return out
 
     def _body_key(self, corpus: Corpus) -> Callable[[Article], str]:

@@ -20,7 +20,7 @@ import yaml
 
 from feedsvc import feeds, live, settings, splice
 from feedsvc.cache import Cache
-from feedsvc.documents import compress, decompress
+from feedsvc.documents import compress, decompress, etag_of
 
 
 def _rows(state_dir: Path) -> dict[str, list[tuple]]:
@@ -86,8 +86,10 @@ def _feed(entries: tuple[feeds.Entry, ...], hubs: tuple[str, ...] = ()) -> feeds
 
 
 def _last(feed: feeds.Feed) -> splice.Last:
+    docs = feeds.render(feed)
     return splice.Last(tuple(map(splice.key, feed.entries)),
-                       {name: compress(doc) for name, doc in feeds.render(feed).items()})
+                       {name: compress(doc) for name, doc in docs.items()},
+                       {name: etag_of(doc) for name, doc in docs.items()})
 
 
 # bodies that quote each writer's entry markers (raw HTML in RSS's CDATA, a JSON item)
@@ -129,6 +131,37 @@ def test_spliced_feeds_are_the_plain_writers_bytes(hubs, monkeypatch):
         assert written, step
         quoted = any(e.content in MARKERS for e in entries)
         assert written[0] < len(entries) or quoted, (step, written)
+
+
+def test_feeds_spliced_from_held_entries_are_the_plain_writers_bytes(monkeypatch):
+    """splice.HELD: a chain of edits, each spliced from the version before (whose
+    entries are held: no gunzip, no cut), and a splice from a version cut earlier, give
+    feeds.render's bytes and ETags; with nothing held, every version is gunzipped."""
+    monkeypatch.setattr(splice, "HELD", splice.Held(32))
+    gunzipped: list[bytes] = []
+    real = splice.decompress
+    monkeypatch.setattr(splice, "decompress", lambda gz: gunzipped.append(gz) or real(gz))
+
+    def packed(entries: list[feeds.Entry], last: splice.Last) -> splice.Last:
+        feed = _feed(tuple(entries))
+        keys = tuple(map(splice.key, feed.entries))
+        got, plain = splice.packed(feed, keys, last), feeds.render(feed)
+        assert [decompress(gz) for _, gz in got] == list(plain.values())
+        assert [etag for etag, _ in got] == [etag_of(doc) for doc in plain.values()]
+        return splice.Last(keys, {n: gz for n, (_, gz) in zip(plain, got, strict=True)},
+                           {n: etag for n, (etag, _) in zip(plain, got, strict=True)})
+
+    entries = [_entry(i) for i in range(20)]
+    first = last = _last(_feed(tuple(entries)))
+    for step in range(6):
+        entries[step] = dataclasses.replace(entries[step], title=f"Edited {step} ]]>")
+        last = packed(entries, last)
+    assert len(gunzipped) == len(feeds.WRITERS)     # the first version only, cut once
+    packed(entries, first)                          # back from the first version: held
+    assert len(gunzipped) == len(feeds.WRITERS)
+    monkeypatch.setattr(splice, "HELD", splice.Held(0))   # off: every version gunzipped
+    packed(entries[:-1], last)
+    assert len(gunzipped) == 2 * len(feeds.WRITERS)
 
 
 def test_a_refresh_splices_and_publishes_what_a_fresh_start_does(data, tmp_path, monkeypatch):
