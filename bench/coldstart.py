@@ -96,6 +96,14 @@ def _off_kept() -> None:            # a feed spliced again is gunzipped and cut 
     splice.HELD.size = 0
 
 
+def _off_orjson() -> None:          # JSON Feed bytes by the standard library's json
+    from types import SimpleNamespace
+
+    from feedsvc import feeds
+    feeds.orjson = SimpleNamespace(dumps=lambda doc: feeds.plain_json(doc)[:-1],
+                                   JSONEncodeError=TypeError)
+
+
 def _off_yaml() -> None:            # every front matter through PyYAML
     from feedsvc import safeyaml
     safeyaml.PLAIN_FIRST = False
@@ -103,7 +111,7 @@ def _off_yaml() -> None:            # every front matter through PyYAML
 
 # name -> the patch that turns the trick off
 OFF = {"plain": _off_plain, "held": _off_held, "freeze": _off_freeze, "fork": _off_fork,
-       "splice": _off_splice, "kept": _off_kept, "yaml": _off_yaml}
+       "splice": _off_splice, "kept": _off_kept, "orjson": _off_orjson, "yaml": _off_yaml}
 OFF_ENV = "FEEDSVC_BENCH_OFF"
 
 

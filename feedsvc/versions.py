@@ -38,7 +38,7 @@ DOCUMENTS = RECORDS + BODIES + Makers(
     ("corpus.py", "assembly.py", "records.py", "sitefile.py", "names.py", "feeds.py",
      "publish.py", "documents.py", "scopes.py", "recipes.py", "bodies.py", "feedmaker.py",
      "views.py", "htmlpages.py", "splice.py", "templates/*"),
-    ("feedgen", "lxml", "isal", "Jinja2", "MarkupSafe", "python-slugify"))
+    ("feedgen", "lxml", "orjson", "isal", "Jinja2", "MarkupSafe", "python-slugify"))
 # a checkpoint holds what every module knows
 CHECKPOINT = DOCUMENTS + Makers(("*.py",), ())
 

@@ -260,3 +260,39 @@ def test_json_feeds_over_sockets_conditional_gets_and_a_reader_fetching_them(ser
             item["id"] for item in plain.json()["items"]}
     finally:
         feeds_reader.close()
+
+
+# what a data file can put in a string: controls, quotes, backslashes, JSON's and
+# JavaScript's line separators, a BOM, HTML, astral characters
+_HOSTILE = ["\x00", "\x01", "\x08", "\t", "\n", "\x0c", "\r", "\x1f", "\x7f", '"', "\\", "/",
+            "\u2028", "\u2029", "\ufeff", "</script>", "é", "سیاست", "😀", "a", " ", "&amp;"]
+
+
+def test_json_feed_bytes_are_the_standard_librarys_for_hostile_strings_and_big_numbers():
+    """The writer's bytes (orjson) are what json.dumps gives for the same document,
+    whatever the strings hold; an integer past 64 bits, which orjson refuses, is written
+    by json instead of failing the feed."""
+    import random
+
+    from test_tricks import _entry, _feed
+
+    from feedsvc import feeds
+
+    rnd = random.Random(11)
+
+    def text() -> str:
+        return "".join(rnd.choice(_HOSTILE) for _ in range(rnd.randrange(1, 40)))
+
+    writer = feeds.WRITERS["json"]
+    for i in range(200):
+        entry = _entry(i, title=text(), summary=text(), content=f"<p>{text()}</p>",
+                       categories=(text(), text()), authors=(feeds.Author(text(), ""),),
+                       enclosure=("https://news.example.com/i.jpg", "image/jpeg",
+                                  rnd.choice([0, 1, 2**31, 2**63 - 1])))
+        feed = _feed((entry,))
+        out = writer.write(feed, feed.self_urls["json"], {})
+        assert out == feeds.plain_json(json.loads(out)), i
+    huge = _feed((_entry(1, enclosure=("https://news.example.com/i.jpg", "image/jpeg", 2**70)),))
+    out = writer.write(huge, huge.self_urls["json"], {})
+    assert json.loads(out)["items"][0]["attachments"][0]["size_in_bytes"] == 2**70
+    assert out == feeds.plain_json(json.loads(out))
