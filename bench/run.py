@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import contextlib
+import gzip
 import hashlib
 import http.client
 import json
@@ -338,6 +339,23 @@ def cpu_busy(seconds: float = 0.5) -> float:
     return 1 - (i1 - i0) / max(1, t1 - t0)
 
 
+# the built-in hub's link in an RSS, Atom or JSON feed (`feedsvc serve` advertises it; a
+# static export, which runs no hub, does not)
+HUB_LINK = re.compile(rb'\n *<(?:atom:)?link href="[^"]*/websub" rel="hub"/>|'
+                      rb'"hubs":\[\{"type":"WebSub","url":"[^"]*/websub"\}\],')
+
+
+def same_bytes(name: str, case: str, body: bytes, expect: dict) -> bool:
+    """Whether `body` is what feedsvc served; for the static export (nginx, build), once
+    the built-in hub's link is left out of feedsvc's bytes."""
+    want = expect["gzip" if "gzip" in case else "identity"]
+    if body == want or not name.startswith("nginx (build)"):
+        return body == want
+    if "gzip" in case:
+        body = gzip.decompress(body)
+    return body == HUB_LINK.sub(b"", expect["identity"], count=1)
+
+
 def check_cases(name: str, port: int, path: str, expect: dict | None,
                 cases: list[str]) -> tuple[str, dict]:
     """The server's own gzip ETag, and whether each case answers as it should."""
@@ -352,7 +370,7 @@ def check_cases(name: str, port: int, path: str, expect: dict | None,
         c = {"status": st, "ok": st == want and bool(etag_gz), "wire_bytes": len(body),
              "content_encoding": h.get("content-encoding", ""), "vary": h.get("vary", "")}
         if expect and case != "304":
-            c["same_bytes_as_feedsvc"] = body == expect["gzip" if "gzip" in case else "identity"]
+            c["same_bytes_as_feedsvc"] = same_bytes(name, case, body, expect)
         if case == "200 gzip":
             c["ok"] = c["ok"] and h.get("content-encoding") == "gzip"
         if not c["ok"]:

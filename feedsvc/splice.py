@@ -7,10 +7,11 @@ document is its head, its entries and its tail; the entries of the last version 
 `key` (a hash of every field of the `feeds.Entry`, made once per entry and build by
 feedmaker) is unchanged are cut out of its bytes, the others and the head and tail
 come from the plain writers run on a feed holding only those (the head does not
-depend on which entries a feed holds).  A cut that does not
-find exactly the entries expected (a body quoting a writer's markers, raw HTML in an RSS
-CDATA section) falls back to the plain path.  tests/test_tricks.py holds it to
-`feeds.render`, byte for byte.
+depend on which entries a feed holds).  A cut that does not find exactly the entries
+expected (a body quoting a writer's markers, raw HTML in an RSS CDATA section) falls back
+to the plain path.  The entries of the last documents spliced or cut stay cut (`HELD`),
+so the next edit of the same feeds neither gunzips nor cuts.  tests/test_tricks.py
+holds both to `feeds.render`, byte for byte.
 """
 from __future__ import annotations
 
@@ -57,8 +58,8 @@ def render(feed: feeds.Feed, keys: tuple[Key, ...], last: Last | None) -> dict[s
 def packed(feed: feeds.Feed, keys: tuple[Key, ...], last: Last | None
            ) -> list[tuple[str, bytes]]:
     """`render`'s documents as `documents.pack` gives them (ETag, gzip bytes), in the order
-    of the feed's formats; the entries of each spliced one are held by its gzip bytes, for
-    the next splice of the same feed (see HELD)."""
+    of the feed's formats; the entries of each spliced one are held by its ETag, for the
+    next splice of the same feed (see HELD)."""
     out = []
     for doc, entries in _render(feed, keys, last).values():
         etag, gz = pack(doc)
