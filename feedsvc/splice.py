@@ -38,12 +38,22 @@ class Last(NamedTuple):
 
 def key(entry: feeds.Entry) -> Key:
     """What the entry's bytes are made from, in every format: Python's hash of all its
-    fields, its dates as ISO 8601 with their offsets (all any writer takes of them).
-    Strings hash by the process's keyed SipHash, so two entries that differ share a key
-    with odds of about 2**-64; keys are only compared with keys made by the same process
-    (`publish.Publisher` keeps them in memory, never stored)."""
-    return hash(tuple(v.isoformat() if isinstance(v, dt.datetime) else v
-                      for v in _FIELDS(entry)))
+    fields as text (`_text`).  Strings hash by the process's keyed SipHash, so two
+    entries that differ share a key with odds of about 2**-64; keys are only compared
+    with keys made by the same process (`publish.Publisher` keeps them in memory, never
+    stored)."""
+    return hash(tuple(map(_text, _FIELDS(entry))))
+
+
+def _text(value: object) -> object:
+    """A field as text, or a tuple of texts: dates as ISO 8601 with their offsets (all any
+    writer takes of them), numbers as digits (Python hashes an int modulo 2**61 - 1, so
+    5 and 5 + 2**61 - 1 would share a key)."""
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, tuple):
+        return tuple(map(_text, value))
+    return str(value) if isinstance(value, int) else value
 
 
 _FIELDS = attrgetter(*(f.name for f in fields(feeds.Entry)))
@@ -114,7 +124,8 @@ class Held:
     ETag of each document (a hash of its bytes).  A feed spliced again from those needs
     neither gunzip nor cut: about 6 ms of a 50 ms one-article refresh at 10k articles,
     for at most `size` feeds (an edit rewrites about 15, ~350 KB each on the bench's
-    corpus)."""
+    corpus).  A refresh of many scopes splices in the pool's workers: what they hold
+    ends with them."""
 
     def __init__(self, size: int):
         self.size = size

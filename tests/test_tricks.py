@@ -133,6 +133,24 @@ def test_spliced_feeds_are_the_plain_writers_bytes(hubs, monkeypatch):
         assert written[0] < len(entries) or quoted, (step, written)
 
 
+def test_entries_that_differ_in_any_field_have_other_keys():
+    """splice.key tells apart entries that differ only in one field, numbers too (Python
+    hashes 5 and 5 + 2**61 - 1 alike), and dates at one instant with other offsets."""
+    base = _entry(3)
+    url, media_type, length = base.enclosure
+    when = base.published.astimezone(dt.UTC)
+    others = [dataclasses.replace(base, enclosure=(url, media_type, length + 2**61 - 1)),
+              dataclasses.replace(base, enclosure=(url, media_type, length + 1)),
+              dataclasses.replace(base, published=when), dataclasses.replace(base, updated=when),
+              dataclasses.replace(base, categories=base.categories[::-1]),
+              dataclasses.replace(base, authors=(feeds.Author("Jane Doe", ""),)),
+              dataclasses.replace(base, enclosure=None), dataclasses.replace(base, language="en")]
+    assert when == base.published
+    keys = [splice.key(e) for e in [base, *others]]
+    assert len(set(keys)) == len(keys)
+    assert splice.key(dataclasses.replace(base)) == keys[0]
+
+
 def test_feeds_spliced_from_held_entries_are_the_plain_writers_bytes(monkeypatch):
     """splice.HELD: a chain of edits, each spliced from the version before (whose
     entries are held: no gunzip, no cut), and a splice from a version cut earlier, give
