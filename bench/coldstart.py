@@ -96,6 +96,11 @@ def _off_kept() -> None:            # a feed spliced again is gunzipped and cut 
     splice.HELD.size = 0
 
 
+def _off_recent() -> None:          # every refresh reads its bodies from SQLite again
+    from feedsvc import bodies
+    bodies.RECENT_BODIES = 0
+
+
 def _off_orjson() -> None:          # JSON Feed bytes by the standard library's json
     from types import SimpleNamespace
 
@@ -111,7 +116,8 @@ def _off_yaml() -> None:            # every front matter through PyYAML
 
 # name -> the patch that turns the trick off
 OFF = {"plain": _off_plain, "held": _off_held, "freeze": _off_freeze, "fork": _off_fork,
-       "splice": _off_splice, "kept": _off_kept, "orjson": _off_orjson, "yaml": _off_yaml}
+       "splice": _off_splice, "kept": _off_kept, "recent": _off_recent,
+       "orjson": _off_orjson, "yaml": _off_yaml}
 OFF_ENV = "FEEDSVC_BENCH_OFF"
 
 

@@ -34,6 +34,8 @@ TRICKS = {
     "splice": ("splice.render: a feed written again keeps its unchanged entries",
                "refresh_ms"),
     "kept": ("splice.HELD: the entries of the feeds spliced last stay cut", "refresh_ms"),
+    "recent": ("bodies.RECENT_BODIES: the last bodies asked for stay in memory",
+               "refresh_ms"),
     "yaml": ("safeyaml.PLAIN_FIRST: plain front matter read without PyYAML", "cpu_s"),
     "orjson": ("feeds.JsonFeedWriter: orjson, not json (the same bytes)", "cpu_s"),
 }

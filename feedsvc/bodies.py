@@ -2,6 +2,8 @@
 core for a large batch, and the cache key of each."""
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 
 from . import content
@@ -10,6 +12,7 @@ from .cache import Cache
 from .model import Article, Site
 
 Body = tuple[str, str]              # (html, summary)
+RECENT_BODIES = 512                 # the last bodies asked for, held (see Bodies.start)
 
 
 def page_url(site: Site, article: Article) -> str:
@@ -24,6 +27,11 @@ class Bodies:
         # path -> (what its key is made from, the key): a hash asked for several times
         # per build, worked out once for each version of each article
         self._keys: dict[str, tuple[tuple[str, str, bool], str]] = {}
+        # key -> body: the last RECENT_BODIES asked for (an edit's refresh asks again for
+        # the ~250 of the feeds it rewrites: no SQLite read, and their strings keep their
+        # hashes for splice.key); a key names one body for good, so none goes stale
+        self._recent: OrderedDict[str, Body] = OrderedDict()
+        self._lock = threading.Lock()       # (article pages ask from request threads)
 
     def key(self, site: Site, article: Article) -> str:
         """The cache key of the article's body."""
@@ -53,7 +61,11 @@ class Bodies:
         way)."""
         site = corpus.site
         keys = {a.path: self.key(site, a) for a in articles}
-        known = self.cache.get("html", list(dict.fromkeys(keys.values())))
+        wanted = list(dict.fromkeys(keys.values()))
+        with self._lock:
+            known = {k: self._recent[k] for k in wanted if k in self._recent}
+        if len(known) < len(wanted):
+            known.update(self.cache.get("html", [k for k in wanted if k not in known]))
         jobs = {keys[a.path]: (corpus.root, a.path, a.digest, page_url(site, a), a.summary,
                                site.trusted_html)
                 for a in articles if keys[a.path] not in known}
@@ -64,8 +76,20 @@ class Bodies:
             self.cache.renders += len(fresh)
             self.cache.put_later("html", fresh)
             known.update(fresh)
+            self._hold(known)
             return known
         return finish
+
+    def _hold(self, bodies: dict[str, Body]) -> None:
+        """Keep the last RECENT_BODIES of `bodies` (and of those held before)."""
+        with self._lock:
+            recent = self._recent
+            items = list(bodies.items())
+            for k, body in items[max(0, len(items) - RECENT_BODIES):]:
+                recent[k] = body
+                recent.move_to_end(k)
+            while len(recent) > RECENT_BODIES:
+                recent.popitem(last=False)
 
     def forget(self, corpus: Corpus) -> None:
         """Let the cache drop bodies of articles gone (every article's body stays: its page

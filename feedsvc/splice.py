@@ -49,6 +49,8 @@ def _text(value: object) -> object:
     """A field as text, or a tuple of texts: dates as ISO 8601 with their offsets (all any
     writer takes of them), numbers as digits (Python hashes an int modulo 2**61 - 1, so
     5 and 5 + 2**61 - 1 would share a key)."""
+    if value.__class__ is str:
+        return value
     if isinstance(value, dt.datetime):
         return value.isoformat()
     if isinstance(value, tuple):

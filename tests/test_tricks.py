@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from feedsvc import feeds, live, settings, splice
+from feedsvc import bodies, feeds, live, settings, splice
 from feedsvc.cache import Cache
 from feedsvc.documents import compress, decompress, etag_of
 
@@ -180,6 +180,35 @@ def test_feeds_spliced_from_held_entries_are_the_plain_writers_bytes(monkeypatch
     monkeypatch.setattr(splice, "HELD", splice.Held(0))   # off: every version gunzipped
     packed(entries[:-1], last)
     assert len(gunzipped) == 2 * len(feeds.WRITERS)
+
+
+@pytest.mark.parametrize("recent", [bodies.RECENT_BODIES, 3, 0])
+def test_bodies_held_in_memory_are_the_cached_ones(data, tmp_path, monkeypatch, recent):
+    """bodies.RECENT_BODIES: a refresh after an edit reads the bodies it held from memory,
+    not from SQLite, and every document equals a fresh start's, with few bodies held,
+    or none (the trick off)."""
+    monkeypatch.setattr(bodies, "RECENT_BODIES", recent)
+    for i in range(8):
+        data.article(f"a{i}", title=f"Article {i}", date=f"2024-11-{1 + i:02d}T10:00:00Z")
+    service = live.Service(settings.resolve({"data_dir": str(data.root), "watch": False,
+                                             "state_dir": str(tmp_path / "s1")}, environ={}))
+    asked: list[int] = []
+    real = service.cache.get
+    monkeypatch.setattr(service.cache, "get", lambda table, keys: (
+        asked.append(len(keys)) if table == "html" else None) or real(table, keys))
+    for step in range(3):
+        data.article("a3", title=f"Article 3, edit {step}", date="2024-11-04T10:00:00Z")
+        assert service.refresh()
+    fresh = live.Service(settings.resolve({"data_dir": str(data.root), "watch": False,
+                                           "state_dir": str(tmp_path / "s2")}, environ={}))
+    assert {p: d.etag for p, d in service.documents.items()} == \
+        {p: d.etag for p, d in fresh.documents.items()}
+    if recent >= 8:
+        assert asked == [1, 1, 1]           # only the edited body: the others were held
+    else:
+        assert sum(asked) >= 3 * (8 - recent - 1)
+    service.close()
+    fresh.close()
 
 
 def test_a_refresh_splices_and_publishes_what_a_fresh_start_does(data, tmp_path, monkeypatch):
