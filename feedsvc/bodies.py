@@ -12,7 +12,8 @@ from .cache import Cache
 from .model import Article, Site
 
 Body = tuple[str, str]              # (html, summary)
-RECENT_BODIES = 512                 # the last bodies asked for, held (see Bodies.start)
+RECENT_BODIES = 512                 # the last bodies asked for, held (see Bodies.start),
+RECENT_CHARS = 8 << 20              # ... up to this many characters in all
 
 
 def page_url(site: Site, article: Article) -> str:
@@ -31,6 +32,7 @@ class Bodies:
         # the ~250 of the feeds it rewrites: no SQLite read, and their strings keep their
         # hashes for splice.key); a key names one body for good, so none goes stale
         self._recent: OrderedDict[str, Body] = OrderedDict()
+        self._recent_chars = 0
         self._lock = threading.Lock()       # (article pages ask from request threads)
 
     def key(self, site: Site, article: Article) -> str:
@@ -81,15 +83,20 @@ class Bodies:
         return finish
 
     def _hold(self, bodies: dict[str, Body]) -> None:
-        """Keep the last RECENT_BODIES of `bodies` (and of those held before)."""
+        """Keep the last RECENT_BODIES of `bodies` (and of those held before), within
+        RECENT_CHARS."""
         with self._lock:
             recent = self._recent
             items = list(bodies.items())
             for k, body in items[max(0, len(items) - RECENT_BODIES):]:
-                recent[k] = body
+                if k not in recent:
+                    recent[k] = body
+                    self._recent_chars += len(body[0]) + len(body[1])
                 recent.move_to_end(k)
-            while len(recent) > RECENT_BODIES:
-                recent.popitem(last=False)
+            while recent and (len(recent) > RECENT_BODIES or
+                              self._recent_chars > RECENT_CHARS):
+                html, summary = recent.popitem(last=False)[1]
+                self._recent_chars -= len(html) + len(summary)
 
     def forget(self, corpus: Corpus) -> None:
         """Let the cache drop bodies of articles gone (every article's body stays: its page

@@ -182,12 +182,15 @@ def test_feeds_spliced_from_held_entries_are_the_plain_writers_bytes(monkeypatch
     assert len(gunzipped) == 2 * len(feeds.WRITERS)
 
 
-@pytest.mark.parametrize("recent", [bodies.RECENT_BODIES, 3, 0])
-def test_bodies_held_in_memory_are_the_cached_ones(data, tmp_path, monkeypatch, recent):
+@pytest.mark.parametrize("recent, chars", [(bodies.RECENT_BODIES, bodies.RECENT_CHARS),
+                                           (3, bodies.RECENT_CHARS), (512, 300), (0, 0)])
+def test_bodies_held_in_memory_are_the_cached_ones(data, tmp_path, monkeypatch, recent,
+                                                   chars):
     """bodies.RECENT_BODIES: a refresh after an edit reads the bodies it held from memory,
-    not from SQLite, and every document equals a fresh start's, with few bodies held,
-    or none (the trick off)."""
+    not from SQLite, and every document equals a fresh start's, with few bodies held
+    (by count or by size: a body is about 60 characters here), or none (the trick off)."""
     monkeypatch.setattr(bodies, "RECENT_BODIES", recent)
+    monkeypatch.setattr(bodies, "RECENT_CHARS", chars)
     for i in range(8):
         data.article(f"a{i}", title=f"Article {i}", date=f"2024-11-{1 + i:02d}T10:00:00Z")
     service = live.Service(settings.resolve({"data_dir": str(data.root), "watch": False,
@@ -203,10 +206,12 @@ def test_bodies_held_in_memory_are_the_cached_ones(data, tmp_path, monkeypatch, 
                                            "state_dir": str(tmp_path / "s2")}, environ={}))
     assert {p: d.etag for p, d in service.documents.items()} == \
         {p: d.etag for p, d in fresh.documents.items()}
-    if recent >= 8:
+    if recent >= 8 and chars > 8 * 200:
         assert asked == [1, 1, 1]           # only the edited body: the others were held
     else:
-        assert sum(asked) >= 3 * (8 - recent - 1)
+        assert sum(asked) >= 3 * (8 - min(recent, chars // 50) - 1)
+    held = service.publisher.bodies._recent
+    assert len(held) <= recent and sum(len(h) + len(s) for h, s in held.values()) <= chars
     service.close()
     fresh.close()
 
