@@ -125,13 +125,15 @@ class Held:
     """The entries' bytes of the feeds this process spliced or cut last, by the identity
     ETag of each document (a hash of its bytes).  A feed spliced again from those needs
     neither gunzip nor cut: about 6 ms of a 50 ms one-article refresh at 10k articles,
-    for at most `size` feeds (an edit rewrites about 15, ~350 KB each on the bench's
-    corpus).  A refresh of many scopes splices in the pool's workers: what they hold
-    ends with them."""
+    for at most `size` documents and `max_bytes` of entries (an edit rewrites about 15
+    feeds, ~350 KB each on the bench's corpus).  A refresh of many scopes splices in the
+    pool's workers: what they hold ends with them."""
 
-    def __init__(self, size: int):
+    def __init__(self, size: int, max_bytes: int = 32 << 20):
         self.size = size
+        self.max_bytes = max_bytes
         self._items: OrderedDict[str, list[bytes]] = OrderedDict()
+        self._bytes = 0
         self._lock = threading.Lock()
 
     def get(self, etag: str, count: int) -> list[bytes] | None:
@@ -144,10 +146,13 @@ class Held:
 
     def put(self, etag: str, entries: list[bytes]) -> None:
         with self._lock:
-            self._items[etag] = entries
+            if etag not in self._items:
+                self._items[etag] = entries
+                self._bytes += sum(map(len, entries))
             self._items.move_to_end(etag)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
+            while self._items and (len(self._items) > self.size or
+                                   self._bytes > self.max_bytes):
+                self._bytes -= sum(map(len, self._items.popitem(last=False)[1]))
 
 
 HELD = Held(32)

@@ -178,8 +178,14 @@ def test_feeds_spliced_from_held_entries_are_the_plain_writers_bytes(monkeypatch
     packed(entries, first)                          # back from the first version: held
     assert len(gunzipped) == len(feeds.WRITERS)
     monkeypatch.setattr(splice, "HELD", splice.Held(0))   # off: every version gunzipped
-    packed(entries[:-1], last)
+    last = packed(entries[:-1], last)
     assert len(gunzipped) == 2 * len(feeds.WRITERS)
+    small = splice.Held(32, max_bytes=20_000)             # a few documents' worth only
+    monkeypatch.setattr(splice, "HELD", small)
+    for step in range(4):
+        entries[step] = dataclasses.replace(entries[step], title=f"Again {step}")
+        last = packed(entries[:-1], last)
+    assert 0 < small._bytes <= 20_000 and len(small._items) < 2 * len(feeds.WRITERS)
 
 
 @pytest.mark.parametrize("recent, chars", [(bodies.RECENT_BODIES, bodies.RECENT_CHARS),
