@@ -93,7 +93,7 @@ def _off_splice() -> None:          # every feed written whole, by the plain wri
 
 def _off_kept() -> None:            # a feed spliced again is gunzipped and cut again
     from feedsvc import splice
-    splice.HELD.size = 0
+    splice.HELD.max_items = 0
 
 
 def _off_recent() -> None:          # every refresh reads its bodies from SQLite again

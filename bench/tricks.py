@@ -31,7 +31,7 @@ TRICKS = {
     "held": ("cache.Cache.held: a first build's cache writes wait", "ready_s"),
     "freeze": ("workers.FREEZE_BEFORE_FORK: gc.freeze before forking", "rss_mb"),
     "fork": ("workers._new_pool: fork rather than spawn", "ready_s"),
-    "splice": ("splice.render: a feed written again keeps its unchanged entries",
+    "splice": ("splice.packed: a feed written again keeps its unchanged entries",
                "refresh_ms"),
     "kept": ("splice.HELD: the entries of the feeds spliced last stay cut", "refresh_ms"),
     "recent": ("bodies.RECENT_BODIES: the last bodies asked for stay in memory",

@@ -2,13 +2,12 @@
 core for a large batch, and the cache key of each."""
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Callable
 
 from . import content
 from .assembly import Corpus
 from .cache import Cache
+from .lru import LRU
 from .model import Article, Site
 
 Body = tuple[str, str]              # (html, summary)
@@ -28,12 +27,12 @@ class Bodies:
         # path -> (what its key is made from, the key): a hash asked for several times
         # per build, worked out once for each version of each article
         self._keys: dict[str, tuple[tuple[str, str, bool], str]] = {}
-        # key -> body: the last RECENT_BODIES asked for (an edit's refresh asks again for
-        # the ~250 of the feeds it rewrites: no SQLite read, and their strings keep their
-        # hashes for splice.key); a key names one body for good, so none goes stale
-        self._recent: OrderedDict[str, Body] = OrderedDict()
-        self._recent_chars = 0
-        self._lock = threading.Lock()       # (article pages ask from request threads)
+        # key -> body: the last asked for (an edit's refresh asks again for the ~250 of
+        # the feeds it rewrites: no SQLite read, and their strings keep their hashes for
+        # splice.key); a key names one body for good, so none goes stale.  (Article pages
+        # ask from request threads: an LRU takes its lock.)
+        self._recent: LRU[str, Body] = LRU(RECENT_BODIES, RECENT_CHARS,
+                                           lambda body: len(body[0]) + len(body[1]))
 
     def key(self, site: Site, article: Article) -> str:
         """The cache key of the article's body."""
@@ -64,8 +63,7 @@ class Bodies:
         site = corpus.site
         keys = {a.path: self.key(site, a) for a in articles}
         wanted = list(dict.fromkeys(keys.values()))
-        with self._lock:
-            known = {k: self._recent[k] for k in wanted if k in self._recent}
+        known = {k: body for k in wanted if (body := self._recent.get(k)) is not None}
         if len(known) < len(wanted):
             known.update(self.cache.get("html", [k for k in wanted if k not in known]))
         jobs = {keys[a.path]: (corpus.root, a.path, a.digest, page_url(site, a), a.summary,
@@ -78,25 +76,11 @@ class Bodies:
             self.cache.renders += len(fresh)
             self.cache.put_later("html", fresh)
             known.update(fresh)
-            self._hold(known)
+            items = list(known.items())     # (only the last of a cold start's thousands)
+            for k, body in items[max(0, len(items) - self._recent.max_items):]:
+                self._recent.put(k, body)
             return known
         return finish
-
-    def _hold(self, bodies: dict[str, Body]) -> None:
-        """Keep the last RECENT_BODIES of `bodies` (and of those held before), within
-        RECENT_CHARS."""
-        with self._lock:
-            recent = self._recent
-            items = list(bodies.items())
-            for k, body in items[max(0, len(items) - RECENT_BODIES):]:
-                if k not in recent:
-                    recent[k] = body
-                    self._recent_chars += len(body[0]) + len(body[1])
-                recent.move_to_end(k)
-            while recent and (len(recent) > RECENT_BODIES or
-                              self._recent_chars > RECENT_CHARS):
-                html, summary = recent.popitem(last=False)[1]
-                self._recent_chars -= len(html) + len(summary)
 
     def forget(self, corpus: Corpus) -> None:
         """Let the cache drop bodies of articles gone (every article's body stays: its page

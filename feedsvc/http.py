@@ -27,9 +27,7 @@ import base64
 import datetime as dt
 import hashlib
 import re
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -38,6 +36,8 @@ from pathlib import Path
 from isal import igzip
 from werkzeug.http import http_date, parse_accept_header, parse_date, parse_etags
 from werkzeug.sansio.http import is_resource_modified
+
+from .lru import LRU
 
 StartResponse = Callable[..., object]
 IDENTITY_CACHE_BYTES = 32 << 20     # identity bytes kept ready, the most recently asked
@@ -86,30 +86,18 @@ class Inflated:
 
     def __init__(self, budget: int):
         self.budget = budget
-        self._held: OrderedDict[str, bytes] = OrderedDict()     # by gzip ETag
-        self._size = 0
-        self._lock = threading.Lock()
+        self._held: LRU[str, bytes] = LRU(1 << 30, budget, len)    # by gzip ETag
 
     def get(self, key: str, gz: bytes) -> bytes:
         """The identity bytes of `gz`, whose (gzip) ETag is `key`."""
-        with self._lock:
-            body = self._held.get(key)
-            if body is not None:
-                self._held.move_to_end(key)
-                return body
-        body = igzip.decompress(gz)         # outside the lock: other requests go on
-        with self._lock:
-            if key not in self._held and len(body) <= self.budget:
-                self._held[key] = body
-                self._size += len(body)
-                while self._size > self.budget:
-                    self._size -= len(self._held.popitem(last=False)[1])
+        body = self._held.get(key)
+        if body is None:
+            body = igzip.decompress(gz)     # outside any lock: other requests go on
+            self._held.put(key, body)
         return body
 
     def clear(self) -> None:
-        with self._lock:
-            self._held.clear()
-            self._size = 0
+        self._held.clear()
 
 
 @dataclass(frozen=True)

@@ -16,14 +16,13 @@ holds both to `feeds.render`, byte for byte.
 from __future__ import annotations
 
 import datetime as dt
-import threading
-from collections import OrderedDict
 from dataclasses import fields, replace
 from operator import attrgetter
 from typing import NamedTuple
 
 from . import feeds
 from .documents import decompress, pack
+from .lru import LRU
 
 Key = int     # an entry's splice key (see `key`)
 
@@ -61,17 +60,12 @@ def _text(value: object) -> object:
 _FIELDS = attrgetter(*(f.name for f in fields(feeds.Entry)))
 
 
-def render(feed: feeds.Feed, keys: tuple[Key, ...], last: Last | None) -> dict[str, bytes]:
-    """What `feeds.render(feed)` gives (`keys`: the key of each of its entries), writing
-    only the entries `last` does not hold."""
-    return {name: doc for name, (doc, _) in _render(feed, keys, last).items()}
-
-
 def packed(feed: feeds.Feed, keys: tuple[Key, ...], last: Last | None
            ) -> list[tuple[str, bytes]]:
-    """`render`'s documents as `documents.pack` gives them (ETag, gzip bytes), in the order
-    of the feed's formats; the entries of each spliced one are held by its ETag, for the
-    next splice of the same feed (see HELD)."""
+    """What `feeds.render(feed)` gives (`keys`: the key of each of its entries), writing
+    only the entries `last` does not hold, as `documents.pack` gives it (ETag, gzip
+    bytes), in the order of the feed's formats; the entries of each spliced document are
+    held by its ETag, for the next splice of the same feed (see HELD)."""
     out = []
     for doc, entries in _render(feed, keys, last).values():
         etag, gz = pack(doc)
@@ -91,7 +85,7 @@ def _render(feed: feeds.Feed, keys: tuple[Key, ...], last: Last | None
     written = fresh or [feed.entries[0]]    # (none to write: one shows where the head ends)
     made = feeds.render(replace(feed, entries=tuple(written)))
     out = {name: _splice(feeds.WRITERS[name], doc, len(written), last.gzip[name],
-                         last.etags.get(name, ""), keys, kept, len(last.keys))
+                         last.etags[name], keys, kept, len(last.keys))
            for name, doc in made.items()}
     return _plain(feed) if None in out.values() else out  # type: ignore[return-value]
 
@@ -107,11 +101,11 @@ def _splice(writer: feeds.Writer, doc: bytes, written: int, old_gzip: bytes, old
     entries of `doc`, the kept ones from the last version, as HELD keeps them or cut from
     its bytes (None: a cut is not to be trusted)."""
     new = _cut(writer, doc, written)
-    old = HELD.get(old_etag, old_count)
-    if old is None:
+    old = HELD.get(old_etag)
+    if old is None or len(old) != old_count:
         cut = _cut(writer, decompress(old_gzip), old_count)
         old = cut[1] if cut else None
-        if old is not None and old_etag:
+        if old is not None:
             HELD.put(old_etag, old)
     if new is None or old is None:
         return None
@@ -121,41 +115,12 @@ def _splice(writer: feeds.Writer, doc: bytes, written: int, old_gzip: bytes, old
     return head + writer.entry_sep.join(entries) + tail, entries
 
 
-class Held:
-    """The entries' bytes of the feeds this process spliced or cut last, by the identity
-    ETag of each document (a hash of its bytes).  A feed spliced again from those needs
-    neither gunzip nor cut: about 6 ms of a 50 ms one-article refresh at 10k articles,
-    for at most `size` documents and `max_bytes` of entries (an edit rewrites about 15
-    feeds, ~350 KB each on the bench's corpus).  A refresh of many scopes splices in the
-    pool's workers: what they hold ends with them."""
-
-    def __init__(self, size: int, max_bytes: int = 32 << 20):
-        self.size = size
-        self.max_bytes = max_bytes
-        self._items: OrderedDict[str, list[bytes]] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    def get(self, etag: str, count: int) -> list[bytes] | None:
-        """The `count` entries of the document of ETag `etag`, if held."""
-        with self._lock:
-            entries = self._items.get(etag)
-            if entries is not None:
-                self._items.move_to_end(etag)
-        return entries if entries is not None and len(entries) == count else None
-
-    def put(self, etag: str, entries: list[bytes]) -> None:
-        with self._lock:
-            if etag not in self._items:
-                self._items[etag] = entries
-                self._bytes += sum(map(len, entries))
-            self._items.move_to_end(etag)
-            while self._items and (len(self._items) > self.size or
-                                   self._bytes > self.max_bytes):
-                self._bytes -= sum(map(len, self._items.popitem(last=False)[1]))
-
-
-HELD = Held(32)
+# The entries' bytes of the feed documents this process spliced or cut last, by the
+# identity ETag of each (a hash of its bytes): a feed spliced again from them needs
+# neither gunzip nor cut, about 6 ms of a 50 ms one-article refresh at 10k articles (an
+# edit rewrites about 15 feeds, ~350 KB each on the bench's corpus).  A refresh of many
+# scopes splices in the pool's workers: what they hold ends with them.
+HELD: LRU[str, list[bytes]] = LRU(32, 32 << 20, lambda entries: sum(map(len, entries)))
 
 
 def _cut(writer: feeds.Writer, doc: bytes, count: int

@@ -29,8 +29,9 @@ def imported_roots(module: Path) -> set[str]:
 LAYERS: dict[str, set[str]] = {
     # leaves: no package imports
     "model": set(), "versions": set(), "workers": set(), "settings": set(),
-    "preflight": set(), "feeds": set(), "http": set(), "watch": set(), "__init__": set(),
-    "documents": set(), "progress": set(),
+    "preflight": set(), "feeds": set(), "watch": set(), "__init__": set(),
+    "documents": set(), "progress": set(), "lru": set(),
+    "http": {"lru"},
     # reading the data, and what outlives a process
     "datafile": {"model"},
     "safeyaml": {"datafile", "model"},
@@ -58,10 +59,10 @@ LAYERS: dict[str, set[str]] = {
     "htmlpages": {"feeds", "model"},
     "hubs": {"feeds"},
     "scopes": {"assembly", "model"},
-    "bodies": {"assembly", "cache", "content", "model"},
+    "bodies": {"assembly", "cache", "content", "lru", "model"},
     "recipes": {"assembly", "documents", "feeds", "htmlpages", "hubs", "model", "scopes",
                 "versions", "views"},
-    "splice": {"documents", "feeds"},
+    "splice": {"documents", "feeds", "lru"},
     "feedmaker": {"assembly", "bodies", "documents", "feeds", "htmlpages", "loader",
                   "model", "scopes", "splice", "workers"},
     "views": {"assembly", "bodies", "feeds", "htmlpages", "model"},

@@ -21,6 +21,7 @@ import yaml
 from feedsvc import bodies, feeds, live, settings, splice
 from feedsvc.cache import Cache
 from feedsvc.documents import compress, decompress, etag_of
+from feedsvc.lru import LRU
 
 
 def _rows(state_dir: Path) -> dict[str, list[tuple]]:
@@ -101,8 +102,9 @@ MARKERS = ("<p>x</p>\n    <item>quoted</item>\n  </channel>",
 def test_spliced_feeds_are_the_plain_writers_bytes(hubs, monkeypatch):
     """Every kind of change between a feed's last version and the next (an entry edited,
     added, removed, moved; nothing changed; bodies quoting the markers the cut looks
-    for): splice.render gives feeds.render's bytes in every format, and writes only the
+    for): splice.packed gives feeds.render's bytes in every format, and writes only the
     entries the last version lacks (or, when the cut cannot be trusted, all of them)."""
+    monkeypatch.setattr(splice, "HELD", _held(0))     # every last version cut from its bytes
     written: list[int] = []
     plain = feeds.render
     monkeypatch.setattr(feeds, "render", lambda feed: written.append(len(feed.entries)) or
@@ -126,8 +128,9 @@ def test_spliced_feeds_are_the_plain_writers_bytes(hubs, monkeypatch):
             entries[i] = dataclasses.replace(entries[i], content=MARKERS[step // 20])
         feed, last = _feed(tuple(entries), hubs), _last(_feed(old, hubs))
         written.clear()
-        got = splice.render(feed, tuple(map(splice.key, feed.entries)), last)
-        assert got == plain(feed), step
+        got = splice.packed(feed, tuple(map(splice.key, feed.entries)), last)
+        assert {n: decompress(gz) for n, (_, gz) in zip(feed.self_urls, got, strict=True)} \
+            == plain(feed), step
         assert written, step
         quoted = any(e.content in MARKERS for e in entries)
         assert written[0] < len(entries) or quoted, (step, written)
@@ -151,11 +154,16 @@ def test_entries_that_differ_in_any_field_have_other_keys():
     assert splice.key(dataclasses.replace(base)) == keys[0]
 
 
+def _held(items: int, max_bytes: int = 32 << 20) -> LRU[str, list[bytes]]:
+    """A fresh splice.HELD, of other bounds."""
+    return LRU(items, max_bytes, splice.HELD.size_of)
+
+
 def test_feeds_spliced_from_held_entries_are_the_plain_writers_bytes(monkeypatch):
     """splice.HELD: a chain of edits, each spliced from the version before (whose
     entries are held: no gunzip, no cut), and a splice from a version cut earlier, give
     feeds.render's bytes and ETags; with nothing held, every version is gunzipped."""
-    monkeypatch.setattr(splice, "HELD", splice.Held(32))
+    monkeypatch.setattr(splice, "HELD", _held(32))
     gunzipped: list[bytes] = []
     real = splice.decompress
     monkeypatch.setattr(splice, "decompress", lambda gz: gunzipped.append(gz) or real(gz))
@@ -177,15 +185,15 @@ def test_feeds_spliced_from_held_entries_are_the_plain_writers_bytes(monkeypatch
     assert len(gunzipped) == len(feeds.WRITERS)     # the first version only, cut once
     packed(entries, first)                          # back from the first version: held
     assert len(gunzipped) == len(feeds.WRITERS)
-    monkeypatch.setattr(splice, "HELD", splice.Held(0))   # off: every version gunzipped
+    monkeypatch.setattr(splice, "HELD", _held(0))   # off: every version gunzipped
     last = packed(entries[:-1], last)
     assert len(gunzipped) == 2 * len(feeds.WRITERS)
-    small = splice.Held(32, max_bytes=20_000)             # a few documents' worth only
+    small = _held(32, max_bytes=20_000)             # a few documents' worth only
     monkeypatch.setattr(splice, "HELD", small)
     for step in range(4):
         entries[step] = dataclasses.replace(entries[step], title=f"Again {step}")
         last = packed(entries[:-1], last)
-    assert 0 < small._bytes <= 20_000 and len(small._items) < 2 * len(feeds.WRITERS)
+    assert 0 < small.size <= 20_000 and len(small) < 2 * len(feeds.WRITERS)
 
 
 @pytest.mark.parametrize("recent, chars", [(bodies.RECENT_BODIES, bodies.RECENT_CHARS),
