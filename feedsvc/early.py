@@ -55,6 +55,8 @@ class _Nothing:
 
 
 class _Handler(WSGIRequestHandler):
+    """One request per connection, answered by the app; quiet, and a silent client is let
+    go."""
     timeout = 5                          # a client that sends nothing is let go
 
     def log_message(self, format: str, *args: object) -> None:      # noqa: A002
@@ -99,6 +101,7 @@ class _Server(socketserver.ThreadingMixIn, WSGIServer):
 
 
 class _Server6(_Server):
+    """The same listener on an IPv6 address."""
     address_family = socket.AF_INET6
 
 

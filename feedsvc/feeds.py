@@ -51,6 +51,7 @@ def _pickled_by_fields(cls: type) -> type:
 @_pickled_by_fields
 @dataclass(frozen=True)
 class Author:
+    """An entry's author as every format names one: a name and a page."""
     name: str
     uri: str = ""
 
@@ -58,6 +59,7 @@ class Author:
 @_pickled_by_fields
 @dataclass(frozen=True)
 class Entry:
+    """One item of a feed, format-neutral (Atom's vocabulary): what every writer writes."""
     id: str
     title: str
     link: str
@@ -75,6 +77,7 @@ class Entry:
 @_pickled_by_fields
 @dataclass(frozen=True)
 class Feed:
+    """One scope's feed, format-neutral: its head and its entries, newest first."""
     id: str
     title: str
     subtitle: str
@@ -208,6 +211,7 @@ class _HubLinks(BaseExtension):
 
 
 class AtomWriter(_FeedgenWriter):
+    """Atom 1.0 (RFC 4287), through feedgen."""
     name, label, media_type = "atom", "Atom", "application/atom+xml"
     entry_start, entries_end = b"\n  <entry", b"\n</feed>"
 

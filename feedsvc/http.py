@@ -102,6 +102,7 @@ class Inflated:
 
 @dataclass(frozen=True)
 class Variant:
+    """One encoding of a ready document (identity or gzip): its bytes, ETag and headers."""
     body: bytes | None                  # None for identity: see Inflated
     etag: str                           # quoted, strong
     headers: list[tuple[str, str]]      # for a 200, without Cache-Control
@@ -111,6 +112,7 @@ class Variant:
 
 @dataclass(frozen=True)
 class Resource:
+    """A ready document as served: both variants and its Last-Modified."""
     identity: Variant
     gzip: Variant
     last_modified: int                  # Unix seconds

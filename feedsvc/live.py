@@ -37,6 +37,7 @@ CHECKPOINT_QUIET = 10.0     # seconds without changes before the checkpoint is r
 
 
 class Service:
+    """Keeps one data directory's ready responses in step with its files (see the module)."""
     def __init__(self, config: settings.Settings, clock=time.time):
         self.config = config
         self.clock = clock

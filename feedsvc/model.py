@@ -53,6 +53,7 @@ class DataError(Exception):
 
 @dataclass(frozen=True)
 class Site:
+    """The site's settings from `site.yml`, with their defaults."""
     title: str
     description: str
     base_url: str          # always ends with "/"
@@ -65,6 +66,7 @@ class Site:
 
 @dataclass(frozen=True)
 class Person:
+    """An author, from `authors/<slug>.yml` or named only in an article."""
     name: str
     slug: str
     bio: str = ""
@@ -74,6 +76,7 @@ class Person:
 
 @dataclass(frozen=True)
 class Category:
+    """A category, named by articles, its description from `categories.yml`."""
     name: str
     slug: str
     description: str = ""
@@ -81,6 +84,7 @@ class Category:
 
 @dataclass(frozen=True)
 class Article:
+    """One article file, parsed and checked (its body is rendered apart: bodies.py)."""
     path: str                       # relative to the data directory, "/"-separated
     id: str
     slug: str

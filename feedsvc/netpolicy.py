@@ -47,6 +47,7 @@ class Target:
 
 @dataclass(frozen=True)
 class NetPolicy:
+    """Which addresses the hub's outgoing requests may reach."""
     allow_private: bool = False
     resolver: Resolver = field(default=system_resolver)
 

@@ -21,6 +21,7 @@ NETWORK_FILE_SYSTEMS = frozenset({
 
 
 class PreflightError(Exception):
+    """A check before serving failed; the message names what and the fix."""
     pass
 
 

@@ -162,6 +162,7 @@ def _note_file(root: str, e: os.DirEntry, rel: str, found: Walk) -> None:
 
 
 class _Step(enum.Enum):
+    """What a rescan does with a path a file event names (see `_step`)."""
     WALK = "walk"       # a walk is needed after all
     SKIP = "skip"       # the walk would not see it either
     STAT = "stat"       # stat it again

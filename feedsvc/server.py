@@ -94,6 +94,7 @@ def server_class():
         return Server
 
     class Respawning(Server):
+        """granian's server, starting dead workers again with a growing pause."""
         pauses: dict[int, float]
 
         def _respawn_workers(self, workers, spawn_target, target_loader, delay: float = 0):

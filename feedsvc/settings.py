@@ -27,6 +27,7 @@ BUNDLED_DATA = _bundled_data()
 
 @dataclass(frozen=True)
 class Setting:
+    """One row of the settings table: environment, CLI and README read it."""
     name: str
     default: object
     help: str
@@ -133,6 +134,7 @@ class Settings:
 
 
 class SettingError(ValueError):
+    """A setting's value is wrong; the message names the setting and the fix."""
     pass
 
 

@@ -31,6 +31,7 @@ COLUMNS = ("day", "feed", "client", "kind", "requests", "ok", "not_modified", "b
 
 @dataclass(frozen=True)
 class Row:
+    """One row of the CSV and JSON exports: a day, a feed and a client's counts."""
     day: str
     feed: str
     client: str
@@ -45,6 +46,7 @@ class Row:
 
 @dataclass(frozen=True)
 class Ranked:
+    """A scope in the page's ranking of feeds."""
     scope: str
     subscribers: int        # on the last day with requests in the range
     requests: int
@@ -53,6 +55,7 @@ class Ranked:
 
 @dataclass(frozen=True)
 class Reader:
+    """A client in the page's table of readers and aggregators."""
     client: str
     kind: str
     requests: int

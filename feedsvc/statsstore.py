@@ -46,6 +46,7 @@ class Batch:
 
 
 class Total(NamedTuple):
+    """A day's counts of one feed for one client, as the store holds them."""
     day: str
     path: str
     kind: str

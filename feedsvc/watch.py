@@ -55,6 +55,7 @@ def observe(path: str, wake: threading.Event, events: Events):
         return None
 
     class Handler(FileSystemEventHandler):
+        """Names the files watchdog reports changed and wakes the loop."""
         def on_any_event(self, event):
             if event.event_type in ("opened", "closed_no_write"):
                 return

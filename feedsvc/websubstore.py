@@ -75,6 +75,7 @@ class TopicBytes:
 
 @dataclass(frozen=True)
 class Subscription:
+    """One verified subscriber of one topic, with its lease."""
     topic: str
     callback: str
     secret: bytes | None

@@ -190,3 +190,12 @@ def test_ruff_and_mypy_are_clean():
     mypy = subprocess.run([sys.executable, "-m", "mypy"], cwd=root, capture_output=True,
                           text=True)
     assert mypy.returncode == 0, mypy.stdout
+
+
+def test_every_class_names_its_job_in_a_docstring():
+    """Issue 12: one job per class, named where the class is (nested classes too)."""
+    missing = [f"{module.name}: {node.name}"
+               for module in sorted(PACKAGE.glob("*.py"))
+               for node in ast.walk(ast.parse(module.read_text()))
+               if isinstance(node, ast.ClassDef) and not ast.get_docstring(node)]
+    assert missing == []
