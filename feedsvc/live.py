@@ -155,7 +155,7 @@ class Service:
         self._dirty_since = self._dirty_since or time.monotonic()
         if self.rebuilt:                # queued after the documents it names
             published.save_later(self.cache, self.config.data_dir, self._recorder.record(
-                documents, self._links(), self._next_go_live, self._hub_urls()))
+                documents, self._links(), self._next_go_live, (corpus.site.base_url, self.hubs)))
         self._report(corpus.errors)
         self._restamp(now, seen)
         for listener in self.listeners:
@@ -281,14 +281,10 @@ class Service:
 
     def _links(self) -> Callable[[str], tuple[tuple[str, str], ...]]:
         """The WebSub `Link` header of the document at a path (none but for feeds)."""
-        base, hubs = self._hub_urls()
-        return lambda path: link_header(hubs, base + path) if is_topic(path) else ()
-
-    def _hub_urls(self) -> tuple[str, tuple[str, ...]]:
-        """The base URL of the documents served and the hubs their feeds advertise."""
         corpus = self.corpus or self.restored
         base = corpus.site.base_url if corpus else ""
-        return base, self.hubs.urls(base) if base else ()
+        hubs = self.hubs.urls(base) if base else ()
+        return lambda path: link_header(hubs, base + path) if is_topic(path) else ()
 
     def _report(self, errors: list[DataError]) -> None:
         if self.corpus is not None:         # a bad file whose last good version is served
