@@ -69,6 +69,7 @@ def database_url(request) -> str:
     return request.getfixturevalue("pg_url") if request.param == "postgresql" else ""
 
 
+@pytest.mark.slow                   # two servers on one database (5-6 s each way)
 def test_a_replay_on_two_instances_gives_the_expected_numbers(serve, data, tmp_path,
                                                               database_url):
     states = [tmp_path / "state", tmp_path / ("state2" if database_url else "state")]
